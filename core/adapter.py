@@ -1,0 +1,408 @@
+"""Adapter: a set of models loaded from one system, which can be diffed against and synced with another."""
+
+from __future__ import annotations
+
+import inspect
+from inspect import isclass
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Set, Tuple, Type, Union
+
+import structlog
+
+from core.diff import Diff
+from core.enum import DiffSyncFlags
+from core.exceptions import DiffClassMismatch, ObjectNotFound
+from core.model import DiffSyncModel
+from core.store import BaseStore
+from core.store.local import LocalStore
+from core.utils import get_path, set_key, tree_string
+
+StrType = str
+ProgressCallback = Callable[[StrType, int, int], None]
+
+
+class Adapter:
+    """A group of DiffSyncModel instances from one system, with diff and sync against another Adapter.
+
+    Subclasses name their model classes as class attributes (``site = Site``, the attribute name equal to the
+    model's ``_modelname``) and list the roots of the tree in ``top_level``.
+    """
+
+    type: Optional[str] = None
+    """Type of the adapter; the class name when not set."""
+
+    top_level: ClassVar[List[str]] = []
+    """Model names the diff and sync start from, in this order."""
+
+    _ss_value_order: ClassVar[Optional[List[str]]] = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Adapter:
+        """Keep the constructor arguments so that an equal adapter can be built elsewhere (see get_constructor_kwargs)."""
+        instance = super().__new__(cls)
+        instance._ss_init_args = (args, dict(kwargs))
+        return instance
+
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        internal_storage_engine: Union[Type[BaseStore], BaseStore] = LocalStore,
+    ) -> None:
+        """Set up the adapter and its store; subclasses that override this must call ``super().__init__()``.
+
+        Args:
+            name: Name of this instance; the adapter's type when not given.
+            internal_storage_engine: Store class (instantiated here) or store instance (attached to this adapter).
+        """
+        if isinstance(internal_storage_engine, BaseStore):
+            self.store = internal_storage_engine
+            self.store.adapter = self
+        else:
+            self.store = internal_storage_engine(adapter=self)
+        if self.type is None:
+            self.type = self.__class__.__name__
+        self.name = name if name else self.type
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check that model attributes match their model names and that top_level names models."""
+        super().__init_subclass__(**kwargs)
+        for name, value in cls.__dict__.items():
+            if isclass(value) and issubclass(value, DiffSyncModel) and value.get_type() != name:
+                raise AttributeError(
+                    f'Incorrect field name - {value.__name__} has type name "{value.get_type()}", not "{name}"'
+                )
+        for name in cls.top_level:
+            if not hasattr(cls, name):
+                raise AttributeError(f'top_level references attribute "{name}" but it is not a class attribute!')
+            value = getattr(cls, name)
+            if not isclass(value) or not issubclass(value, DiffSyncModel):
+                raise AttributeError(f'top_level references attribute "{name}" but it is not a DiffSyncModel subclass!')
+        cls._ss_value_order = None
+
+    def __str__(self) -> StrType:
+        if self.type != self.name:
+            return f'{self.type} "{self.name}"'
+        return self.type  # type: ignore[return-value]
+
+    def __repr__(self) -> StrType:
+        return f"<{self}>"
+
+    def __len__(self) -> int:
+        """Total number of objects stored."""
+        return self.store.count()
+
+    def get_constructor_kwargs(self) -> Dict[str, Any]:
+        """Get the arguments this adapter was constructed with, by parameter name.
+
+        A worker uses them to build an equal, empty adapter in another process (then attach it to a shared
+        store); they must therefore be plain data for the adapter to be used that way.
+
+        Returns:
+            ``{parameter: value}``; values of ``**kwargs`` parameters are merged in.
+        """
+        args, kwargs = getattr(self, "_ss_init_args", ((), {}))
+        signature = inspect.signature(type(self).__init__)
+        bound = signature.bind(self, *args, **kwargs)
+        result: Dict[str, Any] = {}
+        for index, (param_name, value) in enumerate(bound.arguments.items()):
+            if index == 0:
+                continue  # self
+            kind = signature.parameters[param_name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                result.update(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise TypeError(f"{type(self).__name__} was given *{param_name}; it cannot be re-created by name")
+            else:
+                result[param_name] = value
+        return result
+
+    @classmethod
+    def _get_initial_value_order(cls) -> List[str]:
+        """Get the model attribute names in processing order: top_level first, then the others by name."""
+        cached = cls.__dict__.get("_ss_value_order")
+        if cached is not None:
+            return list(cached)
+        value_order = list(cls.top_level) if isinstance(getattr(cls, "top_level", None), list) else []
+        for item in dir(cls):
+            if item in value_order:
+                continue
+            value = getattr(cls, item)
+            if isclass(value) and issubclass(value, DiffSyncModel):
+                value_order.append(item)
+        cls._ss_value_order = value_order
+        return list(value_order)
+
+    def load(self) -> None:
+        """Load all data from the system behind this adapter; to be overridden."""
+
+    def dict(self, exclude_defaults: bool = True, **kwargs: Any) -> Dict[str, Dict[str, Dict]]:
+        """Represent the contents as ``{modelname: {unique_id: fields}}``."""
+        data: Dict[str, Dict[str, Dict]] = {}
+        for modelname in self.store.get_all_model_names():
+            data[modelname] = {}
+            for obj in self.store.get_all(model=modelname):
+                data[obj.get_type()][obj.get_unique_id()] = obj.dict(exclude_defaults=exclude_defaults, **kwargs)
+        return data
+
+    def str(self, indent: int = 0) -> StrType:
+        """Build a detailed string representation of the contents, tree by tree."""
+        margin = " " * indent
+        output = ""
+        for modelname in self.top_level:
+            if output:
+                output += "\n"
+            output += f"{margin}{modelname}"
+            models = self.get_all(modelname)
+            if not models:
+                output += ": []"
+            else:
+                for model in models:
+                    output += "\n" + model.str(indent=indent + 2)
+        return output
+
+    def load_from_dict(self, data: Dict) -> None:
+        """Load the contents from a dict shaped as ``dict()`` returns it.
+
+        Args:
+            data: ``{modelname: {unique_id: fields}}``.
+        """
+        for field_name in self._get_initial_value_order():
+            model_class = getattr(self, field_name)
+            for values in data.get(field_name, {}).values():
+                self.add(model_class(**values))
+
+    # ------------------------------------------------------------------------------------------------
+    # Diff and sync
+    # ------------------------------------------------------------------------------------------------
+
+    def sync_from(
+        self,
+        source: Adapter,
+        diff_class: Type[Diff] = Diff,
+        flags: DiffSyncFlags = DiffSyncFlags.NONE,
+        callback: Optional[ProgressCallback] = None,
+        diff: Optional[Diff] = None,
+    ) -> Diff:
+        """Make this adapter's data match ``source``, through the models' create/update/delete hooks.
+
+        Args:
+            source: Adapter to take the data from.
+            diff_class: Diff class (or subclass) used to compute the diff.
+            flags: Flags changing how the diff and the sync behave.
+            callback: Called as ``callback(stage, current, total)`` while the diff and the sync progress.
+            diff: A diff computed before, used instead of computing a new one.
+
+        Returns:
+            The diff that was applied.
+
+        Raises:
+            DiffClassMismatch: if ``diff`` is not an instance of ``diff_class``.
+        """
+        from core.syncer import DiffSyncSyncer  # pylint: disable=import-outside-toplevel
+
+        if diff_class and diff:
+            if not isinstance(diff, diff_class):
+                raise DiffClassMismatch(
+                    f"The provided diff's class ({diff.__class__.__name__}) does not match the diff_class: "
+                    f"{diff_class.__name__}",
+                )
+        if not diff:
+            diff = self.diff_from(source, diff_class=diff_class, flags=flags, callback=callback)
+        syncer = DiffSyncSyncer(diff=diff, src_diffsync=source, dst_diffsync=self, flags=flags, callback=callback)
+        result = syncer.perform_sync()
+        if result:
+            self.sync_complete(source, diff, flags, syncer.base_logger)
+        return diff
+
+    def sync_to(
+        self,
+        target: Adapter,
+        diff_class: Type[Diff] = Diff,
+        flags: DiffSyncFlags = DiffSyncFlags.NONE,
+        callback: Optional[ProgressCallback] = None,
+        diff: Optional[Diff] = None,
+    ) -> Diff:
+        """Make ``target``'s data match this adapter's (see ``sync_from``).
+
+        Returns:
+            The diff that was applied.
+
+        Raises:
+            DiffClassMismatch: if ``diff`` is not an instance of ``diff_class``.
+        """
+        return target.sync_from(self, diff_class=diff_class, flags=flags, callback=callback, diff=diff)
+
+    def sync_complete(
+        self,
+        source: Adapter,
+        diff: Diff,
+        flags: DiffSyncFlags = DiffSyncFlags.NONE,
+        logger: Optional[structlog.BoundLogger] = None,
+    ) -> None:
+        """Called after a ``sync_from`` that changed something (never after one that changed nothing).
+
+        Does nothing by default; override it for work that is best done once per sync, such as writing a
+        file or committing a bulk update to a backend without per-record updates.
+
+        Args:
+            source: The adapter whose data was synced into this one.
+            diff: The diff that was applied.
+            flags: The flags of the sync.
+            logger: The sync's bound logger.
+        """
+
+    def diff_from(
+        self,
+        source: Adapter,
+        diff_class: Type[Diff] = Diff,
+        flags: DiffSyncFlags = DiffSyncFlags.NONE,
+        callback: Optional[ProgressCallback] = None,
+    ) -> Diff:
+        """Compute what would have to change for this adapter's data to match ``source``.
+
+        Args:
+            source: Adapter to compare with.
+            diff_class: Diff class (or subclass) to build.
+            flags: Flags changing how the diff behaves.
+            callback: Called as ``callback("diff", current, total)`` while the diff progresses.
+        """
+        from core.differ import DiffSyncDiffer  # pylint: disable=import-outside-toplevel
+
+        differ = DiffSyncDiffer(
+            src_diffsync=source, dst_diffsync=self, flags=flags, diff_class=diff_class, callback=callback
+        )
+        return differ.calculate_diffs()
+
+    def diff_to(
+        self,
+        target: Adapter,
+        diff_class: Type[Diff] = Diff,
+        flags: DiffSyncFlags = DiffSyncFlags.NONE,
+        callback: Optional[ProgressCallback] = None,
+    ) -> Diff:
+        """Compute what would have to change in ``target`` for it to match this adapter (see ``diff_from``)."""
+        return target.diff_from(self, diff_class=diff_class, flags=flags, callback=callback)
+
+    # ------------------------------------------------------------------------------------------------
+    # Object store
+    # ------------------------------------------------------------------------------------------------
+
+    def get_all_model_names(self) -> Set[StrType]:
+        """Get the names of all model types in the store."""
+        return self.store.get_all_model_names()
+
+    def get(
+        self, obj: Union[StrType, DiffSyncModel, Type[DiffSyncModel]], identifier: Union[StrType, Dict]
+    ) -> DiffSyncModel:
+        """Get one object by type and unique id (or dict of identifiers).
+
+        Raises:
+            ValueError: if obj is a str and identifier a dict (a uid cannot be built without a model class).
+            ObjectNotFound: if the object is not present.
+        """
+        return self.store.get(model=obj, identifier=identifier)
+
+    def get_or_none(
+        self, obj: Union[StrType, DiffSyncModel, Type[DiffSyncModel]], identifier: Union[StrType, Dict]
+    ) -> Optional[DiffSyncModel]:
+        """Get one object by type and unique id, or None if it is not present.
+
+        Raises:
+            ValueError: if obj is a str and identifier a dict.
+        """
+        try:
+            return self.store.get(model=obj, identifier=identifier)
+        except ObjectNotFound:
+            return None
+
+    def get_all(self, obj: Union[StrType, DiffSyncModel, Type[DiffSyncModel]]) -> List[DiffSyncModel]:
+        """Get all objects of one type."""
+        return self.store.get_all(model=obj)
+
+    def get_by_uids(
+        self, uids: List[StrType], obj: Union[StrType, DiffSyncModel, Type[DiffSyncModel]]
+    ) -> List[DiffSyncModel]:
+        """Get several objects of one type by unique id.
+
+        Raises:
+            ObjectNotFound: if any of the uids is not present.
+        """
+        return self.store.get_by_uids(uids=uids, model=obj)
+
+    @classmethod
+    def get_tree_traversal(cls, as_dict: bool = False) -> Union[StrType, Dict]:
+        """Describe the tree of model types the diff and sync walk, as text or as a nested dict.
+
+        Args:
+            as_dict: Return the nested dict instead of its text rendering.
+        """
+        output_dict: Dict = {}
+        for key in cls._get_initial_value_order():
+            model_obj = getattr(cls, key)
+            if not get_path(output_dict, key):
+                set_key(output_dict, [key])
+            if hasattr(model_obj, "_children"):
+                for child_key in list(model_obj._children.keys()):
+                    path = get_path(output_dict, key) or [key]
+                    path.append(child_key)
+                    set_key(output_dict, path)
+        if as_dict:
+            return output_dict
+        return tree_string(output_dict, cls.__name__)
+
+    def add(self, obj: DiffSyncModel) -> None:
+        """Add an object to the store.
+
+        Raises:
+            ObjectAlreadyExists: if a different object with the same type and uid is already present.
+        """
+        return self.store.add(obj=obj)
+
+    def update(self, obj: DiffSyncModel) -> None:
+        """Store the current state of an object under its uid."""
+        return self.store.update(obj=obj)
+
+    def remove(self, obj: DiffSyncModel, remove_children: bool = False) -> None:
+        """Remove an object, and optionally its descendants, from the store.
+
+        Raises:
+            ObjectNotFound: if the object is not present.
+        """
+        return self.store.remove(obj=obj, remove_children=remove_children)
+
+    def get_or_instantiate(
+        self, model: Type[DiffSyncModel], ids: Dict, attrs: Optional[Dict] = None
+    ) -> Tuple[DiffSyncModel, bool]:
+        """Get the object with these identifiers, or create and add it with these identifiers and attributes.
+
+        Returns:
+            The object, and whether it was created.
+        """
+        return self.store.get_or_instantiate(model=model, ids=ids, attrs=attrs)
+
+    def get_or_add_model_instance(self, obj: DiffSyncModel) -> Tuple[DiffSyncModel, bool]:
+        """Get the stored object with the same type and uid as ``obj``, or add ``obj``.
+
+        Returns:
+            The object, and whether it was added.
+        """
+        return self.store.get_or_add_model_instance(obj=obj)
+
+    def update_or_instantiate(self, model: Type[DiffSyncModel], ids: Dict, attrs: Dict) -> Tuple[DiffSyncModel, bool]:
+        """Update the object with these identifiers with ``attrs``, or create and add it.
+
+        Returns:
+            The object, and whether it was created.
+        """
+        return self.store.update_or_instantiate(model=model, ids=ids, attrs=attrs)
+
+    def update_or_add_model_instance(self, obj: DiffSyncModel) -> Tuple[DiffSyncModel, bool]:
+        """Update the stored object with the attributes of ``obj``, or add ``obj``.
+
+        Returns:
+            The object, and whether it was added.
+        """
+        return self.store.update_or_add_model_instance(obj=obj)
+
+    def count(self, model: Union[StrType, DiffSyncModel, Type[DiffSyncModel], None] = None) -> int:
+        """Count the objects of one type, or of all types when ``model`` is not given."""
+        return self.store.count(model=model)

@@ -1,0 +1,402 @@
+"""The differ: walks two adapters' trees together and builds the Diff, as diffsync's DiffSyncDiffer does.
+
+Same traversal, same counting for the progress callback, same log events and same errors as the reference;
+the difference is in the per-object work: unique ids are taken from the stores' own indexes, attributes are
+compared as tuples read straight from the objects, and unchanged objects get a lazy element (see core.diff).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable as ABCIterable
+from collections.abc import Mapping as ABCMapping
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Type
+
+import structlog
+
+from core._log import level_enabled
+from core.diff import UNSET, Diff, DiffElement
+from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags
+from core.exceptions import ObjectNotFound
+from core.utils import intersection, symmetric_difference
+
+if TYPE_CHECKING:
+    from core.adapter import Adapter
+    from core.model import DiffSyncModel
+
+_CREATE = DiffSyncActions.CREATE
+_UPDATE = DiffSyncActions.UPDATE
+_DELETE = DiffSyncActions.DELETE
+_MODEL_NONE = DiffSyncModelFlags.NONE
+_M_IGNORE = DiffSyncModelFlags.IGNORE.value
+_M_SKIP_SRC = DiffSyncModelFlags.SKIP_UNMATCHED_SRC.value
+_M_SKIP_DST = DiffSyncModelFlags.SKIP_UNMATCHED_DST.value
+_F_SKIP_SRC = DiffSyncFlags.SKIP_UNMATCHED_SRC.value
+_F_SKIP_DST = DiffSyncFlags.SKIP_UNMATCHED_DST.value
+_new_element = DiffElement.__new__
+
+
+class PairPlan:
+    """How to compare an object of one model class with an object of another (usually its counterpart).
+
+    Attributes:
+        common_names: attribute names present on both sides, in the destination's order.
+        fast: attributes can be read straight from the objects' ``__dict__`` on both sides.
+        getter: reads the common attributes of one object's ``__dict__`` as one value (or tuple).
+        ids_getter: reads the identifier values, when both classes name the same identifiers (else None).
+        check_shortname: shortnames may differ even when unique ids are equal, so they must be compared.
+    """
+
+    __slots__ = ("common_names", "fast", "getter", "ids_getter", "check_shortname", "type_mismatch")
+
+    def __init__(self, src_cls: Type[DiffSyncModel], dst_cls: Type[DiffSyncModel]) -> None:
+        from core.model import DiffSyncModel  # pylint: disable=import-outside-toplevel
+
+        src_plan = src_cls._ss_plan
+        dst_plan = dst_cls._ss_plan
+        self.fast = bool(src_cls._ss_fast_attrs and dst_cls._ss_fast_attrs)
+        src_names = set(src_plan.attr_names)
+        self.common_names: Tuple[str, ...] = tuple(name for name in dst_plan.attr_names if name in src_names)
+        self.getter: Optional[Callable[[Dict[str, Any]], Any]] = (
+            itemgetter(*self.common_names) if self.common_names else None
+        )
+        self.ids_getter: Optional[Callable[[Dict[str, Any]], Any]] = None
+        if (
+            src_cls._ss_fast_ids
+            and dst_cls._ss_fast_ids
+            and src_plan.id_names == dst_plan.id_names
+            and src_plan.id_names
+        ):
+            self.ids_getter = itemgetter(*src_plan.id_names)
+        base = DiffSyncModel
+        self.check_shortname = not (
+            not src_cls._shortname
+            and not dst_cls._shortname
+            and src_cls.get_shortname is base.get_shortname
+            and dst_cls.get_shortname is base.get_shortname
+            and src_cls.get_unique_id is base.get_unique_id
+            and dst_cls.get_unique_id is base.get_unique_id
+        )
+        self.type_mismatch = src_cls.get_type() != dst_cls.get_type()
+
+
+class DiffSyncDiffer:
+    """Computes the Diff between a source and a destination adapter (use ``Adapter.diff_from``)."""
+
+    def __init__(
+        self,
+        src_diffsync: Adapter,
+        dst_diffsync: Adapter,
+        flags: DiffSyncFlags,
+        diff_class: Type[Diff] = Diff,
+        callback: Optional[Callable[[str, int, int], None]] = None,
+    ) -> None:
+        self.src_diffsync = src_diffsync
+        self.dst_diffsync = dst_diffsync
+        self.flags = flags
+        self.logger = structlog.get_logger().new(src=src_diffsync, dst=dst_diffsync, flags=flags)
+        self.diff_class = diff_class
+        self.callback = callback
+        self.diff: Optional[Diff] = None
+        self.models_processed = 0
+        self.total_models = len(src_diffsync) + len(dst_diffsync)
+        self._debug = level_enabled(self.logger, "debug")
+        if self._debug:
+            self.logger.debug(f"Diff calculation between these two datasets will involve {self.total_models} models")
+        self._flags = flags.value
+        self._plans: Dict[Tuple[type, type], PairPlan] = {}
+        self._src_name = src_diffsync.name
+        self._dst_name = dst_diffsync.name
+
+    def incr_models_processed(self, delta: int = 1) -> None:
+        """Count processed models and report progress to the callback."""
+        if delta:
+            self.models_processed += delta
+            if self.callback:
+                self.callback("diff", self.models_processed, self.total_models)
+
+    def calculate_diffs(self) -> Diff:
+        """Compute (once) and return the Diff between the source and destination adapters."""
+        if self.diff is not None:
+            return self.diff
+        self.models_processed = 0
+        self.logger.info("Beginning diff calculation")
+        self.diff = self.diff_class()
+
+        src = self.src_diffsync
+        dst = self.dst_diffsync
+        # Counted, not diffed: types that are top-level on one side only (their children are not counted).
+        for skipped_type in symmetric_difference(dst.top_level, src.top_level):
+            if skipped_type in dst.top_level:
+                self.incr_models_processed(len(dst.get_all(skipped_type)))
+            elif skipped_type in src.top_level:
+                self.incr_models_processed(len(src.get_all(skipped_type)))
+
+        for obj_type in intersection(dst.top_level, src.top_level):
+            src_map, src_len = _all_of_type(src, obj_type)
+            dst_map, dst_len = _all_of_type(dst, obj_type)
+            for diff_element in self._diff_maps(src_map, src_len, dst_map, dst_len):
+                self.diff.add(diff_element)
+
+        self.logger.info("Diff calculation complete")
+        self.diff.models_processed = self.models_processed
+        self.diff.complete()
+        return self.diff
+
+    def diff_object_list(self, src: List[DiffSyncModel], dst: List[DiffSyncModel]) -> List[DiffElement]:
+        """Diff two lists of objects of the same type, matching them by unique id.
+
+        Raises:
+            TypeError: if an argument is not iterable, or matched objects have different types.
+            ValueError: if matched objects have different shortnames or identifiers.
+        """
+        if not (isinstance(src, ABCIterable) and isinstance(dst, ABCIterable)):
+            raise TypeError(f"Type combination {type(src)}/{type(dst)} is not supported... for now")
+        src_map = src if isinstance(src, ABCMapping) else {item.get_unique_id(): item for item in src}
+        dst_map = dst if isinstance(dst, ABCMapping) else {item.get_unique_id(): item for item in dst}
+        return self._diff_maps(src_map, len(src), dst_map, len(dst))
+
+    def _diff_maps(
+        self,
+        src_map: Mapping[str, DiffSyncModel],
+        src_len: int,
+        dst_map: Mapping[str, DiffSyncModel],
+        dst_len: int,
+    ) -> List[DiffElement]:
+        """Diff two ``{uid: object}`` maps: source order first, then objects only in the destination."""
+        dst_get = dst_map.get
+        pairs: List[Tuple[str, Optional[DiffSyncModel], Optional[DiffSyncModel]]] = [
+            (uid, src_obj, dst_get(uid)) for uid, src_obj in src_map.items()
+        ]
+        if dst_map:
+            for uid, dst_obj in dst_map.items():
+                if uid not in src_map:
+                    pairs.append((uid, None, dst_obj))
+        combined = len(pairs)
+        self.incr_models_processed(max(src_len - combined, 0) + max(dst_len - combined, 0))
+
+        self._validate_pairs(pairs)
+
+        elements = []
+        pair = self._diff_pair
+        for uid, src_obj, dst_obj in pairs:
+            element = pair(uid, src_obj, dst_obj)
+            if element is not None:
+                elements.append(element)
+        return elements
+
+    def _plan(self, src_cls: type, dst_cls: type) -> PairPlan:
+        key = (src_cls, dst_cls)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = PairPlan(src_cls, dst_cls)
+        return plan
+
+    def _validate_pairs(self, pairs: List[Tuple[str, Optional[DiffSyncModel], Optional[DiffSyncModel]]]) -> None:
+        """Check matched objects are comparable: same type, shortname and identifiers (as the reference does)."""
+        plans = self._plans
+        for _, src_obj, dst_obj in pairs:
+            if src_obj is None or dst_obj is None:
+                continue
+            key = (src_obj.__class__, dst_obj.__class__)
+            plan = plans.get(key)
+            if plan is None:
+                plan = self._plan(*key)
+            if plan.type_mismatch:
+                raise TypeError(f"Type mismatch: {src_obj.get_type()} vs {dst_obj.get_type()}")
+            if plan.check_shortname and src_obj.get_shortname() != dst_obj.get_shortname():
+                raise ValueError(f"Shortname mismatch: {src_obj.get_shortname()} vs {dst_obj.get_shortname()}")
+            ids_getter = plan.ids_getter
+            if ids_getter is not None:
+                if ids_getter(src_obj.__dict__) == ids_getter(dst_obj.__dict__):
+                    continue
+            if src_obj.get_identifiers() != dst_obj.get_identifiers():
+                raise ValueError(f"Keys mismatch: {src_obj.get_identifiers()} vs {dst_obj.get_identifiers()}")
+
+    def diff_object_pair(
+        self, src_obj: Optional[DiffSyncModel], dst_obj: Optional[DiffSyncModel]
+    ) -> Optional[DiffElement]:
+        """Diff one source object with its destination counterpart (either may be None)."""
+        if src_obj is not None:
+            uid = src_obj.get_unique_id()
+        elif dst_obj is not None:
+            uid = dst_obj.get_unique_id()
+        else:
+            raise RuntimeError("diff_object_pair() called with neither src_obj nor dst_obj??")
+        return self._diff_pair(uid, src_obj, dst_obj)
+
+    def _skip(self, obj: DiffSyncModel, message: str) -> None:
+        if self._debug:
+            self.logger.bind(model=obj.get_type(), unique_id=obj.get_unique_id()).debug(message)
+        self.incr_models_processed()
+
+    def _diff_pair(  # noqa: C901 - one flat sequence of the reference's checks
+        self, uid: str, src_obj: Optional[DiffSyncModel], dst_obj: Optional[DiffSyncModel]
+    ) -> Optional[DiffElement]:
+        flags = self._flags
+        if flags:
+            if flags & _F_SKIP_SRC and dst_obj is None:
+                self._skip(src_obj, "Skipping due to SKIP_UNMATCHED_SRC flag on source adapter")  # type: ignore
+                return None
+            if flags & _F_SKIP_DST and src_obj is None:
+                self._skip(dst_obj, "Skipping due to SKIP_UNMATCHED_DST flag on source adapter")  # type: ignore
+                return None
+        src_flags = src_obj.model_flags if src_obj is not None else _MODEL_NONE
+        dst_flags = dst_obj.model_flags if dst_obj is not None else _MODEL_NONE
+        if src_flags is not _MODEL_NONE or dst_flags is not _MODEL_NONE:
+            src_bits = src_flags.value
+            dst_bits = dst_flags.value
+            if dst_obj is None and src_bits & _M_SKIP_SRC:
+                self._skip(src_obj, "Skipping due to SKIP_UNMATCHED_SRC flag on model")  # type: ignore[arg-type]
+                return None
+            if src_obj is None and dst_bits & _M_SKIP_DST:
+                self._skip(dst_obj, "Skipping due to SKIP_UNMATCHED_DST flag on model")  # type: ignore[arg-type]
+                return None
+            if src_bits & _M_IGNORE:
+                self._skip(src_obj, "Skipping due to IGNORE flag on source object")  # type: ignore[arg-type]
+                return None
+            if dst_bits & _M_IGNORE:
+                self._skip(dst_obj, "Skipping due to IGNORE flag on dest object")  # type: ignore[arg-type]
+                return None
+
+        obj: DiffSyncModel = src_obj if src_obj is not None else dst_obj  # type: ignore[assignment]
+        name = obj.get_shortname()
+        if name.__class__ is not str:
+            raise ValueError(f"name must be a string (not {type(name)})")
+        element = _new_element(DiffElement)
+        element.type = obj.get_type()
+        element.name = name
+        element.keys = obj.get_identifiers()
+        element.source_name = self._src_name
+        element.dest_name = self._dst_name
+        element._diff_class = self.diff_class
+        element._child_diff = None
+        element._subtree_diffs = None
+        element._src_obj = src_obj
+        element._dst_obj = dst_obj
+        element._uid = uid
+
+        if src_obj is not None and dst_obj is not None:
+            plan = self._plans.get((src_obj.__class__, dst_obj.__class__))
+            if plan is None:
+                plan = self._plan(src_obj.__class__, dst_obj.__class__)
+            element._plan = plan
+            getter = plan.getter
+            if plan.fast and (getter is None or getter(src_obj.__dict__) == getter(dst_obj.__dict__)):
+                element._source_attrs = UNSET
+                element._dest_attrs = UNSET
+                element._action = None
+            elif plan.fast:
+                element._source_attrs = src_obj.get_attrs()
+                element._dest_attrs = dst_obj.get_attrs()
+                element._action = _UPDATE
+            else:
+                # get_attrs may be overridden or go through model_dump: compare its dicts, as the reference does.
+                element._plan = None
+                element._source_attrs = src_obj.get_attrs()
+                element._dest_attrs = dst_obj.get_attrs()
+                element._action = element._compute_action()
+            self.incr_models_processed(2)
+        elif src_obj is not None:
+            element._plan = None
+            element._source_attrs = src_obj.get_attrs()
+            element._dest_attrs = None
+            element._action = _CREATE
+            self.incr_models_processed(1)
+        else:
+            element._plan = None
+            element._source_attrs = None
+            element._dest_attrs = dst_obj.get_attrs()  # type: ignore[union-attr]
+            element._action = _DELETE
+            self.incr_models_processed(1)
+
+        self._diff_children(element, src_obj, dst_obj)
+        return element
+
+    def diff_child_objects(
+        self, diff_element: DiffElement, src_obj: Optional[DiffSyncModel], dst_obj: Optional[DiffSyncModel]
+    ) -> DiffElement:
+        """Diff the children of a pair of objects into ``diff_element``."""
+        if src_obj is None and dst_obj is None:
+            raise RuntimeError("Called with neither src_obj nor dest_obj??")
+        self._diff_children(diff_element, src_obj, dst_obj)
+        return diff_element
+
+    def _diff_children(
+        self, element: DiffElement, src_obj: Optional[DiffSyncModel], dst_obj: Optional[DiffSyncModel]
+    ) -> None:
+        if src_obj is not None and dst_obj is not None:
+            src_mapping = src_obj.get_children_mapping()
+            dst_mapping = dst_obj.get_children_mapping()
+            if src_mapping is dst_mapping or src_mapping == dst_mapping:
+                children_mapping = src_mapping
+            else:
+                children_mapping = {}
+                for child_type, child_fieldname in src_mapping.items():
+                    if child_type in dst_mapping:
+                        children_mapping[child_type] = child_fieldname
+                    else:
+                        self.incr_models_processed(len(getattr(src_obj, child_fieldname)))
+                for child_type, child_fieldname in dst_mapping.items():
+                    if child_type not in src_mapping:
+                        self.incr_models_processed(len(getattr(dst_obj, child_fieldname)))
+        elif src_obj is not None:
+            children_mapping = src_obj.get_children_mapping()
+        else:
+            children_mapping = dst_obj.get_children_mapping()  # type: ignore[union-attr]
+
+        subtree_diffs = element._action is not None
+        if children_mapping:
+            src = self.src_diffsync
+            dst = self.dst_diffsync
+            for child_type, child_fieldname in children_mapping.items():
+                if src_obj is not None:
+                    src_map, src_len = _children_of(src, child_type, getattr(src_obj, child_fieldname))
+                else:
+                    src_map, src_len = _EMPTY, 0
+                if dst_obj is not None:
+                    dst_uids = getattr(dst_obj, child_fieldname)
+                    dst_map, dst_len = _children_of(dst, child_type, dst_uids)
+                else:
+                    dst_map, dst_len = _EMPTY, 0
+                if not src_len and not dst_len:
+                    continue
+                child_elements = self._diff_maps(src_map, src_len, dst_map, dst_len)
+                if child_elements:
+                    add = element.child_diff.add
+                    for child_element in child_elements:
+                        add(child_element)
+                        if not subtree_diffs and child_element._subtree_diffs:
+                            subtree_diffs = True
+        element._subtree_diffs = subtree_diffs
+
+
+_EMPTY: Dict[str, Any] = {}
+
+
+def _all_of_type(adapter: Adapter, modelname: str) -> Tuple[Mapping[str, DiffSyncModel], int]:
+    """All objects of a type as ``{uid: object}`` in store order, from the store's index where it has one."""
+    from core.adapter import Adapter  # pylint: disable=import-outside-toplevel
+
+    if type(adapter).get_all is Adapter.get_all:
+        uid_map = adapter.store._uid_map(modelname)
+        if uid_map is not None:
+            return uid_map, len(uid_map)
+    objs = adapter.get_all(modelname)
+    return {obj.get_unique_id(): obj for obj in objs}, len(objs)
+
+
+def _children_of(adapter: Adapter, modelname: str, uids: Iterable[str]) -> Tuple[Mapping[str, DiffSyncModel], int]:
+    """Children by uid, as ``get_by_uids`` would return them, without recomputing their unique ids."""
+    from core.adapter import Adapter  # pylint: disable=import-outside-toplevel
+
+    if type(adapter).get_by_uids is Adapter.get_by_uids:
+        uid_map = adapter.store._uid_map(modelname)
+        if uid_map is not None:
+            uids = list(uids)
+            try:
+                return {uid: uid_map[uid] for uid in uids}, len(uids)
+            except KeyError as err:
+                raise ObjectNotFound(f"{modelname} {err.args[0]} not present in {adapter.store}") from None
+    objs = adapter.get_by_uids(list(uids), modelname)
+    return {obj.get_unique_id(): obj for obj in objs}, len(objs)

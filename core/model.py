@@ -1,0 +1,398 @@
+"""DiffSyncModel: the base class of every model an Adapter stores, with diffsync 2.x's API."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Set, Tuple
+
+from pydantic import BaseModel, ConfigDict
+
+from core._fields import FieldPlan, build_field_plan
+from core.enum import DiffSyncModelFlags, DiffSyncStatus
+from core.exceptions import ObjectAlreadyExists, ObjectNotFound, ObjectStoreWrongType
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pragma: no cover
+    from typing_extensions import Self
+
+if TYPE_CHECKING:
+    from core.adapter import Adapter
+
+# DiffSyncModel defines a method called ``str``, which hides the builtin inside the class body.
+StrType = str
+
+_SUCCESS = DiffSyncStatus.SUCCESS
+
+# Sets of field names shared by many instances (see DiffSyncModel.__init__), by content, and their ids.
+_SHARED_FIELD_SETS: Dict[frozenset, Set[str]] = {}
+_SHARED_FIELD_SET_IDS: Set[int] = set()
+_object_setattr = object.__setattr__
+
+
+class DiffSyncModel(BaseModel):
+    """Base class for all models.
+
+    Read-only accessors are ``get_*()`` methods rather than properties so that subclasses may use names
+    such as ``type``, ``keys`` or ``attrs`` as fields.  Subclasses declare:
+
+    - ``_modelname``: the type name under which instances are stored and looked up.
+    - ``_identifiers``: fields that together identify an instance, globally unique for the type.
+    - ``_shortname``: optional fields giving a shorter name, unique among siblings only.
+    - ``_attributes``: fields compared when diffing (identifiers excluded).
+    - ``_children``: ``{child_modelname: field_name}``; the field holds the children's unique ids.
+
+    A field may appear in at most one of ``_identifiers``, ``_attributes`` and ``_children``.
+    """
+
+    _modelname: ClassVar[str] = "diffsyncmodel"
+    _identifiers: ClassVar[Tuple[str, ...]] = ()
+    _shortname: ClassVar[Tuple[str, ...]] = ()
+    _attributes: ClassVar[Tuple[str, ...]] = ()
+    _children: ClassVar[Dict[str, str]] = {}
+
+    model_flags: DiffSyncModelFlags = DiffSyncModelFlags.NONE
+    """Behaviour flags for this model; set on the class or on one instance."""
+
+    adapter: Optional["Adapter"] = None
+    """The Adapter that owns this instance, if any."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    # Worked out once per class by __pydantic_init_subclass__.
+    _ss_plan: ClassVar[FieldPlan]
+    _ss_fast_uid: ClassVar[bool]
+    _ss_fast_ids: ClassVar[bool]
+    _ss_fast_attrs: ClassVar[bool]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Check the declarations against the fields as soon as a subclass is defined, and plan fast paths."""
+        super().__pydantic_init_subclass__(**kwargs)
+        fields = cls.model_fields
+        for attr in cls._identifiers:
+            if attr not in fields and not hasattr(cls, attr):
+                raise AttributeError(f"_identifiers {cls._identifiers} references missing or un-annotated attr {attr}")
+        for attr in cls._shortname:
+            if attr not in fields:
+                raise AttributeError(f"_shortname {cls._shortname} references missing or un-annotated attr {attr}")
+        for attr in cls._attributes:
+            if attr not in fields:
+                raise AttributeError(f"_attributes {cls._attributes} references missing or un-annotated attr {attr}")
+        for attr in cls._children.values():
+            if attr not in fields:
+                raise AttributeError(f"_children {cls._children} references missing or un-annotated attr {attr}")
+
+        overlap = set(cls._identifiers).intersection(cls._attributes)
+        if overlap:
+            raise AttributeError(f"Fields {overlap} are included in both _identifiers and _attributes.")
+        overlap = set(cls._identifiers).intersection(cls._children.values())
+        if overlap:
+            raise AttributeError(f"Fields {overlap} are included in both _identifiers and _children.")
+        overlap = set(cls._attributes).intersection(cls._children.values())
+        if overlap:
+            raise AttributeError(f"Fields {overlap} are included in both _attributes and _children.")
+
+        plan = build_field_plan(cls)
+        type.__setattr__(cls, "_ss_plan", plan)
+        base = DiffSyncModel
+        fast_ids = plan.plain and cls.get_identifiers is base.get_identifiers  # type: ignore[comparison-overlap]
+        type.__setattr__(cls, "_ss_fast_ids", fast_ids)
+        type.__setattr__(cls, "_ss_fast_attrs", plan.plain and cls.get_attrs is base.get_attrs)  # type: ignore
+        type.__setattr__(
+            cls,
+            "_ss_fast_uid",
+            fast_ids and cls.create_unique_id.__func__ is base.create_unique_id.__func__,  # type: ignore[attr-defined]
+        )
+
+    def __init__(self, /, **data: Any) -> None:
+        self.__pydantic_validator__.validate_python(data, self_instance=self)
+        # pydantic gives every instance its own set of the field names it was given (~700 bytes for ten
+        # fields), nearly always the same names for one class.  Share one set per distinct content; the
+        # instance gets a private copy back before anything can change it (see __setattr__).
+        fields_set = self.__pydantic_fields_set__
+        key = frozenset(fields_set)
+        shared = _SHARED_FIELD_SETS.get(key)
+        if shared is None:
+            if len(_SHARED_FIELD_SETS) < 4096:
+                _SHARED_FIELD_SETS[key] = fields_set
+                _SHARED_FIELD_SET_IDS.add(id(fields_set))
+        else:
+            _object_setattr(self, "__pydantic_fields_set__", shared)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        fields_set = self.__pydantic_fields_set__
+        if id(fields_set) in _SHARED_FIELD_SET_IDS:
+            _object_setattr(self, "__pydantic_fields_set__", set(fields_set))
+        super().__setattr__(name, value)
+
+    def __repr__(self) -> str:
+        return f'{self.get_type()} "{self.get_unique_id()}"'
+
+    def __str__(self) -> str:
+        return self.get_unique_id()
+
+    def dict(self, **kwargs: Any) -> Dict:  # type: ignore[override]
+        """Convert this model to a dict, leaving out the (unserializable) adapter field unless told otherwise."""
+        if "exclude" not in kwargs:
+            kwargs["exclude"] = {"adapter"}
+        return super().model_dump(**kwargs)
+
+    def json(self, **kwargs: Any) -> StrType:  # type: ignore[override]
+        """Convert this model to a JSON string, without the adapter field and without default values."""
+        if "exclude" not in kwargs:
+            kwargs["exclude"] = {"adapter"}
+        if "exclude_defaults" not in kwargs:
+            kwargs["exclude_defaults"] = True
+        return super().model_dump_json(**kwargs)
+
+    def str(self, include_children: bool = True, indent: int = 0) -> StrType:
+        """Build a detailed string representation of this model and, optionally, of its children."""
+        margin = " " * indent
+        output = f"{margin}{self.get_type()}: {self.get_unique_id()}: {self.get_attrs()}"
+        for modelname, fieldname in self._children.items():
+            output += f"\n{margin}  {fieldname}"
+            child_ids = getattr(self, fieldname)
+            if not child_ids:
+                output += ": []"
+            elif not self.adapter or not include_children:
+                output += f": {child_ids}"
+            else:
+                for child_id in child_ids:
+                    try:
+                        child = self.adapter.get(modelname, child_id)
+                        output += "\n" + child.str(include_children=include_children, indent=indent + 4)
+                    except ObjectNotFound:
+                        output += f"\n{margin}    {child_id} (ERROR: details unavailable)"
+        return output
+
+    # ------------------------------------------------------------------------------------------------
+    # Status of the last create/update/delete
+    # ------------------------------------------------------------------------------------------------
+
+    def set_status(self, status: DiffSyncStatus, message: StrType = "") -> None:
+        """Record the outcome of a create/update/delete of this model, for the syncer to log."""
+        # Kept in pydantic's private-attribute dict, created on first use: most objects never get a status,
+        # and not declaring private attributes spares every instance a dict.
+        private = self.__pydantic_private__
+        if private is None:
+            _object_setattr(self, "__pydantic_private__", {"_status": status, "_status_message": message})
+        else:
+            private["_status"] = status
+            private["_status_message"] = message
+
+    def get_status(self) -> Tuple[DiffSyncStatus, StrType]:
+        """Get the status of the last create/update/delete of this model, and its message."""
+        private = self.__pydantic_private__
+        if private is None:
+            return _SUCCESS, ""
+        return private.get("_status", _SUCCESS), private.get("_status_message", "")
+
+    # ------------------------------------------------------------------------------------------------
+    # Create / update / delete
+    # ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def create_base(cls, adapter: Adapter, ids: Dict, attrs: Dict) -> Optional[Self]:
+        """Instantiate this class; not meant to be overridden (override ``create`` instead).
+
+        Args:
+            adapter: The adapter the new object belongs to.
+            ids: Identifiers of the new object.
+            attrs: Attributes of the new object.
+
+        Returns:
+            The new instance.
+        """
+        model = cls(**ids, adapter=adapter, **attrs)
+        model.set_status(DiffSyncStatus.SUCCESS, "Created successfully")
+        return model
+
+    @classmethod
+    def create(cls, adapter: Adapter, ids: Dict, attrs: Dict) -> Optional[Self]:
+        """Create the object, here and in the system behind the adapter.
+
+        Overrides must call ``super().create()`` or ``cls.create_base()``, and may then call ``set_status()``
+        to say more about what happened in the underlying system.
+
+        Args:
+            adapter: The adapter the new object belongs to.
+            ids: Identifiers of the new object.
+            attrs: Attributes of the new object.
+
+        Returns:
+            The new instance, or None when creation failed in such a way that the children must not be created.
+
+        Raises:
+            ObjectNotCreated: if creation failed.
+        """
+        return cls.create_base(adapter=adapter, ids=ids, attrs=attrs)
+
+    def update_base(self, attrs: Dict) -> Optional[Self]:
+        """Set the given attributes on this instance; not meant to be overridden (override ``update``).
+
+        Args:
+            attrs: Attributes to change, with their new values.
+
+        Returns:
+            This instance.
+        """
+        for attr, value in attrs.items():
+            setattr(self, attr, value)
+        self.set_status(DiffSyncStatus.SUCCESS, "Updated successfully")
+        return self
+
+    def update(self, attrs: Dict) -> Optional[Self]:
+        """Update the object, here and in the system behind the adapter.
+
+        Overrides must call ``super().update()`` or ``self.update_base()``.
+
+        Args:
+            attrs: Attributes to change, with their new values.
+
+        Returns:
+            This instance, or None when the update failed in such a way that the children must not be changed.
+
+        Raises:
+            ObjectNotUpdated: if the update failed.
+        """
+        return self.update_base(attrs=attrs)
+
+    def delete_base(self) -> Optional[Self]:
+        """Mark this instance as deleted; not meant to be overridden (override ``delete``).
+
+        Returns:
+            This instance.
+        """
+        self.set_status(DiffSyncStatus.SUCCESS, "Deleted successfully")
+        return self
+
+    def delete(self) -> Optional[Self]:
+        """Delete the object in the system behind the adapter.
+
+        Overrides must call ``super().delete()`` or ``self.delete_base()``.
+
+        Returns:
+            This instance, or None when the deletion failed in such a way that the children must not be deleted.
+
+        Raises:
+            ObjectNotDeleted: if the deletion failed.
+        """
+        return self.delete_base()
+
+    # ------------------------------------------------------------------------------------------------
+    # Identity and attributes
+    # ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def get_type(cls) -> StrType:
+        """Get the type name (``_modelname``) under which objects of this class are stored."""
+        return cls._modelname
+
+    @classmethod
+    def create_unique_id(cls, **identifiers: Any) -> StrType:
+        """Build the unique id of an object of this class from its identifiers.
+
+        Args:
+            **identifiers: identifier names and values, as returned by ``get_identifiers()``.
+        """
+        return "__".join(str(identifiers[key]) for key in cls._identifiers)
+
+    @classmethod
+    def get_children_mapping(cls) -> Dict[StrType, StrType]:
+        """Get the mapping of child type names to the fields holding their unique ids."""
+        return cls._children
+
+    def get_identifiers(self) -> Dict:
+        """Get the identifiers of this object and their values, in field-definition order."""
+        if self._ss_fast_ids:
+            plan = self._ss_plan
+            values = self.__dict__
+            return {name: values[name] for name in plan.id_names}
+        return self.dict(include=set(self._identifiers))
+
+    def get_attrs(self) -> Dict:
+        """Get the attributes of this object (``_attributes`` only) and their values.
+
+        Mutable values are copies, as with pydantic's ``model_dump``, so changing them does not change the model.
+        """
+        plan = self._ss_plan
+        if plan.plain:
+            values = self.__dict__
+            copies = plan.copy_names
+            if copies:
+                return {
+                    name: copy.deepcopy(values[name]) if name in copies else values[name] for name in plan.attr_names
+                }
+            return {name: values[name] for name in plan.attr_names}
+        return self.dict(include=set(self._attributes))
+
+    def get_unique_id(self) -> StrType:
+        """Get the unique id of this object, built by ``create_unique_id`` from its identifiers."""
+        if self._ss_fast_uid:
+            values = self.__dict__
+            names = self._identifiers
+            if len(names) == 1:
+                return str(values[names[0]])
+            return "__".join([str(values[name]) for name in names])
+        return self.create_unique_id(**self.get_identifiers())
+
+    def get_shortname(self) -> StrType:
+        """Get the short name of this object (unique among siblings only); the unique id if none is declared."""
+        if self._shortname:
+            return "__".join([str(getattr(self, key)) for key in self._shortname])
+        return self.get_unique_id()
+
+    # ------------------------------------------------------------------------------------------------
+    # Children
+    # ------------------------------------------------------------------------------------------------
+
+    def add_child(self, child: DiffSyncModel) -> None:
+        """Add a child's unique id to the field declared for its type in ``_children``.
+
+        Only the reference is kept here; the child itself lives in the adapter's store.
+
+        Raises:
+            ObjectStoreWrongType: if the child's type is not declared in ``_children``.
+            ObjectAlreadyExists: if the child's unique id is already there.
+        """
+        child_type = child.get_type()
+        if child_type not in self._children:
+            raise ObjectStoreWrongType(
+                f"Unable to store {child_type} as a child of {self.get_type()}; "
+                f"valid types are {sorted(self._children.keys())}"
+            )
+        child_ids = getattr(self, self._children[child_type])
+        uid = child.get_unique_id()
+        if uid in child_ids:
+            raise ObjectAlreadyExists(f"Already storing a {child_type} with unique_id {uid}", child)
+        child_ids.append(uid)
+        self._children_changed()
+
+    def remove_child(self, child: DiffSyncModel) -> None:
+        """Remove a child's unique id from the field declared for its type in ``_children``.
+
+        Raises:
+            ObjectStoreWrongType: if the child's type is not declared in ``_children``.
+            ObjectNotFound: if the child's unique id is not there.
+        """
+        child_type = child.get_type()
+        if child_type not in self._children:
+            raise ObjectStoreWrongType(
+                f"Unable to find and delete {child_type} as a child of {self.get_type()}; "
+                f"valid types are {sorted(self._children.keys())}"
+            )
+        attr_name = self._children[child_type]
+        child_ids = getattr(self, attr_name)
+        uid = child.get_unique_id()
+        if uid not in child_ids:
+            raise ObjectNotFound(f"{child} was not found as a child in {attr_name}")
+        child_ids.remove(uid)
+        self._children_changed()
+
+    def _children_changed(self) -> None:
+        """Tell the owning adapter's store that this object's children changed, for stores that keep copies."""
+        adapter = self.adapter
+        if adapter is not None:
+            adapter.store._after_change(self, False)

@@ -1,0 +1,254 @@
+"""The syncer: applies a Diff to the destination adapter through its models' hooks, as diffsync's does.
+
+Order of operations, skipped children after a failure, flags, statuses, log events and progress counts are
+the reference's (see ARCHITECTURE.md, "Operation order").  Per-element state lives in local variables, not
+on the syncer, and the work for an unchanged element is one store lookup.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type
+
+import structlog
+
+from core._log import level_enabled
+from core.diff import Diff, DiffElement
+from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
+from core.exceptions import ObjectCrudException, ObjectNotCreated, ObjectNotDeleted, ObjectNotFound, ObjectNotUpdated
+
+if TYPE_CHECKING:
+    from core.adapter import Adapter
+    from core.model import DiffSyncModel
+
+_CREATE = DiffSyncActions.CREATE
+_UPDATE = DiffSyncActions.UPDATE
+_DELETE = DiffSyncActions.DELETE
+_MODEL_NONE = DiffSyncModelFlags.NONE
+_NATURAL = DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
+_SKIP_CHILDREN = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value
+_UNKNOWN = DiffSyncStatus.UNKNOWN
+_SUCCESS = DiffSyncStatus.SUCCESS
+_FAILURE = DiffSyncStatus.FAILURE
+_ERROR = DiffSyncStatus.ERROR
+
+
+class DiffSyncSyncer:
+    """Applies a Diff from a source adapter to a destination adapter (use ``Adapter.sync_from``)."""
+
+    def __init__(
+        self,
+        diff: Diff,
+        src_diffsync: Adapter,
+        dst_diffsync: Adapter,
+        flags: DiffSyncFlags,
+        callback: Optional[Callable[[str, int, int], None]] = None,
+    ) -> None:
+        self.diff = diff
+        self.src_diffsync = src_diffsync
+        self.dst_diffsync = dst_diffsync
+        self.flags = flags
+        self.callback = callback
+        self.elements_processed = 0
+        self._total_elements: Optional[int] = None
+        self.base_logger = structlog.get_logger().new(src=src_diffsync, dst=dst_diffsync, flags=flags)
+        self.logger = self.base_logger
+        self._continue_on_failure = bool(flags & DiffSyncFlags.CONTINUE_ON_FAILURE)
+        self._log_unchanged = bool(flags & DiffSyncFlags.LOG_UNCHANGED_RECORDS) and level_enabled(
+            self.base_logger, "debug"
+        )
+        self._debug = level_enabled(self.base_logger, "debug")
+        self._uid_maps: Dict[str, Any] = {}
+        from core.adapter import Adapter as _Adapter  # pylint: disable=import-outside-toplevel
+
+        # A direct look-up in the destination store's index is only equivalent to Adapter.get when neither
+        # the adapter nor the store changes how get works.
+        self._direct_get = type(dst_diffsync).get is _Adapter.get and type(dst_diffsync.store)._uid_map is not (
+            _base_uid_map()
+        )
+
+    @property
+    def total_elements(self) -> int:
+        """Number of elements in the diff (counted when first needed: it walks the whole diff)."""
+        if self._total_elements is None:
+            self._total_elements = len(self.diff)
+        return self._total_elements
+
+    @total_elements.setter
+    def total_elements(self, value: int) -> None:
+        self._total_elements = value
+
+    def incr_elements_processed(self, delta: int = 1) -> None:
+        """Count processed elements and report progress to the callback."""
+        if delta:
+            self.elements_processed += delta
+            if self.callback:
+                self.callback("sync", self.elements_processed, self.total_elements)
+
+    def perform_sync(self) -> bool:
+        """Apply the diff.
+
+        Returns:
+            True if any change was made (or attempted), else False.
+        """
+        changed = False
+        self.base_logger.info("Beginning sync")
+        for element in self.diff.get_children():
+            changed |= self.sync_diff_element(element)
+        self.base_logger.info("Sync complete")
+        return changed
+
+    def _lookup_dst(self, model_class: Type[DiffSyncModel], element: DiffElement) -> Tuple[str, Any]:
+        """Find the destination object of an element; returns (unique id, object or None)."""
+        dst_obj = element._dst_obj
+        uid = element._uid
+        if uid is None or dst_obj is None or dst_obj.__class__ is not model_class:
+            uid = model_class.create_unique_id(**element.keys)
+        if self._direct_get:
+            modelname = model_class.get_type()
+            uid_map = self._uid_maps.get(modelname)
+            if uid_map is None:
+                uid_map = self.dst_diffsync.store._uid_map(modelname)
+                self._uid_maps[modelname] = uid_map
+            return uid, uid_map.get(uid)
+        try:
+            return uid, self.dst_diffsync.get(model_class, uid)
+        except ObjectNotFound:
+            return uid, None
+
+    def _bind(self, element: DiffElement, action: Optional[str], uid: str, diffs: Optional[Dict]) -> Any:
+        if diffs is None:
+            diffs = element.get_attrs_diffs()
+        return self.base_logger.bind(action=action, model=element.type, unique_id=uid, diffs=diffs)
+
+    def sync_diff_element(self, element: DiffElement, parent_model: Optional[DiffSyncModel] = None) -> bool:
+        """Apply one element and then its children (children first for a NATURAL_DELETION_ORDER delete).
+
+        Returns:
+            True if this element or any below it led to a change (or an attempted one).
+        """
+        model_class = getattr(self.dst_diffsync, element.type)
+        action = element.action
+        uid, dst_model = self._lookup_dst(model_class, element)
+        if dst_model is not None:
+            dst_model.set_status(_UNKNOWN)
+
+        natural_deletion_order = False
+        skip_children = False
+        if dst_model is not None:
+            model_flags = dst_model.model_flags
+            if model_flags is not _MODEL_NONE:
+                bits = model_flags.value
+                natural_deletion_order = bool(bits & _NATURAL)
+                skip_children = bool(bits & _SKIP_CHILDREN)
+
+        if action is None:
+            # Unchanged: nothing to apply, only the children to visit.
+            if self._log_unchanged:
+                self._bind(element, action, uid, None).debug(
+                    "No changes to apply; no action needed", status=_SUCCESS.value
+                )
+            if dst_model is None:
+                self._bind(element, action, uid, None).warning(
+                    "No object resulted from sync, will not process child objects."
+                )
+                return False
+            self.incr_elements_processed()
+            changed = False
+            if element._child_diff is not None:
+                for child in element.get_children():
+                    changed |= self.sync_diff_element(child, parent_model=dst_model)
+            return changed
+
+        diffs = element.get_attrs_diffs()
+        logger = self._bind(element, action, uid, diffs)
+        changed = False
+        if natural_deletion_order and action == _DELETE and not skip_children:
+            for child in element.get_children():
+                changed |= self.sync_diff_element(child, parent_model=dst_model)
+
+        changed, modified_model = self._sync_model(
+            logger, model_class, action, dst_model, element.keys, diffs.get("+", {})
+        )
+        if modified_model is not None:
+            dst_model = modified_model
+        if modified_model is None or dst_model is None:
+            logger.warning("No object resulted from sync, will not process child objects.")
+            return changed
+
+        if action == _CREATE:
+            if parent_model is not None:
+                parent_model.add_child(dst_model)
+            self.dst_diffsync.add(dst_model)
+        elif action == _DELETE:
+            if parent_model is not None:
+                parent_model.remove_child(dst_model)
+            self.dst_diffsync.remove(dst_model, remove_children=skip_children)
+            if skip_children:
+                return changed
+
+        self.incr_elements_processed()
+
+        if not natural_deletion_order or action != _DELETE:
+            for child in element.get_children():
+                changed |= self.sync_diff_element(child, parent_model=dst_model)
+        return changed
+
+    def _sync_model(
+        self,
+        logger: Any,
+        model_class: Type[DiffSyncModel],
+        action: str,
+        dst_model: Optional[DiffSyncModel],
+        ids: Dict,
+        attrs: Dict,
+    ) -> Tuple[bool, Optional[DiffSyncModel]]:
+        """Run the create/update/delete hook; returns (changed, resulting model or None on failure)."""
+        try:
+            if self._debug:
+                logger.debug(f"Attempting model {action}")
+            if action == _CREATE:
+                if dst_model is not None:
+                    raise ObjectNotCreated(f"Failed to create {model_class.get_type()} {ids} - it already exists!")
+                dst_model = model_class.create(adapter=self.dst_diffsync, ids=ids, attrs=attrs)
+            elif action == _UPDATE:
+                if dst_model is None:
+                    raise ObjectNotUpdated(f"Failed to update {model_class.get_type()} {ids} - not found!")
+                dst_model = dst_model.update(attrs=attrs)
+            elif action == _DELETE:
+                if dst_model is None:
+                    raise ObjectNotDeleted(f"Failed to delete {model_class.get_type()} {ids} - not found!")
+                dst_model = dst_model.delete()
+            else:
+                raise ObjectCrudException(f'Unknown action "{action}"!')
+
+            if dst_model is not None:
+                status, message = dst_model.get_status()
+            else:
+                status = _FAILURE
+                message = f"{model_class.get_type()} {action} did not return the model object."
+        except ObjectCrudException as exception:
+            self.log_sync_status(logger, action, _ERROR, str(exception))
+            if self._continue_on_failure:
+                return True, None
+            raise
+
+        self.log_sync_status(logger, action, status, message)
+        return True, dst_model
+
+    def log_sync_status(self, logger: Any, action: Optional[str], status: DiffSyncStatus, message: str) -> None:
+        """Log the outcome of one element at the level its status calls for."""
+        if action is None:
+            if self._log_unchanged:
+                logger.debug(message, status=status.value)
+        elif status == _SUCCESS:
+            logger.info(message, status=status.value)
+        elif status == _FAILURE:
+            logger.warning(message, status=status.value)
+        else:
+            logger.error(message, status=status.value)
+
+
+def _base_uid_map() -> Any:
+    from core.store import BaseStore  # pylint: disable=import-outside-toplevel
+
+    return BaseStore._uid_map
