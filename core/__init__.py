@@ -6,12 +6,16 @@ with the same diffs, operations, flags, statuses and log events, faster and in l
 
 from typing_extensions import deprecated
 
+from core import helpers
 from core.adapter import Adapter
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
-from core.model import DiffSyncModel
+from core.exceptions import DiffClassMismatch, ObjectAlreadyExists, ObjectNotFound, ObjectStoreWrongType
+from core.helpers import DiffSyncDiffer, DiffSyncSyncer
+from core.model import DiffSyncModel, StrType
 from core.store import BaseStore
 from core.store.local import LocalStore
+from core.utils import get_path, set_key, tree_string
 
 
 @deprecated("'diffsync.DiffSync' is deprecated and will be removed with 2.1, use 'diffsync.Adapter' instead.")
@@ -26,12 +30,23 @@ __all__ = [
     "Adapter",
     "BaseStore",
     "Diff",
+    "DiffClassMismatch",
     "DiffElement",
     "DiffSync",
     "DiffSyncActions",
+    "DiffSyncDiffer",
     "DiffSyncFlags",
     "DiffSyncModel",
     "DiffSyncModelFlags",
     "DiffSyncStatus",
+    "DiffSyncSyncer",
     "LocalStore",
+    "ObjectAlreadyExists",
+    "ObjectNotFound",
+    "ObjectStoreWrongType",
+    "StrType",
+    "get_path",
+    "helpers",
+    "set_key",
+    "tree_string",
 ]

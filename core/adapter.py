@@ -36,7 +36,7 @@ class Adapter:
     _ss_value_order: ClassVar[Optional[List[str]]] = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Adapter:
-        """Keep the constructor arguments so that an equal adapter can be built elsewhere (see get_constructor_kwargs)."""
+        """Keep the constructor arguments, so that an equal adapter can be built elsewhere."""
         instance = super().__new__(cls)
         instance._ss_init_args = (args, dict(kwargs))
         return instance

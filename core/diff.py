@@ -42,7 +42,7 @@ class Diff:
     """A group of DiffElements, by type and then by name; also the child diff of every element."""
 
     def __init__(self) -> None:
-        self.children = OrderedDefaultDict[StrType, Dict[StrType, "DiffElement"]](dict)
+        self.children: OrderedDefaultDict[StrType, Dict[StrType, DiffElement]] = OrderedDefaultDict(dict)
         """``children[type][name] == DiffElement(...)``."""
         self.models_processed = 0
 
@@ -52,6 +52,12 @@ class Diff:
         for child in self.get_children():
             total += len(child)
         return total
+
+    def __bool__(self) -> bool:
+        """True when the diff holds at least one element (as ``len(diff) > 0``, without counting them all)."""
+        for _ in self.get_children():
+            return True
+        return False
 
     def complete(self) -> None:
         """Called when the differ has filled this diff; override to persist or post-process it."""
@@ -155,7 +161,7 @@ class DiffElement:
     __slots__ = (
         "type",
         "name",
-        "keys",
+        "_keys",
         "source_name",
         "dest_name",
         "_source_attrs",
@@ -196,7 +202,7 @@ class DiffElement:
             raise ValueError(f"name must be a string (not {type(name)})")
         self.type = obj_type
         self.name = name
-        self.keys = keys
+        self._keys = keys
         self.source_name = source_name
         self.dest_name = dest_name
         # None means "no such object on that side"; {} means an object without attributes.
@@ -214,6 +220,19 @@ class DiffElement:
     # -------------------------------------------------------------------------------------------------
     # Attribute dicts (built on demand for unchanged objects)
     # -------------------------------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> Dict:
+        """Identifiers of the object and their values, as in ``DiffSyncModel.get_identifiers()``."""
+        keys = self._keys
+        if keys is UNSET:
+            obj = self._src_obj if self._src_obj is not None else self._dst_obj
+            keys = self._keys = obj.get_identifiers()
+        return keys
+
+    @keys.setter
+    def keys(self, value: Dict) -> None:
+        self._keys = value
 
     @property
     def source_attrs(self) -> Optional[Dict]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, 
 
 import structlog
 
+from core._gc import paused_gc
 from core._log import level_enabled
 from core.diff import UNSET, Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags
@@ -47,7 +48,16 @@ class PairPlan:
         check_shortname: shortnames may differ even when unique ids are equal, so they must be compared.
     """
 
-    __slots__ = ("common_names", "fast", "getter", "ids_getter", "check_shortname", "type_mismatch")
+    __slots__ = (
+        "common_names",
+        "fast",
+        "getter",
+        "ids_getter",
+        "check_shortname",
+        "type_mismatch",
+        "children",
+        "partial_children",
+    )
 
     def __init__(self, src_cls: Type[DiffSyncModel], dst_cls: Type[DiffSyncModel]) -> None:
         from core.model import DiffSyncModel  # pylint: disable=import-outside-toplevel
@@ -78,6 +88,12 @@ class PairPlan:
             and dst_cls.get_unique_id is base.get_unique_id
         )
         self.type_mismatch = src_cls.get_type() != dst_cls.get_type()
+        src_mapping = src_cls.get_children_mapping()
+        dst_mapping = dst_cls.get_children_mapping()
+        # Child types both sides declare are diffed (with the source's field names, as the reference does);
+        # the others are only counted.
+        self.children = tuple((t, field) for t, field in src_mapping.items() if t in dst_mapping)
+        self.partial_children = set(src_mapping) != set(dst_mapping)
 
 
 class DiffSyncDiffer:
@@ -105,6 +121,11 @@ class DiffSyncDiffer:
             self.logger.debug(f"Diff calculation between these two datasets will involve {self.total_models} models")
         self._flags = flags.value
         self._plans: Dict[Tuple[type, type], PairPlan] = {}
+        self._infos: Dict[type, ClassInfo] = {}
+        self._src_indexes: Dict[str, Any] = {}
+        self._dst_indexes: Dict[str, Any] = {}
+        self._skipped = False
+        self._plain_add = diff_class.add is Diff.add
         self._src_name = src_diffsync.name
         self._dst_name = dst_diffsync.name
 
@@ -132,11 +153,12 @@ class DiffSyncDiffer:
             elif skipped_type in src.top_level:
                 self.incr_models_processed(len(src.get_all(skipped_type)))
 
-        for obj_type in intersection(dst.top_level, src.top_level):
-            src_map, src_len = _all_of_type(src, obj_type)
-            dst_map, dst_len = _all_of_type(dst, obj_type)
-            for diff_element in self._diff_maps(src_map, src_len, dst_map, dst_len):
-                self.diff.add(diff_element)
+        with paused_gc():
+            for obj_type in intersection(dst.top_level, src.top_level):
+                src_map, src_len = _all_of_type(src, obj_type)
+                dst_map, dst_len = _all_of_type(dst, obj_type)
+                for diff_element in self._diff_maps(src_map, src_len, dst_map, dst_len):
+                    self.diff.add(diff_element)
 
         self.logger.info("Diff calculation complete")
         self.diff.models_processed = self.models_processed
@@ -169,20 +191,19 @@ class DiffSyncDiffer:
             (uid, src_obj, dst_get(uid)) for uid, src_obj in src_map.items()
         ]
         if dst_map:
-            for uid, dst_obj in dst_map.items():
-                if uid not in src_map:
-                    pairs.append((uid, None, dst_obj))
+            if len(pairs) != len(dst_map) or any(pair[2] is None for pair in pairs):
+                pairs.extend((uid, None, dst_obj) for uid, dst_obj in dst_map.items() if uid not in src_map)
         combined = len(pairs)
-        self.incr_models_processed(max(src_len - combined, 0) + max(dst_len - combined, 0))
+        extra = max(src_len - combined, 0) + max(dst_len - combined, 0)
+        if extra:
+            self.incr_models_processed(extra)
 
         self._validate_pairs(pairs)
 
-        elements = []
         pair = self._diff_pair
-        for uid, src_obj, dst_obj in pairs:
-            element = pair(uid, src_obj, dst_obj)
-            if element is not None:
-                elements.append(element)
+        elements = [pair(uid, src_obj, dst_obj) for uid, src_obj, dst_obj in pairs]
+        if self._skipped:
+            elements = [element for element in elements if element is not None]
         return elements
 
     def _plan(self, src_cls: type, dst_cls: type) -> PairPlan:
@@ -228,61 +249,89 @@ class DiffSyncDiffer:
     def _skip(self, obj: DiffSyncModel, message: str) -> None:
         if self._debug:
             self.logger.bind(model=obj.get_type(), unique_id=obj.get_unique_id()).debug(message)
+        self._skipped = True
         self.incr_models_processed()
 
-    def _diff_pair(  # noqa: C901 - one flat sequence of the reference's checks
+    def _model_skip(self, src_obj: Optional[DiffSyncModel], dst_obj: Optional[DiffSyncModel]) -> bool:
+        """Apply the adapter-level and model-level skip rules, in the reference's order; True if skipped."""
+        flags = self._flags
+        if flags & _F_SKIP_SRC and dst_obj is None:
+            self._skip(src_obj, "Skipping due to SKIP_UNMATCHED_SRC flag on source adapter")  # type: ignore
+            return True
+        if flags & _F_SKIP_DST and src_obj is None:
+            self._skip(dst_obj, "Skipping due to SKIP_UNMATCHED_DST flag on source adapter")  # type: ignore
+            return True
+        src_bits = src_obj.model_flags.value if src_obj is not None else 0
+        dst_bits = dst_obj.model_flags.value if dst_obj is not None else 0
+        if dst_obj is None and src_bits & _M_SKIP_SRC:
+            self._skip(src_obj, "Skipping due to SKIP_UNMATCHED_SRC flag on model")  # type: ignore[arg-type]
+            return True
+        if src_obj is None and dst_bits & _M_SKIP_DST:
+            self._skip(dst_obj, "Skipping due to SKIP_UNMATCHED_DST flag on model")  # type: ignore[arg-type]
+            return True
+        if src_bits & _M_IGNORE:
+            self._skip(src_obj, "Skipping due to IGNORE flag on source object")  # type: ignore[arg-type]
+            return True
+        if dst_bits & _M_IGNORE:
+            self._skip(dst_obj, "Skipping due to IGNORE flag on dest object")  # type: ignore[arg-type]
+            return True
+        return False
+
+    def _diff_pair(  # noqa: C901 - the hot path, kept flat on purpose
         self, uid: str, src_obj: Optional[DiffSyncModel], dst_obj: Optional[DiffSyncModel]
     ) -> Optional[DiffElement]:
-        flags = self._flags
-        if flags:
-            if flags & _F_SKIP_SRC and dst_obj is None:
-                self._skip(src_obj, "Skipping due to SKIP_UNMATCHED_SRC flag on source adapter")  # type: ignore
+        if src_obj is not None:
+            src_dict = src_obj.__dict__
+            if dst_obj is not None:
+                dst_dict = dst_obj.__dict__
+                if (
+                    self._flags
+                    or src_dict["model_flags"] is not _MODEL_NONE
+                    or dst_dict["model_flags"] is not _MODEL_NONE
+                ) and self._model_skip(src_obj, dst_obj):
+                    return None
+                obj_cls = src_obj.__class__
+            else:
+                if (self._flags or src_dict["model_flags"] is not _MODEL_NONE) and self._model_skip(src_obj, None):
+                    return None
+                obj_cls = src_obj.__class__
+        elif dst_obj is not None:
+            if (self._flags or dst_obj.__dict__["model_flags"] is not _MODEL_NONE) and self._model_skip(None, dst_obj):
                 return None
-            if flags & _F_SKIP_DST and src_obj is None:
-                self._skip(dst_obj, "Skipping due to SKIP_UNMATCHED_DST flag on source adapter")  # type: ignore
-                return None
-        src_flags = src_obj.model_flags if src_obj is not None else _MODEL_NONE
-        dst_flags = dst_obj.model_flags if dst_obj is not None else _MODEL_NONE
-        if src_flags is not _MODEL_NONE or dst_flags is not _MODEL_NONE:
-            src_bits = src_flags.value
-            dst_bits = dst_flags.value
-            if dst_obj is None and src_bits & _M_SKIP_SRC:
-                self._skip(src_obj, "Skipping due to SKIP_UNMATCHED_SRC flag on model")  # type: ignore[arg-type]
-                return None
-            if src_obj is None and dst_bits & _M_SKIP_DST:
-                self._skip(dst_obj, "Skipping due to SKIP_UNMATCHED_DST flag on model")  # type: ignore[arg-type]
-                return None
-            if src_bits & _M_IGNORE:
-                self._skip(src_obj, "Skipping due to IGNORE flag on source object")  # type: ignore[arg-type]
-                return None
-            if dst_bits & _M_IGNORE:
-                self._skip(dst_obj, "Skipping due to IGNORE flag on dest object")  # type: ignore[arg-type]
-                return None
+            obj_cls = dst_obj.__class__
+        else:
+            raise RuntimeError("diff_object_pair() called with neither src_obj nor dst_obj??")
 
-        obj: DiffSyncModel = src_obj if src_obj is not None else dst_obj  # type: ignore[assignment]
-        name = obj.get_shortname()
-        if name.__class__ is not str:
-            raise ValueError(f"name must be a string (not {type(name)})")
+        info = self._infos.get(obj_cls)
+        if info is None:
+            info = self._infos[obj_cls] = ClassInfo(obj_cls)
+        obj = src_obj if src_obj is not None else dst_obj
+        if info.name_is_uid:
+            name = uid
+        else:
+            name = obj.get_shortname()  # type: ignore[union-attr]
+            if name.__class__ is not str:
+                raise ValueError(f"name must be a string (not {type(name)})")
         element = _new_element(DiffElement)
-        element.type = obj.get_type()
+        element.type = info.modelname
         element.name = name
-        element.keys = obj.get_identifiers()
+        element._keys = UNSET
         element.source_name = self._src_name
         element.dest_name = self._dst_name
         element._diff_class = self.diff_class
         element._child_diff = None
-        element._subtree_diffs = None
         element._src_obj = src_obj
         element._dst_obj = dst_obj
         element._uid = uid
 
+        callback = self.callback
         if src_obj is not None and dst_obj is not None:
-            plan = self._plans.get((src_obj.__class__, dst_obj.__class__))
+            plan = self._plans.get((obj_cls, dst_obj.__class__))
             if plan is None:
-                plan = self._plan(src_obj.__class__, dst_obj.__class__)
+                plan = self._plan(obj_cls, dst_obj.__class__)
             element._plan = plan
             getter = plan.getter
-            if plan.fast and (getter is None or getter(src_obj.__dict__) == getter(dst_obj.__dict__)):
+            if plan.fast and (getter is None or getter(src_dict) == getter(dst_dict)):
                 element._source_attrs = UNSET
                 element._dest_attrs = UNSET
                 element._action = None
@@ -296,79 +345,134 @@ class DiffSyncDiffer:
                 element._source_attrs = src_obj.get_attrs()
                 element._dest_attrs = dst_obj.get_attrs()
                 element._action = element._compute_action()
-            self.incr_models_processed(2)
-        elif src_obj is not None:
-            element._plan = None
-            element._source_attrs = src_obj.get_attrs()
-            element._dest_attrs = None
-            element._action = _CREATE
-            self.incr_models_processed(1)
-        else:
-            element._plan = None
-            element._source_attrs = None
-            element._dest_attrs = dst_obj.get_attrs()  # type: ignore[union-attr]
-            element._action = _DELETE
-            self.incr_models_processed(1)
-
-        self._diff_children(element, src_obj, dst_obj)
-        return element
-
-    def diff_child_objects(
-        self, diff_element: DiffElement, src_obj: Optional[DiffSyncModel], dst_obj: Optional[DiffSyncModel]
-    ) -> DiffElement:
-        """Diff the children of a pair of objects into ``diff_element``."""
-        if src_obj is None and dst_obj is None:
-            raise RuntimeError("Called with neither src_obj nor dest_obj??")
-        self._diff_children(diff_element, src_obj, dst_obj)
-        return diff_element
-
-    def _diff_children(
-        self, element: DiffElement, src_obj: Optional[DiffSyncModel], dst_obj: Optional[DiffSyncModel]
-    ) -> None:
-        if src_obj is not None and dst_obj is not None:
-            src_mapping = src_obj.get_children_mapping()
-            dst_mapping = dst_obj.get_children_mapping()
-            if src_mapping is dst_mapping or src_mapping == dst_mapping:
-                children_mapping = src_mapping
+            if callback is None:
+                self.models_processed += 2
             else:
-                children_mapping = {}
-                for child_type, child_fieldname in src_mapping.items():
-                    if child_type in dst_mapping:
-                        children_mapping[child_type] = child_fieldname
-                    else:
-                        self.incr_models_processed(len(getattr(src_obj, child_fieldname)))
-                for child_type, child_fieldname in dst_mapping.items():
-                    if child_type not in src_mapping:
-                        self.incr_models_processed(len(getattr(dst_obj, child_fieldname)))
-        elif src_obj is not None:
-            children_mapping = src_obj.get_children_mapping()
+                self.incr_models_processed(2)
+            children = plan.children
+            if plan.partial_children:
+                self._count_unmatched_children(src_obj, dst_obj)
         else:
-            children_mapping = dst_obj.get_children_mapping()  # type: ignore[union-attr]
+            element._plan = None
+            if src_obj is not None:
+                element._source_attrs = src_obj.get_attrs()
+                element._dest_attrs = None
+                element._action = _CREATE
+            else:
+                element._source_attrs = None
+                element._dest_attrs = dst_obj.get_attrs()  # type: ignore[union-attr]
+                element._action = _DELETE
+            if callback is None:
+                self.models_processed += 1
+            else:
+                self.incr_models_processed(1)
+            children = info.children
 
         subtree_diffs = element._action is not None
-        if children_mapping:
-            src = self.src_diffsync
-            dst = self.dst_diffsync
-            for child_type, child_fieldname in children_mapping.items():
+        if children:
+            for child_type, child_fieldname in children:
                 if src_obj is not None:
-                    src_map, src_len = _children_of(src, child_type, getattr(src_obj, child_fieldname))
+                    src_map, src_len = self._children_of(True, child_type, getattr(src_obj, child_fieldname))
                 else:
                     src_map, src_len = _EMPTY, 0
                 if dst_obj is not None:
-                    dst_uids = getattr(dst_obj, child_fieldname)
-                    dst_map, dst_len = _children_of(dst, child_type, dst_uids)
+                    dst_map, dst_len = self._children_of(False, child_type, getattr(dst_obj, child_fieldname))
                 else:
                     dst_map, dst_len = _EMPTY, 0
                 if not src_len and not dst_len:
                     continue
                 child_elements = self._diff_maps(src_map, src_len, dst_map, dst_len)
                 if child_elements:
-                    add = element.child_diff.add
-                    for child_element in child_elements:
-                        add(child_element)
-                        if not subtree_diffs and child_element._subtree_diffs:
-                            subtree_diffs = True
+                    child_diff = element.child_diff
+                    if self._plain_add:
+                        group = child_diff.children[child_type]
+                        for child_element in child_elements:
+                            child_name = child_element.name
+                            if child_name in group:
+                                child_diff.add(child_element)  # raises ObjectAlreadyExists
+                            group[child_name] = child_element
+                            if not subtree_diffs and child_element._subtree_diffs:
+                                subtree_diffs = True
+                    else:
+                        for child_element in child_elements:
+                            child_diff.add(child_element)
+                            if not subtree_diffs and child_element._subtree_diffs:
+                                subtree_diffs = True
         element._subtree_diffs = subtree_diffs
+        return element
+
+    def _count_unmatched_children(self, src_obj: DiffSyncModel, dst_obj: DiffSyncModel) -> None:
+        """Count children of types only one side of a matched pair declares (processed, never diffed)."""
+        src_mapping = src_obj.get_children_mapping()
+        dst_mapping = dst_obj.get_children_mapping()
+        for child_type, child_fieldname in src_mapping.items():
+            if child_type not in dst_mapping:
+                self.incr_models_processed(len(getattr(src_obj, child_fieldname)))
+        for child_type, child_fieldname in dst_mapping.items():
+            if child_type not in src_mapping:
+                self.incr_models_processed(len(getattr(dst_obj, child_fieldname)))
+
+    def diff_child_objects(
+        self, diff_element: DiffElement, src_obj: Optional[DiffSyncModel], dst_obj: Optional[DiffSyncModel]
+    ) -> DiffElement:
+        """Diff the children of a pair of objects into ``diff_element`` (kept for API compatibility)."""
+        if src_obj is None and dst_obj is None:
+            raise RuntimeError("Called with neither src_obj nor dest_obj??")
+        if src_obj is not None and dst_obj is not None:
+            plan = self._plan(src_obj.__class__, dst_obj.__class__)
+            if plan.partial_children:
+                self._count_unmatched_children(src_obj, dst_obj)
+            children = plan.children
+        else:
+            children = tuple((src_obj or dst_obj).get_children_mapping().items())  # type: ignore[union-attr]
+        for child_type, child_fieldname in children:
+            src_map, src_len = (
+                self._children_of(True, child_type, getattr(src_obj, child_fieldname)) if src_obj else (_EMPTY, 0)
+            )
+            dst_map, dst_len = (
+                self._children_of(False, child_type, getattr(dst_obj, child_fieldname)) if dst_obj else (_EMPTY, 0)
+            )
+            for child_element in self._diff_maps(src_map, src_len, dst_map, dst_len):
+                diff_element.add_child(child_element)
+        return diff_element
+
+    def _children_of(
+        self, source: bool, modelname: str, uids: Iterable[str]
+    ) -> Tuple[Mapping[str, DiffSyncModel], int]:
+        """Children by uid, as ``get_by_uids`` would return them, without recomputing their unique ids."""
+        indexes = self._src_indexes if source else self._dst_indexes
+        index = indexes.get(modelname, UNSET)
+        adapter = self.src_diffsync if source else self.dst_diffsync
+        if index is UNSET:
+            index = indexes[modelname] = _index_of(adapter, modelname, "get_by_uids")
+        if index is not None:
+            try:
+                result = {uid: index[uid] for uid in uids}
+            except KeyError as err:
+                raise ObjectNotFound(f"{modelname} {err.args[0]} not present in {adapter.store}") from None
+            return result, len(uids)  # type: ignore[arg-type]
+        objs = adapter.get_by_uids(list(uids), modelname)
+        return {obj.get_unique_id(): obj for obj in objs}, len(objs)
+
+
+class ClassInfo:
+    """Facts about one model class that the differ needs for every object of it."""
+
+    __slots__ = ("modelname", "name_is_uid", "children")
+
+    def __init__(self, cls: Type[DiffSyncModel]) -> None:
+        from core.model import DiffSyncModel  # pylint: disable=import-outside-toplevel
+
+        base = DiffSyncModel
+        self.modelname = cls.get_type()
+        # Without _shortname the shortname is the unique id, which the differ already has.
+        self.name_is_uid = (
+            not cls._shortname
+            and cls.get_shortname is base.get_shortname
+            and cls.get_unique_id is base.get_unique_id
+            and cls.get_type.__func__ is base.get_type.__func__  # type: ignore[attr-defined]
+        )
+        self.children = tuple(cls.get_children_mapping().items())
 
 
 _EMPTY: Dict[str, Any] = {}
@@ -376,27 +480,17 @@ _EMPTY: Dict[str, Any] = {}
 
 def _all_of_type(adapter: Adapter, modelname: str) -> Tuple[Mapping[str, DiffSyncModel], int]:
     """All objects of a type as ``{uid: object}`` in store order, from the store's index where it has one."""
-    from core.adapter import Adapter  # pylint: disable=import-outside-toplevel
-
-    if type(adapter).get_all is Adapter.get_all:
-        uid_map = adapter.store._uid_map(modelname)
-        if uid_map is not None:
-            return uid_map, len(uid_map)
+    index = _index_of(adapter, modelname, "get_all")
+    if index is not None:
+        return index, len(index)
     objs = adapter.get_all(modelname)
     return {obj.get_unique_id(): obj for obj in objs}, len(objs)
 
 
-def _children_of(adapter: Adapter, modelname: str, uids: Iterable[str]) -> Tuple[Mapping[str, DiffSyncModel], int]:
-    """Children by uid, as ``get_by_uids`` would return them, without recomputing their unique ids."""
+def _index_of(adapter: Adapter, modelname: str, method: str) -> Optional[Mapping[str, DiffSyncModel]]:
+    """The store's own ``{uid: object}`` index of a type, when reading it equals calling ``adapter.<method>``."""
     from core.adapter import Adapter  # pylint: disable=import-outside-toplevel
 
-    if type(adapter).get_by_uids is Adapter.get_by_uids:
-        uid_map = adapter.store._uid_map(modelname)
-        if uid_map is not None:
-            uids = list(uids)
-            try:
-                return {uid: uid_map[uid] for uid in uids}, len(uids)
-            except KeyError as err:
-                raise ObjectNotFound(f"{modelname} {err.args[0]} not present in {adapter.store}") from None
-    objs = adapter.get_by_uids(list(uids), modelname)
-    return {obj.get_unique_id(): obj for obj in objs}, len(objs)
+    if getattr(type(adapter), method) is not getattr(Adapter, method):
+        return None
+    return adapter.store._uid_map(modelname)

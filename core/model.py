@@ -55,7 +55,7 @@ class DiffSyncModel(BaseModel):
     model_flags: DiffSyncModelFlags = DiffSyncModelFlags.NONE
     """Behaviour flags for this model; set on the class or on one instance."""
 
-    adapter: Optional["Adapter"] = None
+    adapter: Optional[Adapter] = None
     """The Adapter that owns this instance, if any."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)

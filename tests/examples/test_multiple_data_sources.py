@@ -13,7 +13,7 @@ import pydantic
 import pytest
 import structlog
 
-from core import Adapter, Diff, DiffSyncModel
+from core import Adapter, Diff, DiffSync, DiffSyncModel
 from core.exceptions import DiffClassMismatch
 from core.logging import enable_console_logging
 
@@ -114,7 +114,9 @@ class BackendB(_InventoryAdapter):
         """Same data shape, loaded through get_or_instantiate() so repeated sites are reused."""
         for site_name, dev_name, role, interfaces in self.inventory:
             site, _ = self.get_or_instantiate(self.site, {"name": site_name})
-            device, created = self.get_or_instantiate(self.device, {"name": dev_name}, {"role": role, "site_name": site_name})
+            device, created = self.get_or_instantiate(
+                self.device, {"name": dev_name}, {"role": role, "site_name": site_name}
+            )
             assert created
             site.add_child(device)
             for intf_name, description in interfaces:
@@ -248,6 +250,10 @@ def test_adapters_load_expected_inventory(backends):
     a, b, c = backends
     assert (a.name, b.name, c.name) == ("Backend-A", "Backend-B", "BackendC")
     assert BackendA.type == "Backend A"
+    assert (a.type, b.type, c.type) == ("Backend A", "BackendB", "BackendC")
+    assert (str(a), str(b), str(c)) == ('Backend A "Backend-A"', 'BackendB "Backend-B"', "BackendC")
+    assert repr(a) == '<Backend A "Backend-A">'
+    assert repr(c) == "<BackendC>"
     assert len(a) == 2 + 4 + 9
     assert len(b) == 3 + 6 + 12
     assert len(c) == 2 + 4 + 8
@@ -447,3 +453,26 @@ def test_enable_console_logging_then_diff_and_sync(backends, restore_logging, ve
     enable_console_logging(verbosity=verbosity)
     a.sync_to(b)
     assert not a.diff_to(b).has_diffs()
+
+
+def test_deprecated_diffsync_base_class_still_works(backends):
+    """Some of the example backends subclass the pre-2.0 name ``DiffSync``; it must still work, with a warning."""
+    a, _, _ = backends
+    with pytest.warns(DeprecationWarning):
+
+        class LegacyBackendB(DiffSync):
+            site = Site
+            device = Device
+            interface = Interface
+            top_level = ["site"]
+
+            load = BackendB.load
+            inventory = INVENTORY_B
+
+        legacy = LegacyBackendB(name="Backend-B")
+    assert isinstance(legacy, Adapter)
+    legacy.load()
+    diff = a.diff_to(legacy)
+    assert diff.summary() == {"create": 1, "update": 1, "delete": 7, "no-change": 13, "skip": 0}
+    a.sync_to(legacy)
+    assert not a.diff_to(legacy).has_diffs()
