@@ -440,6 +440,8 @@ class DiffSyncDiffer:
         self, source: bool, modelname: str, uids: Iterable[str]
     ) -> Tuple[Mapping[str, DiffSyncModel], int]:
         """Children by uid, as ``get_by_uids`` would return them, without recomputing their unique ids."""
+        if not uids:
+            return _EMPTY, 0
         indexes = self._src_indexes if source else self._dst_indexes
         index = indexes.get(modelname, UNSET)
         adapter = self.src_diffsync if source else self.dst_diffsync

@@ -109,6 +109,9 @@ class DiffSyncSyncer:
             if uid_map is None:
                 uid_map = self.dst_diffsync.store._uid_map(modelname)
                 self._uid_maps[modelname] = uid_map
+                # The reference also looks every element up in the source store (and discards the result);
+                # for a LocalStore that registers the type there, which shows in source.dict(). Keep that.
+                self.src_diffsync.store._uid_map(modelname)
             return uid, uid_map.get(uid)
         try:
             return uid, self.dst_diffsync.get(model_class, uid)
