@@ -44,7 +44,6 @@ _SCALARS = frozenset(
 )
 _CONTAINERS = frozenset({list, tuple, set, frozenset, dict})
 _UNIONS: Tuple[Any, ...] = (typing.Union, types.UnionType) if hasattr(types, "UnionType") else (typing.Union,)
-_MUTABLE_CONTAINERS = frozenset({list, set, dict})
 
 
 def _metadata_is_plain(metadata: Any) -> bool:
@@ -64,8 +63,7 @@ def annotation_kind(annotation: Any) -> str:
         return "scalar"
     origin = get_origin(annotation)
     if origin is None:
-        if annotation in _CONTAINERS:
-            return "container"
+        # A bare list/dict can hold anything (models included), which model_dump would convert.
         return "complex"
     args = get_args(annotation)
     if origin is Literal:

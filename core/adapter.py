@@ -33,8 +33,6 @@ class Adapter:
     top_level: ClassVar[List[str]] = []
     """Model names the diff and sync start from, in this order."""
 
-    _ss_value_order: ClassVar[Optional[List[str]]] = None
-
     def __new__(cls, *args: Any, **kwargs: Any) -> Adapter:
         """Keep the constructor arguments, so that an equal adapter can be built elsewhere."""
         instance = super().__new__(cls)
@@ -75,7 +73,6 @@ class Adapter:
             value = getattr(cls, name)
             if not isclass(value) or not issubclass(value, DiffSyncModel):
                 raise AttributeError(f'top_level references attribute "{name}" but it is not a DiffSyncModel subclass!')
-        cls._ss_value_order = None
 
     def __str__(self) -> StrType:
         if self.type != self.name:
@@ -118,9 +115,6 @@ class Adapter:
     @classmethod
     def _get_initial_value_order(cls) -> List[str]:
         """Get the model attribute names in processing order: top_level first, then the others by name."""
-        cached = cls.__dict__.get("_ss_value_order")
-        if cached is not None:
-            return list(cached)
         value_order = list(cls.top_level) if isinstance(getattr(cls, "top_level", None), list) else []
         for item in dir(cls):
             if item in value_order:
@@ -128,8 +122,7 @@ class Adapter:
             value = getattr(cls, item)
             if isclass(value) and issubclass(value, DiffSyncModel):
                 value_order.append(item)
-        cls._ss_value_order = value_order
-        return list(value_order)
+        return value_order
 
     def load(self) -> None:
         """Load all data from the system behind this adapter; to be overridden."""

@@ -9,6 +9,7 @@ start, so a diff is a snapshot of every change it describes.
 
 from __future__ import annotations
 
+import copy
 from functools import total_ordering
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Type
 
@@ -36,6 +37,23 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
+
+
+class _Epoch:
+    """Counts changes made to any DiffElement after it was built.
+
+    Elements cache whether their subtree has diffs.  A change deep in a tree must be seen by its ancestors,
+    which elements do not point to (that would make every diff a reference cycle); instead any change bumps
+    this counter and a cached answer is only trusted if it was computed at the current count.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+EPOCH = _Epoch()
 
 
 class Diff:
@@ -66,12 +84,12 @@ class Diff:
         """Add a DiffElement.
 
         Raises:
-            ObjectAlreadyExists: if an element of the same type and name is already there (it is attached).
+            ObjectAlreadyExists: if an element of the same type and name is already there (the rejected
+                element is attached, as in diffsync).
         """
         group = self.children[element.type]
-        existing = group.get(element.name)
-        if existing is not None:
-            raise ObjectAlreadyExists(f"Already storing a {element.type} named {element.name}", existing)
+        if element.name in group:
+            raise ObjectAlreadyExists(f"Already storing a {element.type} named {element.name}", element)
         group[element.name] = element
 
     def groups(self) -> List[StrType]:
@@ -170,6 +188,8 @@ class DiffElement:
         "_child_diff",
         "_action",
         "_subtree_diffs",
+        "_epoch",
+        "_values",
         "_src_obj",
         "_dst_obj",
         "_plan",
@@ -212,6 +232,8 @@ class DiffElement:
         self._child_diff: Optional[Diff] = None
         self._action: Any = UNSET
         self._subtree_diffs: Optional[bool] = None
+        self._epoch = 0
+        self._values: Any = None
         self._src_obj: Any = None
         self._dst_obj: Any = None
         self._plan: Optional[PairPlan] = None
@@ -234,12 +256,30 @@ class DiffElement:
     def keys(self, value: Dict) -> None:
         self._keys = value
 
+    def _snapshot_attrs(self) -> Dict:
+        """Attribute dict of an unchanged object, from the values recorded when it was compared."""
+        plan = self._plan
+        names = plan.common_names  # type: ignore[union-attr]
+        values = self._values
+        if not names:
+            return {}
+        if len(names) == 1:
+            attrs = {names[0]: values}
+        else:
+            attrs = dict(zip(names, values))
+        copies = plan.copy_names  # type: ignore[union-attr]
+        if copies:
+            for name in copies:
+                if name in attrs:
+                    attrs[name] = copy.deepcopy(attrs[name])
+        return attrs
+
     @property
     def source_attrs(self) -> Optional[Dict]:
         """Attributes of the source object; None if the object does not exist in the source."""
         attrs = self._source_attrs
         if attrs is UNSET:
-            attrs = self._source_attrs = self._src_obj.get_attrs()
+            attrs = self._source_attrs = self._snapshot_attrs()
         return attrs
 
     @source_attrs.setter
@@ -252,7 +292,7 @@ class DiffElement:
         """Attributes of the destination object; None if the object does not exist in the destination."""
         attrs = self._dest_attrs
         if attrs is UNSET:
-            attrs = self._dest_attrs = self._dst_obj.get_attrs()
+            attrs = self._dest_attrs = self._snapshot_attrs()
         return attrs
 
     @dest_attrs.setter
@@ -271,13 +311,17 @@ class DiffElement:
     @child_diff.setter
     def child_diff(self, value: Diff) -> None:
         self._child_diff = value
-        self._subtree_diffs = None
+        EPOCH.value += 1
 
     def _invalidate(self) -> None:
-        """Forget cached conclusions after the attributes changed."""
+        """Forget cached conclusions after the attributes changed (here and, through the epoch, above)."""
+        if self._source_attrs is UNSET:
+            self._source_attrs = self._snapshot_attrs()
+        if self._dest_attrs is UNSET:
+            self._dest_attrs = self._snapshot_attrs()
         self._action = UNSET
-        self._subtree_diffs = None
         self._plan = None
+        EPOCH.value += 1
 
     def __lt__(self, other: DiffElement) -> bool:
         return (self.type, self.name) < (other.type, other.name)
@@ -385,7 +429,7 @@ class DiffElement:
     def add_child(self, element: DiffElement) -> None:
         """Attach the element of a child object (stored by type and name in ``child_diff``)."""
         self.child_diff.add(element)
-        self._subtree_diffs = None
+        EPOCH.value += 1
 
     def get_children(self) -> Iterator[DiffElement]:
         """Iterate over the elements of this object's children."""
@@ -394,15 +438,15 @@ class DiffElement:
 
     def has_diffs(self, include_children: bool = True) -> bool:
         """Tell whether this element (or, with ``include_children``, anything below it) calls for a change."""
-        if include_children:
-            cached = self._subtree_diffs
-            if cached is not None:
-                return cached
-        if self.action is not None:
-            return True
-        if include_children and self._child_diff is not None:
-            return self._child_diff.has_diffs()
-        return False
+        if not include_children:
+            return self.action is not None
+        cached = self._subtree_diffs
+        if cached is not None and self._epoch == EPOCH.value:
+            return cached
+        result = self.action is not None or (self._child_diff is not None and self._child_diff.has_diffs())
+        self._subtree_diffs = result
+        self._epoch = EPOCH.value
+        return result
 
     def summary(self) -> Dict[StrType, int]:
         """Count this element and those below it per action (create, update, delete, no-change)."""

@@ -16,6 +16,7 @@ import structlog
 
 from core._gc import paused_gc
 from core._log import level_enabled
+from core.diff import EPOCH as _EPOCH
 from core.diff import UNSET, Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags
 from core.exceptions import ObjectNotFound
@@ -57,6 +58,8 @@ class PairPlan:
         "type_mismatch",
         "children",
         "partial_children",
+        "same_attrs",
+        "copy_names",
     )
 
     def __init__(self, src_cls: Type[DiffSyncModel], dst_cls: Type[DiffSyncModel]) -> None:
@@ -67,6 +70,9 @@ class PairPlan:
         self.fast = bool(src_cls._ss_fast_attrs and dst_cls._ss_fast_attrs)
         src_names = set(src_plan.attr_names)
         self.common_names: Tuple[str, ...] = tuple(name for name in dst_plan.attr_names if name in src_names)
+        # Unchanged elements keep one tuple of values for both sides: only possible with the same attributes.
+        self.same_attrs = src_plan.attr_names == dst_plan.attr_names
+        self.copy_names = src_plan.copy_names | dst_plan.copy_names
         self.getter: Optional[Callable[[Dict[str, Any]], Any]] = (
             itemgetter(*self.common_names) if self.common_names else None
         )
@@ -331,9 +337,21 @@ class DiffSyncDiffer:
                 plan = self._plan(obj_cls, dst_obj.__class__)
             element._plan = plan
             getter = plan.getter
-            if plan.fast and (getter is None or getter(src_dict) == getter(dst_dict)):
+            if plan.fast and getter is not None:
+                values = getter(src_dict)
+                equal = values == getter(dst_dict)
+            else:
+                values = None
+                equal = plan.fast
+            if equal and plan.same_attrs:
+                # Unchanged: keep the compared values; the attribute dicts are built only if asked for.
+                element._values = values
                 element._source_attrs = UNSET
                 element._dest_attrs = UNSET
+                element._action = None
+            elif equal:
+                element._source_attrs = src_obj.get_attrs()
+                element._dest_attrs = dst_obj.get_attrs()
                 element._action = None
             elif plan.fast:
                 element._source_attrs = src_obj.get_attrs()
@@ -399,6 +417,7 @@ class DiffSyncDiffer:
                             if not subtree_diffs and child_element._subtree_diffs:
                                 subtree_diffs = True
         element._subtree_diffs = subtree_diffs
+        element._epoch = _EPOCH.value
         return element
 
     def _count_unmatched_children(self, src_obj: DiffSyncModel, dst_obj: DiffSyncModel) -> None:

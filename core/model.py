@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 StrType = str
 
 _SUCCESS = DiffSyncStatus.SUCCESS
+_UNKNOWN = DiffSyncStatus.UNKNOWN
+
+# The syncer marks every destination object it visits UNKNOWN; objects with no private state of their
+# own share this one read-only dict for that status instead of getting a dict each.
+_SHARED_UNKNOWN: Dict[str, Any] = {"_status": _UNKNOWN, "_status_message": ""}
+_DEFAULT_STATUS: Dict[str, Any] = {"_status": _SUCCESS, "_status_message": ""}
+_STATUS_NAMES = frozenset({"_status", "_status_message"})
 
 # Sets of field names shared by many instances (see DiffSyncModel.__init__), by content, and their ids.
 _SHARED_FIELD_SETS: Dict[frozenset, Set[str]] = {}
@@ -95,8 +102,11 @@ class DiffSyncModel(BaseModel):
             raise AttributeError(f"Fields {overlap} are included in both _attributes and _children.")
 
         plan = build_field_plan(cls)
-        type.__setattr__(cls, "_ss_plan", plan)
         base = DiffSyncModel
+        if cls.dict is not base.dict:
+            # get_identifiers/get_attrs go through self.dict() in the reference: an override must be honoured.
+            plan.plain = False
+        type.__setattr__(cls, "_ss_plan", plan)
         fast_ids = plan.plain and cls.get_identifiers is base.get_identifiers  # type: ignore[comparison-overlap]
         type.__setattr__(cls, "_ss_fast_ids", fast_ids)
         type.__setattr__(cls, "_ss_fast_attrs", plan.plain and cls.get_attrs is base.get_attrs)  # type: ignore
@@ -125,7 +135,42 @@ class DiffSyncModel(BaseModel):
         fields_set = self.__pydantic_fields_set__
         if id(fields_set) in _SHARED_FIELD_SET_IDS:
             _object_setattr(self, "__pydantic_fields_set__", set(fields_set))
+        if name in _STATUS_NAMES:
+            status, message = self.get_status()
+            if name == "_status":
+                self.set_status(value, message)
+            else:
+                self.set_status(status, value)
+            return
+        if self.__pydantic_private__ is _SHARED_UNKNOWN and name.startswith("_"):
+            _object_setattr(self, "__pydantic_private__", dict(_SHARED_UNKNOWN))
         super().__setattr__(name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # diffsync declares _status/_status_message as private attributes; code that reads them directly
+        # keeps working although they are only stored once set (see set_status).
+        if name in _STATUS_NAMES:
+            status, message = self.get_status()
+            return status if name == "_status" else message
+        return super().__getattr__(name)  # type: ignore[misc]
+
+    def __eq__(self, other: object) -> bool:
+        result = super().__eq__(other)
+        if result is False and isinstance(other, DiffSyncModel):
+            # A model whose status was never set equals one set to the default status, as in diffsync.
+            mine, theirs = self.__pydantic_private__, other.__pydantic_private__
+            if (mine is None) != (theirs is None) or mine is _SHARED_UNKNOWN or theirs is _SHARED_UNKNOWN:
+                if {**_DEFAULT_STATUS, **(mine or {})} == {**_DEFAULT_STATUS, **(theirs or {})}:
+                    _object_setattr(self, "__pydantic_private__", None)
+                    _object_setattr(other, "__pydantic_private__", None)
+                    try:
+                        return super().__eq__(other)
+                    finally:
+                        _object_setattr(self, "__pydantic_private__", mine)
+                        _object_setattr(other, "__pydantic_private__", theirs)
+        return result
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f'{self.get_type()} "{self.get_unique_id()}"'
@@ -176,8 +221,11 @@ class DiffSyncModel(BaseModel):
         # Kept in pydantic's private-attribute dict, created on first use: most objects never get a status,
         # and not declaring private attributes spares every instance a dict.
         private = self.__pydantic_private__
-        if private is None:
-            _object_setattr(self, "__pydantic_private__", {"_status": status, "_status_message": message})
+        if private is None or private is _SHARED_UNKNOWN:
+            if status is _UNKNOWN and not message:
+                _object_setattr(self, "__pydantic_private__", _SHARED_UNKNOWN)
+            else:
+                _object_setattr(self, "__pydantic_private__", {"_status": status, "_status_message": message})
         else:
             private["_status"] = status
             private["_status_message"] = message
@@ -309,6 +357,11 @@ class DiffSyncModel(BaseModel):
         if self._ss_fast_ids:
             plan = self._ss_plan
             values = self.__dict__
+            copies = plan.copy_names
+            if copies:
+                return {
+                    name: copy.deepcopy(values[name]) if name in copies else values[name] for name in plan.id_names
+                }
             return {name: values[name] for name in plan.id_names}
         return self.dict(include=set(self._identifiers))
 
