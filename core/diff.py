@@ -266,7 +266,7 @@ class DiffElement:
         if len(names) == 1:
             attrs = {names[0]: values}
         else:
-            attrs = dict(zip(names, values))
+            attrs = dict(zip(names, values, strict=True))
         copies = plan.copy_names  # type: ignore[union-attr]
         if copies:
             for name in copies:

@@ -13,9 +13,9 @@ def enable_console_logging(verbosity: int = 0) -> None:
     """Send the engine's structlog events to the console through the standard library.
 
     Args:
-        verbosity: 0 shows warnings and above, 1 adds info, 2 or more adds debug events.
+        verbosity: 0 shows warnings and above, 1 adds info, anything else adds debug events (as diffsync).
     """
-    if verbosity <= 0:
+    if verbosity == 0:
         level = logging.WARNING
     elif verbosity == 1:
         level = logging.INFO
