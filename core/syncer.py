@@ -58,6 +58,7 @@ class DiffSyncSyncer:
         )
         self._debug = level_enabled(self.base_logger, "debug")
         self._uid_maps: Dict[str, Any] = {}
+        self._last_started: Tuple[Any, Any, str] = (None, None, "")
         from core.adapter import Adapter as _Adapter  # pylint: disable=import-outside-toplevel
 
         # A direct look-up in the destination store's index is only equivalent to Adapter.get when neither
@@ -132,6 +133,7 @@ class DiffSyncSyncer:
         model_class = getattr(self.dst_diffsync, element.type)
         action = element.action
         uid, dst_model = self._lookup_dst(model_class, element)
+        self._last_started = (element, model_class, uid)
         if dst_model is not None:
             dst_model.set_status(_UNKNOWN)
 
@@ -164,13 +166,21 @@ class DiffSyncSyncer:
 
         diffs = element.get_attrs_diffs()
         logger = self._bind(element, action, uid, diffs)
+        log_class = model_class
         changed = False
         if natural_deletion_order and action == _DELETE and not skip_children:
             for child in element.get_children():
                 changed |= self.sync_diff_element(child, parent_model=dst_model)
+            # diffsync keeps per-element state on its syncer, so after deleting the children first it logs
+            # (and names in error messages) this element's own delete with the context of the last element
+            # it visited. Log-based tooling sees the same events here, in the same form.
+            last_element, last_class, last_uid = self._last_started
+            if last_element is not element:
+                logger = self._bind(last_element, last_element.action, last_uid, None)
+                log_class = last_class
 
         changed, modified_model = self._sync_model(
-            logger, model_class, action, dst_model, element.keys, diffs.get("+", {})
+            logger, log_class, action, dst_model, element.keys, diffs.get("+", {})
         )
         if modified_model is not None:
             dst_model = modified_model

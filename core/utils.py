@@ -21,8 +21,12 @@ def intersection(lst1: List[T], lst2: List[T]) -> List[T]:
     Order matters: it decides the order in which top-level types and attributes are visited.
     """
     if len(lst2) > 8:
-        members = set(lst2)
-        return [value for value in lst1 if value in members]
+        try:
+            members = set(lst2)
+        except TypeError:  # unhashable items: compare one by one
+            pass
+        else:
+            return [value for value in lst1 if value in members]
     return [value for value in lst1 if value in lst2]
 
 
