@@ -23,10 +23,9 @@ def intersection(lst1: List[T], lst2: List[T]) -> List[T]:
     if len(lst2) > 8:
         try:
             members = set(lst2)
+            return [value for value in lst1 if value in members]
         except TypeError:  # unhashable items: compare one by one
             pass
-        else:
-            return [value for value in lst1 if value in members]
     return [value for value in lst1 if value in lst2]
 
 
