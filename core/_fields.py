@@ -9,6 +9,7 @@ excluded fields) keeps the exact ``model_dump`` path.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import decimal
 import enum
@@ -88,6 +89,23 @@ def annotation_kind(annotation: Any) -> str:
     return "complex"
 
 
+def copier_for(annotation: Any) -> Any:
+    """A function copying a plain container value as model_dump would: shallow when it holds scalars only."""
+    origin = get_origin(annotation)
+    args = [arg for arg in get_args(annotation) if arg is not Ellipsis]
+    if origin is Annotated:
+        return copier_for(args[0])
+    if origin in _UNIONS:
+        if all(annotation_kind(arg) == "scalar" for arg in args):
+            return None
+        return copy.deepcopy
+    if origin in (tuple, frozenset) and all(annotation_kind(arg) == "scalar" for arg in args):
+        return None  # immutable all the way down
+    if origin in (list, set, dict) and all(annotation_kind(arg) == "scalar" for arg in args):
+        return copy.copy
+    return copy.deepcopy
+
+
 class FieldPlan:
     """How to read a model class's identifiers and attributes the fast way, if it can be done at all.
 
@@ -96,15 +114,24 @@ class FieldPlan:
         id_names: identifier names in field-definition order (the order model_dump gives).
         attr_names: attribute names in field-definition order.
         copy_names: attributes holding mutable containers, copied when handed out (model_dump copies too).
+        copiers: for each name in copy_names, the function that copies its value.
     """
 
-    __slots__ = ("plain", "id_names", "attr_names", "copy_names")
+    __slots__ = ("plain", "id_names", "attr_names", "copy_names", "copiers")
 
-    def __init__(self, plain: bool, id_names: Tuple[str, ...], attr_names: Tuple[str, ...], copy_names: frozenset):
+    def __init__(
+        self,
+        plain: bool,
+        id_names: Tuple[str, ...],
+        attr_names: Tuple[str, ...],
+        copy_names: frozenset,
+        copiers: Dict[str, Any],
+    ) -> None:
         self.plain = plain
         self.id_names = id_names
         self.attr_names = attr_names
         self.copy_names = copy_names
+        self.copiers = copiers
 
 
 def build_field_plan(cls: Any) -> FieldPlan:
@@ -129,7 +156,7 @@ def build_field_plan(cls: Any) -> FieldPlan:
             targets = getattr(info.info, "fields", ())
             if "*" in targets or wanted.intersection(targets):
                 plain = False
-    copy_names = set()
+    copiers: Dict[str, Any] = {}
     if plain:
         for name in wanted:
             field = fields[name]
@@ -141,5 +168,7 @@ def build_field_plan(cls: Any) -> FieldPlan:
                 plain = False
                 break
             if kind == "container":
-                copy_names.add(name)
-    return FieldPlan(plain, id_names, attr_names, frozenset(copy_names))
+                copier = copier_for(field.annotation)
+                if copier is not None:
+                    copiers[name] = copier
+    return FieldPlan(plain, id_names, attr_names, frozenset(copiers), copiers)

@@ -9,7 +9,6 @@ start, so a diff is a snapshot of every change it describes.
 
 from __future__ import annotations
 
-import copy
 from functools import total_ordering
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Type
 
@@ -190,6 +189,7 @@ class DiffElement:
         "_subtree_diffs",
         "_epoch",
         "_values",
+        "_dst_values",
         "_src_obj",
         "_dst_obj",
         "_plan",
@@ -234,6 +234,7 @@ class DiffElement:
         self._subtree_diffs: Optional[bool] = None
         self._epoch = 0
         self._values: Any = None
+        self._dst_values: Any = None
         self._src_obj: Any = None
         self._dst_obj: Any = None
         self._plan: Optional[PairPlan] = None
@@ -256,22 +257,22 @@ class DiffElement:
     def keys(self, value: Dict) -> None:
         self._keys = value
 
-    def _snapshot_attrs(self) -> Dict:
-        """Attribute dict of an unchanged object, from the values recorded when it was compared."""
+    def _snapshot_attrs(self, dest: bool) -> Dict:
+        """Attribute dict of one side of an unchanged object, from the values recorded when it was compared."""
         plan = self._plan
         names = plan.common_names  # type: ignore[union-attr]
-        values = self._values
+        values = self._dst_values if dest else self._values
         if not names:
             return {}
         if len(names) == 1:
             attrs = {names[0]: values}
         else:
             attrs = dict(zip(names, values, strict=True))
-        copies = plan.copy_names  # type: ignore[union-attr]
-        if copies:
-            for name in copies:
-                if name in attrs:
-                    attrs[name] = copy.deepcopy(attrs[name])
+        # The recorded values are this element's own copies; hand out copies of them in turn.
+        copies = plan.dst_copies if dest else plan.src_copies  # type: ignore[union-attr]
+        for index, copier in copies:
+            name = names[index]
+            attrs[name] = copier(attrs[name])
         return attrs
 
     @property
@@ -279,7 +280,7 @@ class DiffElement:
         """Attributes of the source object; None if the object does not exist in the source."""
         attrs = self._source_attrs
         if attrs is UNSET:
-            attrs = self._source_attrs = self._snapshot_attrs()
+            attrs = self._source_attrs = self._snapshot_attrs(False)
         return attrs
 
     @source_attrs.setter
@@ -292,7 +293,7 @@ class DiffElement:
         """Attributes of the destination object; None if the object does not exist in the destination."""
         attrs = self._dest_attrs
         if attrs is UNSET:
-            attrs = self._dest_attrs = self._snapshot_attrs()
+            attrs = self._dest_attrs = self._snapshot_attrs(True)
         return attrs
 
     @dest_attrs.setter
@@ -316,9 +317,9 @@ class DiffElement:
     def _invalidate(self) -> None:
         """Forget cached conclusions after the attributes changed (here and, through the epoch, above)."""
         if self._source_attrs is UNSET:
-            self._source_attrs = self._snapshot_attrs()
+            self._source_attrs = self._snapshot_attrs(False)
         if self._dest_attrs is UNSET:
-            self._dest_attrs = self._snapshot_attrs()
+            self._dest_attrs = self._snapshot_attrs(True)
         self._action = UNSET
         self._plan = None
         EPOCH.value += 1

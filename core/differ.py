@@ -59,7 +59,8 @@ class PairPlan:
         "children",
         "partial_children",
         "same_attrs",
-        "copy_names",
+        "src_copies",
+        "dst_copies",
     )
 
     def __init__(self, src_cls: Type[DiffSyncModel], dst_cls: Type[DiffSyncModel]) -> None:
@@ -72,7 +73,16 @@ class PairPlan:
         self.common_names: Tuple[str, ...] = tuple(name for name in dst_plan.attr_names if name in src_names)
         # Unchanged elements keep one tuple of values for both sides: only possible with the same attributes.
         self.same_attrs = src_plan.attr_names == dst_plan.attr_names
-        self.copy_names = src_plan.copy_names | dst_plan.copy_names
+        # Positions (in the compared tuple) of container values, and their copiers: an unchanged element keeps
+        # copies of those, so that later in-place changes to the models do not show in the diff.
+        src_copiers = src_plan.copiers
+        dst_copiers = dst_plan.copiers
+        self.src_copies = tuple(
+            (index, src_copiers[name]) for index, name in enumerate(self.common_names) if name in src_copiers
+        )
+        self.dst_copies = tuple(
+            (index, dst_copiers[name]) for index, name in enumerate(self.common_names) if name in dst_copiers
+        )
         self.getter: Optional[Callable[[Dict[str, Any]], Any]] = (
             itemgetter(*self.common_names) if self.common_names else None
         )
@@ -339,13 +349,19 @@ class DiffSyncDiffer:
             getter = plan.getter
             if plan.fast and getter is not None:
                 values = getter(src_dict)
-                equal = values == getter(dst_dict)
+                dst_values = getter(dst_dict)
+                equal = values == dst_values
             else:
-                values = None
+                values = dst_values = None
                 equal = plan.fast
             if equal and plan.same_attrs:
                 # Unchanged: keep the compared values; the attribute dicts are built only if asked for.
+                if plan.src_copies:
+                    values = _copied(values, plan.src_copies, len(plan.common_names))
+                if plan.dst_copies:
+                    dst_values = _copied(dst_values, plan.dst_copies, len(plan.common_names))
                 element._values = values
+                element._dst_values = dst_values
                 element._source_attrs = UNSET
                 element._dest_attrs = UNSET
                 element._action = None
@@ -499,6 +515,16 @@ class ClassInfo:
 _EMPTY: Dict[str, Any] = {}
 
 
+def _copied(values: Any, copies: Tuple[Tuple[int, Callable[[Any], Any]], ...], count: int) -> Any:
+    """Copy the container values of a compared tuple (or single value) with their copiers."""
+    if count == 1:
+        return copies[0][1](values)
+    result = list(values)
+    for index, copier in copies:
+        result[index] = copier(result[index])
+    return tuple(result)
+
+
 def _all_of_type(adapter: Adapter, modelname: str) -> Tuple[Mapping[str, DiffSyncModel], int]:
     """All objects of a type as ``{uid: object}`` in store order, from the store's index where it has one."""
     index = _index_of(adapter, modelname, "get_all")
@@ -509,9 +535,18 @@ def _all_of_type(adapter: Adapter, modelname: str) -> Tuple[Mapping[str, DiffSyn
 
 
 def _index_of(adapter: Adapter, modelname: str, method: str) -> Optional[Mapping[str, DiffSyncModel]]:
-    """The store's own ``{uid: object}`` index of a type, when reading it equals calling ``adapter.<method>``."""
+    """The store's own ``{uid: object}`` index of a type, when reading it equals calling ``adapter.<method>``.
+
+    Not when the adapter or the store overrides that method (the override must see every read).
+    """
     from core.adapter import Adapter  # pylint: disable=import-outside-toplevel
 
     if getattr(type(adapter), method) is not getattr(Adapter, method):
         return None
+    store_cls = type(adapter.store)
+    for klass in store_cls.__mro__:
+        if "_uid_map" in klass.__dict__:
+            if getattr(store_cls, method) is not getattr(klass, method):
+                return None
+            break
     return adapter.store._uid_map(modelname)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import sys
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Set, Tuple
 
@@ -36,6 +35,18 @@ _STATUS_NAMES = frozenset({"_status", "_status_message"})
 _SHARED_FIELD_SETS: Dict[frozenset, Set[str]] = {}
 _SHARED_FIELD_SET_IDS: Set[int] = set()
 _object_setattr = object.__setattr__
+
+
+def _shared_field_set(names: Set[str]) -> Optional[Set[str]]:
+    """The shared set with exactly these names, made on first use; None once too many distinct sets exist."""
+    key = frozenset(names)
+    shared = _SHARED_FIELD_SETS.get(key)
+    if shared is None:
+        if len(_SHARED_FIELD_SETS) >= 4096:
+            return None
+        shared = _SHARED_FIELD_SETS[key] = set(names)
+        _SHARED_FIELD_SET_IDS.add(id(shared))
+    return shared
 
 
 class DiffSyncModel(BaseModel):
@@ -122,19 +133,21 @@ class DiffSyncModel(BaseModel):
         # fields), nearly always the same names for one class.  Share one set per distinct content; the
         # instance gets a private copy back before anything can change it (see __setattr__).
         fields_set = self.__pydantic_fields_set__
-        key = frozenset(fields_set)
-        shared = _SHARED_FIELD_SETS.get(key)
+        shared = _SHARED_FIELD_SETS.get(frozenset(fields_set))
         if shared is None:
-            if len(_SHARED_FIELD_SETS) < 4096:
-                _SHARED_FIELD_SETS[key] = fields_set
-                _SHARED_FIELD_SET_IDS.add(id(fields_set))
-        else:
+            shared = _shared_field_set(fields_set)
+        if shared is not None and shared is not fields_set:
             _object_setattr(self, "__pydantic_fields_set__", shared)
 
     def __setattr__(self, name: str, value: Any) -> None:
         fields_set = self.__pydantic_fields_set__
-        if id(fields_set) in _SHARED_FIELD_SET_IDS:
-            _object_setattr(self, "__pydantic_fields_set__", set(fields_set))
+        if id(fields_set) in _SHARED_FIELD_SET_IDS and name not in fields_set:
+            # Assigning a field adds it to the set: switch to the shared set with that name added (pydantic's
+            # own add() is then a no-op), or to a private copy for anything unusual.
+            shared = None
+            if name in self.__class__.model_fields:
+                shared = _shared_field_set(fields_set | {name})
+            _object_setattr(self, "__pydantic_fields_set__", shared if shared is not None else set(fields_set))
         if name in _STATUS_NAMES:
             status, message = self.get_status()
             if name == "_status":
@@ -357,10 +370,10 @@ class DiffSyncModel(BaseModel):
         if self._ss_fast_ids:
             plan = self._ss_plan
             values = self.__dict__
-            copies = plan.copy_names
-            if copies:
+            copiers = plan.copiers
+            if copiers:
                 return {
-                    name: copy.deepcopy(values[name]) if name in copies else values[name] for name in plan.id_names
+                    name: copiers[name](values[name]) if name in copiers else values[name] for name in plan.id_names
                 }
             return {name: values[name] for name in plan.id_names}
         return self.dict(include=set(self._identifiers))
@@ -373,10 +386,10 @@ class DiffSyncModel(BaseModel):
         plan = self._ss_plan
         if plan.plain:
             values = self.__dict__
-            copies = plan.copy_names
-            if copies:
+            copiers = plan.copiers
+            if copiers:
                 return {
-                    name: copy.deepcopy(values[name]) if name in copies else values[name] for name in plan.attr_names
+                    name: copiers[name](values[name]) if name in copiers else values[name] for name in plan.attr_names
                 }
             return {name: values[name] for name in plan.attr_names}
         return self.dict(include=set(self._attributes))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type
 
 import structlog
 
+from core._gc import frozen_heap
 from core._log import level_enabled
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
@@ -63,8 +64,13 @@ class DiffSyncSyncer:
 
         # A direct look-up in the destination store's index is only equivalent to Adapter.get when neither
         # the adapter nor the store changes how get works.
-        self._direct_get = type(dst_diffsync).get is _Adapter.get and type(dst_diffsync.store)._uid_map is not (
-            _base_uid_map()
+        store_cls = type(dst_diffsync.store)
+        index_cls = next((klass for klass in store_cls.__mro__ if "_uid_map" in klass.__dict__), None)
+        self._direct_get = (
+            type(dst_diffsync).get is _Adapter.get
+            and index_cls is not None
+            and index_cls.__dict__["_uid_map"] is not _base_uid_map()
+            and store_cls.get is index_cls.get
         )
 
     @property
@@ -93,8 +99,9 @@ class DiffSyncSyncer:
         """
         changed = False
         self.base_logger.info("Beginning sync")
-        for element in self.diff.get_children():
-            changed |= self.sync_diff_element(element)
+        with frozen_heap():
+            for element in self.diff.get_children():
+                changed |= self.sync_diff_element(element)
         self.base_logger.info("Sync complete")
         return changed
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINES: tuple[str, ...] = ("core", "diffsync")
 PHASES: tuple[str, ...] = ("gen", "load", "diff", "sync", "rediff")
 RESULT_MARKER = "BENCH_RESULT "
@@ -66,6 +67,7 @@ MODES = ("access", "trunk", "routed")
 # --profile: frames from these paths are always shown; the flat report keeps this many lines.
 PROFILE_SHOW_REGEX = r".*(/diffsync/|/core/|/structlog/|/pydantic/|bench_engine).*"
 PROFILE_FLAT_LINES = 40
+PROFILE_SUMMARY_LINES = 6  # printed by the parent per engine and phase
 
 # Presence of a record on each side.
 BOTH, SRC_ONLY, DST_ONLY = "both", "src", "dst"
@@ -92,7 +94,14 @@ class Engine:
 
 
 def load_engine(name: str) -> Engine:
-    """Import one engine by package name; only ever called in the child so the other engine stays unloaded."""
+    """Import one engine by package name; only ever called in the child so the other engine stays unloaded.
+
+    ``core`` is imported from the checkout this script lives in (repo root first on sys.path): the bench
+    must measure the code next to it, and an editable install made before ``core/__init__.py`` existed
+    maps ``core`` to an empty namespace package.
+    """
+    if name == "core" and str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
     package = importlib.import_module(name)
     version = getattr(package, "__version__", "")
     if not version:
@@ -410,6 +419,7 @@ class Profiler:
         self.out_dir = out_dir
         self.tag = tag
         self.reports: dict[str, str] = {}
+        self.hottest: dict[str, list[str]] = {}
         self.note = ""
         self._cls: Any = None
         if enabled:
@@ -436,7 +446,9 @@ class Profiler:
             options = {"show_regex": PROFILE_SHOW_REGEX}
             tree = profiler.output_text(unicode=False, color=False, processor_options=options)
             flat = profiler.output_text(unicode=False, color=False, flat=True, processor_options=options)
-            top = "\n".join(flat.splitlines()[:PROFILE_FLAT_LINES])
+            hot = [line.strip() for line in flat.splitlines() if line[:1].isdigit()]
+            self.hottest[phase] = hot[:PROFILE_SUMMARY_LINES]
+            top = "\n".join(hot[:PROFILE_FLAT_LINES])
             path = self.out_dir / f"{self.tag}-{phase}.txt"
             path.write_text(f"{tree}\n\n=== hottest functions by self time ===\n{top}\n")
             self.reports[phase] = str(path)
@@ -545,6 +557,7 @@ def run_workload(args: argparse.Namespace) -> dict[str, Any]:
         sink.close()
     result["expected"] = state.get("expected")
     result["profiles"] = profiler.reports
+    result["profile_hottest"] = profiler.hottest
     result["rss_kib"]["peak"] = peak_rss_kib()
     result["ok"] = not result["failures"]
     return result
@@ -707,6 +720,10 @@ def print_report(args: argparse.Namespace, engines: list[str], runs: dict[str, l
     for engine in engines:
         for index, run in enumerate(runs[engine]):
             tag = f"{engine} run {index + 1}"
+            if run.get("times"):
+                times = " ".join(f"{phase}={value:.3f}" for phase, value in run["times"].items())
+                peak = run.get("rss_kib", {}).get("peak")
+                print(f"{tag}: seconds {times}" + (f"; peak RSS {peak / 1024:.1f} MiB" if peak else ""))
             if run.get("sizes"):
                 print(f"{tag}: sizes {run['sizes']}")
             if run.get("diff_summary"):
@@ -717,6 +734,8 @@ def print_report(args: argparse.Namespace, engines: list[str], runs: dict[str, l
                 print(f"{tag}: {run['profile_note']}")
             for phase, path in run.get("profiles", {}).items():
                 print(f"{tag}: profile {phase}: {path}")
+                for line in run.get("profile_hottest", {}).get(phase, []):
+                    print(f"    {line}")
             if not run.get("ok"):
                 ok = False
                 for failure in run.get("failures", []):
