@@ -131,7 +131,8 @@ class DiffSyncDiffer:
         self.callback = callback
         self.diff: Optional[Diff] = None
         self.models_processed = 0
-        self.total_models = len(src_diffsync) + len(dst_diffsync)
+        with src_diffsync.store._session(), dst_diffsync.store._session():
+            self.total_models = len(src_diffsync) + len(dst_diffsync)
         self._debug = level_enabled(self.logger, "debug")
         if self._debug:
             self.logger.debug(f"Diff calculation between these two datasets will involve {self.total_models} models")
@@ -156,6 +157,10 @@ class DiffSyncDiffer:
         """Compute (once) and return the Diff between the source and destination adapters."""
         if self.diff is not None:
             return self.diff
+        with self.src_diffsync.store._session(), self.dst_diffsync.store._session():
+            return self._calculate()
+
+    def _calculate(self) -> Diff:
         self.models_processed = 0
         self.logger.info("Beginning diff calculation")
         self.diff = self.diff_class()

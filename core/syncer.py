@@ -99,7 +99,7 @@ class DiffSyncSyncer:
         """
         changed = False
         self.base_logger.info("Beginning sync")
-        with frozen_heap():
+        with frozen_heap(), self.src_diffsync.store._session(), self.dst_diffsync.store._session():
             for element in self.diff.get_children():
                 changed |= self.sync_diff_element(element)
         self.base_logger.info("Sync complete")
@@ -234,6 +234,8 @@ class DiffSyncSyncer:
                 if dst_model is None:
                     raise ObjectNotUpdated(f"Failed to update {model_class.get_type()} {ids} - not found!")
                 dst_model = dst_model.update(attrs=attrs)
+                if dst_model is not None:
+                    self.dst_diffsync.store._after_change(dst_model, False)
             elif action == _DELETE:
                 if dst_model is None:
                     raise ObjectNotDeleted(f"Failed to delete {model_class.get_type()} {ids} - not found!")

@@ -8,7 +8,8 @@ still works, through the public methods only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Type, Union
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, ContextManager, Dict, List, Mapping, Optional, Set, Tuple, Type, Union
 
 import structlog
 
@@ -236,6 +237,10 @@ class BaseStore:
 
     def _after_change(self, obj: DiffSyncModel, created: bool) -> None:
         """Called after the store changed an object in place; stores that keep copies persist it here."""
+
+    def _session(self) -> ContextManager[None]:
+        """Context in which the engine runs one diff or sync; stores may cache reads and batch writes in it."""
+        return nullcontext()
 
     def _uid_map(self, modelname: str) -> Optional[Mapping[str, DiffSyncModel]]:
         """Return a live ``{uid: object}`` mapping of one type in insertion order, or None if there is none.

@@ -1,0 +1,44 @@
+"""Every Redis key prefix the project writes, in one place.
+
+All keys live under ``shardsync:``.  A store namespace (one adapter's data) is ``shardsync:{store_id}:`` and
+holds the keys built below; nothing else in the project makes up key names.
+"""
+
+from __future__ import annotations
+
+ROOT = "shardsync"
+"""First component of every key."""
+
+
+def namespace(store_id: str) -> str:
+    """Prefix of every key of one store namespace (ends with a colon)."""
+    return f"{ROOT}:{store_id}:"
+
+
+def types_key(store_id: str) -> str:
+    """SET of the model names present in the namespace."""
+    return f"{ROOT}:{store_id}:types"
+
+
+def meta_key(store_id: str) -> str:
+    """HASH describing the namespace: created, last_used (unix seconds), ttl, format version."""
+    return f"{ROOT}:{store_id}:meta"
+
+
+def seq_key(store_id: str) -> str:
+    """STRING counter giving each new object its insertion position."""
+    return f"{ROOT}:{store_id}:seq"
+
+
+def objects_key(store_id: str, modelname: str) -> str:
+    """HASH ``unique_id -> msgpack record`` of one model type."""
+    return f"{ROOT}:{store_id}:obj:{modelname}"
+
+
+def order_key(store_id: str, modelname: str) -> str:
+    """ZSET ``unique_id -> insertion position`` of one model type (stores keep insertion order)."""
+    return f"{ROOT}:{store_id}:order:{modelname}"
+
+
+META_PATTERN = f"{ROOT}:*:meta"
+"""SCAN pattern matching the meta key of every namespace (used by the stale-namespace helper only)."""
