@@ -172,3 +172,46 @@ def build_field_plan(cls: Any) -> FieldPlan:
                 if copier is not None:
                     copiers[name] = copier
     return FieldPlan(plain, id_names, attr_names, frozenset(copiers), copiers)
+
+
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _json_native(annotation: Any) -> bool:
+    """True when values of this annotation are already what a JSON-mode dump would give (and msgpack takes)."""
+    if annotation in _JSON_SCALARS:
+        return True
+    origin = get_origin(annotation)
+    if origin is None:
+        return False
+    args = get_args(annotation)
+    if origin is Literal:
+        return all(isinstance(arg, (str, int, bool)) or arg is None for arg in args)
+    if origin is Annotated:
+        return _metadata_is_plain(args[1:]) and _json_native(args[0])
+    if origin in _UNIONS:
+        return all(_json_native(arg) for arg in args)
+    if origin in (list, tuple):
+        return all(arg is Ellipsis or _json_native(arg) for arg in args)
+    if origin is dict:
+        return len(args) == 2 and args[0] is str and _json_native(args[1])
+    return False
+
+
+def json_native_model(cls: Any) -> bool:
+    """True when a model's fields can be stored straight from its ``__dict__`` (no model_dump needed).
+
+    ``model_flags`` (an int flag) and ``adapter`` (never stored) are handled by the caller.
+    """
+    config = getattr(cls, "model_config", {}) or {}
+    if config.get("extra") == "allow" or config.get("serialize_by_alias") or cls.model_computed_fields:
+        return False
+    decorators = getattr(cls, "__pydantic_decorators__", None)
+    if decorators is not None and (decorators.model_serializers or decorators.field_serializers):
+        return False
+    for name, field in cls.model_fields.items():
+        if name in ("adapter", "model_flags"):
+            continue
+        if field.exclude or not _metadata_is_plain(field.metadata) or not _json_native(field.annotation):
+            return False
+    return True

@@ -105,7 +105,8 @@ class BaseStore:
 
         self.remove_item(modelname, uid)
 
-        if obj.adapter:
+        # diffsync writes `if obj.adapter:`, which asks the adapter for its length: a count of the whole store.
+        if obj.adapter is not None:
             obj.adapter = None
 
         if remove_children:

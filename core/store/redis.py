@@ -36,7 +36,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from core import keys
+from core._fields import json_native_model
 from core.exceptions import ObjectAlreadyExists, ObjectNotFound, ObjectStoreException
+from core.model import _SHARED_FIELD_SET_IDS, _shared_field_set
 from core.store import BaseStore, ModelRef
 
 if TYPE_CHECKING:
@@ -45,65 +47,92 @@ if TYPE_CHECKING:
 RECORD_VERSION = 1
 _UNPACK_LIMITS = {"max_bin_len": 64 << 20, "max_str_len": 64 << 20, "max_array_len": 1 << 20, "max_map_len": 1 << 20}
 
-# Writes a batch atomically.  KEYS: types, seq, then objects/order key pairs per type.
-# ARGV: 1 + number of types, then per type: model name, entry count, then (uid, record, is_new) per entry.
+# Writes a batch atomically (one script call: all of it or, on a dropped connection, none of it).
+# KEYS: types, seq, meta, then objects/order key pairs per type.
+# ARGV: now, ttl (0: none), number of types, then per type: model name, entry count, then
+# (uid, record, mode) per entry, mode "n" (new: must not hold a different record), "p" (put) or "d" (delete).
 # A new entry whose uid already holds a different record is not written and is returned as a conflict.
 _WRITE_BATCH = """
-local ntypes = tonumber(ARGV[1])
-local argi = 2
+local now, ttl, ntypes = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local conflicts = {}
-local total = 0
 local plans = {}
+local total = 0
+local argi = 4
 for t = 1, ntypes do
-  local model = ARGV[argi]
   local count = tonumber(ARGV[argi + 1])
-  local objkey = KEYS[1 + 2 * t]
-  local first = argi + 2
+  local objkey = KEYS[2 + 2 * t]
   local accepted = {}
   for i = 0, count - 1 do
-    local base = first + 3 * i
-    local uid, rec, new = ARGV[base], ARGV[base + 1], ARGV[base + 2]
-    if new == '1' then
+    local base = argi + 2 + 3 * i
+    local uid, rec, mode = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+    if mode == 'n' then
       local current = redis.call('HGET', objkey, uid)
       if current and current ~= rec then
-        table.insert(conflicts, model)
+        table.insert(conflicts, ARGV[argi])
         table.insert(conflicts, uid)
       else
         table.insert(accepted, base)
+        total = total + 1
       end
     else
       table.insert(accepted, base)
+      if mode == 'p' then total = total + 1 end
     end
   end
   plans[t] = accepted
-  total = total + #accepted
-  argi = first + 3 * count
+  argi = argi + 2 + 3 * count
 end
-local position = redis.call('INCRBY', KEYS[2], total) - total
-argi = 2
+local position = 0
+if total > 0 then position = redis.call('INCRBY', KEYS[2], total) - total end
+argi = 4
 for t = 1, ntypes do
-  local model = ARGV[argi]
-  local count = tonumber(ARGV[argi + 1])
-  local objkey, orderkey = KEYS[1 + 2 * t], KEYS[2 + 2 * t]
-  if #plans[t] > 0 then
-    redis.call('SADD', KEYS[1], model)
-  end
+  local model, count = ARGV[argi], tonumber(ARGV[argi + 1])
+  local objkey, orderkey = KEYS[2 + 2 * t], KEYS[3 + 2 * t]
+  redis.call('SADD', KEYS[1], model)
   for _, base in ipairs(plans[t]) do
-    position = position + 1
-    redis.call('HSET', objkey, ARGV[base], ARGV[base + 1])
-    redis.call('ZADD', orderkey, 'NX', position, ARGV[base])
+    local uid = ARGV[base]
+    if ARGV[base + 2] == 'd' then
+      redis.call('HDEL', objkey, uid)
+      redis.call('ZREM', orderkey, uid)
+    else
+      position = position + 1
+      redis.call('HSET', objkey, uid, ARGV[base + 1])
+      redis.call('ZADD', orderkey, 'NX', position, uid)
+    end
+  end
+  if ttl > 0 then
+    redis.call('EXPIRE', objkey, ttl)
+    redis.call('EXPIRE', orderkey, ttl)
   end
   argi = argi + 2 + 3 * count
+end
+redis.call('HSET', KEYS[3], 'last_used', now)
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
 end
 return conflicts
 """
 
-# Removes one object atomically. KEYS: objects, order. ARGV: uid. Returns 1 if it existed.
+# Removes one object atomically. KEYS: objects, order, meta. ARGV: uid, now. Returns 1 if it existed.
 _REMOVE = """
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'last_used', ARGV[2])
 return removed
 """
+
+_NEW, _PUT, _DEL = "n", "p", "d"
+
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_unpackb = msgpack.unpackb
+_object_setattr = object.__setattr__
+
+
+def _is_shared(fields_set: Set[str]) -> bool:
+    return id(fields_set) in _SHARED_FIELD_SET_IDS
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
@@ -189,7 +218,10 @@ class RedisStore(BaseStore):
         self._store_id = store_id if store_id else uuid.uuid4().hex
         self._ttl = ttl
         self._batch_size = batch_size
-        self._pending: Dict[Tuple[str, str], Tuple[DiffSyncModel, bool]] = {}
+        self._pending: Dict[Tuple[str, str], Tuple[Optional[DiffSyncModel], str]] = {}
+        self._fast_encode: Dict[type, bool] = {}
+        self._sorted_sets: Dict[int, List[str]] = {}
+        self._field_sets: Dict[Tuple[str, ...], Set[str]] = {}
         self._session_depth = 0
         self._cache: Optional[Dict[str, Dict[str, DiffSyncModel]]] = None
         with self._errors("connect"):
@@ -242,98 +274,141 @@ class RedisStore(BaseStore):
             )
         return cls
 
-    @staticmethod
-    def _encode(obj: DiffSyncModel) -> bytes:
-        fields = BaseModel.model_dump(obj, mode="json", exclude={"adapter"})
-        return msgpack.packb([RECORD_VERSION, fields, sorted(obj.__pydantic_fields_set__)], use_bin_type=True)
+    def _encode(self, obj: DiffSyncModel) -> bytes:
+        cls = obj.__class__
+        fast = self._fast_encode.get(cls)
+        if fast is None:
+            fast = self._fast_encode[cls] = json_native_model(cls)
+        if fast:
+            # Every field is JSON-native already (str, int, bool, lists of those...): skip model_dump.
+            fields = {name: value for name, value in obj.__dict__.items() if name != "adapter"}
+            flags = fields.get("model_flags")
+            if flags is not None:
+                fields["model_flags"] = flags.value
+        else:
+            fields = BaseModel.model_dump(obj, mode="json", exclude={"adapter"})
+        fields_set = obj.__pydantic_fields_set__
+        shared = _is_shared(fields_set)
+        names = self._sorted_sets.get(id(fields_set)) if shared else None
+        if names is None:
+            names = sorted(fields_set)
+            if shared:
+                self._sorted_sets[id(fields_set)] = names
+        return _packb([RECORD_VERSION, fields, names])
 
     def _decode(self, modelname: str, cls: Type[DiffSyncModel], uid: str, raw: bytes) -> DiffSyncModel:
-        where = f"{keys.objects_key(self._store_id, modelname)} field {uid!r}"
         try:
-            record = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_reject_ext, **_UNPACK_LIMITS)
+            record = _unpackb(raw, raw=False, strict_map_key=True, ext_hook=_reject_ext, **_UNPACK_LIMITS)
         except Exception as err:  # noqa: BLE001 - any decoding failure is reported the same way
             raise ObjectStoreException(
-                f"Stored value at {where} is not a shardsync record for model {cls.__name__} "
-                f"({type(err).__name__}: {err})"
+                f"Stored value at {self._where_is(modelname, uid)} is not a shardsync record for model "
+                f"{cls.__name__} ({type(err).__name__}: {err})"
             ) from None
         if not (
-            isinstance(record, list)
+            record.__class__ is list
             and len(record) == 3
             and record[0] == RECORD_VERSION
-            and isinstance(record[1], dict)
-            and isinstance(record[2], list)
+            and record[1].__class__ is dict
+            and record[2].__class__ is list
         ):
             raise ObjectStoreException(
-                f"Stored value at {where} is not a shardsync record for model {cls.__name__} "
-                f"(expected [version {RECORD_VERSION}, fields, fields_set])"
+                f"Stored value at {self._where_is(modelname, uid)} is not a shardsync record for model "
+                f"{cls.__name__} (expected [version {RECORD_VERSION}, fields, fields_set])"
             )
-        fields = record[1]
+        obj = cls.__new__(cls)
         try:
-            obj = cls(**fields)
+            # What model_validate does, into the new instance: validation through the adapter's own class.
+            cls.__pydantic_validator__.validate_python(record[1], self_instance=obj)
         except ValidationError as err:
             raise ObjectStoreException(
-                f"Stored value at {where} does not validate as model {cls.__name__}: {err}"
+                f"Stored value at {self._where_is(modelname, uid)} does not validate as model {cls.__name__}: {err}"
             ) from None
-        except TypeError as err:
-            raise ObjectStoreException(
-                f"Stored value at {where} has unusable fields for model {cls.__name__}: {err}"
-            ) from None
-        from core.model import _shared_field_set  # pylint: disable=import-outside-toplevel
-
-        names = {name for name in record[2] if isinstance(name, str)}
-        shared = _shared_field_set(names)
-        object.__setattr__(obj, "__pydantic_fields_set__", shared if shared is not None else names)
+        names = tuple(record[2])
+        shared_set = self._field_sets.get(names)
+        if shared_set is None:
+            if not all(isinstance(name, str) for name in names):
+                raise ObjectStoreException(
+                    f"Stored value at {self._where_is(modelname, uid)} has a malformed fields_set for model "
+                    f"{cls.__name__}"
+                )
+            shared_set = _shared_field_set(set(names))
+            if shared_set is None:
+                shared_set = set(names)
+            else:
+                self._field_sets[names] = shared_set
+        _object_setattr(obj, "__pydantic_fields_set__", shared_set)
         obj.__dict__["adapter"] = self.adapter
         return obj
+
+    def _where_is(self, modelname: str, uid: str) -> str:
+        return f"{keys.objects_key(self._store_id, modelname)} field {uid!r}"
 
     # ------------------------------------------------------------------------------------------------
     # Writes
     # ------------------------------------------------------------------------------------------------
 
-    def _queue(self, obj: DiffSyncModel, new: bool) -> None:
-        key = (obj.get_type(), obj.get_unique_id())
-        previous = self._pending.get(key)
-        self._pending[key] = (obj, new or (previous is not None and previous[1]))
+    def _queue(self, modelname: str, uid: str, obj: Optional[DiffSyncModel], mode: str) -> None:
+        """Buffer one write; later writes to the same object replace earlier ones, keeping their net effect."""
+        key = (modelname, uid)
+        previous = self._pending.pop(key, None)
+        if previous is not None:
+            before = previous[1]
+            if mode == _DEL and before == _NEW:
+                mode = ""  # added then removed before reaching Redis: nothing to write
+            elif mode == _PUT and before == _NEW:
+                mode = _NEW
+            elif mode == _NEW and before == _DEL:
+                mode = _PUT
+        if mode:
+            self._pending[key] = (obj, mode)
         if self._cache is not None:
-            loaded = self._cache.get(key[0])
+            loaded = self._cache.get(modelname)
             if loaded is not None:
-                loaded[key[1]] = obj
+                if mode == _DEL or not mode:
+                    loaded.pop(uid, None)
+                else:
+                    loaded[uid] = obj  # type: ignore[assignment]
         if len(self._pending) >= self._batch_size:
             self.flush()
 
     def flush(self) -> None:
-        """Send the buffered writes to Redis now, atomically.
+        """Send the buffered writes to Redis now, in one atomic script call.
 
         Raises:
             ObjectAlreadyExists: if an object was added whose uid already holds a different object in Redis
-                (added by another process or before); the other objects of the batch are written.
-            ObjectStoreException: if Redis fails.
+                (added by another process or before); the rest of the batch is written.
+            ObjectStoreException: if Redis fails (then nothing of the batch was written; it stays buffered).
         """
         if not self._pending:
             return
         pending = self._pending
         self._pending = {}
-        by_type: Dict[str, List[Tuple[str, DiffSyncModel, bool]]] = {}
-        for (modelname, uid), (obj, new) in pending.items():
-            by_type.setdefault(modelname, []).append((uid, obj, new))
-        script_keys: List[str] = [keys.types_key(self._store_id), keys.seq_key(self._store_id)]
-        args: List[Any] = [len(by_type)]
+        by_type: Dict[str, List[Tuple[str, Optional[DiffSyncModel], str]]] = {}
+        for (modelname, uid), (obj, mode) in pending.items():
+            by_type.setdefault(modelname, []).append((uid, obj, mode))
+        sid = self._store_id
+        script_keys: List[str] = [keys.types_key(sid), keys.seq_key(sid), keys.meta_key(sid)]
+        args: List[Any] = [time.time(), self._ttl or 0, len(by_type)]
+        encode = self._encode
         for modelname, entries in by_type.items():
-            script_keys.append(keys.objects_key(self._store_id, modelname))
-            script_keys.append(keys.order_key(self._store_id, modelname))
+            script_keys.append(keys.objects_key(sid, modelname))
+            script_keys.append(keys.order_key(sid, modelname))
             args.append(modelname)
             args.append(len(entries))
-            for uid, obj, new in entries:
+            for uid, obj, mode in entries:
                 args.append(uid)
-                args.append(self._encode(obj))
-                args.append("1" if new else "0")
-        with self._errors("write"):
-            conflicts = self._write_batch(keys=script_keys, args=args)
-            self._touch(list(by_type))
+                args.append(b"" if obj is None else encode(obj))
+                args.append(mode)
+        try:
+            with self._errors("write"):
+                conflicts = self._write_batch(keys=script_keys, args=args)
+        except ObjectStoreException:
+            # Nothing of the batch reached Redis: keep it for the next flush rather than lose it.
+            pending.update(self._pending)
+            self._pending = pending
+            raise
         if conflicts:
-            pairs = [
-                (conflicts[i].decode(), conflicts[i + 1].decode()) for i in range(0, len(conflicts), 2)
-            ]
+            pairs = [(conflicts[i].decode(), conflicts[i + 1].decode()) for i in range(0, len(conflicts), 2)]
             first_model, first_uid = pairs[0]
             rejected = pending[(first_model, first_uid)][0]
             if self._cache is not None:
@@ -342,18 +417,6 @@ class RedisStore(BaseStore):
             listing = ", ".join(f"{model} {uid}" for model, uid in pairs[:10])
             more = f" and {len(pairs) - 10} more" if len(pairs) > 10 else ""
             raise ObjectAlreadyExists(f"Object {first_uid} already present ({listing}{more})", rejected)
-
-    def _touch(self, modelnames: List[str]) -> None:
-        """Record the namespace as used now and renew the expiry of its keys when a TTL is set."""
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hset(keys.meta_key(self._store_id), "last_used", time.time())
-        if self._ttl:
-            for key in (keys.meta_key(self._store_id), keys.types_key(self._store_id), keys.seq_key(self._store_id)):
-                pipe.expire(key, self._ttl)
-            for modelname in modelnames:
-                pipe.expire(keys.objects_key(self._store_id, modelname), self._ttl)
-                pipe.expire(keys.order_key(self._store_id, modelname), self._ttl)
-        pipe.execute()
 
     def add(self, *, obj: DiffSyncModel) -> None:
         """Add an object (written at the next flush; see BaseStore.add).
@@ -375,32 +438,37 @@ class RedisStore(BaseStore):
                 if loaded[uid] is obj:
                     return
                 raise ObjectAlreadyExists(f"Object {uid} already present", obj)
-        if not obj.adapter:
+        if obj.adapter is None:
             obj.adapter = self.adapter
-        self._queue(obj, True)
+        self._queue(modelname, uid, obj, _NEW)
 
     def update(self, *, obj: DiffSyncModel) -> None:
         """Store the current state of ``obj`` under its uid (written at the next flush)."""
-        self._queue(obj, False)
+        self._queue(obj.get_type(), obj.get_unique_id(), obj, _PUT)
 
     def _after_change(self, obj: DiffSyncModel, created: bool) -> None:
         """Persist an object changed in place by the engine (children, sync updates)."""
-        self._queue(obj, False)
+        self._queue(obj.get_type(), obj.get_unique_id(), obj, _PUT)
 
     def remove_item(self, modelname: str, uid: str) -> None:
-        """Remove one object by type name and uid.
+        """Remove one object by type name and uid (buffered during a session, immediate otherwise).
 
         Raises:
             ObjectNotFound: if the object is not present.
         """
+        if self._cache is not None:
+            loaded = self._uid_map(modelname)
+            if loaded is None or uid not in loaded:
+                raise ObjectNotFound(f"{modelname} {uid} not present in {self}")
+            self._queue(modelname, uid, None, _DEL)
+            return
         self.flush()
+        sid = self._store_id
         with self._errors("remove"):
             removed = self._remove(
-                keys=[keys.objects_key(self._store_id, modelname), keys.order_key(self._store_id, modelname)],
-                args=[uid],
+                keys=[keys.objects_key(sid, modelname), keys.order_key(sid, modelname), keys.meta_key(sid)],
+                args=[uid, time.time()],
             )
-        if self._cache is not None and modelname in self._cache:
-            self._cache[modelname].pop(uid, None)
         if not removed:
             raise ObjectNotFound(f"{modelname} {uid} not present in {self}")
 

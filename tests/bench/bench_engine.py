@@ -142,8 +142,31 @@ def _make_local_store(engine: Engine, side: str, options: dict[str, str]) -> Any
     return engine.store_module("local").LocalStore
 
 
+def _make_redis_store(engine: Engine, side: str, options: dict[str, str]) -> Any:
+    """A RedisStore of the engine in its own namespace (url from ``--store-option url=...``, db 14 by default).
+
+    Each run gets a fresh namespace (pid + side) so concurrent or repeated runs never share data.
+    """
+    url = options.get("url", "redis://127.0.0.1:6379/14")
+    store_id = f"bench-{os.getpid()}-{side}"
+    module = engine.store_module("redis")
+    return module.RedisStore(url=url, store_id=store_id)
+
+
+def _close_redis_store(store: Any) -> None:
+    """Remove the run's keys: core's store clears its namespace, diffsync's keys are found by prefix."""
+    if hasattr(store, "clear"):
+        store.clear()
+        return
+    client = store._store  # diffsync's RedisStore keeps its client there
+    keys = list(client.scan_iter(match=f"{store._store_label}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.unlink(*keys[start : start + 500])
+
+
 STORE_KINDS: dict[str, StoreKind] = {
     "local": StoreKind(make=_make_local_store),
+    "redis": StoreKind(make=_make_redis_store, close=_close_redis_store),
 }
 
 
@@ -215,6 +238,14 @@ def make_inventory(engine: Engine) -> Inventory:
         interface = Interface
         top_level = ["site"]
 
+    # diffsync's RedisStore pickles objects, which needs their classes reachable by module and name: publish
+    # them as module globals under engine-specific names (core's store never pickles; harmless for it).
+    module = sys.modules[__name__]
+    for cls in (Site, Device, Interface, InventoryAdapter):
+        public_name = f"_{engine.name}_{cls.__name__}"
+        cls.__qualname__ = public_name
+        cls.__module__ = __name__
+        setattr(module, public_name, cls)
     return Inventory(site=Site, device=Device, interface=Interface, adapter=InventoryAdapter)
 
 
@@ -506,6 +537,10 @@ def run_workload(args: argparse.Namespace) -> dict[str, Any]:
         for site in iter_universe(args.sites, args.seed):
             load_site(source, inventory, site, SRC_ONLY)
             load_site(target, inventory, site, DST_ONLY)
+        for adapter in (source, target):
+            flush = getattr(adapter.store, "flush", None)
+            if flush is not None:  # a buffering store: the load is done when its writes are
+                flush()
 
     def phase_diff() -> None:
         state["diff"] = target.diff_from(source)
@@ -594,7 +629,7 @@ def _check_rediff(result: dict[str, Any], rediff: Any) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def run_child(engine: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_child(engine: str, args: argparse.Namespace, store: str | None = None) -> dict[str, Any]:
     """Run the workload for one engine in a fresh interpreter and parse its JSON line.
 
     Why a subprocess: ru_maxrss is a per-process high-water mark, so the engines must not share one.
@@ -610,7 +645,7 @@ def run_child(engine: str, args: argparse.Namespace) -> dict[str, Any]:
         "--seed",
         str(args.seed),
         "--store",
-        args.store,
+        store or args.store,
         "--profile-dir",
         args.profile_dir,
     ]
@@ -661,7 +696,12 @@ def _rss_mib(runs: list[dict[str, Any]], key: str = "peak") -> float | None:
     return max(values) / 1024 if values else None
 
 
-def print_report(args: argparse.Namespace, engines: list[str], runs: dict[str, list[dict[str, Any]]]) -> bool:
+def print_report(
+    args: argparse.Namespace,
+    engines: list[str],
+    runs: dict[str, list[dict[str, Any]]],
+    ratios: list[tuple[str, str]] | None = None,
+) -> bool:
     """Print the comparison table and every failure; return True when every run passed its checks."""
     ok = True
     first = next((r for rs in runs.values() for r in rs if r.get("expected")), None)
@@ -689,10 +729,11 @@ def print_report(args: argparse.Namespace, engines: list[str], runs: dict[str, l
         print("NOTE: --profile is on, timings include profiler overhead")
     print()
 
-    both = "core" in engines and "diffsync" in engines
-    header = f"{'phase':<10}" + "".join(f"{e + ' s':>14}" for e in engines)
-    if both:
-        header += f"{'core/diffsync':>16}"
+    ratios = ratios or []
+    width = max([14, *(len(e) + 4 for e in engines)])
+    rwidth = max([16, *(len(f"{a} / {b}") + 2 for a, b in ratios)])
+    header = f"{'phase':<10}" + "".join(f"{e + ' s':>{width}}" for e in engines)
+    header += "".join(f"{f'{a} / {b}':>{rwidth}}" for a, b in ratios)
     print(header)
     print("-" * len(header))
     rows = [*PHASES, "total"]
@@ -704,16 +745,14 @@ def print_report(args: argparse.Namespace, engines: list[str], runs: dict[str, l
                 values[engine] = None if any(v is None for v in parts) else sum(v for v in parts if v is not None)
             else:
                 values[engine] = _best(runs[engine], phase)
-        line = f"{phase:<10}" + "".join(f"{_fmt_seconds(values[e]):>14}" for e in engines)
-        if both:
-            line += f"{_ratio(values['core'], values['diffsync']):>16}"
+        line = f"{phase:<10}" + "".join(f"{_fmt_seconds(values[e]):>{width}}" for e in engines)
+        line += "".join(f"{_ratio(values[a], values[b]):>{rwidth}}" for a, b in ratios)
         print(line)
     print("(total = load + diff + sync + rediff)")
     for label, key in (("RSS import", "imported"), ("RSS load", "after_load"), ("peak RSS", "peak")):
         mem = {e: _rss_mib(runs[e], key) for e in engines}
-        line = f"{label:<10}" + "".join(f"{'-' if mem[e] is None else f'{mem[e]:.1f} MiB':>14}" for e in engines)
-        if both:
-            line += f"{_ratio(mem['core'], mem['diffsync']):>16}"
+        line = f"{label:<10}" + "".join(f"{'-' if mem[e] is None else f'{mem[e]:.1f} MiB':>{width}}" for e in engines)
+        line += "".join(f"{_ratio(mem[a], mem[b]):>{rwidth}}" for a, b in ratios)
         print(line)
     print()
 
@@ -742,16 +781,40 @@ def print_report(args: argparse.Namespace, engines: list[str], runs: dict[str, l
                     print(f"FAILED {tag}: {failure}")
                 if run.get("traceback"):
                     print(run["traceback"].rstrip())
-    if both:
-        # Same data in, so the same diff must come out; compared only where both engines got that far.
-        core_summaries, ref_summaries = (
-            {json.dumps(r["diff_summary"], sort_keys=True) for r in runs[e] if r.get("diff_summary")}
-            for e in ("core", "diffsync")
-        )
-        if core_summaries and ref_summaries and core_summaries != ref_summaries:
-            ok = False
-            print(f"FAILED: diff summaries differ between engines: core {core_summaries} diffsync {ref_summaries}")
+    # Same data in, so the same diff must come out; compared only where the runs got that far.
+    summaries = {
+        label: {json.dumps(r["diff_summary"], sort_keys=True) for r in runs[label] if r.get("diff_summary")}
+        for label in engines
+    }
+    distinct = {summary for found in summaries.values() for summary in found}
+    if len(distinct) > 1:
+        ok = False
+        print(f"FAILED: diff summaries differ between runs: {summaries}")
     return ok
+
+
+def plan_variants(
+    args: argparse.Namespace, engines: list[str]
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """Which (label, engine, store) runs to make, and which pairs of labels to print ratios for.
+
+    With the local store: each engine on LocalStore, ratio core/diffsync. With ``--store redis``: core on
+    Redis against core on LocalStore (the reference run), plus diffsync's RedisStore when asked for or at
+    small sizes (it is far too slow beyond a few hundred sites).
+    """
+    if args.store == "local":
+        return [(e, e, "local") for e in engines], [("core", "diffsync")] if len(engines) == 2 else []
+    variants = []
+    ratios = []
+    if "core" in engines:
+        variants.append((f"core/{args.store}", "core", args.store))
+        variants.append(("core/local", "core", "local"))
+        ratios.append((f"core/{args.store}", "core/local"))
+    if "diffsync" in engines and (args.sites <= args.reference_store_limit):
+        variants.append((f"diffsync/{args.store}", "diffsync", args.store))
+        if "core" in engines:
+            ratios.append((f"core/{args.store}", f"diffsync/{args.store}"))
+    return variants, ratios
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -765,6 +828,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--store-option", action="append", default=[], metavar="KEY=VALUE", help="option for the store kind"
     )
     parser.add_argument("--seed", type=int, default=20240601, help="seed of the generated data")
+    parser.add_argument(
+        "--reference-store-limit",
+        type=int,
+        default=500,
+        help="with a non-local store, run diffsync on it only up to this many sites (default 500)",
+    )
     parser.add_argument("--timeout", type=float, default=None, help="seconds before a child run is abandoned")
     parser.add_argument("--profile", action="store_true", help="profile each phase with pyinstrument if installed")
     parser.add_argument(
@@ -794,12 +863,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not engines:
         print(f"unknown engines {unknown}; choose from {','.join(ENGINES)}", file=sys.stderr)
         return 2
-    runs: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
-    # Interleave engines across repeats so a burst of load from other processes hits both alike.
+    variants, ratios = plan_variants(args, engines)
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in variants}
+    # Interleave variants across repeats so a burst of load from other processes hits all alike.
     for _ in range(args.repeat):
-        for engine in engines:
-            runs[engine].append(run_child(engine, args))
-    ok = print_report(args, engines, runs)
+        for label, engine, store in variants:
+            runs[label].append(run_child(engine, args, store))
+    ok = print_report(args, [label for label, _, _ in variants], runs, ratios)
     if not ok:
         print("FAILED: see above")
         return 1
