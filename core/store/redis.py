@@ -48,55 +48,49 @@ RECORD_VERSION = 1
 _UNPACK_LIMITS = {"max_bin_len": 64 << 20, "max_str_len": 64 << 20, "max_array_len": 1 << 20, "max_map_len": 1 << 20}
 
 # Writes a batch atomically (one script call: all of it or, on a dropped connection, none of it).
-# KEYS: types, seq, meta, then objects/order key pairs per type.
-# ARGV: now, ttl (0: none), number of types, then per type: model name, entry count, then
-# (uid, record, mode) per entry, mode "n" (new: must not hold a different record), "p" (put) or "d" (delete).
+# KEYS: types, seq, meta, then objects/order key pairs per type, in the order of the batch.
+# ARGV: now, ttl (0: none), batch: msgpack [[model, [uid, record, mode, uid, record, mode, ...]], ...] with
+# mode "n" (new: must not hold a different record), "p" (put) or "d" (delete).  One packed argument
+# instead of three per object keeps the client's per-argument work out of the way.
 # A new entry whose uid already holds a different record is not written and is returned as a conflict.
 _WRITE_BATCH = """
-local now, ttl, ntypes = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, ttl = ARGV[1], tonumber(ARGV[2])
+local batch = cmsgpack.unpack(ARGV[3])
 local conflicts = {}
-local plans = {}
 local total = 0
-local argi = 4
-for t = 1, ntypes do
-  local count = tonumber(ARGV[argi + 1])
+for t, group in ipairs(batch) do
   local objkey = KEYS[2 + 2 * t]
-  local accepted = {}
-  for i = 0, count - 1 do
-    local base = argi + 2 + 3 * i
-    local uid, rec, mode = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  local entries = group[2]
+  for i = 1, #entries, 3 do
+    local mode = entries[i + 2]
     if mode == 'n' then
-      local current = redis.call('HGET', objkey, uid)
-      if current and current ~= rec then
-        table.insert(conflicts, ARGV[argi])
-        table.insert(conflicts, uid)
+      local current = redis.call('HGET', objkey, entries[i])
+      if current and current ~= entries[i + 1] then
+        table.insert(conflicts, group[1])
+        table.insert(conflicts, entries[i])
+        entries[i + 2] = 'x'
       else
-        table.insert(accepted, base)
         total = total + 1
       end
-    else
-      table.insert(accepted, base)
-      if mode == 'p' then total = total + 1 end
+    elseif mode == 'p' then
+      total = total + 1
     end
   end
-  plans[t] = accepted
-  argi = argi + 2 + 3 * count
 end
 local position = 0
 if total > 0 then position = redis.call('INCRBY', KEYS[2], total) - total end
-argi = 4
-for t = 1, ntypes do
-  local model, count = ARGV[argi], tonumber(ARGV[argi + 1])
+for t, group in ipairs(batch) do
   local objkey, orderkey = KEYS[2 + 2 * t], KEYS[3 + 2 * t]
-  redis.call('SADD', KEYS[1], model)
-  for _, base in ipairs(plans[t]) do
-    local uid = ARGV[base]
-    if ARGV[base + 2] == 'd' then
+  local entries = group[2]
+  redis.call('SADD', KEYS[1], group[1])
+  for i = 1, #entries, 3 do
+    local uid, mode = entries[i], entries[i + 2]
+    if mode == 'd' then
       redis.call('HDEL', objkey, uid)
       redis.call('ZREM', orderkey, uid)
-    else
+    elseif mode ~= 'x' then
       position = position + 1
-      redis.call('HSET', objkey, uid, ARGV[base + 1])
+      redis.call('HSET', objkey, uid, entries[i + 1])
       redis.call('ZADD', orderkey, 'NX', position, uid)
     end
   end
@@ -104,7 +98,6 @@ for t = 1, ntypes do
     redis.call('EXPIRE', objkey, ttl)
     redis.call('EXPIRE', orderkey, ttl)
   end
-  argi = argi + 2 + 3 * count
 end
 redis.call('HSET', KEYS[3], 'last_used', now)
 if ttl > 0 then
@@ -128,6 +121,8 @@ _NEW, _PUT, _DEL = "n", "p", "d"
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _unpackb = msgpack.unpackb
+# Redis's Lua msgpack library knows only the old raw type: pack the batch without the bin type.
+_pack_for_lua = msgpack.Packer(use_bin_type=False, autoreset=True).pack
 _object_setattr = object.__setattr__
 
 
@@ -350,8 +345,11 @@ class RedisStore(BaseStore):
     def _queue(self, modelname: str, uid: str, obj: Optional[DiffSyncModel], mode: str) -> None:
         """Buffer one write; later writes to the same object replace earlier ones, keeping their net effect."""
         key = (modelname, uid)
-        previous = self._pending.pop(key, None)
+        previous = self._pending.get(key)
+        if previous is not None and mode == _PUT and previous[0] is obj and obj is not None:
+            return  # already buffered: its state when flushed is what gets written
         if previous is not None:
+            del self._pending[key]
             before = previous[1]
             if mode == _DEL and before == _NEW:
                 mode = ""  # added then removed before reaching Redis: nothing to write
@@ -388,17 +386,18 @@ class RedisStore(BaseStore):
             by_type.setdefault(modelname, []).append((uid, obj, mode))
         sid = self._store_id
         script_keys: List[str] = [keys.types_key(sid), keys.seq_key(sid), keys.meta_key(sid)]
-        args: List[Any] = [time.time(), self._ttl or 0, len(by_type)]
+        groups: List[Any] = []
         encode = self._encode
         for modelname, entries in by_type.items():
             script_keys.append(keys.objects_key(sid, modelname))
             script_keys.append(keys.order_key(sid, modelname))
-            args.append(modelname)
-            args.append(len(entries))
+            flat: List[Any] = []
             for uid, obj, mode in entries:
-                args.append(uid)
-                args.append(b"" if obj is None else encode(obj))
-                args.append(mode)
+                flat.append(uid)
+                flat.append(b"" if obj is None else encode(obj))
+                flat.append(mode)
+            groups.append([modelname, flat])
+        args = [time.time(), self._ttl or 0, _pack_for_lua(groups)]
         try:
             with self._errors("write"):
                 conflicts = self._write_batch(keys=script_keys, args=args)
