@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from inspect import isclass
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Set, Tuple, Type, Union
@@ -18,6 +19,19 @@ from core.utils import get_path, set_key, tree_string
 
 StrType = str
 ProgressCallback = Callable[[StrType, int, int], None]
+
+
+def _persisting_load(load: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a subclass's ``load`` so that a buffering store has written everything once it returns."""
+
+    @functools.wraps(load)
+    def wrapper(self: Adapter, *args: Any, **kwargs: Any) -> Any:
+        result = load(self, *args, **kwargs)
+        self.store._after_load()
+        return result
+
+    wrapper._ss_wrapped = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 class Adapter:
@@ -67,6 +81,8 @@ class Adapter:
                 raise AttributeError(
                     f'Incorrect field name - {value.__name__} has type name "{value.get_type()}", not "{name}"'
                 )
+        if "load" in cls.__dict__ and not getattr(cls.__dict__["load"], "_ss_wrapped", False):
+            cls.load = _persisting_load(cls.__dict__["load"])  # type: ignore[method-assign]
         for name in cls.top_level:
             if not hasattr(cls, name):
                 raise AttributeError(f'top_level references attribute "{name}" but it is not a class attribute!')

@@ -239,6 +239,9 @@ class BaseStore:
     def _after_change(self, obj: DiffSyncModel, created: bool) -> None:
         """Called after the store changed an object in place; stores that keep copies persist it here."""
 
+    def _after_load(self) -> None:
+        """Called when the adapter's ``load()`` returns; buffering stores write out what it added."""
+
     def _session(self) -> ContextManager[None]:
         """Context in which the engine runs one diff or sync; stores may cache reads and batch writes in it."""
         return nullcontext()

@@ -24,6 +24,7 @@ instead of one per object.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from contextlib import contextmanager
@@ -50,12 +51,28 @@ _UNPACK_LIMITS = {"max_bin_len": 64 << 20, "max_str_len": 64 << 20, "max_array_l
 # Writes a batch atomically (one script call: all of it or, on a dropped connection, none of it).
 # KEYS: types, seq, meta, then objects/order key pairs per type, in the order of the batch.
 # ARGV: now, ttl (0: none), batch: msgpack [[model, [uid, record, mode, uid, record, mode, ...]], ...] with
-# mode "n" (new: must not hold a different record), "p" (put) or "d" (delete).  One packed argument
+# mode "n" (new: must not hold a different record), "p" (put), "r" (re-added: put, and moved to the end of
+# the insertion order) or "d" (delete). ARGV[4] is the namespace prefix (for TTL renewal of every key).
+# One packed argument
 # instead of three per object keeps the client's per-argument work out of the way.
 # A new entry whose uid already holds a different record is not written and is returned as a conflict.
 _WRITE_BATCH = """
-local now, ttl = ARGV[1], tonumber(ARGV[2])
+local now, ttl, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[4]
 local batch = cmsgpack.unpack(ARGV[3])
+-- A command failing half-way would leave a half-written batch (scripts are not rolled back): check first
+-- that every key is absent or of the type it must be, so that no write below can fail.
+local function expect(key, kind)
+  local found = redis.call('TYPE', key).ok
+  if found ~= 'none' and found ~= kind then
+    return redis.error_reply('WRONGTYPE key ' .. key .. ' holds a ' .. found .. ', not a ' .. kind)
+  end
+end
+local bad = expect(KEYS[1], 'set') or expect(KEYS[2], 'string') or expect(KEYS[3], 'hash')
+if bad then return bad end
+for t = 1, #batch do
+  bad = expect(KEYS[2 + 2 * t], 'hash') or expect(KEYS[3 + 2 * t], 'zset')
+  if bad then return bad end
+end
 local conflicts = {}
 local total = 0
 for t, group in ipairs(batch) do
@@ -72,7 +89,7 @@ for t, group in ipairs(batch) do
       else
         total = total + 1
       end
-    elseif mode == 'p' then
+    elseif mode == 'p' or mode == 'r' then
       total = total + 1
     end
   end
@@ -91,19 +108,24 @@ for t, group in ipairs(batch) do
     elseif mode ~= 'x' then
       position = position + 1
       redis.call('HSET', objkey, uid, entries[i + 1])
-      redis.call('ZADD', orderkey, 'NX', position, uid)
+      if mode == 'r' then
+        redis.call('ZADD', orderkey, position, uid)
+      else
+        redis.call('ZADD', orderkey, 'NX', position, uid)
+      end
     end
-  end
-  if ttl > 0 then
-    redis.call('EXPIRE', objkey, ttl)
-    redis.call('EXPIRE', orderkey, ttl)
   end
 end
 redis.call('HSET', KEYS[3], 'last_used', now)
 if ttl > 0 then
+  -- Every key of the namespace, not only those written now: the namespace expires as a whole.
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('EXPIRE', KEYS[3], ttl)
+  for _, model in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    redis.call('EXPIRE', prefix .. 'obj:' .. model, ttl)
+    redis.call('EXPIRE', prefix .. 'order:' .. model, ttl)
+  end
 end
 return conflicts
 """
@@ -116,7 +138,7 @@ redis.call('HSET', KEYS[3], 'last_used', ARGV[2])
 return removed
 """
 
-_NEW, _PUT, _DEL = "n", "p", "d"
+_NEW, _PUT, _DEL, _READD = "n", "p", "d", "r"
 
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -124,6 +146,18 @@ _unpackb = msgpack.unpackb
 # Redis's Lua msgpack library knows only the old raw type: pack the batch without the bin type.
 _pack_for_lua = msgpack.Packer(use_bin_type=False, autoreset=True).pack
 _object_setattr = object.__setattr__
+
+
+def _big_ints_as_strings(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _big_ints_as_strings(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_big_ints_as_strings(item) for item in value]
+    return value
 
 
 def _is_shared(fields_set: Set[str]) -> bool:
@@ -142,6 +176,19 @@ class NamespaceInfo:
     created: float
     last_used: float
     ttl: Optional[int]
+
+
+_STORE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+
+
+def check_store_id(store_id: str) -> str:
+    """Return ``store_id`` if it is usable as a namespace (no ``:`` and no glob characters), else raise ValueError."""
+    if not isinstance(store_id, str) or not _STORE_ID.match(store_id):
+        raise ValueError(
+            f"store_id {store_id!r} is not valid: use 1 to 200 letters, digits, '_', '.' or '-' "
+            "(it becomes part of Redis key names and patterns)"
+        )
+    return store_id
 
 
 def _describe_client(client: Any) -> str:
@@ -189,7 +236,8 @@ class RedisStore(BaseStore):
             **kwargs: Passed to BaseStore (``adapter``, ``name``).
 
         Raises:
-            ValueError: if both ``url`` and ``host`` are given, or ``batch_size`` < 1.
+            ValueError: if both ``url`` and ``host`` are given, ``batch_size`` < 1, or ``store_id`` has characters
+                other than letters, digits and ``_.-`` (it is part of every key name and of SCAN patterns).
             ObjectStoreException: if Redis cannot be reached (naming host and port, never the password).
         """
         super().__init__(*args, **kwargs)
@@ -210,7 +258,7 @@ class RedisStore(BaseStore):
         else:
             raise ObjectStoreException("Redis store is unavailable: neither 'host', 'url' nor 'client' was given.")
         self._where = _describe_client(self._client)
-        self._store_id = store_id if store_id else uuid.uuid4().hex
+        self._store_id = check_store_id(store_id) if store_id else uuid.uuid4().hex
         self._ttl = ttl
         self._batch_size = batch_size
         self._pending: Dict[Tuple[str, str], Tuple[Optional[DiffSyncModel], str]] = {}
@@ -233,6 +281,19 @@ class RedisStore(BaseStore):
 
     def __str__(self) -> str:
         return f"{self.name} ({self._store_id})"
+
+    def close(self) -> None:
+        """Write what is still buffered; call it (or use the store as a context manager) before exiting."""
+        self.flush()
+
+    def __enter__(self) -> RedisStore:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.flush()
+
+    def _after_load(self) -> None:
+        self.flush()
 
     @property
     def store_id(self) -> str:
@@ -289,7 +350,11 @@ class RedisStore(BaseStore):
             names = sorted(fields_set)
             if shared:
                 self._sorted_sets[id(fields_set)] = names
-        return _packb([RECORD_VERSION, fields, names])
+        try:
+            return _packb([RECORD_VERSION, fields, names])
+        except OverflowError:
+            # msgpack integers stop at 64 bits; larger ones travel as strings and validate back into ints.
+            return _packb([RECORD_VERSION, _big_ints_as_strings(fields), names])
 
     def _decode(self, modelname: str, cls: Type[DiffSyncModel], uid: str, raw: bytes) -> DiffSyncModel:
         try:
@@ -333,6 +398,12 @@ class RedisStore(BaseStore):
                 self._field_sets[names] = shared_set
         _object_setattr(obj, "__pydantic_fields_set__", shared_set)
         obj.__dict__["adapter"] = self.adapter
+        actual = obj.get_unique_id()
+        if actual != uid:
+            raise ObjectStoreException(
+                f"Stored value at {self._where_is(modelname, uid)} is a {cls.__name__} with unique id {actual!r}, "
+                f"not {uid!r}"
+            )
         return obj
 
     def _where_is(self, modelname: str, uid: str) -> str:
@@ -353,10 +424,10 @@ class RedisStore(BaseStore):
             before = previous[1]
             if mode == _DEL and before == _NEW:
                 mode = ""  # added then removed before reaching Redis: nothing to write
-            elif mode == _PUT and before == _NEW:
-                mode = _NEW
+            elif mode == _PUT and before in (_NEW, _READD):
+                mode = before
             elif mode == _NEW and before == _DEL:
-                mode = _PUT
+                mode = _READD  # removed, then added again: replaces it, at the end of the order
         if mode:
             self._pending[key] = (obj, mode)
         if self._cache is not None:
@@ -380,24 +451,30 @@ class RedisStore(BaseStore):
         if not self._pending:
             return
         pending = self._pending
+        by_type: Dict[str, List[Any]] = {}
+        encode = self._encode
+        for (modelname, uid), (obj, mode) in list(pending.items()):
+            try:
+                record = b"" if obj is None else encode(obj)
+            except Exception as err:  # noqa: BLE001 - whatever fails to encode is reported, the rest kept
+                del pending[(modelname, uid)]
+                raise ObjectStoreException(
+                    f"Redis store {self._store_id}: {modelname} {uid} cannot be stored "
+                    f"({type(err).__name__}: {err}); it was not written, the other pending writes are kept"
+                ) from err
+            flat = by_type.setdefault(modelname, [])
+            flat.append(uid)
+            flat.append(record)
+            flat.append(mode)
         self._pending = {}
-        by_type: Dict[str, List[Tuple[str, Optional[DiffSyncModel], str]]] = {}
-        for (modelname, uid), (obj, mode) in pending.items():
-            by_type.setdefault(modelname, []).append((uid, obj, mode))
         sid = self._store_id
         script_keys: List[str] = [keys.types_key(sid), keys.seq_key(sid), keys.meta_key(sid)]
         groups: List[Any] = []
-        encode = self._encode
-        for modelname, entries in by_type.items():
+        for modelname, flat in by_type.items():
             script_keys.append(keys.objects_key(sid, modelname))
             script_keys.append(keys.order_key(sid, modelname))
-            flat: List[Any] = []
-            for uid, obj, mode in entries:
-                flat.append(uid)
-                flat.append(b"" if obj is None else encode(obj))
-                flat.append(mode)
             groups.append([modelname, flat])
-        args = [time.time(), self._ttl or 0, _pack_for_lua(groups)]
+        args = [time.time(), self._ttl or 0, _pack_for_lua(groups), keys.namespace(sid)]
         try:
             with self._errors("write"):
                 conflicts = self._write_batch(keys=script_keys, args=args)
@@ -427,7 +504,7 @@ class RedisStore(BaseStore):
         modelname = obj.get_type()
         uid = obj.get_unique_id()
         entry = self._pending.get((modelname, uid))
-        if entry is not None:
+        if entry is not None and entry[1] != _DEL:
             if entry[0] is obj:
                 return
             raise ObjectAlreadyExists(f"Object {uid} already present", obj)
@@ -514,13 +591,13 @@ class RedisStore(BaseStore):
             loaded = self._cache[modelname] = self._load_type(modelname)
         return loaded
 
-    @contextmanager
+    @contextmanager  # type: ignore[override]
     def _session(self) -> Iterator[None]:
         """Read objects in bulk and keep them until the outermost session ends; flush writes at the end."""
-        self._session_depth += 1
-        if self._session_depth == 1:
-            self.flush()
+        if self._session_depth == 0:
+            self.flush()  # if this raises, no session was opened
             self._cache = {}
+        self._session_depth += 1
         try:
             yield
         finally:
@@ -606,26 +683,42 @@ class RedisStore(BaseStore):
 
 
 def list_namespaces(client: Redis) -> List[NamespaceInfo]:
-    """List the store namespaces present in a Redis database (an administrative scan, not a hot path)."""
+    """List the store namespaces present in a Redis database (an administrative scan, not a hot path).
+
+    Only keys of exactly the form ``shardsync:{store_id}:meta`` holding a hash count: a model named ``meta``
+    (``shardsync:{id}:obj:meta``) or anything else matching the pattern is passed over.
+    """
     infos = []
     prefix = f"{keys.ROOT}:"
     for raw_key in client.scan_iter(match=keys.META_PATTERN, count=1000):
-        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+        key = raw_key.decode(errors="replace") if isinstance(raw_key, bytes) else raw_key
         store_id = key[len(prefix) : -len(":meta")]
-        meta = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+        if not _STORE_ID.match(store_id) or client.type(raw_key) not in (b"hash", "hash"):
+            continue
+        meta = {
+            k.decode(errors="replace"): v.decode(errors="replace") for k, v in client.hgetall(raw_key).items()
+        }
         infos.append(
             NamespaceInfo(
                 store_id=store_id,
-                created=float(meta.get("created", 0) or 0),
-                last_used=float(meta.get("last_used", 0) or 0),
-                ttl=int(float(meta.get("ttl", 0) or 0)) or None,
+                created=_as_float(meta.get("created")),
+                last_used=_as_float(meta.get("last_used")),
+                ttl=int(_as_float(meta.get("ttl"))) or None,
             )
         )
     return sorted(infos, key=lambda info: info.last_used)
 
 
+def _as_float(value: Optional[str]) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:
+        return 0.0
+
+
 def remove_namespace(client: Redis, store_id: str) -> int:
     """Delete every key of one namespace; returns the number of keys removed."""
+    check_store_id(store_id)
     removed = 0
     batch: List[Any] = []
     for key in client.scan_iter(match=f"{keys.namespace(store_id)}*", count=1000):
