@@ -319,7 +319,7 @@ class Adapter:
             ValueError: if obj is a str and identifier a dict.
         """
         try:
-            return self.store.get(model=obj, identifier=identifier)
+            return self.get(obj, identifier)  # through self.get, so that overrides of get see it (as diffsync)
         except ObjectNotFound:
             return None
 

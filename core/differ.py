@@ -480,14 +480,17 @@ class DiffSyncDiffer:
         self, source: bool, modelname: str, uids: Iterable[str]
     ) -> Tuple[Mapping[str, DiffSyncModel], int]:
         """Children by uid, as ``get_by_uids`` would return them, without recomputing their unique ids."""
-        if not uids:
-            return _EMPTY, 0
         indexes = self._src_indexes if source else self._dst_indexes
         index = indexes.get(modelname, UNSET)
         adapter = self.src_diffsync if source else self.dst_diffsync
         if index is UNSET:
-            index = indexes[modelname] = _index_of(adapter, modelname, "get_by_uids")
+            index = indexes[modelname] = _index_of(adapter, modelname, "get_by_uids", touch=bool(uids))
+            if index is UNSET:  # the store's index exists but may not be touched yet (empty list, see below)
+                del indexes[modelname]
+                return _EMPTY, 0
         if index is not None:
+            if not uids:
+                return _EMPTY, 0
             try:
                 result = {uid: index[uid] for uid in uids}
             except KeyError as err:
@@ -539,10 +542,12 @@ def _all_of_type(adapter: Adapter, modelname: str) -> Tuple[Mapping[str, DiffSyn
     return {obj.get_unique_id(): obj for obj in objs}, len(objs)
 
 
-def _index_of(adapter: Adapter, modelname: str, method: str) -> Optional[Mapping[str, DiffSyncModel]]:
+def _index_of(adapter: Adapter, modelname: str, method: str, touch: bool = True) -> Any:
     """The store's own ``{uid: object}`` index of a type, when reading it equals calling ``adapter.<method>``.
 
-    Not when the adapter or the store overrides that method (the override must see every read).
+    None when the adapter or the store overrides that method (the override must see every call, as in
+    diffsync).  With ``touch=False`` the index is not asked for (a LocalStore would register the type, which
+    diffsync's get_by_uids does not do for an empty list) and UNSET is returned if it could have been.
     """
     from core.adapter import Adapter  # pylint: disable=import-outside-toplevel
 
@@ -554,4 +559,6 @@ def _index_of(adapter: Adapter, modelname: str, method: str) -> Optional[Mapping
             if getattr(store_cls, method) is not getattr(klass, method):
                 return None
             break
+    if not touch:
+        return UNSET
     return adapter.store._uid_map(modelname)

@@ -16,6 +16,7 @@ from core._log import level_enabled
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.exceptions import ObjectCrudException, ObjectNotCreated, ObjectNotDeleted, ObjectNotFound, ObjectNotUpdated
+from core.store.local import LocalStore
 
 if TYPE_CHECKING:
     from core.adapter import Adapter
@@ -64,14 +65,15 @@ class DiffSyncSyncer:
 
         # A direct look-up in the destination store's index is only equivalent to Adapter.get when neither
         # the adapter nor the store changes how get works.
-        store_cls = type(dst_diffsync.store)
-        index_cls = next((klass for klass in store_cls.__mro__ if "_uid_map" in klass.__dict__), None)
-        self._direct_get = (
-            type(dst_diffsync).get is _Adapter.get
-            and index_cls is not None
-            and index_cls.__dict__["_uid_map"] is not _base_uid_map()
-            and store_cls.get is index_cls.get
+        self._direct_get = _direct_get_possible(dst_diffsync, _Adapter)
+        # diffsync also looks every element up in the source (get_or_none) and discards the result. Where that
+        # can be observed (an overridden get/get_or_none, a custom store) the look-up is made as in diffsync;
+        # for a LocalStore its only trace, the type registered in the store, is reproduced.
+        src_type = type(src_diffsync)
+        self._real_src_lookup = not (
+            src_type.get_or_none is _Adapter.get_or_none and _direct_get_possible(src_diffsync, _Adapter)
         )
+        self._src_registered: set = set()
 
     @property
     def total_elements(self) -> int:
@@ -105,6 +107,18 @@ class DiffSyncSyncer:
         self.base_logger.info("Sync complete")
         return changed
 
+    def _lookup_src(self, model_class: Type[DiffSyncModel], element: DiffElement) -> None:
+        """Make diffsync's (unused) source look-up, or reproduce its only visible effect (see __init__)."""
+        if self._real_src_lookup:
+            self.src_diffsync.get_or_none(model_class, element.keys)
+            return
+        modelname = model_class.get_type()
+        if modelname not in self._src_registered:
+            self._src_registered.add(modelname)
+            store = self.src_diffsync.store
+            if isinstance(store, LocalStore):
+                store._uid_map(modelname)
+
     def _lookup_dst(self, model_class: Type[DiffSyncModel], element: DiffElement) -> Tuple[str, Any]:
         """Find the destination object of an element; returns (unique id, object or None)."""
         dst_obj = element._dst_obj
@@ -115,14 +129,10 @@ class DiffSyncSyncer:
             modelname = model_class.get_type()
             uid_map = self._uid_maps.get(modelname)
             if uid_map is None:
-                uid_map = self.dst_diffsync.store._uid_map(modelname)
-                self._uid_maps[modelname] = uid_map
-                # The reference also looks every element up in the source store (and discards the result);
-                # for a LocalStore that registers the type there, which shows in source.dict(). Keep that.
-                self.src_diffsync.store._uid_map(modelname)
+                uid_map = self._uid_maps[modelname] = self.dst_diffsync.store._uid_map(modelname)
             return uid, uid_map.get(uid)
         try:
-            return uid, self.dst_diffsync.get(model_class, uid)
+            return uid, self.dst_diffsync.get(model_class, element.keys)
         except ObjectNotFound:
             return uid, None
 
@@ -139,6 +149,7 @@ class DiffSyncSyncer:
         """
         model_class = getattr(self.dst_diffsync, element.type)
         action = element.action
+        self._lookup_src(model_class, element)
         uid, dst_model = self._lookup_dst(model_class, element)
         self._last_started = (element, model_class, uid)
         if dst_model is not None:
@@ -270,7 +281,16 @@ class DiffSyncSyncer:
             logger.error(message, status=status.value)
 
 
-def _base_uid_map() -> Any:
+def _direct_get_possible(adapter: Adapter, adapter_base: type) -> bool:
+    """True when reading the store's own index equals ``adapter.get`` (neither adapter nor store overrides it)."""
     from core.store import BaseStore  # pylint: disable=import-outside-toplevel
 
-    return BaseStore._uid_map
+    if type(adapter).get is not adapter_base.get:
+        return False
+    store_cls = type(adapter.store)
+    index_cls = next((klass for klass in store_cls.__mro__ if "_uid_map" in klass.__dict__), None)
+    return (
+        index_cls is not None
+        and index_cls.__dict__["_uid_map"] is not BaseStore.__dict__["_uid_map"]
+        and store_cls.get is index_cls.get
+    )

@@ -105,8 +105,7 @@ class BaseStore:
 
         self.remove_item(modelname, uid)
 
-        # diffsync writes `if obj.adapter:`, which asks the adapter for its length: a count of the whole store.
-        if obj.adapter is not None:
+        if self._adapter_truthy(obj):
             obj.adapter = None
 
         if remove_children:
@@ -238,6 +237,10 @@ class BaseStore:
 
     def _after_change(self, obj: DiffSyncModel, created: bool) -> None:
         """Called after the store changed an object in place; stores that keep copies persist it here."""
+
+    def _adapter_truthy(self, obj: DiffSyncModel) -> bool:
+        """``bool(obj.adapter)`` as diffsync evaluates it (an Adapter is falsy when empty)."""
+        return bool(obj.adapter)
 
     def _after_load(self) -> None:
         """Called when the adapter's ``load()`` returns; buffering stores write out what it added."""

@@ -295,6 +295,11 @@ class RedisStore(BaseStore):
     def _after_load(self) -> None:
         self.flush()
 
+    def _adapter_truthy(self, obj: DiffSyncModel) -> bool:
+        # An adapter's truth value is its length, which for Redis means a round trip to count everything:
+        # "has an adapter" is what is meant.
+        return obj.adapter is not None
+
     @property
     def store_id(self) -> str:
         """Namespace of this store."""
