@@ -368,14 +368,7 @@ class DiffSyncModel(BaseModel):
     def get_identifiers(self) -> Dict:
         """Get the identifiers of this object and their values, in field-definition order."""
         if self._ss_fast_ids:
-            plan = self._ss_plan
-            values = self.__dict__
-            copiers = plan.copiers
-            if copiers:
-                return {
-                    name: copiers[name](values[name]) if name in copiers else values[name] for name in plan.id_names
-                }
-            return {name: values[name] for name in plan.id_names}
+            return self._read_plain(self._ss_plan.id_names)
         return self.dict(include=set(self._identifiers))
 
     def get_attrs(self) -> Dict:
@@ -385,14 +378,16 @@ class DiffSyncModel(BaseModel):
         """
         plan = self._ss_plan
         if plan.plain:
-            values = self.__dict__
-            copiers = plan.copiers
-            if copiers:
-                return {
-                    name: copiers[name](values[name]) if name in copiers else values[name] for name in plan.attr_names
-                }
-            return {name: values[name] for name in plan.attr_names}
+            return self._read_plain(plan.attr_names)
         return self.dict(include=set(self._attributes))
+
+    def _read_plain(self, names: Tuple[str, ...]) -> Dict:
+        """``model_dump(include=names)`` for plain fields: values as they are, containers copied."""
+        values = self.__dict__
+        copiers = self._ss_plan.copiers
+        if copiers:
+            return {name: copiers[name](values[name]) if name in copiers else values[name] for name in names}
+        return {name: values[name] for name in names}
 
     def get_unique_id(self) -> StrType:
         """Get the unique id of this object, built by ``create_unique_id`` from its identifiers."""
