@@ -212,8 +212,7 @@ class DiffSyncDiffer:
             (uid, src_obj, dst_get(uid)) for uid, src_obj in src_map.items()
         ]
         if dst_map:
-            if len(pairs) != len(dst_map) or any(pair[2] is None for pair in pairs):
-                pairs.extend((uid, None, dst_obj) for uid, dst_obj in dst_map.items() if uid not in src_map)
+            pairs.extend([(uid, None, dst_obj) for uid, dst_obj in dst_map.items() if uid not in src_map])
         combined = len(pairs)
         extra = max(src_len - combined, 0) + max(dst_len - combined, 0)
         if extra:
@@ -237,21 +236,31 @@ class DiffSyncDiffer:
     def _validate_pairs(self, pairs: List[Tuple[str, Optional[DiffSyncModel], Optional[DiffSyncModel]]]) -> None:
         """Check matched objects are comparable: same type, shortname and identifiers (as the reference does)."""
         plans = self._plans
+        last_src_cls: Any = None
+        last_dst_cls: Any = None
+        ids_getter: Any = None
+        simple = False
         for _, src_obj, dst_obj in pairs:
             if src_obj is None or dst_obj is None:
                 continue
-            key = (src_obj.__class__, dst_obj.__class__)
-            plan = plans.get(key)
-            if plan is None:
-                plan = self._plan(*key)
+            src_cls = src_obj.__class__
+            dst_cls = dst_obj.__class__
+            if src_cls is not last_src_cls or dst_cls is not last_dst_cls:
+                # Objects of one list nearly always share their classes: look the plan up once per change.
+                plan = plans.get((src_cls, dst_cls))
+                if plan is None:
+                    plan = self._plan(src_cls, dst_cls)
+                last_src_cls, last_dst_cls = src_cls, dst_cls
+                ids_getter = plan.ids_getter
+                simple = not plan.type_mismatch and not plan.check_shortname and ids_getter is not None
+            if simple and ids_getter(src_obj.__dict__) == ids_getter(dst_obj.__dict__):
+                continue
             if plan.type_mismatch:
                 raise TypeError(f"Type mismatch: {src_obj.get_type()} vs {dst_obj.get_type()}")
             if plan.check_shortname and src_obj.get_shortname() != dst_obj.get_shortname():
                 raise ValueError(f"Shortname mismatch: {src_obj.get_shortname()} vs {dst_obj.get_shortname()}")
-            ids_getter = plan.ids_getter
-            if ids_getter is not None:
-                if ids_getter(src_obj.__dict__) == ids_getter(dst_obj.__dict__):
-                    continue
+            if ids_getter is not None and ids_getter(src_obj.__dict__) == ids_getter(dst_obj.__dict__):
+                continue
             if src_obj.get_identifiers() != dst_obj.get_identifiers():
                 raise ValueError(f"Keys mismatch: {src_obj.get_identifiers()} vs {dst_obj.get_identifiers()}")
 
