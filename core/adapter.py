@@ -34,6 +34,17 @@ def _persisting_load(load: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _has_elements(diff: Optional[Diff]) -> bool:
+    """``bool(diff)`` as diffsync evaluates it (through ``len``), without counting a whole large diff."""
+    if diff is None:
+        return False
+    if type(diff).__len__ is Diff.__len__ and not hasattr(type(diff), "__bool__"):
+        for _ in diff.get_children():
+            return True
+        return False
+    return bool(diff)
+
+
 class Adapter:
     """A group of DiffSyncModel instances from one system, with diff and sync against another Adapter.
 
@@ -208,13 +219,13 @@ class Adapter:
         """
         from core.syncer import DiffSyncSyncer  # pylint: disable=import-outside-toplevel
 
-        if diff_class and diff:
+        if diff_class and _has_elements(diff):
             if not isinstance(diff, diff_class):
                 raise DiffClassMismatch(
                     f"The provided diff's class ({diff.__class__.__name__}) does not match the diff_class: "
                     f"{diff_class.__name__}",
                 )
-        if not diff:
+        if not _has_elements(diff):
             diff = self.diff_from(source, diff_class=diff_class, flags=flags, callback=callback)
         syncer = DiffSyncSyncer(diff=diff, src_diffsync=source, dst_diffsync=self, flags=flags, callback=callback)
         result = syncer.perform_sync()

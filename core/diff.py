@@ -70,12 +70,6 @@ class Diff:
             total += len(child)
         return total
 
-    def __bool__(self) -> bool:
-        """True when the diff holds at least one element (as ``len(diff) > 0``, without counting them all)."""
-        for _ in self.get_children():
-            return True
-        return False
-
     def complete(self) -> None:
         """Called when the differ has filled this diff; override to persist or post-process it."""
 
@@ -143,7 +137,16 @@ class Diff:
             summary[action if action else "no-change"] += 1
             child_diff = child._child_diff
             if child_diff is not None:
-                child_diff._add_counts(summary)
+                child_diff._add_child_counts(summary)
+
+    def _add_child_counts(self, summary: Dict[StrType, int]) -> None:
+        """Add this child diff's counts, through its own summary() if a subclass overrides it (as diffsync)."""
+        if type(self).summary is Diff.summary:
+            self._add_counts(summary)
+            return
+        counts = self.summary()
+        for key in (_CREATE, _UPDATE, _DELETE, "no-change"):
+            summary[key] += counts[key]
 
     def str(self, indent: int = 0) -> StrType:
         """Build a detailed, indented text of the elements that call for changes."""
@@ -275,12 +278,27 @@ class DiffElement:
             attrs[name] = copier(attrs[name])
         return attrs
 
-    @property
-    def source_attrs(self) -> Optional[Dict]:
-        """Attributes of the source object; None if the object does not exist in the source."""
+    def _src(self) -> Optional[Dict]:
         attrs = self._source_attrs
         if attrs is UNSET:
             attrs = self._source_attrs = self._snapshot_attrs(False)
+        return attrs
+
+    def _dst(self) -> Optional[Dict]:
+        attrs = self._dest_attrs
+        if attrs is UNSET:
+            attrs = self._dest_attrs = self._snapshot_attrs(True)
+        return attrs
+
+    @property
+    def source_attrs(self) -> Optional[Dict]:
+        """Attributes of the source object; None if the object does not exist in the source.
+
+        The dict is this element's own: changing it changes the element (as in diffsync), so handing it out
+        retires every cached conclusion.
+        """
+        attrs = self._src()
+        EPOCH.value += 1
         return attrs
 
     @source_attrs.setter
@@ -291,9 +309,8 @@ class DiffElement:
     @property
     def dest_attrs(self) -> Optional[Dict]:
         """Attributes of the destination object; None if the object does not exist in the destination."""
-        attrs = self._dest_attrs
-        if attrs is UNSET:
-            attrs = self._dest_attrs = self._snapshot_attrs(True)
+        attrs = self._dst()
+        EPOCH.value += 1
         return attrs
 
     @dest_attrs.setter
@@ -334,8 +351,8 @@ class DiffElement:
             self.type == other.type
             and self.name == other.name
             and self.keys == other.keys
-            and self.source_attrs == other.source_attrs
-            and self.dest_attrs == other.dest_attrs
+            and self._src() == other._src()
+            and self._dst() == other._dst()
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -360,14 +377,14 @@ class DiffElement:
     @property
     def action(self) -> Optional[StrType]:
         """The action that would bring the destination in line: "create", "update", "delete" or None."""
-        action = self._action
-        if action is UNSET:
-            action = self._action = self._compute_action()
-        return action
+        if self._source_attrs is UNSET:
+            return self._action  # an unchanged object compared by the differ, attrs not handed out yet
+        # Otherwise from the dicts every time: they may have been changed since (as diffsync sees it).
+        return self._compute_action()
 
     def _compute_action(self) -> Optional[StrType]:
-        source_attrs = self.source_attrs
-        dest_attrs = self.dest_attrs
+        source_attrs = self._src()
+        dest_attrs = self._dst()
         if source_attrs is not None and dest_attrs is None:
             return _CREATE
         if source_attrs is None and dest_attrs is not None:
@@ -388,8 +405,8 @@ class DiffElement:
 
     def get_attrs_keys(self) -> Iterable[StrType]:
         """Get the attribute names to compare: those common to both sides (in destination order), else one side's."""
-        source_attrs = self.source_attrs
-        dest_attrs = self.dest_attrs
+        source_attrs = self._src()
+        dest_attrs = self._dst()
         if source_attrs is not None and dest_attrs is not None:
             plan = self._plan
             if plan is not None:
@@ -407,11 +424,11 @@ class DiffElement:
         Only ``"+"`` for an object to create, only ``"-"`` for one to delete, both for one to update (empty
         dicts when nothing differs).
         """
-        source_attrs = self.source_attrs
-        dest_attrs = self.dest_attrs
+        if self._source_attrs is UNSET and self._action is None:
+            return {"-": {}, "+": {}}
+        source_attrs = self._src()
+        dest_attrs = self._dst()
         if source_attrs is not None and dest_attrs is not None:
-            if self._action is None and self._plan is not None:
-                return {"-": {}, "+": {}}
             minus = {}
             plus = {}
             for key in self.get_attrs_keys():
@@ -444,10 +461,8 @@ class DiffElement:
         cached = self._subtree_diffs
         if cached is not None and self._epoch == EPOCH.value:
             return cached
-        result = self.action is not None or (self._child_diff is not None and self._child_diff.has_diffs())
-        self._subtree_diffs = result
-        self._epoch = EPOCH.value
-        return result
+        # Computed answers are not kept: the attribute dicts may change under them (only the differ's are).
+        return self.action is not None or (self._child_diff is not None and self._child_diff.has_diffs())
 
     def summary(self) -> Dict[StrType, int]:
         """Count this element and those below it per action (create, update, delete, no-change)."""
@@ -455,15 +470,15 @@ class DiffElement:
         action = self.action
         summary[action if action else "no-change"] += 1
         if self._child_diff is not None:
-            self._child_diff._add_counts(summary)
+            self._child_diff._add_child_counts(summary)
         return summary
 
     def str(self, indent: int = 0) -> StrType:
         """Build a detailed, indented text of this element and its children with changes."""
         margin = " " * indent
         result = f"{margin}{self.type}: {self.name}"
-        source_attrs = self.source_attrs
-        dest_attrs = self.dest_attrs
+        source_attrs = self._src()
+        dest_attrs = self._dst()
         if source_attrs is not None and dest_attrs is not None:
             attrs_diffs = self.get_attrs_diffs()
             for attr in attrs_diffs["+"]:

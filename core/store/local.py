@@ -49,6 +49,8 @@ class LocalStore(BaseStore):
 
     def get_by_uids(self, *, uids: List[str], model: ModelRef) -> List[DiffSyncModel]:
         """Get several objects of one type by their unique ids (see BaseStore.get_by_uids)."""
+        if not uids:
+            return []  # as diffsync: no look-up, so the type is not registered
         modelname = model if isinstance(model, str) else model.get_type()
         data = self._data[modelname]
         try:
