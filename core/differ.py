@@ -20,6 +20,7 @@ from core.diff import EPOCH as _EPOCH
 from core.diff import UNSET, Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags
 from core.exceptions import ObjectNotFound
+from core.store import reads_through_index
 from core.utils import intersection, symmetric_difference
 
 if TYPE_CHECKING:
@@ -141,6 +142,8 @@ class DiffSyncDiffer:
         self._infos: Dict[type, ClassInfo] = {}
         self._src_indexes: Dict[str, Any] = {}
         self._dst_indexes: Dict[str, Any] = {}
+        self._src_index_reads = reads_through_index(src_diffsync, "get_by_uids")
+        self._dst_index_reads = reads_through_index(dst_diffsync, "get_by_uids")
         self._skipped = False
         self._plain_add = diff_class.add is Diff.add
         self._src_name = src_diffsync.name
@@ -416,39 +419,43 @@ class DiffSyncDiffer:
                 self.incr_models_processed(1)
             children = info.children
 
-        subtree_diffs = element._action is not None
-        if children:
-            for child_type, child_fieldname in children:
-                if src_obj is not None:
-                    src_map, src_len = self._children_of(True, child_type, getattr(src_obj, child_fieldname))
-                else:
-                    src_map, src_len = _EMPTY, 0
-                if dst_obj is not None:
-                    dst_map, dst_len = self._children_of(False, child_type, getattr(dst_obj, child_fieldname))
-                else:
-                    dst_map, dst_len = _EMPTY, 0
-                if not src_len and not dst_len:
-                    continue
-                child_elements = self._diff_maps(src_map, src_len, dst_map, dst_len)
-                if child_elements:
-                    child_diff = element.child_diff
-                    if self._plain_add:
-                        group = child_diff.children[child_type]
-                        for child_element in child_elements:
-                            child_name = child_element.name
-                            if child_name in group:
-                                child_diff.add(child_element)  # raises ObjectAlreadyExists
-                            group[child_name] = child_element
-                            if not subtree_diffs and child_element._subtree_diffs:
-                                subtree_diffs = True
-                    else:
-                        for child_element in child_elements:
-                            child_diff.add(child_element)
-                            if not subtree_diffs and child_element._subtree_diffs:
-                                subtree_diffs = True
-        element._subtree_diffs = subtree_diffs
+        element._subtree_diffs = self._add_children(element, src_obj, dst_obj, children) or element._action is not None
         element._epoch = _EPOCH.value
         return element
+
+    def _add_children(
+        self,
+        element: DiffElement,
+        src_obj: Optional[DiffSyncModel],
+        dst_obj: Optional[DiffSyncModel],
+        children: Tuple[Tuple[str, str], ...],
+    ) -> bool:
+        """Diff the children of one pair into ``element``; returns whether any child subtree has diffs."""
+        subtree_diffs = False
+        for child_type, child_fieldname in children:
+            if src_obj is not None:
+                src_map, src_len = self._children_of(True, child_type, getattr(src_obj, child_fieldname))
+            else:
+                src_map, src_len = _EMPTY, 0
+            if dst_obj is not None:
+                dst_map, dst_len = self._children_of(False, child_type, getattr(dst_obj, child_fieldname))
+            else:
+                dst_map, dst_len = _EMPTY, 0
+            if not src_len and not dst_len:
+                continue
+            child_elements = self._diff_maps(src_map, src_len, dst_map, dst_len)
+            if not child_elements:
+                continue
+            child_diff = element.child_diff
+            group = child_diff.children[child_type] if self._plain_add else None
+            for child_element in child_elements:
+                if group is None or child_element.name in group:
+                    child_diff.add(child_element)  # a subclass's add, or raising ObjectAlreadyExists
+                else:
+                    group[child_element.name] = child_element
+                if child_element._subtree_diffs:
+                    subtree_diffs = True
+        return subtree_diffs
 
     def _count_unmatched_children(self, src_obj: DiffSyncModel, dst_obj: DiffSyncModel) -> None:
         """Count children of types only one side of a matched pair declares (processed, never diffed)."""
@@ -474,37 +481,27 @@ class DiffSyncDiffer:
             children = plan.children
         else:
             children = tuple((src_obj or dst_obj).get_children_mapping().items())  # type: ignore[union-attr]
-        for child_type, child_fieldname in children:
-            src_map, src_len = (
-                self._children_of(True, child_type, getattr(src_obj, child_fieldname)) if src_obj else (_EMPTY, 0)
-            )
-            dst_map, dst_len = (
-                self._children_of(False, child_type, getattr(dst_obj, child_fieldname)) if dst_obj else (_EMPTY, 0)
-            )
-            for child_element in self._diff_maps(src_map, src_len, dst_map, dst_len):
-                diff_element.add_child(child_element)
+        self._add_children(diff_element, src_obj, dst_obj, children)
+        _EPOCH.value += 1  # children were added: cached subtree answers may now be wrong (as add_child does)
         return diff_element
 
     def _children_of(
         self, source: bool, modelname: str, uids: Iterable[str]
     ) -> Tuple[Mapping[str, DiffSyncModel], int]:
         """Children by uid, as ``get_by_uids`` would return them, without recomputing their unique ids."""
-        indexes = self._src_indexes if source else self._dst_indexes
-        index = indexes.get(modelname, UNSET)
         adapter = self.src_diffsync if source else self.dst_diffsync
-        if index is UNSET:
-            index = indexes[modelname] = _index_of(adapter, modelname, "get_by_uids", touch=bool(uids))
-            if index is UNSET:  # the store's index exists but may not be touched yet (empty list, see below)
-                del indexes[modelname]
-                return _EMPTY, 0
-        if index is not None:
+        if self._src_index_reads if source else self._dst_index_reads:
             if not uids:
-                return _EMPTY, 0
-            try:
-                result = {uid: index[uid] for uid in uids}
-            except KeyError as err:
-                raise ObjectNotFound(f"{modelname} {err.args[0]} not present in {adapter.store}") from None
-            return result, len(uids)  # type: ignore[arg-type]
+                return _EMPTY, 0  # diffsync looks nothing up for no children (a LocalStore registers no type)
+            indexes = self._src_indexes if source else self._dst_indexes
+            index = indexes.get(modelname)
+            if index is None:
+                index = indexes[modelname] = adapter.store._uid_map(modelname)
+            if index is not None:
+                try:
+                    return {uid: index[uid] for uid in uids}, len(uids)  # type: ignore[arg-type]
+                except KeyError as err:
+                    raise ObjectNotFound(f"{modelname} {err.args[0]} not present in {adapter.store}") from None
         objs = adapter.get_by_uids(list(uids), modelname)
         return {obj.get_unique_id(): obj for obj in objs}, len(objs)
 
@@ -544,30 +541,9 @@ def _copied(values: Any, copies: Tuple[Tuple[int, Callable[[Any], Any]], ...], c
 
 def _all_of_type(adapter: Adapter, modelname: str) -> Tuple[Mapping[str, DiffSyncModel], int]:
     """All objects of a type as ``{uid: object}`` in store order, from the store's index where it has one."""
-    index = _index_of(adapter, modelname, "get_all")
-    if index is not None:
-        return index, len(index)
+    if reads_through_index(adapter, "get_all"):
+        index = adapter.store._uid_map(modelname)
+        if index is not None:
+            return index, len(index)
     objs = adapter.get_all(modelname)
     return {obj.get_unique_id(): obj for obj in objs}, len(objs)
-
-
-def _index_of(adapter: Adapter, modelname: str, method: str, touch: bool = True) -> Any:
-    """The store's own ``{uid: object}`` index of a type, when reading it equals calling ``adapter.<method>``.
-
-    None when the adapter or the store overrides that method (the override must see every call, as in
-    diffsync).  With ``touch=False`` the index is not asked for (a LocalStore would register the type, which
-    diffsync's get_by_uids does not do for an empty list) and UNSET is returned if it could have been.
-    """
-    from core.adapter import Adapter  # pylint: disable=import-outside-toplevel
-
-    if getattr(type(adapter), method) is not getattr(Adapter, method):
-        return None
-    store_cls = type(adapter.store)
-    for klass in store_cls.__mro__:
-        if "_uid_map" in klass.__dict__:
-            if getattr(store_cls, method) is not getattr(klass, method):
-                return None
-            break
-    if not touch:
-        return UNSET
-    return adapter.store._uid_map(modelname)

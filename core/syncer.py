@@ -16,6 +16,7 @@ from core._log import level_enabled
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.exceptions import ObjectCrudException, ObjectNotCreated, ObjectNotDeleted, ObjectNotFound, ObjectNotUpdated
+from core.store import reads_through_index
 from core.store.local import LocalStore
 
 if TYPE_CHECKING:
@@ -61,17 +62,14 @@ class DiffSyncSyncer:
         self._debug = level_enabled(self.base_logger, "debug")
         self._uid_maps: Dict[str, Any] = {}
         self._last_started: Tuple[Any, Any, str] = (None, None, "")
-        from core.adapter import Adapter as _Adapter  # pylint: disable=import-outside-toplevel
-
         # A direct look-up in the destination store's index is only equivalent to Adapter.get when neither
         # the adapter nor the store changes how get works.
-        self._direct_get = _direct_get_possible(dst_diffsync, _Adapter)
+        self._direct_get = reads_through_index(dst_diffsync, "get")
         # diffsync also looks every element up in the source (get_or_none) and discards the result. Where that
         # can be observed (an overridden get/get_or_none, a custom store) the look-up is made as in diffsync;
         # for a LocalStore its only trace, the type registered in the store, is reproduced.
-        src_type = type(src_diffsync)
         self._real_src_lookup = not (
-            src_type.get_or_none is _Adapter.get_or_none and _direct_get_possible(src_diffsync, _Adapter)
+            reads_through_index(src_diffsync, "get_or_none") and reads_through_index(src_diffsync, "get")
         )
         self._src_registered: set = set()
 
@@ -279,18 +277,3 @@ class DiffSyncSyncer:
             logger.warning(message, status=status.value)
         else:
             logger.error(message, status=status.value)
-
-
-def _direct_get_possible(adapter: Adapter, adapter_base: type) -> bool:
-    """True when reading the store's own index equals ``adapter.get`` (neither adapter nor store overrides it)."""
-    from core.store import BaseStore  # pylint: disable=import-outside-toplevel
-
-    if type(adapter).get is not adapter_base.get:
-        return False
-    store_cls = type(adapter.store)
-    index_cls = next((klass for klass in store_cls.__mro__ if "_uid_map" in klass.__dict__), None)
-    return (
-        index_cls is not None
-        and index_cls.__dict__["_uid_map"] is not BaseStore.__dict__["_uid_map"]
-        and store_cls.get is index_cls.get
-    )

@@ -285,3 +285,21 @@ class BaseStore:
             f"Invalid args: ({model}, {object_class}, {identifier}): "
             f"either {object_class} should be a class/instance or {identifier} should be a str"
         )
+
+
+def reads_through_index(adapter: Adapter, method: str) -> bool:
+    """Whether the engine may read the store's own index instead of calling ``adapter.<method>``.
+
+    Only when neither the adapter nor the store overrides that method (an override must see every call, as
+    in diffsync) and the store keeps an index at all (defines ``_uid_map``).
+    """
+    from core.adapter import Adapter  # pylint: disable=import-outside-toplevel
+
+    if getattr(type(adapter), method, None) is not getattr(Adapter, method):
+        return False
+    store_cls = type(adapter.store)
+    index_cls = next((klass for klass in store_cls.__mro__ if "_uid_map" in klass.__dict__), BaseStore)
+    if index_cls is BaseStore:
+        return False
+    store_method = {"get_or_none": "get"}.get(method, method)
+    return getattr(store_cls, store_method) is getattr(index_cls, store_method)

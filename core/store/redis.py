@@ -700,9 +700,7 @@ def list_namespaces(client: Redis) -> List[NamespaceInfo]:
         store_id = key[len(prefix) : -len(":meta")]
         if not _STORE_ID.match(store_id) or client.type(raw_key) not in (b"hash", "hash"):
             continue
-        meta = {
-            k.decode(errors="replace"): v.decode(errors="replace") for k, v in client.hgetall(raw_key).items()
-        }
+        meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in client.hgetall(raw_key).items()}
         infos.append(
             NamespaceInfo(
                 store_id=store_id,
