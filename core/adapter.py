@@ -139,6 +139,27 @@ class Adapter:
                 result[param_name] = value
         return result
 
+    def attach_store(self, store: BaseStore) -> None:
+        """Use a store that was loaded elsewhere (by another process or worker) instead of calling ``load()``.
+
+        A distributed sync builds its adapters from their constructor kwargs on each worker and attaches
+        them to the job's shared stores; ``on_attach()`` then runs to rebuild what ``load()`` would have set
+        up besides the models.
+        """
+        self.store = store
+        store.adapter = self
+        self.on_attach()
+
+    def on_attach(self) -> None:
+        """Rebuild the adapter's own state for a store it did not load itself; to be overridden.
+
+        ``load()`` often builds more than models: a map of remote ids, an API client, a cache of look-ups
+        that ``create``/``update``/``delete`` hooks use later. On a worker that applies part of a sync, the
+        adapter is re-created from its constructor kwargs and attached to a store another worker loaded, so
+        ``load()`` never ran in this process. Override this to rebuild such state, reading the models from
+        ``self.get_all(...)`` or the remote system. Does nothing by default.
+        """
+
     @classmethod
     def _get_initial_value_order(cls) -> List[str]:
         """Get the model attribute names in processing order: top_level first, then the others by name."""

@@ -42,3 +42,30 @@ def order_key(store_id: str, modelname: str) -> str:
 
 META_PATTERN = f"{ROOT}:*:meta"
 """SCAN pattern matching the meta key of every namespace (used by the stale-namespace helper only)."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Distributed jobs.  "~" never appears in a store id, so these can never collide with a store namespace.
+# ----------------------------------------------------------------------------------------------------
+
+
+def job_key(job_id: str, part: str) -> str:
+    """One piece of a job's state: ``info`` (HASH), ``spec``, ``diff`` (HASH root -> element record),
+    ``plan``, ``journal`` (HASH operation -> outcome), ``progress`` (counter), ``shards`` (HASH shard -> result),
+    ``waves:{n}`` (SET of finished shards), ``claim:{n}``, ``abort``, ``report``..."""
+    return f"{ROOT}:~job:{job_id}:{part}"
+
+
+def job_pattern(job_id: str) -> str:
+    """SCAN pattern of every key of one job's state."""
+    return f"{ROOT}:~job:{job_id}:*"
+
+
+def lock_key(target: str) -> str:
+    """STRING holding the id of the job syncing into ``target`` (an adapter name and a digest of its kwargs)."""
+    return f"{ROOT}:~lock:{target}"
+
+
+def job_store_id(job_id: str, side: str) -> str:
+    """Store id of a job's source or target namespace."""
+    return f"job-{job_id}-{side}"

@@ -62,6 +62,7 @@ class DiffSyncSyncer:
         self._debug = level_enabled(self.base_logger, "debug")
         self._uid_maps: Dict[str, Any] = {}
         self._last_started: Tuple[Any, Any, str] = (None, None, "")
+        self._current_op: Tuple[Any, str] = (None, "")
         # A direct look-up in the destination store's index is only equivalent to Adapter.get when neither
         # the adapter nor the store changes how get works.
         self._direct_get = reads_through_index(dst_diffsync, "get")
@@ -195,6 +196,7 @@ class DiffSyncSyncer:
                 logger = self._bind(last_element, last_element.action, last_uid, None)
                 log_class = last_class
 
+        self._current_op = (element, uid)
         changed, modified_model = self._sync_model(
             logger, log_class, action, dst_model, element.keys, diffs.get("+", {})
         )
@@ -259,12 +261,24 @@ class DiffSyncSyncer:
                 message = f"{model_class.get_type()} {action} did not return the model object."
         except ObjectCrudException as exception:
             self.log_sync_status(logger, action, _ERROR, str(exception))
+            self._operation_done(action, _ERROR, str(exception), None)
             if self._continue_on_failure:
                 return True, None
             raise
 
         self.log_sync_status(logger, action, status, message)
+        self._operation_done(action, status, message, dst_model)
         return True, dst_model
+
+    def _operation_done(
+        self, action: str, status: DiffSyncStatus, message: str, model: Optional[DiffSyncModel]
+    ) -> None:
+        """Called once per create/update/delete with its outcome; ``self._current_op`` is (element, uid).
+
+        ``model`` is what the hook returned (None when it failed or raised).
+
+        Does nothing here: a distributed runner overrides it to journal and count operations.
+        """
 
     def log_sync_status(self, logger: Any, action: Optional[str], status: DiffSyncStatus, message: str) -> None:
         """Log the outcome of one element at the level its status calls for."""

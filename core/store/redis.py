@@ -52,7 +52,8 @@ _UNPACK_LIMITS = {"max_bin_len": 64 << 20, "max_str_len": 64 << 20, "max_array_l
 # KEYS: types, seq, meta, then objects/order key pairs per type, in the order of the batch.
 # ARGV: now, ttl (0: none), batch: msgpack [[model, [uid, record, mode, uid, record, mode, ...]], ...] with
 # mode "n" (new: must not hold a different record), "p" (put), "r" (re-added: put, and moved to the end of
-# the insertion order) or "d" (delete). ARGV[4] is the namespace prefix (for TTL renewal of every key).
+# the insertion order), "c" (changed in place: put only if still present, so that a stale reference to an
+# object removed meanwhile, e.g. a deleted parent losing a child, never brings it back) or "d" (delete). ARGV[4] is the namespace prefix (for TTL renewal of every key).
 # One packed argument
 # instead of three per object keeps the client's per-argument work out of the way.
 # A new entry whose uid already holds a different record is not written and is returned as a conflict.
@@ -91,6 +92,8 @@ for t, group in ipairs(batch) do
       end
     elseif mode == 'p' or mode == 'r' then
       total = total + 1
+    elseif mode == 'c' and redis.call('HEXISTS', objkey, entries[i]) == 0 then
+      entries[i + 2] = 'x'
     end
   end
 end
@@ -105,6 +108,8 @@ for t, group in ipairs(batch) do
     if mode == 'd' then
       redis.call('HDEL', objkey, uid)
       redis.call('ZREM', orderkey, uid)
+    elseif mode == 'c' then
+      redis.call('HSET', objkey, uid, entries[i + 1])
     elseif mode ~= 'x' then
       position = position + 1
       redis.call('HSET', objkey, uid, entries[i + 1])
@@ -138,7 +143,7 @@ redis.call('HSET', KEYS[3], 'last_used', ARGV[2])
 return removed
 """
 
-_NEW, _PUT, _DEL, _READD = "n", "p", "d", "r"
+_NEW, _PUT, _DEL, _READD, _CHANGE = "n", "p", "d", "r", "c"
 
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -217,6 +222,7 @@ class RedisStore(BaseStore):
         client: Optional[Redis] = None,
         ttl: Optional[int] = None,
         batch_size: int = 1000,
+        lazy_reads: bool = False,
         **kwargs: Any,
     ) -> None:
         """Connect to Redis and open (or create) the namespace ``store_id``.
@@ -233,6 +239,9 @@ class RedisStore(BaseStore):
             client: An existing ``redis.Redis`` client to use instead of connecting.
             ttl: If set, every key of the namespace expires this many seconds after the last write.
             batch_size: Number of buffered object writes that triggers a flush.
+            lazy_reads: During a diff or sync session, read objects one by one on first use (and keep them)
+                instead of whole types at once: for a process that touches a few subtrees of a large store,
+                such as a worker applying one shard of a job.
             **kwargs: Passed to BaseStore (``adapter``, ``name``).
 
         Raises:
@@ -261,6 +270,7 @@ class RedisStore(BaseStore):
         self._store_id = check_store_id(store_id) if store_id else uuid.uuid4().hex
         self._ttl = ttl
         self._batch_size = batch_size
+        self._lazy_reads = lazy_reads
         self._pending: Dict[Tuple[str, str], Tuple[Optional[DiffSyncModel], str]] = {}
         self._fast_encode: Dict[type, bool] = {}
         self._sorted_sets: Dict[int, List[str]] = {}
@@ -422,6 +432,15 @@ class RedisStore(BaseStore):
         """Buffer one write; later writes to the same object replace earlier ones, keeping their net effect."""
         key = (modelname, uid)
         previous = self._pending.get(key)
+        if mode == _CHANGE:
+            if previous is not None:
+                if previous[1] == _DEL:
+                    return  # removed meanwhile: a stale reference changed, nothing to write
+                mode = previous[1]  # new, re-added, put or changed: keep what the earlier write meant
+            elif self._cache is not None:
+                loaded = self._cache.get(modelname)
+                if loaded is not None and loaded.get(uid) is None:
+                    return  # not (or no longer) stored: nothing to write
         if previous is not None and mode == _PUT and previous[0] is obj and obj is not None:
             return  # already buffered: its state when flushed is what gets written
         if previous is not None:
@@ -528,8 +547,8 @@ class RedisStore(BaseStore):
         self._queue(obj.get_type(), obj.get_unique_id(), obj, _PUT)
 
     def _after_change(self, obj: DiffSyncModel, created: bool) -> None:
-        """Persist an object changed in place by the engine (children, sync updates)."""
-        self._queue(obj.get_type(), obj.get_unique_id(), obj, _PUT)
+        """Persist an object changed in place by the engine (children, sync updates), if it is still stored."""
+        self._queue(obj.get_type(), obj.get_unique_id(), obj, _CHANGE)
 
     def remove_item(self, modelname: str, uid: str) -> None:
         """Remove one object by type name and uid (buffered during a session, immediate otherwise).
@@ -592,9 +611,19 @@ class RedisStore(BaseStore):
             return None
         loaded = self._cache.get(modelname)
         if loaded is None:
-            self.flush()
-            loaded = self._cache[modelname] = self._load_type(modelname)
+            if self._lazy_reads:
+                loaded = self._cache[modelname] = _LazyTypeMap(self, modelname)  # type: ignore[assignment]
+            else:
+                self.flush()
+                loaded = self._cache[modelname] = self._load_type(modelname)
         return loaded
+
+    def _read_one(self, modelname: str, uid: str) -> Optional[DiffSyncModel]:
+        """One object straight from Redis (after a flush), or None."""
+        self.flush()
+        with self._errors("read"):
+            raw = self._client.hget(keys.objects_key(self._store_id, modelname), uid)
+        return None if raw is None else self._decode(modelname, self._model_class(modelname), uid, raw)
 
     @contextmanager  # type: ignore[override]
     def _session(self) -> Iterator[None]:
@@ -680,6 +709,77 @@ class RedisStore(BaseStore):
             for modelname in names:
                 pipe.hlen(keys.objects_key(self._store_id, modelname))
             return sum(int(value) for value in pipe.execute())
+
+
+class _LazyTypeMap:
+    """A session's objects of one type, read from Redis one uid at a time on first use.
+
+    Absent uids are remembered too, so a lookup costs at most one round trip per session; iterating reads
+    the whole type once (what a non-lazy session does up front).
+    """
+
+    __slots__ = ("_store", "_modelname", "_known", "_complete")
+
+    def __init__(self, store: RedisStore, modelname: str) -> None:
+        self._store = store
+        self._modelname = modelname
+        self._known: Dict[str, Optional[DiffSyncModel]] = {}
+        self._complete = False
+
+    def get(self, uid: str, default: Any = None) -> Any:
+        known = self._known
+        if uid in known:
+            obj = known[uid]
+        elif self._complete:
+            obj = None
+        else:
+            obj = known[uid] = self._store._read_one(self._modelname, uid)
+        return default if obj is None else obj
+
+    def __contains__(self, uid: object) -> bool:
+        return isinstance(uid, str) and self.get(uid) is not None
+
+    def __getitem__(self, uid: str) -> DiffSyncModel:
+        obj = self.get(uid)
+        if obj is None:
+            raise KeyError(uid)
+        return obj
+
+    def __setitem__(self, uid: str, obj: DiffSyncModel) -> None:
+        self._known[uid] = obj
+
+    def pop(self, uid: str, default: Any = None) -> Any:
+        obj = self._known.get(uid)
+        self._known[uid] = None
+        return default if obj is None else obj
+
+    def _everything(self) -> Dict[str, DiffSyncModel]:
+        if not self._complete:
+            self._store.flush()
+            merged = self._store._load_type(self._modelname)
+            for uid, obj in self._known.items():  # objects already handed out stay the same instances
+                if obj is None:
+                    merged.pop(uid, None)
+                else:
+                    merged[uid] = obj
+            self._known = merged  # type: ignore[assignment]
+            self._complete = True
+        return self._known  # type: ignore[return-value]
+
+    def values(self) -> Any:
+        return self._everything().values()
+
+    def items(self) -> Any:
+        return self._everything().items()
+
+    def keys(self) -> Any:
+        return self._everything().keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._everything())
+
+    def __len__(self) -> int:
+        return len(self._everything())
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,171 @@
+"""The planner: a diff -> ordered operations -> shards of whole top-level subtrees, in waves.
+
+A pure function with no I/O, so that the distributed runner's correctness rests on something small and
+tested on its own.  The operation order is the syncer's (ARCHITECTURE.md, "Operation order"): top-level
+types one after another in the diff's order, elements of a type in the diff's order, each element before its
+children (pre-order), except that a delete of a model flagged NATURAL_DELETION_ORDER comes after its
+children's operations and a delete flagged SKIP_CHILDREN_ON_DELETE takes its children with it (they are no
+operations of their own).
+
+A shard holds whole top-level subtrees, never part of one, so the order inside every subtree (parent before
+child, a failed parent skipping its children) is kept by the one process that applies it.  Subtrees of one
+top-level type are independent of each other and may run in parallel; with ``barrier`` the types form waves
+that run one after another, as the local sync does; without it all shards form one wave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, List, Optional
+
+from core.diff import Diff, DiffElement
+from core.enum import DiffSyncActions, DiffSyncModelFlags
+
+ModelFlagsOf = Callable[[DiffElement], DiffSyncModelFlags]
+"""Gives the target model's flags for an element (they decide the order of a delete's children)."""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One create, update or delete of the plan.
+
+    ``root`` is the position of its top-level element among the diff's top-level elements and ``seq`` its
+    position in that subtree in pre-order (0 for the top-level element itself); together they name the
+    operation in a job's journal.
+    """
+
+    root: int
+    seq: int
+    action: str
+    type: str
+    name: str
+    parent: Optional[int]
+    """``seq`` of the parent element in the same subtree, None for a top-level element."""
+
+
+@dataclass
+class Shard:
+    """A unit of parallel work: whole top-level subtrees of one type, with their operations in order."""
+
+    index: int
+    wave: int
+    type: str
+    roots: List[int] = field(default_factory=list)
+    operations: List[Operation] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """Shards in waves: every shard of a wave may run at once; a wave starts when the one before finished."""
+
+    shards: List[Shard]
+    waves: List[List[int]]
+    """Shard indexes per wave, in the order the waves run."""
+    top_level: int
+    """Number of top-level elements in the diff (with or without changes)."""
+
+    @property
+    def operations(self) -> int:
+        """Number of operations in all shards."""
+        return sum(len(shard.operations) for shard in self.shards)
+
+    def ordered_operations(self) -> Iterator[Operation]:
+        """Every operation in the order a local sync would make them."""
+        for wave in self.waves:
+            for index in wave:
+                yield from self.shards[index].operations
+
+
+def _no_flags(element: DiffElement) -> DiffSyncModelFlags:
+    return DiffSyncModelFlags.NONE
+
+
+def subtree_operations(root: int, element: DiffElement, model_flags: ModelFlagsOf = _no_flags) -> List[Operation]:
+    """The operations of one top-level subtree, in the syncer's order.
+
+    Args:
+        root: Position of ``element`` among the diff's top-level elements.
+        element: The top-level element.
+        model_flags: The target model's flags for an element (NONE for all when not given).
+    """
+    numbers: Dict[int, int] = {}
+    stack = [element]
+    while stack:  # pre-order numbering of every element, the numbering DiffCodec.decode visits in
+        current = stack.pop()
+        numbers[id(current)] = len(numbers)
+        stack.extend(reversed(list(current.get_children())))
+
+    result: List[Operation] = []
+
+    def emit(current: DiffElement, parent: Optional[int]) -> None:
+        action = current.action
+        seq = numbers[id(current)]
+        children_first = False
+        visit_children = True
+        if action == DiffSyncActions.DELETE:
+            flags = model_flags(current)
+            if flags & DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE:
+                visit_children = False
+            elif flags & DiffSyncModelFlags.NATURAL_DELETION_ORDER:
+                children_first = True
+        own = None if action is None else Operation(root, seq, action, current.type, current.name, parent)
+        if own is not None and not children_first:
+            result.append(own)
+        if visit_children:
+            for child in current.get_children():
+                emit(child, seq)
+        if own is not None and children_first:
+            result.append(own)
+
+    emit(element, None)
+    return result
+
+
+def plan_sync(
+    diff: Diff,
+    shard_size: int = 500,
+    barrier: bool = True,
+    model_flags: ModelFlagsOf = _no_flags,
+) -> Plan:
+    """Split a diff into shards of whole top-level subtrees.
+
+    Subtrees are packed in the diff's order into shards of at most ``shard_size`` operations (a subtree with
+    more operations than that gets a shard of its own); top-level elements without any change below them
+    are left out.
+
+    Args:
+        diff: The diff to apply.
+        shard_size: Most operations per shard, unless one subtree alone has more.
+        barrier: Whether each top-level type waits for the types before it (one wave per type).
+        model_flags: The target model's flags for an element.
+
+    Raises:
+        ValueError: if ``shard_size`` is less than 1.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be 1 or more, not {shard_size}")
+    shards: List[Shard] = []
+    waves: List[List[int]] = []
+    current: Optional[Shard] = None
+    wave_of_type: Dict[str, int] = {}
+    top_level = 0
+    for root, element in enumerate(diff.get_children()):
+        top_level += 1
+        operations = subtree_operations(root, element, model_flags)
+        if not operations:
+            continue
+        modelname = element.type
+        if modelname not in wave_of_type:
+            wave_of_type[modelname] = len(waves) if barrier or not waves else 0
+            if wave_of_type[modelname] == len(waves):
+                waves.append([])
+            current = None  # never mix types in a shard
+        if current is not None and current.operations and len(current.operations) + len(operations) > shard_size:
+            current = None
+        if current is None:
+            current = Shard(index=len(shards), wave=wave_of_type[modelname], type=modelname)
+            shards.append(current)
+            waves[current.wave].append(current.index)
+        current.roots.append(root)
+        current.operations.extend(operations)
+    return Plan(shards=shards, waves=waves, top_level=top_level)
