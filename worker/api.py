@@ -1,0 +1,126 @@
+"""The producer API: submit a sync job and follow it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+from celery import states
+from celery.result import AsyncResult
+
+from worker.celery_app import app
+from worker.errors import InvalidJob, JobFailed
+from worker.spec import JobSpec
+from worker.state import JobState, redis_client
+
+
+class JobHandle:
+    """A submitted job: its id, progress, and (once it ends) its report."""
+
+    def __init__(self, job_id: str) -> None:
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} {self.state}>"
+
+    @property
+    def result(self) -> AsyncResult:
+        """The job's Celery result (``AsyncResult(job_id)``): state PROGRESS with meta while it runs."""
+        return AsyncResult(self.id, app=app)
+
+    @property
+    def state(self) -> str:
+        """Celery state of the job: PENDING, STARTED, PROGRESS, SUCCESS or FAILURE."""
+        return str(self.result.state)
+
+    def progress(self) -> Tuple[str, int, int]:
+        """(stage, current, total): stages load-source, load-target, diff, plan, sync, finish; then done/failed."""
+        result = self.result
+        state = result.state
+        if state == "PROGRESS" and isinstance(result.info, dict):
+            info = result.info
+            return str(info.get("stage", "")), int(info.get("current", 0)), int(info.get("total", 0))
+        if state == states.SUCCESS:
+            report = result.result if isinstance(result.result, dict) else {}
+            total = int(report.get("operations", 0))
+            return "done", total, total
+        if state == states.FAILURE:
+            return "failed", 0, 0
+        return "queued", 0, 0
+
+    def report(self) -> Optional[Dict[str, Any]]:
+        """The job's report once it has ended (failed jobs have one too), else None."""
+        return JobState(self.id, redis_client()).report()
+
+    def done(self) -> bool:
+        """Whether the job has ended."""
+        return self.report() is not None or self.result.state in (states.SUCCESS, states.FAILURE)
+
+    def wait(self, timeout: Optional[float] = None, interval: float = 0.1) -> Dict[str, Any]:
+        """Wait for the job to end and return its report.
+
+        Raises:
+            TimeoutError: if it has not ended within ``timeout`` seconds.
+            JobFailed: if it ended in failure (``err.report`` is the report, when there is one).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            result = self.result
+            state = result.state
+            if state == states.SUCCESS:
+                return result.result  # type: ignore[no-any-return]
+            if state == states.FAILURE:
+                report = self.report()
+                message = str(result.result) if result.result is not None else f"job {self.id} failed"
+                raise JobFailed(message, report)
+            if deadline is not None and time.monotonic() >= deadline:
+                stage, current, total = self.progress()
+                raise TimeoutError(f"job {self.id} still running after {timeout} s (stage {stage} {current}/{total})")
+            time.sleep(interval)  # polling Celery's result backend, between two reads
+
+
+def submit_sync(
+    source: str,
+    target: str,
+    source_kwargs: Optional[Dict[str, Any]] = None,
+    target_kwargs: Optional[Dict[str, Any]] = None,
+    flags: Iterable[str] = (),
+    dry_run: bool = False,
+    shard_size: Optional[int] = None,
+    top_level_barrier: bool = True,
+    job_id: Optional[str] = None,
+) -> JobHandle:
+    """Validate a sync job and enqueue it; returns its handle at once.
+
+    Raises:
+        UnknownAdapter: if ``source`` or ``target`` is not a registered adapter name.
+        InvalidJob: if anything else in the spec is invalid (every problem is named), or the job id is taken.
+    """
+    from worker.settings import get_settings  # pylint: disable=import-outside-toplevel
+
+    data: Dict[str, Any] = {
+        "source": source,
+        "target": target,
+        "source_kwargs": dict(source_kwargs or {}),
+        "target_kwargs": dict(target_kwargs or {}),
+        "flags": list(flags),
+        "dry_run": dry_run,
+        "shard_size": shard_size if shard_size is not None else get_settings().shard_size,
+        "top_level_barrier": top_level_barrier,
+    }
+    if job_id is not None:
+        data["job_id"] = job_id
+    return submit_spec(JobSpec.from_data(data))
+
+
+def submit_spec(spec: JobSpec) -> JobHandle:
+    """Enqueue a validated spec (see ``submit_sync``)."""
+    from worker.settings import get_settings  # pylint: disable=import-outside-toplevel
+    from worker.tasks import run_job  # pylint: disable=import-outside-toplevel
+
+    message = spec.to_message()
+    job = JobState(spec.job_id, redis_client())
+    if not job.create(message, get_settings().store_ttl):
+        raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is already taken")
+    run_job.apply_async((message,), task_id=spec.job_id)
+    return JobHandle(spec.job_id)

@@ -1,0 +1,162 @@
+"""Applying one shard: the core syncer over some top-level subtrees, with a journal of finished operations.
+
+The engine's own syncer does the work, so order, flags, statuses, skipped children and log events are
+exactly those of a local ``sync_from``.  What this adds: every finished operation is written to the job's
+journal, after the store writes it caused (so the journal never claims what the store lacks), and a shard
+delivered again replays journaled operations instead of running their hooks twice.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from core.adapter import Adapter
+from core.diff import Diff, DiffElement
+from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
+from core.model import DiffSyncModel
+from core.syncer import DiffSyncSyncer
+from worker.state import JobState
+
+_CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
+_SUCCESS = DiffSyncStatus.SUCCESS.value
+
+
+def number_elements(root: int, element: DiffElement, op_ids: Dict[int, str]) -> None:
+    """Name every element of a subtree ``"{root}:{seq}"`` (pre-order, as the planner numbers them)."""
+    stack = [element]
+    seq = 0
+    while stack:
+        current = stack.pop()
+        op_ids[id(current)] = f"{root}:{seq}"
+        seq += 1
+        stack.extend(reversed(list(current.get_children())))
+
+
+class ShardSyncer(DiffSyncSyncer):
+    """The engine's syncer, journaling each operation and replaying those a previous delivery finished."""
+
+    checkpoint_every = 200
+    """Operations between two journal writes (also written every half second and at the end)."""
+
+    def __init__(
+        self,
+        diff: Diff,
+        src: Adapter,
+        dst: Adapter,
+        flags: DiffSyncFlags,
+        job: JobState,
+        op_ids: Dict[int, str],
+        done: Dict[str, List[Any]],
+        redelivered: bool,
+        on_checkpoint: Optional[Callable[[int], None]] = None,
+    ) -> None:
+        super().__init__(diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags)
+        self._job = job
+        self._op_ids = op_ids
+        self._done = done
+        self._redelivered = redelivered
+        self._on_checkpoint = on_checkpoint
+        self._pending: Dict[str, List[Any]] = {}
+        self._pending_count = 0
+        self._last_checkpoint = time.monotonic()
+        self._last_abort_check = time.monotonic()
+        self.applied = 0
+        self.replayed = 0
+        self.attempted = False
+
+    def run(self) -> Tuple[bool, bool]:
+        """Apply every subtree, stopping between subtrees if the job was aborted.
+
+        Returns:
+            (whether anything changed or was attempted, whether it stopped early).
+        """
+        changed = False
+        with self.src_diffsync.store._session(), self.dst_diffsync.store._session():
+            for element in self.diff.get_children():
+                if self._should_stop():
+                    return changed, True
+                changed |= self.sync_diff_element(element)
+        return changed, False
+
+    def _should_stop(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_abort_check < 0.25:
+            return False
+        self._last_abort_check = now
+        return self._job.aborted() is not None
+
+    # -- journal --------------------------------------------------------------------------------------
+
+    def _operation_done(
+        self, action: str, status: DiffSyncStatus, message: str, model: Optional[DiffSyncModel]
+    ) -> None:
+        element, uid = self._current_op
+        flags = model.model_flags.value if model is not None else 0
+        self._record(element, [action, status.value, message, element.type, uid, flags])
+        self.applied += 1
+        self.attempted = True
+
+    def _record(self, element: DiffElement, entry: List[Any]) -> None:
+        self._pending[self._op_ids[id(element)]] = entry
+        self._pending_count += 1
+        if self._pending_count >= self.checkpoint_every or time.monotonic() - self._last_checkpoint >= 0.5:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write the target store's buffered changes, then the journal entries of the operations behind them."""
+        self.dst_diffsync.store.flush()
+        if not self._pending:
+            return
+        current = self._job.write_journal(self._pending, self._pending_count)
+        self._pending = {}
+        self._pending_count = 0
+        self._last_checkpoint = time.monotonic()
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(current)
+
+    # -- replay ---------------------------------------------------------------------------------------
+
+    def sync_diff_element(self, element: DiffElement, parent_model: Optional[DiffSyncModel] = None) -> bool:
+        """Apply an element, or replay it if a previous delivery of this shard already did."""
+        if element.action is not None:
+            entry = self._done.get(self._op_ids[id(element)])
+            if entry is None and self._redelivered:
+                entry = self._observed(element)
+            if entry is not None:
+                return self._replay(element, entry)
+        return super().sync_diff_element(element, parent_model)
+
+    def _observed(self, element: DiffElement) -> Optional[List[Any]]:
+        """An operation whose store effect is visible although its journal entry was not written (a crash
+        between the two): a create whose object exists, a delete whose object is gone.
+        """
+        model_class = getattr(self.dst_diffsync, element.type)
+        uid, dst_model = self._lookup_dst(model_class, element)
+        action = element.action
+        found = (action == DiffSyncActions.CREATE and dst_model is not None) or (
+            action == DiffSyncActions.DELETE and dst_model is None
+        )
+        if not found:
+            return None
+        entry = [action, _SUCCESS, "applied by an earlier delivery of this shard", element.type, uid, 0]
+        self._record(element, entry)
+        self.attempted = True
+        return entry
+
+    def _replay(self, element: DiffElement, entry: List[Any]) -> bool:
+        self.replayed += 1
+        action, status = entry[0], entry[1]
+        if status != _SUCCESS:
+            return True  # it failed then, and its children were skipped
+        if action == DiffSyncActions.DELETE:
+            if entry[5] & _CHILDREN_DONE:
+                return True  # children deleted with it, or before it
+            for child in element.get_children():
+                self.sync_diff_element(child, parent_model=None)
+            return True
+        model_class = getattr(self.dst_diffsync, element.type)
+        _, dst_model = self._lookup_dst(model_class, element)
+        for child in element.get_children():
+            self.sync_diff_element(child, parent_model=dst_model)
+        return True

@@ -1,0 +1,29 @@
+"""Errors the runner raises to its callers."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+
+class ShardsyncError(Exception):
+    """Base of the runner's errors."""
+
+
+class UnknownAdapter(ShardsyncError, LookupError):
+    """A job names an adapter that is not registered."""
+
+
+class InvalidJob(ShardsyncError, ValueError):
+    """A job spec failed validation; the message lists what was wrong."""
+
+
+class JobFailed(ShardsyncError):
+    """A job ended without applying its whole diff; ``report`` says what was done and what failed."""
+
+    def __init__(self, message: str, report: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class TargetLocked(ShardsyncError):
+    """Another job is syncing into the same target."""

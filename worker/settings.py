@@ -1,0 +1,66 @@
+"""Runner settings, read from the environment (prefix ``SHARDSYNC_``) with pydantic-settings.
+
+Producers, workers and beat read the same variables, so one environment describes one deployment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, List, Optional
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the runner; each is the environment variable ``SHARDSYNC_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SHARDSYNC_", extra="ignore", frozen=True)
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """Celery broker."""
+    result_backend: Optional[str] = None
+    """Celery result backend (job state and reports); the broker URL when not set."""
+    store_url: Optional[str] = None
+    """Redis holding the jobs' object stores, journals and locks; the broker URL when not set."""
+    adapter_modules: Annotated[List[str], NoDecode] = []
+    """Modules imported at start-up (comma-separated); importing them registers adapters."""
+    schedule_file: Optional[str] = None
+    """JSON file of scheduled syncs for ``celery -A worker beat`` (see deploy/README.md)."""
+    jobs_queue: str = "shardsync.jobs"
+    """Queue of the short coordination tasks (start and finish of jobs)."""
+    shards_queue: str = "shardsync.shards"
+    """Queue of the long tasks (loads, diffs, shards)."""
+    shard_size: int = Field(500, ge=1)
+    """Default number of operations per shard."""
+    lock_ttl: int = Field(300, ge=5)
+    """Seconds a job's lock on its target lives without renewal (running tasks renew it)."""
+    store_ttl: int = Field(86400, ge=60)
+    """Seconds a finished job's stores and report are kept."""
+    result_expires: int = Field(86400, ge=60)
+    """Seconds Celery keeps task results."""
+    visibility_timeout: int = Field(3600, ge=60)
+    """Seconds before the Redis broker redelivers an unacknowledged task: longer than the longest task."""
+
+    @field_validator("adapter_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def backend_url(self) -> str:
+        """The result backend actually used."""
+        return self.result_backend or self.broker_url
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis URL of the job state and stores actually used."""
+        return self.store_url or self.broker_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once from the environment."""
+    return Settings()

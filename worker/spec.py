@@ -1,0 +1,122 @@
+"""The job spec: everything a sync job needs, as plain data, validated before anything is enqueued."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from typing import Any, Dict, List
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.enum import DiffSyncFlags
+from worker.errors import InvalidJob
+from worker.registry import get_adapter
+
+FLAG_NAMES = {name.lower(): flag for name, flag in DiffSyncFlags.__members__.items() if name != "NONE"}
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+
+def _new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def parse_flags(names: List[str]) -> DiffSyncFlags:
+    """Combine DiffSyncFlags given by name (``continue_on_failure``, ``CONTINUE-ON-FAILURE``...).
+
+    Raises:
+        ValueError: naming the unknown flag and listing the known ones.
+    """
+    flags = DiffSyncFlags.NONE
+    for name in names:
+        key = str(name).strip().lower().replace("-", "_")
+        if key not in FLAG_NAMES:
+            raise ValueError(f"unknown flag {name!r}; known flags: {', '.join(sorted(FLAG_NAMES))}")
+        flags |= FLAG_NAMES[key]
+    return flags
+
+
+def _check_packable(side: str, kwargs: Dict[str, Any]) -> None:
+    try:
+        msgpack.packb(kwargs, use_bin_type=True, strict_types=False)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"{side}_kwargs must be plain data (str, int, float, bool, None, bytes, list, dict): {err}")
+
+
+class JobSpec(BaseModel):
+    """A sync job: make ``target`` match ``source``.
+
+    Adapters are named by their registered names; their constructor kwargs travel in messages and are
+    kept with the job, so they must be msgpack-able plain data.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field(description="registered name of the source adapter")
+    target: str = Field(description="registered name of the target adapter")
+    source_kwargs: Dict[str, Any] = Field(default_factory=dict)
+    target_kwargs: Dict[str, Any] = Field(default_factory=dict)
+    flags: List[str] = Field(default_factory=list, description="DiffSyncFlags by name")
+    dry_run: bool = False
+    shard_size: int = Field(500, ge=1, le=10_000_000)
+    top_level_barrier: bool = True
+    job_id: str = Field(default_factory=_new_job_id)
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id(cls, value: str) -> str:
+        if not _JOB_ID.match(value):
+            raise ValueError("job_id must be 1 to 100 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("flags")
+    @classmethod
+    def _flags(cls, value: List[str]) -> List[str]:
+        parse_flags(value)
+        return sorted({str(name).strip().lower().replace("-", "_") for name in value})
+
+    @field_validator("source", "target")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        get_adapter(value)  # UnknownAdapter (a LookupError) is not a ValueError: re-raised as such below
+        return value
+
+    @model_validator(mode="after")
+    def _kwargs(self) -> JobSpec:
+        _check_packable("source", self.source_kwargs)
+        _check_packable("target", self.target_kwargs)
+        return self
+
+    @property
+    def diffsync_flags(self) -> DiffSyncFlags:
+        """The flags as DiffSyncFlags."""
+        return parse_flags(self.flags)
+
+    def target_identity(self) -> str:
+        """What the lock is taken on: the target adapter and its kwargs (the same system, the same lock)."""
+        packed = msgpack.packb(self.target_kwargs, use_bin_type=True)
+        digest = hashlib.sha256(packed).hexdigest()[:24]
+        return f"{self.target}.{digest}"
+
+    def to_message(self) -> Dict[str, Any]:
+        """The spec as plain data for a task message."""
+        return self.model_dump(mode="python")
+
+    @classmethod
+    def from_data(cls, data: Any) -> JobSpec:
+        """Validate a spec from plain data.
+
+        Raises:
+            InvalidJob: naming every invalid field.
+            UnknownAdapter: if an adapter name is not registered.
+        """
+        if not isinstance(data, dict):
+            raise InvalidJob(f"a job spec must be a mapping, not {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'spec'}: {error['msg']}" for error in err.errors()
+            )
+            raise InvalidJob(f"invalid job spec: {problems}") from None

@@ -1,0 +1,291 @@
+"""A job's state in Redis: spec, stage times, diff, plan, journal, shard results, lock and report.
+
+Every key name comes from ``core.keys``; every value is msgpack or a plain Redis number.  The functions
+here are the only writers of job state, and each write is safe to repeat (tasks may run twice).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import msgpack
+from redis import Redis
+
+from core import keys
+from worker.settings import get_settings
+
+_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_clients: Dict[int, Redis] = {}
+
+
+def unpack(raw: Optional[bytes]) -> Any:
+    """Decode a value written by this module (plain data only)."""
+    if raw is None:
+        return None
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+def redis_client() -> Redis:
+    """This process's client of the job-state Redis (one per process: forked workers make their own)."""
+    pid = os.getpid()
+    client = _clients.get(pid)
+    if client is None:
+        client = _clients[pid] = Redis.from_url(get_settings().redis_url)
+    return client
+
+
+class JobState:
+    """Reads and writes one job's keys."""
+
+    def __init__(self, job_id: str, client: Optional[Redis] = None) -> None:
+        self.job_id = job_id
+        self.client = client if client is not None else redis_client()
+
+    def key(self, part: str) -> str:
+        """Full key name of one part of the job's state."""
+        return keys.job_key(self.job_id, part)
+
+    # -- spec and info --------------------------------------------------------------------------------
+
+    def create(self, spec: Dict[str, Any], ttl: int) -> bool:
+        """Record a new job; False if a job with this id exists already."""
+        created = self.client.set(self.key("spec"), _pack(spec), nx=True, ex=ttl)
+        if created:
+            self.client.hset(self.key("info"), mapping={"submitted": _pack(time.time()), "status": _pack("queued")})
+            self.client.expire(self.key("info"), ttl)
+        return bool(created)
+
+    def spec_data(self) -> Optional[Dict[str, Any]]:
+        """The spec as submitted, or None if this job is unknown (or expired)."""
+        return unpack(self.client.get(self.key("spec")))
+
+    def set_info(self, **fields: Any) -> None:
+        """Set fields of the job's info hash (status, stage...)."""
+        self.client.hset(self.key("info"), mapping={name: _pack(value) for name, value in fields.items()})
+
+    def info(self) -> Dict[str, Any]:
+        """The job's info hash, decoded."""
+        raw = self.client.hgetall(self.key("info"))
+        result: Dict[str, Any] = {}
+        for name, value in raw.items():
+            result[name.decode()] = unpack(value)
+        return result
+
+    def once(self, marker: str) -> bool:
+        """True the first time it is called with ``marker`` for this job (guards steps that must not repeat)."""
+        return bool(self.client.hsetnx(self.key("once"), marker, time.time()))
+
+    def record_time(self, stage: str, seconds: float) -> None:
+        """Record how long a stage took."""
+        self.client.hset(self.key("times"), stage, repr(float(seconds)))
+
+    def times(self) -> Dict[str, float]:
+        """Seconds per stage."""
+        return {name.decode(): float(value) for name, value in self.client.hgetall(self.key("times")).items()}
+
+    def record_worker(self, role: str, hostname: str) -> None:
+        """Remember which worker ran a step (for the report)."""
+        self.client.hset(self.key("workers"), role, hostname)
+
+    def workers(self) -> Dict[str, str]:
+        """Worker hostname per step."""
+        return {name.decode(): value.decode() for name, value in self.client.hgetall(self.key("workers")).items()}
+
+    # -- abort ----------------------------------------------------------------------------------------
+
+    def abort(self, message: str) -> None:
+        """Stop the job: the first error wins, shards not started yet will not start."""
+        self.client.set(self.key("abort"), message.encode(), nx=True)
+
+    def aborted(self) -> Optional[str]:
+        """The error that stopped the job, if any."""
+        raw = self.client.get(self.key("abort"))
+        return None if raw is None else raw.decode(errors="replace")
+
+    # -- lock -----------------------------------------------------------------------------------------
+
+    def acquire_lock(self, target: str, ttl: int) -> Optional[str]:
+        """Take the lock on ``target``; returns None when this job holds it, else the id of the holder."""
+        key = keys.lock_key(target)
+        if self.client.set(key, self.job_id, nx=True, px=ttl * 1000):
+            return None
+        holder = self.client.get(key)
+        if holder is None:
+            return self.acquire_lock(target, ttl)  # expired between the two calls
+        holder_id = holder.decode()
+        if holder_id == self.job_id:
+            self.client.pexpire(key, ttl * 1000)
+            return None
+        return holder_id
+
+    def renew_lock(self, target: str, ttl: int) -> bool:
+        """Extend this job's lock; False if it is no longer this job's."""
+        return bool(self.client.eval(_RENEW, 1, keys.lock_key(target), self.job_id, ttl * 1000))
+
+    def release_lock(self, target: str) -> None:
+        """Release the lock if this job holds it."""
+        self.client.eval(_RELEASE, 1, keys.lock_key(target), self.job_id)
+
+    @contextmanager
+    def heartbeat(self, target: str, ttl: int, claim: Optional[str] = None, token: str = "") -> Iterator[None]:
+        """Renew the job's lock (and a shard claim) in the background while a long step runs."""
+        stop = threading.Event()
+        claim_key = self.key(claim) if claim else None
+
+        def beat() -> None:
+            while not stop.wait(max(1.0, ttl / 3)):
+                try:
+                    self.renew_lock(target, ttl)
+                    if claim_key:
+                        self.client.eval(_RENEW, 1, claim_key, token, ttl * 1000)
+                except Exception:  # noqa: BLE001, S112 - a missed beat is retried at the next one
+                    continue
+
+        thread = threading.Thread(target=beat, name=f"shardsync-heartbeat-{self.job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def claim(self, part: str, ttl: int) -> Optional[str]:
+        """Claim a step so that a duplicate delivery does not run it at the same time; returns a token or None."""
+        token = uuid.uuid4().hex
+        if self.client.set(self.key(part), token, nx=True, px=ttl * 1000):
+            return token
+        return None
+
+    def release_claim(self, part: str, token: str) -> None:
+        """Release a claim taken with ``claim``."""
+        self.client.eval(_RELEASE, 1, self.key(part), token)
+
+    # -- loads ----------------------------------------------------------------------------------------
+
+    def record_load(self, side: str, result: Dict[str, Any]) -> int:
+        """Record a finished load; returns how many sides are loaded."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.key("loads"), side, _pack(result))
+        pipe.hlen(self.key("loads"))
+        return int(pipe.execute()[1])
+
+    def loads(self) -> Dict[str, Dict[str, Any]]:
+        """Load results per side."""
+        return {name.decode(): unpack(value) for name, value in self.client.hgetall(self.key("loads")).items()}
+
+    # -- diff and plan --------------------------------------------------------------------------------
+
+    def save_diff(self, records: Sequence[bytes], summary: Dict[str, int], batch: int = 1000) -> None:
+        """Keep the diff: one packed element record per top-level element, by position."""
+        key = self.key("diff")
+        self.client.delete(key)
+        for start in range(0, len(records), batch):
+            chunk = {str(start + offset): record for offset, record in enumerate(records[start : start + batch])}
+            self.client.hset(key, mapping=chunk)  # type: ignore[arg-type]
+        self.client.set(self.key("summary"), _pack(summary))
+
+    def diff_records(self, roots: Sequence[int]) -> List[Any]:
+        """The element records of some top-level elements."""
+        if not roots:
+            return []
+        raw = self.client.hmget(self.key("diff"), [str(root) for root in roots])
+        missing = [root for root, value in zip(roots, raw, strict=True) if value is None]
+        if missing:
+            raise LookupError(f"job {self.job_id}: the stored diff has no element for top-level positions {missing}")
+        return [unpack(value) for value in raw]
+
+    def diff_size(self) -> int:
+        """Number of top-level elements in the stored diff."""
+        return int(self.client.hlen(self.key("diff")))
+
+    def summary(self) -> Optional[Dict[str, int]]:
+        """The diff's summary."""
+        return unpack(self.client.get(self.key("summary")))
+
+    def save_plan(self, plan: Dict[str, Any]) -> None:
+        """Keep the plan (shards with their waves, roots and operation counts)."""
+        self.client.set(self.key("plan"), _pack(plan))
+
+    def plan(self) -> Dict[str, Any]:
+        """The plan saved by the diff step."""
+        found = unpack(self.client.get(self.key("plan")))
+        if found is None:
+            raise LookupError(f"job {self.job_id} has no plan")
+        return found
+
+    # -- shards, journal, progress --------------------------------------------------------------------
+
+    def journal_entries(self, ops: Sequence[str]) -> Dict[str, List[Any]]:
+        """Journal entries already recorded for these operations."""
+        if not ops:
+            return {}
+        raw = self.client.hmget(self.key("journal"), list(ops))
+        return {op: unpack(value) for op, value in zip(ops, raw, strict=True) if value is not None}
+
+    def write_journal(self, entries: Dict[str, List[Any]], counted: int) -> int:
+        """Record finished operations and count them in the progress counter; returns the new count."""
+        pipe = self.client.pipeline(transaction=True)
+        if entries:
+            pipe.hset(self.key("journal"), mapping={op: _pack(entry) for op, entry in entries.items()})
+        pipe.incrby(self.key("progress"), counted)
+        return int(pipe.execute()[-1])
+
+    def journal(self) -> Dict[str, List[Any]]:
+        """Every journal entry of the job."""
+        return {name.decode(): unpack(value) for name, value in self.client.hgetall(self.key("journal")).items()}
+
+    def progress_count(self) -> int:
+        """Operations finished so far."""
+        return int(self.client.get(self.key("progress")) or 0)
+
+    def shard_result(self, index: int) -> Optional[Dict[str, Any]]:
+        """The recorded result of a shard, if it finished."""
+        return unpack(self.client.hget(self.key("shards"), str(index)))
+
+    def record_shard(self, index: int, wave: int, result: Dict[str, Any]) -> int:
+        """Record a shard's result; returns how many shards of its wave have finished."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.key("shards"), str(index), _pack(result))
+        pipe.sadd(self.key(f"wave:{wave}"), index)
+        pipe.scard(self.key(f"wave:{wave}"))
+        return int(pipe.execute()[-1])
+
+    def shard_results(self) -> Dict[int, Dict[str, Any]]:
+        """Every recorded shard result by index."""
+        return {int(name): unpack(value) for name, value in self.client.hgetall(self.key("shards")).items()}
+
+    # -- report and clean-up --------------------------------------------------------------------------
+
+    def save_report(self, report: Dict[str, Any], ttl: int) -> None:
+        """Keep the job's report (also the job's Celery result) for ``ttl`` seconds."""
+        self.client.set(self.key("report"), _pack(report), ex=ttl)
+        for part in ("spec", "info", "times", "workers", "loads", "summary"):
+            self.client.expire(self.key(part), ttl)
+
+    def report(self) -> Optional[Dict[str, Any]]:
+        """The job's report, once it has finished."""
+        return unpack(self.client.get(self.key("report")))
+
+    def drop_scratch(self) -> None:
+        """Delete what only the running job needed: diff, plan, journal, progress, claims, wave sets."""
+        doomed = [self.key(part) for part in ("diff", "plan", "journal", "progress", "shards", "abort", "once")]
+        for raw in self.client.scan_iter(match=self.key("wave:*"), count=1000):
+            doomed.append(raw)
+        for raw in self.client.scan_iter(match=self.key("claim:*"), count=1000):
+            doomed.append(raw)
+        self.client.unlink(*doomed)
