@@ -50,8 +50,10 @@ META_PATTERN = f"{ROOT}:*:meta"
 
 
 def job_key(job_id: str, part: str) -> str:
-    """One piece of a job's state: ``info`` (HASH), ``spec``, ``diff`` (HASH root -> element record),
-    ``plan``, ``journal`` (HASH operation -> outcome), ``progress`` (counter), ``shards`` (HASH shard -> result),
+    """One piece of a job's state.
+
+    Parts: ``info`` (HASH), ``spec``, ``diff`` (HASH root -> element record), ``plan``, ``journal`` (HASH
+    operation -> outcome), ``progress`` (counter), ``shards`` (HASH shard -> result),
     ``waves:{n}`` (SET of finished shards), ``claim:{n}``, ``abort``, ``report``...
     """
     return f"{ROOT}:~job:{job_id}:{part}"

@@ -128,8 +128,9 @@ class ShardSyncer(DiffSyncSyncer):
         return super().sync_diff_element(element, parent_model)
 
     def _observed(self, element: DiffElement) -> Optional[List[Any]]:
-        """An operation whose store effect is visible although its journal entry was not written (a crash
-        between the two): a create whose object exists, a delete whose object is gone.
+        """Journal entry of an operation applied by an earlier delivery that died before journaling it.
+
+        Its effect is visible in the store: a create whose object exists, a delete whose object is gone.
         """
         model_class = getattr(self.dst_diffsync, element.type)
         uid, dst_model = self._lookup_dst(model_class, element)

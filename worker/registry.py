@@ -104,7 +104,9 @@ def import_adapter_modules(modules: List[str]) -> None:
         try:
             importlib.import_module(module)
         except ImportError as err:
-            raise UnknownAdapter(f"adapter module {module!r} (SHARDSYNC_ADAPTER_MODULES) cannot be imported: {err}")
+            raise UnknownAdapter(
+                f"adapter module {module!r} (SHARDSYNC_ADAPTER_MODULES) cannot be imported: {err}"
+            ) from err
         _modules_imported.append(module)
 
 

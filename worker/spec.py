@@ -41,7 +41,9 @@ def _check_packable(side: str, kwargs: Dict[str, Any]) -> None:
     try:
         msgpack.packb(kwargs, use_bin_type=True, strict_types=False)
     except (TypeError, ValueError, OverflowError) as err:
-        raise ValueError(f"{side}_kwargs must be plain data (str, int, float, bool, None, bytes, list, dict): {err}")
+        raise ValueError(
+            f"{side}_kwargs must be plain data (str, int, float, bool, None, bytes, list, dict): {err}"
+        ) from None
 
 
 class JobSpec(BaseModel):

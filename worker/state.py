@@ -41,7 +41,7 @@ def unpack(raw: Optional[bytes]) -> Any:
 
 
 def redis_client() -> Redis:
-    """This process's client of the job-state Redis (one per process: forked workers make their own)."""
+    """The client of the job-state Redis for this process (one per process: forked workers make their own)."""
     pid = os.getpid()
     client = _clients.get(pid)
     if client is None:

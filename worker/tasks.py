@@ -255,7 +255,13 @@ def diff(self: Task, job_id: str) -> None:
                     "waves": plan.waves,
                     "operations": plan.operations,
                     "shards": [
-                        {"index": s.index, "wave": s.wave, "type": s.type, "roots": s.roots, "operations": len(s.operations)}
+                        {
+                            "index": s.index,
+                            "wave": s.wave,
+                            "type": s.type,
+                            "roots": s.roots,
+                            "operations": len(s.operations),
+                        }
                         for s in plan.shards
                     ],
                 }

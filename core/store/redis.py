@@ -53,7 +53,8 @@ _UNPACK_LIMITS = {"max_bin_len": 64 << 20, "max_str_len": 64 << 20, "max_array_l
 # ARGV: now, ttl (0: none), batch: msgpack [[model, [uid, record, mode, uid, record, mode, ...]], ...] with
 # mode "n" (new: must not hold a different record), "p" (put), "r" (re-added: put, and moved to the end of
 # the insertion order), "c" (changed in place: put only if still present, so that a stale reference to an
-# object removed meanwhile, e.g. a deleted parent losing a child, never brings it back) or "d" (delete). ARGV[4] is the namespace prefix (for TTL renewal of every key).
+# object removed meanwhile, e.g. a deleted parent losing a child, never brings it back) or "d" (delete).
+# ARGV[4] is the namespace prefix (for TTL renewal of every key).
 # One packed argument
 # instead of three per object keeps the client's per-argument work out of the way.
 # A new entry whose uid already holds a different record is not written and is returned as a conflict.
