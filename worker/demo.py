@@ -130,3 +130,98 @@ def demo_adapters(sites: int = 3, seed: int = 1) -> Dict[str, InventoryAdapter]:
     source.load()
     target.load()
     return {"source": source, "target": target}
+
+
+# ----------------------------------------------------------------------------------------------------
+# An adapter with state besides its models, rebuilt by on_attach on workers
+# ----------------------------------------------------------------------------------------------------
+
+
+class DemoApiClient:
+    """Stands in for a remote system's API client: addresses records by the system's own numeric ids."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.calls: List[tuple] = []
+
+    def write(self, verb: str, remote_id: int, attrs: Optional[Dict] = None) -> None:
+        """Send one change to the remote record ``remote_id`` (here: remember it)."""
+        self.calls.append((verb, remote_id, dict(attrs or {})))
+
+
+class _ApiBacked:
+    """Hooks that address the remote record through the adapter's id map and client (built by load/on_attach)."""
+
+    def update(self, attrs: Dict) -> Optional[DiffSyncModel]:
+        adapter = self.adapter  # type: ignore[attr-defined]
+        adapter.client.write("PATCH", adapter.remote_ids[self.get_unique_id()], attrs)  # type: ignore[attr-defined]
+        return super().update(attrs)  # type: ignore[misc]
+
+    def delete(self) -> Optional[DiffSyncModel]:
+        adapter = self.adapter  # type: ignore[attr-defined]
+        adapter.client.write("DELETE", adapter.remote_ids.pop(self.get_unique_id()))  # type: ignore[attr-defined]
+        return super().delete()  # type: ignore[misc]
+
+    @classmethod
+    def create(cls, adapter: Adapter, ids: Dict, attrs: Dict) -> Optional[DiffSyncModel]:
+        model = super().create(adapter=adapter, ids=ids, attrs=attrs)  # type: ignore[misc]
+        if model is not None:
+            remote_id = adapter.next_remote_id()  # type: ignore[attr-defined]
+            adapter.client.write("POST", remote_id, attrs)  # type: ignore[attr-defined]
+            adapter.remote_ids[model.get_unique_id()] = remote_id  # type: ignore[attr-defined]
+        return model
+
+
+class ApiSite(_ApiBacked, Site):
+    """A site of the API-backed inventory."""
+
+
+class ApiDevice(_ApiBacked, Device):
+    """A device of the API-backed inventory."""
+
+
+class ApiInterface(_ApiBacked, Interface):
+    """An interface of the API-backed inventory."""
+
+
+class ApiInventoryAdapter(InventoryAdapter):
+    """The demo inventory behind a remote API whose records have ids of their own.
+
+    ``load()`` builds an API client and a map from unique ids to remote ids; the hooks need both. A worker
+    applying a shard of a distributed sync re-creates this adapter from its kwargs and attaches it to the
+    store another worker loaded: ``load()`` does not run there, so ``on_attach()`` rebuilds the client and
+    the map (from the stored models, as a real adapter would from a listing of the remote system).
+    """
+
+    site = ApiSite
+    device = ApiDevice
+    interface = ApiInterface
+
+    def __init__(self, api_url: str = "memory://demo", **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.api_url = api_url
+
+    def load(self) -> None:
+        """Load the inventory, then index the remote ids the hooks address records by."""
+        super().load()
+        self._connect()
+
+    def on_attach(self) -> None:
+        """Rebuild the client and the id map for a store loaded elsewhere."""
+        self._connect()
+
+    def _connect(self) -> None:
+        self.client = DemoApiClient(self.api_url)
+        self.remote_ids: Dict[str, int] = {}
+        for modelname in ("site", "device", "interface"):
+            for obj in self.get_all(modelname):
+                self.remote_ids[obj.get_unique_id()] = self._remote_id(obj.get_unique_id())
+
+    @staticmethod
+    def _remote_id(uid: str) -> int:
+        # A stable number per record (a real adapter reads it from the remote system's listing).
+        return sum((index + 1) * ord(char) for index, char in enumerate(uid))
+
+    def next_remote_id(self) -> int:
+        """The id the remote system gives a new record."""
+        return max(self.remote_ids.values(), default=0) + 1

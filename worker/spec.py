@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import uuid
 from typing import Any, Dict, List
@@ -86,8 +87,16 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _kwargs(self) -> JobSpec:
-        _check_packable("source", self.source_kwargs)
-        _check_packable("target", self.target_kwargs)
+        for side, name, kwargs in (
+            ("source", self.source, self.source_kwargs),
+            ("target", self.target, self.target_kwargs),
+        ):
+            _check_packable(side, kwargs)
+            cls = get_adapter(name)
+            try:
+                inspect.signature(cls).bind(**kwargs)
+            except TypeError as err:
+                raise ValueError(f"{side}_kwargs do not fit adapter {name!r} ({cls.__qualname__}): {err}") from None
         return self
 
     @property

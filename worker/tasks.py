@@ -458,6 +458,14 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
             records = job.diff_records(list(range(job.diff_size())))
             for record in records:
                 full.add(codec.decode(record, source.name, target.name))
+            summary = job.summary() or {}
+            # What the differ counted, so that the rebuilt diff's summary() is the original's (skips included).
+            full.models_processed = (
+                summary.get("skip", 0)
+                + summary.get("create", 0)
+                + summary.get("delete", 0)
+                + 2 * (summary.get("update", 0) + summary.get("no-change", 0))
+            )
             target.sync_complete(source, full, spec.diffsync_flags, structlog.get_logger().new(job_id=job_id))
             target.store.flush()
             sync_complete = True

@@ -1,0 +1,13 @@
+"""Settings for the whole suite: the runner's tests use their own Redis database, never db 0.
+
+Set before any test module imports ``worker`` (whose Celery app reads the environment once).
+"""
+
+import os
+
+TEST_REDIS_URL = "redis://127.0.0.1:6379/13"
+
+os.environ["SHARDSYNC_BROKER_URL"] = TEST_REDIS_URL
+os.environ.pop("SHARDSYNC_RESULT_BACKEND", None)
+os.environ.pop("SHARDSYNC_STORE_URL", None)
+os.environ.pop("SHARDSYNC_ADAPTER_MODULES", None)

@@ -1,0 +1,104 @@
+"""Run the same sync locally and as a distributed job, and compare what each did."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Dict, List, Optional, Tuple
+
+from redis import Redis
+from ss_test_adapters import DatasetAdapter, read_calls
+
+from core.enum import DiffSyncFlags
+from core.exceptions import ObjectCrudException
+from core.keys import job_store_id
+from core.store.redis import RedisStore
+from worker import JobFailed, submit_sync
+from worker.spec import parse_flags
+
+
+def root_of(call: List[Any]) -> str:
+    """The top-level subtree a hook call belongs to (uids are built from the parent's: "site__device__port")."""
+    return call[2].split("__")[0]
+
+
+def local_sync(
+    source_data: Dict[str, Any], target_data: Dict[str, Any], flags: List[str], client: Redis, record_url: str
+) -> Tuple[Dict[str, Any], List[List[Any]], Optional[str]]:
+    """``target.sync_from(source)`` in this process: (target contents, hook calls, error)."""
+    key = f"test:calls:local:{uuid.uuid4().hex}"
+    source = DatasetAdapter(data=source_data, name="src")
+    target = DatasetAdapter(data=target_data, record_url=record_url, calls_key=key, name="dst")
+    source.load()
+    target.load()
+    error = None
+    try:
+        target.sync_from(source, flags=parse_flags(flags) if flags else DiffSyncFlags.NONE)
+    except ObjectCrudException as err:
+        error = str(err)
+    calls = read_calls(client, key)
+    client.delete(key)
+    return target.dict(), calls, error
+
+
+def distributed_sync(
+    source_data: Dict[str, Any],
+    target_data: Dict[str, Any],
+    flags: List[str],
+    client: Redis,
+    record_url: str,
+    timeout: float = 90,
+    **options: Any,
+) -> Tuple[Dict[str, Any], List[List[Any]], Dict[str, Any], Optional[JobFailed]]:
+    """The same sync as a job on the real workers: (target store contents, hook calls, report, failure)."""
+    key = f"test:calls:job:{uuid.uuid4().hex}"
+    handle = submit_sync(
+        source="dataset",
+        target="dataset",
+        source_kwargs={"data": source_data, "name": "src"},
+        target_kwargs={"data": target_data, "record_url": record_url, "calls_key": key, "name": "dst"},
+        flags=flags,
+        **options,
+    )
+    failure = None
+    try:
+        report = handle.wait(timeout=timeout)
+    except JobFailed as err:
+        failure = err
+        report = err.report or {}
+    calls = read_calls(client, key)
+    client.delete(key)
+    return target_contents(handle.id, record_url), calls, report, failure
+
+
+def target_contents(job_id: str, record_url: str) -> Dict[str, Any]:
+    """What a job left in its target store, read back through a fresh adapter."""
+    adapter = DatasetAdapter(name="reader")
+    store = RedisStore(url=record_url, store_id=job_store_id(job_id, "target"))
+    adapter.attach_store(store)
+    return adapter.dict()
+
+
+def assert_same_calls(local: List[List[Any]], distributed: List[List[Any]], barrier: bool) -> None:
+    """Same hook calls; same order within each top-level subtree; waves in order when there is a barrier."""
+    strip = [call[:4] for call in local if call[0] != "sync_complete"]
+    dist = [call[:4] for call in distributed if call[0] != "sync_complete"]
+    assert sorted(map(repr, strip)) == sorted(map(repr, dist)), "different hook calls"
+    per_root_local: Dict[str, List[Any]] = {}
+    per_root_dist: Dict[str, List[Any]] = {}
+    for call in strip:
+        per_root_local.setdefault(root_of(call), []).append(call)
+    for call in dist:
+        per_root_dist.setdefault(root_of(call), []).append(call)
+    assert per_root_local == per_root_dist, "different order of hook calls inside a subtree"
+    if barrier:
+        types = [call[1] for call in dist]
+        if "region" in types and "site" in types or "device" in types or "port" in types:
+            last_region = max((i for i, t in enumerate(types) if t == "region"), default=-1)
+            first_site = min((i for i, t in enumerate(types) if t != "region"), default=len(types))
+            assert last_region < first_site, "a site subtree ran before the region wave finished"
+    local_complete = [call for call in local if call[0] == "sync_complete"]
+    dist_complete = [call for call in distributed if call[0] == "sync_complete"]
+    assert len(local_complete) == len(dist_complete), "sync_complete called differently"
+    if local_complete:
+        assert distributed[-1][0] == "sync_complete", "sync_complete was not the last call"
+        assert local_complete[0][3] == dist_complete[0][3], "sync_complete saw a different diff summary"

@@ -1,0 +1,223 @@
+"""End-to-end jobs on two real ``celery -A worker worker`` processes and the real Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Dict
+
+import pytest
+from _compare import assert_same_calls, distributed_sync, local_sync, target_contents
+from celery.result import AsyncResult
+from conftest import REDIS_URL
+from ss_test_adapters import read_calls
+
+from core import keys
+from worker import InvalidJob, JobFailed, UnknownAdapter, app, submit_sync
+from worker.spec import JobSpec
+
+pytestmark = pytest.mark.usefixtures("workers")
+
+
+def dataset(sites: int, devices: int = 2, ports: int = 2, note: str = "", regions: int = 2) -> Dict[str, Any]:
+    return {
+        "region": [{"name": f"r-{i}", "label": f"region {i}", "note": note} for i in range(regions)],
+        "site": [
+            {
+                "name": f"s-{i}",
+                "region": f"r-{i % max(regions, 1)}",
+                "note": note,
+                "devices": [
+                    {
+                        "name": f"d{j}",
+                        "role": "leaf",
+                        "note": note,
+                        "ports": [{"name": f"p{k}", "speed": 10, "note": note} for k in range(ports)],
+                    }
+                    for j in range(devices)
+                ],
+            }
+            for i in range(sites)
+        ],
+    }
+
+
+def _deadline_poll(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_job_matches_local_sync(redis_db) -> None:
+    source = dataset(6)
+    target = dataset(5, devices=3)
+    target["site"][0]["region"] = "elsewhere"  # an update
+    target["region"].append({"name": "r-9", "label": "gone"})  # a delete
+    source["site"][1]["devices"][0]["ports"][0]["speed"] = 100  # a deep update
+    local_state, local_calls, local_error = local_sync(source, target, [], redis_db, REDIS_URL)
+    state, calls, report, failure = distributed_sync(source, target, [], redis_db, REDIS_URL, shard_size=4)
+    assert failure is None and local_error is None
+    assert state == local_state
+    assert_same_calls(local_calls, calls, barrier=True)
+    assert report["status"] == "success"
+    assert report["operations"] == len([c for c in calls if c[0] != "sync_complete"])
+    assert report["counts"]["create"]["success"] == len([c for c in calls if c[0] == "create"])
+    assert report["counts"]["delete"]["success"] == len([c for c in calls if c[0] == "delete"])
+    assert report["sync_complete"] is True
+    assert len(report["shards"]) > 2 and report["waves"] == 2
+    assert set(report["seconds"]) >= {"load-source", "load-target", "diff", "plan", "sync", "finish"}
+    assert report["summary"]["create"] > 0
+
+
+def test_shards_of_one_job_run_on_two_worker_processes(redis_db) -> None:
+    meet = f"test:meet:{uuid.uuid4().hex}"
+    source = dataset(2, devices=1, ports=0, regions=0)
+    for site in source["site"]:
+        site["note"] = f"meet:{meet}:2"  # each site's create waits until two processes are creating at once
+    state, calls, report, failure = distributed_sync(source, {}, [], redis_db, REDIS_URL, shard_size=2)
+    assert failure is None, failure
+    site_calls = [call for call in calls if call[1] == "site"]
+    assert len({call[4] for call in site_calls}) == 2, "the two shards did not run in two processes"
+    assert {shard["worker"].split("@")[0] for shard in report["shards"]} == {"alpha", "beta"}
+    assert len(report["shards"]) == 2
+    redis_db.delete(meet)
+
+
+def test_progress_meta_while_a_job_runs(redis_db) -> None:
+    gate = f"test:gate:{uuid.uuid4().hex}"
+    source = dataset(3, devices=1, ports=1, regions=0)
+    source["site"][2]["note"] = f"wait:{gate}"  # the last site's create holds the sync until the gate opens
+    handle = submit_sync(source="dataset", target="dataset", source_kwargs={"data": source}, shard_size=1000)
+    seen = []
+
+    def in_sync():
+        result = AsyncResult(handle.id, app=app)
+        if result.state == "PROGRESS":
+            seen.append(dict(result.info))
+            return result.info["stage"] == "sync" and result.info["current"] >= 1 and result.info
+        return False
+
+    try:
+        meta = _deadline_poll(in_sync, what="PROGRESS meta with stage sync")
+        assert set(meta) == {"job_id", "stage", "current", "total"}
+        assert meta["job_id"] == handle.id
+        assert meta["total"] == 9  # 3 sites, 3 devices, 3 ports
+        assert 1 <= meta["current"] < meta["total"]
+        stage, current, total = handle.progress()
+        assert stage == "sync" and total == 9 and current < total
+        assert not handle.done()
+    finally:
+        redis_db.set(gate, 1)
+    report = handle.wait(timeout=60)
+    assert handle.progress() == ("done", 9, 9)
+    assert report["operations"] == 9
+    stages = [meta["stage"] for meta in seen]
+    assert stages.index("sync") == len(stages) - stages[::-1].index("sync") - 1 or "finish" in stages
+    redis_db.delete(gate)
+
+
+def test_failure_without_continue_on_failure_stops_and_reports(redis_db) -> None:
+    source = dataset(4, devices=1, ports=1, regions=1)
+    source["region"][0]["note"] = "fail-raise"  # the first wave fails: no site may be synced after it
+    state, calls, report, failure = distributed_sync(source, {}, [], redis_db, REDIS_URL, shard_size=1)
+    assert failure is not None
+    assert "create of {'name': 'r-0'} refused" in str(failure)
+    assert report["status"] == "failed"
+    assert report["failures"] == [
+        {
+            "action": "create",
+            "model": "region",
+            "unique_id": "r-0",
+            "status": "error",
+            "message": "create of {'name': 'r-0'} refused",
+        }
+    ]
+    assert [call[1] for call in calls] == ["region"], "shards of the next wave ran after the failure"
+    assert "site" not in state or not state["site"]
+    # The lock is released: the next job into the same target runs.
+    state, calls, report, failure = distributed_sync(dataset(1, regions=0), {}, [], redis_db, REDIS_URL)
+    assert failure is None and report["status"] == "success"
+
+
+def test_continue_on_failure_reports_each_failure(redis_db) -> None:
+    source = dataset(3, devices=1, ports=1, regions=0)
+    source["site"][0]["note"] = "fail-raise"
+    source["site"][1]["note"] = "fail-none"
+    flags = ["continue_on_failure"]
+    local_state, local_calls, _ = local_sync(source, {}, flags, redis_db, REDIS_URL)
+    state, calls, report, failure = distributed_sync(source, {}, flags, redis_db, REDIS_URL, shard_size=1)
+    assert failure is None
+    assert state == local_state
+    assert_same_calls(local_calls, calls, barrier=True)
+    by_uid = {(f["unique_id"], f["status"]) for f in report["failures"]}
+    assert by_uid == {("s-0", "error"), ("s-1", "failure")}
+    assert report["counts"]["create"] == {"error": 1, "failure": 1, "success": 3}
+
+
+def test_dry_run_changes_nothing(redis_db) -> None:
+    source, target = dataset(3), dataset(2)
+    before = target_state = None
+    state, calls, report, failure = distributed_sync(source, target, [], redis_db, REDIS_URL, dry_run=True)
+    assert failure is None and calls == []
+    assert report["status"] == "dry-run" and report["summary"]["create"] > 0
+    assert report["shards"] == [] and report["sync_complete"] is False
+    local_state, _, _ = local_sync(target, target, [], redis_db, REDIS_URL)  # the target as loaded
+    assert state == local_state, (before, target_state)
+
+
+def test_one_sync_into_a_target_at_a_time(redis_db) -> None:
+    kwargs = {"data": dataset(1, regions=0), "name": "locked"}
+    spec = JobSpec.from_data({"source": "dataset", "target": "dataset", "target_kwargs": kwargs})
+    lock = keys.lock_key(spec.target_identity())
+    redis_db.set(lock, "someone-else", ex=60)
+    try:
+        handle = submit_sync(source="dataset", target="dataset", target_kwargs=kwargs)
+        with pytest.raises(JobFailed, match="being synced by job someone-else"):
+            handle.wait(timeout=60)
+        assert redis_db.get(lock) == b"someone-else", "the other job's lock was touched"
+    finally:
+        redis_db.delete(lock)
+
+
+def test_bad_jobs_are_refused_before_anything_is_enqueued(redis_db) -> None:
+    before = {queue: redis_db.llen(queue) for queue in ("shardsync.jobs", "shardsync.shards")}
+    with pytest.raises(UnknownAdapter, match="unknown adapter 'nautobot'; registered adapters: .*dataset"):
+        submit_sync(source="nautobot", target="dataset")
+    with pytest.raises(InvalidJob, match="unknown flag 'continue'"):
+        submit_sync(source="dataset", target="dataset", flags=["continue"])
+    with pytest.raises(InvalidJob, match="source_kwargs must be plain data"):
+        submit_sync(source="dataset", target="dataset", source_kwargs={"data": object()})
+    with pytest.raises(InvalidJob, match="shard_size"):
+        submit_sync(source="dataset", target="dataset", shard_size=0)
+    with pytest.raises(InvalidJob, match="unexpected keyword argument 'colour'"):
+        submit_sync(source="dataset", target="dataset", target_kwargs={"colour": "red"})
+    after = {queue: redis_db.llen(queue) for queue in ("shardsync.jobs", "shardsync.shards")}
+    assert before == after
+
+
+def test_job_ids_are_unique(redis_db) -> None:
+    job_id = f"test-{uuid.uuid4().hex}"
+    handle = submit_sync(source="dataset", target="dataset", job_id=job_id)
+    handle.wait(timeout=60)
+    with pytest.raises(InvalidJob, match="already taken"):
+        submit_sync(source="dataset", target="dataset", job_id=job_id)
+
+
+def test_adapter_state_is_rebuilt_on_workers(redis_db) -> None:
+    """The demo-api adapter's hooks need the remote-id map its load() builds; on_attach rebuilds it."""
+    handle = submit_sync(
+        source="demo",
+        target="demo-api",
+        source_kwargs={"sites": 6, "variant": 1},
+        target_kwargs={"sites": 6},
+        shard_size=5,
+    )
+    report = handle.wait(timeout=60)
+    assert report["failures"] == []
+    assert report["counts"]["delete"]["success"] > 0 and report["counts"]["update"]["success"] > 0
+    assert len(report["shards"]) > 1
+    assert target_contents is not None and read_calls is not None
