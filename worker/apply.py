@@ -59,7 +59,7 @@ class ShardSyncer(DiffSyncSyncer):
         self._on_checkpoint = on_checkpoint
         self._pending: Dict[str, List[Any]] = {}
         self._pending_count = 0
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = 0.0  # the first operation is reported at once
         self._last_abort_check = time.monotonic()
         self.applied = 0
         self.replayed = 0
@@ -119,6 +119,8 @@ class ShardSyncer(DiffSyncSyncer):
 
     def sync_diff_element(self, element: DiffElement, parent_model: Optional[DiffSyncModel] = None) -> bool:
         """Apply an element, or replay it if a previous delivery of this shard already did."""
+        if self._pending and time.monotonic() - self._last_checkpoint >= 0.5:
+            self.checkpoint()  # before a hook that may take long, report what is done
         if element.action is not None:
             entry = self._done.get(self._op_ids[id(element)])
             if entry is None and self._redelivered:

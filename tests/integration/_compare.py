@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -14,6 +15,8 @@ from core.keys import job_store_id
 from core.store.redis import RedisStore
 from worker import JobFailed, submit_sync
 from worker.spec import parse_flags
+
+REDIS_URL = os.environ["SHARDSYNC_BROKER_URL"]
 
 
 def root_of(call: List[Any]) -> str:
@@ -37,7 +40,7 @@ def local_sync(
         error = str(err)
     calls = read_calls(client, key)
     client.delete(key)
-    return target.dict(), calls, error
+    return contents(target), calls, error
 
 
 def distributed_sync(
@@ -75,7 +78,12 @@ def target_contents(job_id: str, record_url: str) -> Dict[str, Any]:
     adapter = DatasetAdapter(name="reader")
     store = RedisStore(url=record_url, store_id=job_store_id(job_id, "target"))
     adapter.attach_store(store)
-    return adapter.dict()
+    return contents(adapter)
+
+
+def contents(adapter: DatasetAdapter) -> Dict[str, Any]:
+    """``adapter.dict()`` without empty types (LocalStore, as diffsync's, lists types that were only looked up)."""
+    return {modelname: objects for modelname, objects in adapter.dict().items() if objects}
 
 
 def assert_same_calls(local: List[List[Any]], distributed: List[List[Any]], barrier: bool) -> None:

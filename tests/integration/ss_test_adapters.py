@@ -49,7 +49,7 @@ def _steer(adapter: Any, value: Any) -> Optional[str]:
                 raise RuntimeError(f"{value}: gave up waiting")
             time.sleep(0.01)
     elif value.startswith("meet:"):
-        _, key, count = value.split(":")
+        key, count = value[5:].rsplit(":", 1)
         client.sadd(key, os.getpid())
         while client.scard(key) < int(count):
             if time.monotonic() > deadline:

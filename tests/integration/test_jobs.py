@@ -7,9 +7,9 @@ import uuid
 from typing import Any, Dict
 
 import pytest
-from _compare import assert_same_calls, distributed_sync, local_sync, target_contents
+from _compare import REDIS_URL, assert_same_calls, distributed_sync, local_sync, target_contents
 from celery.result import AsyncResult
-from conftest import REDIS_URL
+
 from ss_test_adapters import read_calls
 
 from core import keys
@@ -115,8 +115,11 @@ def test_progress_meta_while_a_job_runs(redis_db) -> None:
     report = handle.wait(timeout=60)
     assert handle.progress() == ("done", 9, 9)
     assert report["operations"] == 9
-    stages = [meta["stage"] for meta in seen]
-    assert stages.index("sync") == len(stages) - stages[::-1].index("sync") - 1 or "finish" in stages
+    rank = {"load-source": 0, "load-target": 0, "diff": 1, "plan": 2, "sync": 3, "finish": 4}
+    ranks = [rank[meta["stage"]] for meta in seen]  # loads run in parallel: same rank
+    assert ranks == sorted(ranks), f"stages went backwards: {[meta['stage'] for meta in seen]}"
+    sync_counts = [meta["current"] for meta in seen if meta["stage"] == "sync"]
+    assert sync_counts == sorted(sync_counts)
     redis_db.delete(gate)
 
 
