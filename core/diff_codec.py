@@ -1,10 +1,11 @@
 """Diff elements to plain msgpack-able data and back, with attribute values typed through the models.
 
 A distributed sync keeps its diff in Redis and rebuilds parts of it on other processes.  Attribute values
-reach the models' hooks there, so they must come back as the same Python types (datetimes, IP addresses,
-nested models, tuples...) the local engine would hand over.  Values travel in pydantic's JSON form and
-are validated back through the annotation of the model field they belong to: the source model's fields
-for the source side, the target model's for keys and the target side, the same classes the stores use.
+reach the models' hooks there, so they must come back as the same Python values the local engine would
+hand over (datetimes, IP addresses, tuples; nested models as dicts, as ``model_dump()`` gives them).
+Values travel in pydantic's JSON form, are validated back through the annotation of the model field they
+belong to and dumped in Python mode: the source model's fields for the source side, the target model's for
+keys and the target side, the same classes the stores use.
 Nothing but plain data is ever decoded (no pickle, no class named by the data).
 """
 
@@ -26,6 +27,17 @@ ElementRecord = List[Any]
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def _python_mode(adapter: TypeAdapter) -> Callable[[Any], Any]:
+    """Validate a JSON-form value, then give it as ``model_dump()`` does (the form diff attributes have)."""
+    validate = adapter.validate_python
+    dump = adapter.dump_python
+
+    def decode(value: Any) -> Any:
+        return dump(validate(value))
+
+    return decode
 
 
 class _FieldCodec:
@@ -58,7 +70,7 @@ class _FieldCodec:
             if annotation is None or annotation in _SCALARS:
                 found = _identity
             else:
-                found = TypeAdapter(annotation).validate_python
+                found = _python_mode(TypeAdapter(annotation))
             self._decoders[name] = found
         return found
 

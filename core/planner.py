@@ -21,6 +21,9 @@ from typing import Callable, Dict, Iterator, List, Optional
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncModelFlags
 
+_SKIP_CHILDREN = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value
+_NATURAL = DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
+
 ModelFlagsOf = Callable[[DiffElement], DiffSyncModelFlags]
 """Gives the target model's flags for an element (they decide the order of a delete's children)."""
 
@@ -104,9 +107,10 @@ def subtree_operations(root: int, element: DiffElement, model_flags: ModelFlagsO
         visit_children = True
         if action == DiffSyncActions.DELETE:
             flags = model_flags(current)
-            if flags & DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE:
+            bits = int(getattr(flags, "value", flags) or 0)
+            if bits & _SKIP_CHILDREN:
                 visit_children = False
-            elif flags & DiffSyncModelFlags.NATURAL_DELETION_ORDER:
+            elif bits & _NATURAL:
                 children_first = True
         own = None if action is None else Operation(root, seq, action, current.type, current.name, parent)
         if own is not None and not children_first:

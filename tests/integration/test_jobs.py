@@ -9,7 +9,6 @@ from typing import Any, Dict
 import pytest
 from _compare import REDIS_URL, assert_same_calls, distributed_sync, local_sync, target_contents
 from celery.result import AsyncResult
-
 from ss_test_adapters import read_calls
 
 from core import keys

@@ -1,0 +1,143 @@
+"""Job spec validation, the adapter registry and settings (no broker needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core import Adapter
+from core.enum import DiffSyncFlags
+from worker import InvalidJob, UnknownAdapter, register_adapter
+from worker.registry import get_adapter, registered_adapters, unregister_adapter
+from worker.settings import Settings
+from worker.spec import JobSpec
+
+
+class Plain(Adapter):
+    top_level: list = []
+
+    def __init__(self, url: str = "", retries: int = 0, name: Any = None) -> None:
+        super().__init__(name=name)
+        self.url = url
+
+
+@pytest.fixture(autouse=True)
+def plain():
+    register_adapter("plain", Plain)
+    yield
+    unregister_adapter("plain")
+
+
+def test_register_as_decorator_and_call() -> None:
+    @register_adapter("decorated")
+    class Decorated(Adapter):
+        pass
+
+    try:
+        assert get_adapter("decorated") is Decorated
+        assert registered_adapters()["plain"] is Plain
+    finally:
+        unregister_adapter("decorated")
+
+
+def test_registry_refuses_bad_names_classes_and_clashes() -> None:
+    with pytest.raises(ValueError, match="not valid"):
+        register_adapter("has space", Plain)
+    with pytest.raises(TypeError, match="subclass of core.Adapter"):
+        register_adapter("thing", dict)  # type: ignore[arg-type]
+
+    class Other(Adapter):
+        pass
+
+    with pytest.raises(ValueError, match="already registered to .*Plain"):
+        register_adapter("plain", Other)
+
+
+def test_entry_points_register_the_demo_adapters() -> None:
+    from worker.demo import ApiInventoryAdapter, InventoryAdapter
+
+    assert get_adapter("demo") is InventoryAdapter
+    assert get_adapter("demo-api") is ApiInventoryAdapter
+
+
+def test_unknown_adapter_names_what_is_registered() -> None:
+    with pytest.raises(UnknownAdapter, match="unknown adapter 'netbox'; registered adapters: .*plain"):
+        JobSpec.from_data({"source": "netbox", "target": "plain"})
+
+
+def test_spec_defaults_and_flags() -> None:
+    spec = JobSpec.from_data(
+        {"source": "plain", "target": "plain", "flags": ["Continue-On-Failure", "skip_unmatched_dst"]}
+    )
+    assert spec.flags == ["continue_on_failure", "skip_unmatched_dst"]
+    assert spec.diffsync_flags == DiffSyncFlags.CONTINUE_ON_FAILURE | DiffSyncFlags.SKIP_UNMATCHED_DST
+    assert spec.top_level_barrier is True and spec.dry_run is False and spec.shard_size == 500
+    assert len(spec.job_id) == 32
+    assert JobSpec.from_data(spec.to_message()) == spec
+
+
+BOTH = {"source": "plain", "target": "plain"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"source": "plain", "target": "plain", "flags": ["fast"]},
+            "unknown flag 'fast'; known flags: continue_on_failure",
+        ),
+        (
+            {"source": "plain", "target": "plain", "shard_size": 0},
+            "shard_size: Input should be greater than or equal to 1",
+        ),
+        ({"source": "plain", "target": "plain", "dry_run": "perhaps"}, "dry_run: Input should be a valid boolean"),
+        ({"source": "plain", "target": "plain", "colour": 1}, "colour: Extra inputs are not permitted"),
+        ({"source": "plain", "target": "plain", "job_id": "a b"}, "job_id must be 1 to 100 letters"),
+        ({"source": "plain", "target": "plain", "source_kwargs": {"url": {1, 2}}}, "source_kwargs must be plain data"),
+        (
+            {"source": "plain", "target": "plain", "target_kwargs": {"uri": "x"}},
+            "target_kwargs do not fit adapter 'plain'",
+        ),
+        ({"target": "plain"}, "source: Field required"),
+        ("not a mapping", "must be a mapping"),
+    ],
+)
+def test_invalid_specs_name_the_problem(data, message) -> None:
+    with pytest.raises(InvalidJob) as caught:
+        JobSpec.from_data(data)
+    assert message in str(caught.value)
+
+
+def test_target_identity_follows_target_and_kwargs_only() -> None:
+    one = JobSpec.from_data({"source": "plain", "target": "plain", "target_kwargs": {"url": "a"}})
+    two = JobSpec.from_data({"source": "demo", "target": "plain", "target_kwargs": {"url": "a"}, "dry_run": True})
+    three = JobSpec.from_data({"source": "plain", "target": "plain", "target_kwargs": {"url": "b"}})
+    assert one.target_identity() == two.target_identity() != three.target_identity()
+    assert one.target_identity().startswith("plain.")
+
+
+def test_settings_from_environment(monkeypatch) -> None:
+    monkeypatch.setenv("SHARDSYNC_BROKER_URL", "redis://broker:6379/3")
+    monkeypatch.setenv("SHARDSYNC_ADAPTER_MODULES", " a.b , c ,")
+    monkeypatch.setenv("SHARDSYNC_SHARD_SIZE", "42")
+    settings = Settings()
+    assert settings.adapter_modules == ["a.b", "c"]
+    assert settings.backend_url == settings.redis_url == "redis://broker:6379/3"
+    assert settings.shard_size == 42
+    monkeypatch.setenv("SHARDSYNC_STORE_URL", "redis://store:6379/1")
+    assert Settings().redis_url == "redis://store:6379/1"
+    monkeypatch.setenv("SHARDSYNC_SHARD_SIZE", "0")
+    with pytest.raises(ValueError, match="shard_size"):
+        Settings()
+
+
+def test_app_refuses_pickle() -> None:
+    from worker import app
+
+    assert app.conf.accept_content == ["msgpack"] and app.conf.result_accept_content == ["msgpack"]
+    assert app.conf.task_serializer == app.conf.result_serializer == "msgpack"
+    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+    routes = app.conf.task_routes
+    assert routes["shardsync.job"]["queue"] != routes["shardsync.shard"]["queue"]
+    assert {queue.name for queue in app.conf.task_queues} == {"shardsync.jobs", "shardsync.shards"}
