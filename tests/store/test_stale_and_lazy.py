@@ -1,0 +1,108 @@
+"""In-place changes through stale references, and lazy per-uid reads in sessions (used by shard workers)."""
+
+import pytest
+
+from core.exceptions import ObjectNotFound
+from core.store.redis import RedisStore
+
+from ._models import DB, HOST, PORT, SOURCE, TARGET, Network, content, populate
+
+
+def test_deleting_a_parent_before_its_children_does_not_bring_it_back(backend) -> None:
+    """Normal deletion order: the parent is removed, then each child delete updates the removed parent."""
+    source = backend.adapter(name="source")
+    target = backend.adapter(name="target")
+    populate(source, SOURCE)
+    populate(target, TARGET)  # "sfo" (two devices) exists only in the target: deleted with its children
+    target.sync_from(source)
+    reader = backend.reread(target)
+    assert reader.get_or_none("site", "sfo") is None
+    assert reader.get_or_none("device", "sfo__sfo-r1") is None
+    assert not reader.diff_from(backend.reread(source)).has_diffs()
+
+
+def test_a_changed_stale_reference_is_not_written_back(rbackend) -> None:
+    adapter = rbackend.adapter()
+    populate(adapter, TARGET)
+    adapter.store.flush()
+    stale = adapter.get("site", "lon")
+    adapter.remove(stale)
+    stale.region = "gone"
+    adapter.store._after_change(stale, False)  # what the engine does after changing children in place
+    adapter.store.flush()
+    assert rbackend.reread(adapter).get_or_none("site", "lon") is None
+    # An explicit update() still writes: it means "store this object".
+    adapter.update(stale)
+    adapter.store.flush()
+    assert rbackend.reread(adapter).get("site", "lon").region == "gone"
+
+
+def lazy_adapter(store_id: str) -> Network:
+    store = RedisStore(host=HOST, port=PORT, db=DB, store_id=store_id, lazy_reads=True)
+
+    def no_bulk_reads(modelname):
+        raise AssertionError(f"a lazy session read all of {modelname}")
+
+    store._load_type = no_bulk_reads  # type: ignore[method-assign]
+    return Network(name="lazy", internal_storage_engine=store)
+
+
+def test_lazy_session_reads_only_what_it_touches(rbackend) -> None:
+    loaded = rbackend.adapter()
+    populate(loaded, TARGET)
+    loaded.store.flush()
+    adapter = lazy_adapter(loaded.store.store_id)
+    with adapter.store._session():
+        site = adapter.get("site", "ams")
+        assert adapter.get("site", "ams") is site  # kept for the session
+        assert adapter.get_or_none("site", "nowhere") is None
+        with pytest.raises(ObjectNotFound):
+            adapter.get("device", "nowhere__x")
+        device = adapter.get("device", "ams__ams-r3")
+        site.remove_child(device)
+        adapter.remove(device)
+        assert adapter.get_or_none("device", "ams__ams-r3") is None
+        new = adapter.device(site_name="ams", name="ams-r9", role="new")
+        adapter.add(new)
+        site.add_child(new)
+        assert adapter.get("device", "ams__ams-r9") is new
+        site.region = "emea"
+        adapter.update(site)
+    reader = rbackend.reread(loaded)
+    assert reader.get("site", "ams").devices == ["ams__ams-r1", "ams__ams-r9"]
+    assert reader.get("site", "ams").region == "emea"
+    assert reader.get_or_none("device", "ams__ams-r3") is None
+    assert reader.get("device", "ams__ams-r9").role == "new"
+
+
+def test_lazy_session_iteration_reads_the_type_once_and_keeps_identities(rbackend) -> None:
+    loaded = rbackend.adapter()
+    populate(loaded, TARGET)
+    loaded.store.flush()
+    store = RedisStore(host=HOST, port=PORT, db=DB, store_id=loaded.store.store_id, lazy_reads=True)
+    adapter = Network(name="lazy", internal_storage_engine=store)
+    with adapter.store._session():
+        lon = adapter.get("site", "lon")
+        adapter.remove(adapter.get("site", "sfo"))
+        every = adapter.get_all("site")
+        assert [obj.name for obj in every] == ["ams", "lon"]
+        assert every[1] is lon
+        assert adapter.get_by_uids(["ams", "lon"], "site")[1] is lon
+    assert content(rbackend.reread(adapter))["site"].keys() == {"ams", "lon"}
+
+
+def test_lazy_sync_equals_bulk_sync(rbackend) -> None:
+    results = []
+    for lazy in (False, True):
+        source = rbackend.adapter(name="source")
+        target = rbackend.adapter(name="target")
+        populate(source, SOURCE)
+        populate(target, TARGET)
+        source.store.flush()
+        target.store.flush()
+        kwargs = {"host": HOST, "port": PORT, "db": DB, "lazy_reads": lazy}
+        src = Network(name="s", internal_storage_engine=RedisStore(store_id=source.store.store_id, **kwargs))
+        dst = Network(name="t", internal_storage_engine=RedisStore(store_id=target.store.store_id, **kwargs))
+        dst.sync_from(src)
+        results.append((content(rbackend.reread(target)), dst.calls))
+    assert results[0] == results[1]
