@@ -36,8 +36,9 @@ def number_elements(root: int, element: DiffElement, op_ids: Dict[int, str]) -> 
 class ShardSyncer(DiffSyncSyncer):
     """The engine's syncer, journaling each operation and replaying those a previous delivery finished."""
 
-    checkpoint_every = 200
-    """Operations between two journal writes (also written every half second and at the end)."""
+    checkpoint_every = 1
+    """Operations per journal write. With 1, a redelivered shard re-runs only the operation that was in flight;
+    larger batches trade that for fewer round trips (operations of the last unwritten batch run again)."""
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class ShardSyncer(DiffSyncSyncer):
         done: Dict[str, List[Any]],
         redelivered: bool,
         on_checkpoint: Optional[Callable[[int], None]] = None,
+        checkpoint_every: Optional[int] = None,
     ) -> None:
         super().__init__(diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags)
         self._job = job
@@ -57,9 +59,12 @@ class ShardSyncer(DiffSyncSyncer):
         self._done = done
         self._redelivered = redelivered
         self._on_checkpoint = on_checkpoint
+        if checkpoint_every is not None:
+            self.checkpoint_every = checkpoint_every
         self._pending: Dict[str, List[Any]] = {}
         self._pending_count = 0
-        self._last_checkpoint = 0.0  # the first operation is reported at once
+        self._last_checkpoint = 0.0
+        self._last_report = 0.0  # the first operation is reported at once
         self._last_abort_check = time.monotonic()
         self.applied = 0
         self.replayed = 0
@@ -103,6 +108,12 @@ class ShardSyncer(DiffSyncSyncer):
         if self._pending_count >= self.checkpoint_every or time.monotonic() - self._last_checkpoint >= 0.5:
             self.checkpoint()
 
+    def _report(self, current: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._on_checkpoint is not None and (force or now - self._last_report >= 0.25):
+            self._last_report = now
+            self._on_checkpoint(current)
+
     def checkpoint(self) -> None:
         """Write the target store's buffered changes, then the journal entries of the operations behind them."""
         self.dst_diffsync.store.flush()
@@ -112,8 +123,12 @@ class ShardSyncer(DiffSyncSyncer):
         self._pending = {}
         self._pending_count = 0
         self._last_checkpoint = time.monotonic()
-        if self._on_checkpoint is not None:
-            self._on_checkpoint(current)
+        self._report(current)
+
+    def finish(self) -> None:
+        """Write what is pending and report the progress counter as it is now."""
+        self.checkpoint()
+        self._report(self._job.progress_count(), force=True)
 
     # -- replay ---------------------------------------------------------------------------------------
 

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     """Queue of the long tasks (loads, diffs, shards)."""
     shard_size: int = Field(500, ge=1)
     """Default number of operations per shard."""
+    journal_batch: int = Field(1, ge=1)
+    """Operations a shard applies between two journal writes (1: a killed worker re-runs only the operation
+    in flight; more: fewer round trips, and up to that many finished operations run again after a crash)."""
     lock_ttl: int = Field(300, ge=5)
     """Seconds a job's lock on its target lives without renewal (running tasks renew it)."""
     store_ttl: int = Field(86400, ge=60)

@@ -14,15 +14,26 @@ from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import msgpack
+import structlog
 from redis import Redis
 
 from core import keys
 from worker.settings import get_settings
 
+logger = structlog.get_logger("shardsync.worker")
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# Renews a lock that is ours, or takes it back if it expired meanwhile (a long pause, a redelivered task).
+_KEEP = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] or not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
 return 0
 """
 _RELEASE = """
@@ -134,8 +145,11 @@ class JobState:
         return holder_id
 
     def renew_lock(self, target: str, ttl: int) -> bool:
-        """Extend this job's lock; False if it is no longer this job's."""
-        return bool(self.client.eval(_RENEW, 1, keys.lock_key(target), self.job_id, ttl * 1000))
+        """Extend this job's lock (taking it back if it expired); False if another job holds it now."""
+        kept = bool(self.client.eval(_KEEP, 1, keys.lock_key(target), self.job_id, ttl * 1000))
+        if not kept:
+            logger.warning("Lost the target lock to another job", job_id=self.job_id, target=target)
+        return kept
 
     def release_lock(self, target: str) -> None:
         """Release the lock if this job holds it."""
@@ -146,6 +160,7 @@ class JobState:
         """Renew the job's lock (and a shard claim) in the background while a long step runs."""
         stop = threading.Event()
         claim_key = self.key(claim) if claim else None
+        self.renew_lock(target, ttl)  # at once: a redelivered task may find it expired
 
         def beat() -> None:
             while not stop.wait(max(1.0, ttl / 3)):

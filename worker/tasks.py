@@ -376,6 +376,7 @@ def _apply_shard(task: Task, job: JobState, info: Dict[str, Any], total: int, to
                 done=done,
                 redelivered=redelivered,
                 on_checkpoint=on_checkpoint,
+                checkpoint_every=settings.journal_batch,
             )
             changed, stopped = syncer.run()
             result["changed"] = changed
@@ -386,7 +387,7 @@ def _apply_shard(task: Task, job: JobState, info: Dict[str, Any], total: int, to
             logger.error("Shard failed", error=describe(err))
         finally:
             if syncer is not None:
-                syncer.checkpoint()
+                syncer.finish()
                 result["changed"] = result["changed"] or syncer.attempted
                 result["applied"] = syncer.applied
                 result["replayed"] = syncer.replayed

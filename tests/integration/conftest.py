@@ -29,7 +29,7 @@ def _worker_env() -> dict:
     env = dict(os.environ)
     env["SHARDSYNC_BROKER_URL"] = REDIS_URL
     env["SHARDSYNC_ADAPTER_MODULES"] = "ss_test_adapters"
-    env["SHARDSYNC_LOCK_TTL"] = "30"
+    env["SHARDSYNC_LOCK_TTL"] = "10"  # short claims: a redelivered shard takes over within seconds
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
     return env
 
