@@ -3,13 +3,20 @@
 Apps use ``submit_sync`` (or the ``shardsync`` command line); deployments register adapters with
 ``register_adapter`` or the ``shardsync.adapters`` entry point group.
 """
+# ruff: noqa: I001, E402 - the import order matters: adapter modules import this package's registry
 
-from worker import tasks  # noqa: E402,F401 - registers the tasks on the app
-from worker.api import JobHandle, submit_spec, submit_sync  # noqa: E402
-from worker.celery_app import app  # noqa: E402,I001 - after the registry: adapter modules import it
-from worker.errors import InvalidJob, JobFailed, ShardsyncError, TargetLocked, UnknownAdapter
+from worker.errors import InvalidJob, JobFailed, ShardsyncError, UnknownAdapter
 from worker.registry import get_adapter, register_adapter, registered_adapters
 from worker.settings import Settings, get_settings
+
+from worker.celery_app import app
+from worker import tasks  # noqa: F401 - registers the tasks on the app
+from worker.api import JobHandle, submit_spec, submit_sync
+from worker.schedule import load_schedule
+
+if get_settings().schedule_file:
+    # Last: the schedule names adapters, whose modules may import this package.
+    app.conf.beat_schedule = load_schedule(get_settings().schedule_file)  # type: ignore[arg-type]
 
 __all__ = [
     "app",
@@ -18,12 +25,12 @@ __all__ = [
     "InvalidJob",
     "JobFailed",
     "JobHandle",
+    "load_schedule",
     "register_adapter",
     "registered_adapters",
     "Settings",
     "ShardsyncError",
     "submit_spec",
     "submit_sync",
-    "TargetLocked",
     "UnknownAdapter",
 ]

@@ -23,7 +23,3 @@ class JobFailed(ShardsyncError):
     def __init__(self, message: str, report: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(message)
         self.report = report
-
-
-class TargetLocked(ShardsyncError):
-    """Another job is syncing into the same target."""

@@ -118,6 +118,9 @@ def get_adapter(name: str) -> Type[Adapter]:
     """
     found = _registry.get(name)
     if found is None:
+        from worker.settings import get_settings  # pylint: disable=import-outside-toplevel
+
+        import_adapter_modules(get_settings().adapter_modules)
         load_entry_points()
         found = _registry.get(name)
     if found is None:
@@ -127,6 +130,9 @@ def get_adapter(name: str) -> Type[Adapter]:
 
 
 def registered_adapters() -> Dict[str, Type[Adapter]]:
-    """Every registered adapter by name (entry points included)."""
+    """Every registered adapter by name (SHARDSYNC_ADAPTER_MODULES and entry points included)."""
+    from worker.settings import get_settings  # pylint: disable=import-outside-toplevel
+
+    import_adapter_modules(get_settings().adapter_modules)
     load_entry_points()
     return dict(_registry)

@@ -13,6 +13,7 @@ written by whichever step is running, and the report is its result (``SUCCESS``)
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -47,6 +48,27 @@ SIDES = ("source", "target")
 def _import_adapters_at_start(**_: Any) -> None:
     """Import SHARDSYNC_ADAPTER_MODULES when a worker starts, so that a bad module fails it at once."""
     import_adapter_modules(get_settings().adapter_modules)
+
+
+@signals.after_setup_logger.connect
+def _structlog_through_celery_logging(loglevel: Any = None, **_: Any) -> None:
+    """Send structlog events (engine and runner) through the worker's logging, at the worker's level.
+
+    Without this every engine event, debug included, would be printed and captured as a warning.
+    """
+    level = loglevel if isinstance(loglevel, int) else logging.getLevelName(str(loglevel or "WARNING").upper())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.format_exc_info,
+            structlog.processors.KeyValueRenderer(key_order=["event", "job_id", "stage", "model", "unique_id"]),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level if isinstance(level, int) else logging.WARNING),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -515,6 +537,17 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
         app.backend.store_result(job_id, report, states.SUCCESS)
     logger.info("Job finished", status=report["status"], operations=report["operations"])
     return report
+
+
+@app.task(name="shardsync.scheduled", bind=True)
+def scheduled(self: Task, job: Dict[str, Any]) -> str:
+    """Start one run of a scheduled sync (from beat); returns the new job's id."""
+    from worker.api import submit_spec  # pylint: disable=import-outside-toplevel
+
+    spec = JobSpec.from_data({key: value for key, value in job.items() if key != "job_id"})
+    handle = submit_spec(spec)
+    logger.info("Scheduled sync submitted", job_id=handle.id, source=spec.source, target=spec.target)
+    return handle.id
 
 
 def _op_order(op: str) -> Tuple[int, int]:

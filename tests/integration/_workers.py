@@ -1,0 +1,86 @@
+"""Starting and stopping real ``celery -A worker worker`` processes for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+from worker import app
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+REDIS_URL = os.environ["SHARDSYNC_BROKER_URL"]
+WORKER_NAMES = ("alpha", "beta")
+
+
+def worker_env() -> dict:
+    env = dict(os.environ)
+    env["SHARDSYNC_BROKER_URL"] = REDIS_URL
+    env["SHARDSYNC_ADAPTER_MODULES"] = "ss_test_adapters"
+    env["SHARDSYNC_LOCK_TTL"] = "10"  # short claims: a redelivered shard takes over within seconds
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def start_worker(name: str, log_dir: Path, concurrency: int = 1) -> subprocess.Popen:
+    """Start one real worker process consuming both queues."""
+    log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "-n",
+            f"{name}@%h",
+            "-c",
+            str(concurrency),
+            "-Q",
+            "shardsync.jobs,shardsync.shards",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "warning",
+        ],
+        cwd=str(ROOT),
+        env=worker_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_for_workers(names: List[str], procs: List[subprocess.Popen], timeout: float = 60.0) -> None:
+    """Poll Celery's control ping until every named worker answers (or fail with their logs)."""
+    deadline = time.monotonic() + timeout
+    wanted = {n for n in names}
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"a worker exited at start-up with code {proc.returncode}")
+        replies = app.control.ping(timeout=0.5) or []
+        seen = {next(iter(reply)).split("@")[0] for reply in replies}
+        if wanted <= seen:
+            return
+    raise RuntimeError(f"workers {sorted(wanted)} did not answer within {timeout} s")
+
+
+def stop_workers(procs: List[subprocess.Popen]) -> None:
+    """Warm shutdown, then kill whatever is left (the whole process group: pool children too)."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
