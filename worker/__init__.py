@@ -5,7 +5,7 @@ Apps use ``submit_sync`` (or the ``shardsync`` command line); deployments regist
 """
 # ruff: noqa: I001, E402 - the import order matters: adapter modules import this package's registry
 
-from worker.errors import InvalidJob, JobFailed, ShardsyncError, UnknownAdapter
+from worker.errors import InvalidJob, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
 from worker.registry import get_adapter, register_adapter, registered_adapters
 from worker.settings import Settings, get_settings
 
@@ -26,6 +26,7 @@ __all__ = [
     "JobFailed",
     "JobHandle",
     "load_schedule",
+    "RedisUnavailable",
     "register_adapter",
     "registered_adapters",
     "Settings",

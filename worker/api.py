@@ -11,7 +11,7 @@ from celery.result import AsyncResult
 from worker.celery_app import app
 from worker.errors import InvalidJob, JobFailed
 from worker.spec import JobSpec
-from worker.state import JobState, redis_client
+from worker.state import JobState, reaching_redis, redis_client
 
 
 class JobHandle:
@@ -35,6 +35,10 @@ class JobHandle:
 
     def progress(self) -> Tuple[str, int, int]:
         """(stage, current, total): stages load-source, load-target, diff, plan, sync, finish; then done/failed."""
+        with reaching_redis(f"read the progress of job {self.id}"):
+            return self._progress()
+
+    def _progress(self) -> Tuple[str, int, int]:
         result = self.result
         state = result.state
         if state == "PROGRESS" and isinstance(result.info, dict):
@@ -50,7 +54,8 @@ class JobHandle:
 
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report once it has ended (failed jobs have one too), else None."""
-        return JobState(self.id, redis_client()).report()
+        with reaching_redis(f"read the report of job {self.id}"):
+            return JobState(self.id, redis_client()).report()
 
     def done(self) -> bool:
         """Whether the job has ended."""
@@ -66,9 +71,11 @@ class JobHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             result = self.result
-            state = result.state
+            with reaching_redis(f"wait for job {self.id}"):
+                state = result.state
             if state == states.SUCCESS:
-                return result.result  # type: ignore[no-any-return]
+                with reaching_redis(f"read the report of job {self.id}"):
+                    return result.result  # type: ignore[no-any-return]
             if state == states.FAILURE:
                 report = self.report()
                 message = str(result.result) if result.result is not None else f"job {self.id} failed"
@@ -119,8 +126,9 @@ def submit_spec(spec: JobSpec) -> JobHandle:
     from worker.tasks import run_job  # pylint: disable=import-outside-toplevel
 
     message = spec.to_message()
-    job = JobState(spec.job_id, redis_client())
-    if not job.create(message, get_settings().store_ttl):
-        raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is already taken")
-    run_job.apply_async((message,), task_id=spec.job_id)
+    with reaching_redis(f"submit job {spec.job_id}"):
+        job = JobState(spec.job_id, redis_client())
+        if not job.create(message, get_settings().store_ttl):
+            raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is already taken")
+        run_job.apply_async((message,), task_id=spec.job_id, retry_policy={"max_retries": 2, "interval_start": 0.2})
     return JobHandle(spec.job_id)

@@ -116,7 +116,9 @@ class ShardSyncer(DiffSyncSyncer):
 
     def checkpoint(self) -> None:
         """Write the target store's buffered changes, then the journal entries of the operations behind them."""
-        self.dst_diffsync.store.flush()
+        flush = getattr(self.dst_diffsync.store, "flush", None)
+        if flush is not None:
+            flush()  # a buffering store (RedisStore): the effects reach Redis before their journal entries
         if not self._pending:
             return
         current = self._job.write_journal(self._pending, self._pending_count)

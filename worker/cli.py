@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from core.enum import DiffSyncFlags
 
@@ -22,6 +22,20 @@ def _parse_flags(names: List[str]) -> DiffSyncFlags:
     return flags
 
 
+def _quiet_engine(verbose: int) -> None:
+    """Engine log events on the console only when asked for (-v info, -vv debug)."""
+    if verbose:
+        from core.logging import enable_console_logging  # pylint: disable=import-outside-toplevel
+
+        enable_console_logging(verbosity=verbose)
+    else:
+        import logging  # pylint: disable=import-outside-toplevel
+
+        import structlog  # pylint: disable=import-outside-toplevel
+
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from worker.demo import demo_adapters  # pylint: disable=import-outside-toplevel
 
@@ -30,16 +44,7 @@ def _demo(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as err:
         print(f"shardsync demo: {err}", file=sys.stderr)
         return 2
-    if args.verbose:
-        from core.logging import enable_console_logging  # pylint: disable=import-outside-toplevel
-
-        enable_console_logging(verbosity=args.verbose)
-    else:
-        import logging  # pylint: disable=import-outside-toplevel
-
-        import structlog  # pylint: disable=import-outside-toplevel
-
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    _quiet_engine(args.verbose)
 
     adapters = demo_adapters(sites=args.sites, seed=args.seed)
     source, target = adapters["source"], adapters["target"]
@@ -61,6 +66,147 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kwargs_arg(text: str) -> Dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object of constructor arguments")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _print_report(report: Dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, sort_keys=True, default=str))
+        return
+    print(f"job {report['job_id']}: {report['status']}" + (f" ({report['error']})" if report.get("error") else ""))
+    print(f"  {report['source']} -> {report['target']}, diff {report.get('summary')}")
+    print(f"  operations {report['operations']} in {len(report['shards'])} shards, {report['waves']} waves")
+    for action, per_status in sorted(report["counts"].items()):
+        print(f"  {action}: " + ", ".join(f"{status} {count}" for status, count in sorted(per_status.items())))
+    for failure in report["failures"][:20]:
+        print(f"  FAILED {failure['action']} {failure['model']} {failure['unique_id']}: {failure['message']}")
+    if len(report["failures"]) > 20:
+        print(f"  ... and {len(report['failures']) - 20} more failures (see --json)")
+    seconds = ", ".join(f"{stage} {value:.2f}s" for stage, value in report["seconds"].items())
+    print(f"  seconds: {seconds}")
+    print(f"  workers: {', '.join(report['workers'])}")
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from worker import InvalidJob, JobFailed, ShardsyncError, UnknownAdapter  # pylint: disable=import-outside-toplevel
+    from worker.spec import JobSpec  # pylint: disable=import-outside-toplevel
+
+    data: Dict[str, Any] = {
+        "source": args.source,
+        "target": args.target,
+        "source_kwargs": args.source_kwargs or {},
+        "target_kwargs": args.target_kwargs or {},
+        "flags": args.flag or [],
+        "dry_run": args.dry_run,
+        "top_level_barrier": not args.no_barrier,
+    }
+    if args.shard_size is not None:
+        data["shard_size"] = args.shard_size
+    try:
+        spec = JobSpec.from_data(data)
+    except (InvalidJob, UnknownAdapter) as err:
+        print(f"shardsync sync: {err}", file=sys.stderr)
+        return 2
+
+    _quiet_engine(args.verbose)
+    shown = {"stage": "", "at": 0.0}
+
+    def show(stage: str, current: int, total: int) -> None:
+        import time  # pylint: disable=import-outside-toplevel
+
+        now = time.monotonic()
+        if args.json or (stage == shown["stage"] and now - shown["at"] < 0.2 and current != total):
+            return
+        shown.update(stage=stage, at=now)
+        print(f"\r  {stage:<12} {current}/{total}      ", end="", file=sys.stderr, flush=True)
+
+    try:
+        if args.local:
+            from worker.local import run_local  # pylint: disable=import-outside-toplevel
+
+            report = run_local(spec, callback=show)
+        else:
+            from worker.api import submit_spec  # pylint: disable=import-outside-toplevel
+
+            handle = submit_spec(spec)
+            if args.no_wait:
+                print(handle.id)
+                return 0
+            report = _follow(handle, args.timeout, show)
+    except JobFailed as err:
+        if not args.json:
+            print(file=sys.stderr)
+        if err.report:
+            _print_report(err.report, args.json)
+        print(f"shardsync sync: {err}", file=sys.stderr)
+        return 1
+    except (ShardsyncError, TimeoutError) as err:
+        print(f"\nshardsync sync: {err}", file=sys.stderr)
+        return 3
+    if not args.json:
+        print(file=sys.stderr)
+    _print_report(report, args.json)
+    return 0
+
+
+def _follow(handle: Any, timeout: Optional[float], show: Callable[[str, int, int], None]) -> Dict[str, Any]:
+    """Wait for a job, showing its progress."""
+    import time  # pylint: disable=import-outside-toplevel
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not handle.done():
+        show(*handle.progress())
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"job {handle.id} still running after {timeout} s; see `shardsync status {handle.id}`")
+        time.sleep(0.2)  # between two polls of the result backend
+    return handle.wait(timeout=30)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from worker import JobHandle, ShardsyncError  # pylint: disable=import-outside-toplevel
+
+    handle = JobHandle(args.job_id)
+    try:
+        report = handle.report()
+        stage, current, total = handle.progress()
+    except ShardsyncError as err:
+        print(f"shardsync status: {err}", file=sys.stderr)
+        return 3
+    if report is not None:
+        _print_report(report, args.json)
+        return 0 if report["status"] != "failed" else 1
+    if args.json:
+        print(json.dumps({"job_id": args.job_id, "stage": stage, "current": current, "total": total}))
+    else:
+        print(f"job {args.job_id}: {stage} {current}/{total}")
+    return 0
+
+
+def _adapters(args: argparse.Namespace) -> int:
+    from worker import registered_adapters  # pylint: disable=import-outside-toplevel
+
+    for name, cls in sorted(registered_adapters().items()):
+        print(f"{name}\t{cls.__module__}.{cls.__qualname__}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser (kept separate so tests can inspect it)."""
     parser = argparse.ArgumentParser(prog="shardsync", description="Keep two datasets in step.")
@@ -73,6 +219,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     demo.add_argument("-v", "--verbose", action="count", default=0, help="log engine events (-v info, -vv debug)")
     demo.set_defaults(func=_demo)
+
+    sync = sub.add_parser("sync", help="run a sync job on the workers (or in this process with --local)")
+    sync.add_argument("--source", required=True, help="registered name of the source adapter")
+    sync.add_argument("--target", required=True, help="registered name of the target adapter")
+    sync.add_argument("--source-kwargs", type=_kwargs_arg, help="JSON object of the source adapter's arguments")
+    sync.add_argument("--target-kwargs", type=_kwargs_arg, help="JSON object of the target adapter's arguments")
+    sync.add_argument("--flag", action="append", help="a DiffSyncFlags name (repeatable)")
+    sync.add_argument("--dry-run", action="store_true", help="diff and plan only; change nothing")
+    sync.add_argument("--shard-size", type=_positive, help="most operations per shard (default SHARDSYNC_SHARD_SIZE)")
+    sync.add_argument("--no-barrier", action="store_true", help="top-level types are independent: no waves")
+    sync.add_argument("--local", action="store_true", help="run the whole pipeline in this process (no Redis)")
+    sync.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    sync.add_argument("--timeout", type=float, help="give up waiting after this many seconds (the job goes on)")
+    sync.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    sync.add_argument("-v", "--verbose", action="count", default=0, help="log engine events (-v info, -vv debug)")
+    sync.set_defaults(func=_sync)
+
+    status = sub.add_parser("status", help="show a job's progress, or its report once it ended")
+    status.add_argument("job_id")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(func=_status)
+
+    adapters = sub.add_parser("adapters", help="list the registered adapters")
+    adapters.set_defaults(func=_adapters)
     return parser
 
 

@@ -94,12 +94,12 @@ class InventoryAdapter(Adapter):
         for site_index in range(self.sites):
             if perturb and rng.random() < 0.1:
                 continue  # a site the other side has and this one lacks
-            site = Site(name=f"site-{site_index:04d}", region=["emea", "amer", "apac"][site_index % 3])
+            site = self.site(name=f"site-{site_index:04d}", region=["emea", "amer", "apac"][site_index % 3])
             if perturb and rng.random() < 0.1:
                 site.status = "planned"
             self.add(site)
             for device_index in range(self.devices):
-                device = Device(
+                device = self.device(
                     site=site.name,
                     name=f"dev-{device_index:02d}",
                     model="qfx5120" if device_index % 2 else "mx204",
@@ -111,7 +111,7 @@ class InventoryAdapter(Adapter):
                 self.add(device)
                 site.add_child(device)
                 for interface_index in range(self.interfaces):
-                    interface = Interface(
+                    interface = self.interface(
                         device=device.get_unique_id(), name=f"et-0/0/{interface_index}", mtu=9192
                     )
                     if perturb and rng.random() < 0.1:
@@ -119,7 +119,7 @@ class InventoryAdapter(Adapter):
                     self.add(interface)
                     device.add_child(interface)
         if perturb:
-            extra = Site(name=f"site-{self.sites + self.variant:04d}", region="emea")
+            extra = self.site(name=f"site-{self.sites + self.variant:04d}", region="emea")
             self.add(extra)
 
 

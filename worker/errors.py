@@ -17,6 +17,10 @@ class InvalidJob(ShardsyncError, ValueError):
     """A job spec failed validation; the message lists what was wrong."""
 
 
+class RedisUnavailable(ShardsyncError):
+    """Redis (broker, result backend or job state) cannot be reached; the message names where, never a password."""
+
+
 class JobFailed(ShardsyncError):
     """A job ended without applying its whole diff; ``report`` says what was done and what failed."""
 

@@ -12,6 +12,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
 import structlog
@@ -51,12 +52,42 @@ def unpack(raw: Optional[bytes]) -> Any:
     return msgpack.unpackb(raw, raw=False, strict_map_key=False)
 
 
+def safe_url(url: str) -> str:
+    """A Redis URL fit for messages: the password replaced by ``***``."""
+    parsed = urlsplit(url)
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return urlunsplit(parsed._replace(netloc=netloc))
+
+
+@contextmanager
+def reaching_redis(doing: str) -> Iterator[None]:
+    """Turn Redis and broker connection errors into RedisUnavailable, naming the URL and what was being done."""
+    from kombu.exceptions import OperationalError  # pylint: disable=import-outside-toplevel
+    from redis.exceptions import ConnectionError as RedisConnectionError  # pylint: disable=import-outside-toplevel
+    from redis.exceptions import TimeoutError as RedisTimeoutError  # pylint: disable=import-outside-toplevel
+
+    from worker.errors import RedisUnavailable  # pylint: disable=import-outside-toplevel
+
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OperationalError, ConnectionError) as err:
+        settings = get_settings()
+        raise RedisUnavailable(
+            f"cannot {doing}: Redis at {safe_url(settings.redis_url)} (SHARDSYNC_STORE_URL, else "
+            f"SHARDSYNC_BROKER_URL; broker {safe_url(settings.broker_url)}) does not answer: {err}"
+        ) from None
+
+
 def redis_client() -> Redis:
     """The client of the job-state Redis for this process (one per process: forked workers make their own)."""
     pid = os.getpid()
     client = _clients.get(pid)
     if client is None:
-        client = _clients[pid] = Redis.from_url(get_settings().redis_url)
+        client = _clients[pid] = Redis.from_url(
+            get_settings().redis_url, socket_connect_timeout=10, health_check_interval=30
+        )
     return client
 
 

@@ -33,6 +33,7 @@ from worker.apply import ShardSyncer, number_elements
 from worker.celery_app import app
 from worker.errors import JobFailed
 from worker.registry import get_adapter, import_adapter_modules
+from worker.report import tally
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state import JobState
@@ -458,14 +459,7 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
     info = job.info()
     shard_results = job.shard_results()
     journal = job.journal()
-    counts: Dict[str, Dict[str, int]] = {}
-    failures: List[Dict[str, Any]] = []
-    for op in sorted(journal, key=_op_order):
-        action, status, message, model, uid = journal[op][:5]
-        per_action = counts.setdefault(action, {})
-        per_action[status] = per_action.get(status, 0) + 1
-        if status != "success":
-            failures.append({"action": action, "model": model, "unique_id": uid, "status": status, "message": message})
+    counts, failures = tally(journal)
     changed = any(result.get("changed") for result in shard_results.values())
     sync_complete = False
     plan: Dict[str, Any] = {}
@@ -549,7 +543,3 @@ def scheduled(self: Task, job: Dict[str, Any]) -> str:
     logger.info("Scheduled sync submitted", job_id=handle.id, source=spec.source, target=spec.target)
     return handle.id
 
-
-def _op_order(op: str) -> Tuple[int, int]:
-    root, _, seq = op.partition(":")
-    return int(root), int(seq)

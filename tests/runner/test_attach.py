@@ -1,0 +1,56 @@
+"""Adapter.attach_store/on_attach: an adapter re-created elsewhere rebuilds what load() built besides models."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import Adapter
+from core.store.redis import RedisStore
+from worker.demo import ApiInventoryAdapter, InventoryAdapter
+
+URL = "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture
+def loaded_store():
+    """A target loaded by one adapter instance (as a load worker does), in Redis."""
+    loader = ApiInventoryAdapter(sites=8, internal_storage_engine=RedisStore(url=URL))
+    loader.load()
+    store_id = loader.store.store_id
+    yield store_id
+    RedisStore(url=URL, store_id=store_id).clear()
+
+
+def test_on_attach_rebuilds_the_state_hooks_need(loaded_store) -> None:
+    source = InventoryAdapter(sites=8, variant=1)
+    source.load()
+    target = ApiInventoryAdapter(sites=8)  # re-created from its kwargs, never loaded
+    target.attach_store(RedisStore(url=URL, store_id=loaded_store))
+    assert len(target.remote_ids) == len(target)  # rebuilt from the stored models
+    target.sync_from(source)
+    verbs = {verb for verb, _, _ in target.client.calls}
+    assert verbs == {"PATCH", "DELETE", "POST"}
+    assert not target.diff_from(source).has_diffs()
+
+
+def test_without_on_attach_the_hooks_have_nothing_to_work_with(loaded_store) -> None:
+    class Forgetful(ApiInventoryAdapter):
+        def on_attach(self) -> None:
+            return Adapter.on_attach(self)
+
+    source = InventoryAdapter(sites=8, variant=1)
+    source.load()
+    target = Forgetful(sites=8)
+    target.attach_store(RedisStore(url=URL, store_id=loaded_store))
+    with pytest.raises(AttributeError, match="remote_ids|client"):
+        target.sync_from(source)
+
+
+def test_attach_store_sets_both_directions() -> None:
+    store = RedisStore(url=URL)
+    try:
+        adapter = InventoryAdapter()
+        adapter.attach_store(store)
+        assert adapter.store is store and store.adapter is adapter
+    finally:
+        store.clear()
