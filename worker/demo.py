@@ -7,12 +7,36 @@ of how adapters for the engine are written.
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Optional
+import time
+from typing import Any, Dict, List, Optional
 
 from core import Adapter, DiffSyncModel
 
 
-class Site(DiffSyncModel):
+class _RemoteLatency(DiffSyncModel):
+    """Hooks that wait ``adapter.hook_latency`` seconds, standing in for a remote API call (benchmarks)."""
+
+    @classmethod
+    def create(cls, adapter: Adapter, ids: Dict, attrs: Dict) -> Optional[DiffSyncModel]:
+        _wait(adapter)
+        return super().create(adapter=adapter, ids=ids, attrs=attrs)
+
+    def update(self, attrs: Dict) -> Optional[DiffSyncModel]:
+        _wait(self.adapter)
+        return super().update(attrs)
+
+    def delete(self) -> Optional[DiffSyncModel]:
+        _wait(self.adapter)
+        return super().delete()
+
+
+def _wait(adapter: Any) -> None:
+    latency = getattr(adapter, "hook_latency", 0.0)
+    if latency:
+        time.sleep(latency)  # the simulated round trip to the remote system
+
+
+class Site(_RemoteLatency):
     """A site, parent of its devices."""
 
     _modelname = "site"
@@ -26,7 +50,7 @@ class Site(DiffSyncModel):
     devices: List[str] = []
 
 
-class Device(DiffSyncModel):
+class Device(_RemoteLatency):
     """A device at a site, parent of its interfaces."""
 
     _modelname = "device"
@@ -43,7 +67,7 @@ class Device(DiffSyncModel):
     interfaces: List[str] = []
 
 
-class Interface(DiffSyncModel):
+class Interface(_RemoteLatency):
     """A network interface of a device."""
 
     _modelname = "interface"
@@ -62,7 +86,8 @@ class InventoryAdapter(Adapter):
     """An inventory generated from a seed: ``sites`` sites of ``devices`` devices of ``interfaces`` interfaces.
 
     ``variant`` > 0 perturbs the data (some sites missing or extra, some attributes changed), deterministically,
-    so that two adapters with the same seed and different variants differ by a few percent.
+    so that two adapters with the same seed and different variants differ by a few percent. ``hook_latency``
+    (seconds) makes every create/update/delete wait that long, like a call to a remote API (for benchmarks).
     """
 
     site = Site
@@ -77,10 +102,12 @@ class InventoryAdapter(Adapter):
         interfaces: int = 2,
         seed: int = 1,
         variant: int = 0,
+        hook_latency: float = 0.0,
         name: Optional[str] = None,
         **kwargs: object,
     ) -> None:
         super().__init__(name=name, **kwargs)  # type: ignore[arg-type]
+        self.hook_latency = hook_latency
         self.sites = sites
         self.devices = devices
         self.interfaces = interfaces
