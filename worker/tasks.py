@@ -78,9 +78,26 @@ def _structlog_through_celery_logging(loglevel: Any = None, **_: Any) -> None:
 
 
 def report_progress(job_id: str, stage: str, current: int, total: int) -> None:
-    """Publish the job's progress as its Celery task state."""
+    """Publish the job's progress as its Celery task state, and as a task event for Flower's task list."""
     meta = {"job_id": job_id, "stage": stage, "current": int(current), "total": int(total)}
     app.backend.store_result(job_id, meta, "PROGRESS")
+    job_event("task-progress", job_id, result=f"{stage} {int(current)}/{int(total)}")
+
+
+def job_event(event: str, job_id: str, **fields: Any) -> None:
+    """Send a task event about the job's own task, whose body ended long before the job does.
+
+    So monitors such as Flower show the job as PROGRESS with its stage, then as succeeded or failed.
+
+    Events are best effort: a monitor missing one must never fail a job.
+    """
+    if not app.conf.worker_send_task_events:
+        return
+    try:
+        with app.events.default_dispatcher() as dispatcher:
+            dispatcher.send(event, uuid=job_id, retry=False, **fields)
+    except Exception as err:  # noqa: BLE001 - monitoring only
+        logger.debug("Task event not sent", event=event, job_id=job_id, error=describe(err))
 
 
 def describe(err: BaseException) -> str:
@@ -525,10 +542,14 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
     job.set_info(status=report["status"], finished=time.time())
     job.drop_scratch()
     report_progress(job_id, "finish", 1, 1)
+    runtime = times.get("total", 0.0)
     if error:
         app.backend.store_result(job_id, JobFailed(f"job {job_id} failed: {error}"), states.FAILURE)
+        job_event("task-failed", job_id, exception=f"JobFailed('{error}')", traceback="", runtime=runtime)
     else:
         app.backend.store_result(job_id, report, states.SUCCESS)
+        summary = f"{report['status']}: {report['operations']} operations in {len(report['shards'])} shards"
+        job_event("task-succeeded", job_id, result=summary, runtime=runtime)
     logger.info("Job finished", status=report["status"], operations=report["operations"])
     return report
 

@@ -1,0 +1,102 @@
+"""Flower (a real ``celery -A worker flower`` subprocess) shows a running job's PROGRESS and its end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+from _workers import ROOT, worker_env
+
+from worker import submit_sync
+
+pytestmark = pytest.mark.usefixtures("workers")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+            body = response.read()
+            try:
+                return response.status, json.loads(body or b"null")
+            except ValueError:
+                return response.status, body.decode(errors="replace")
+    except OSError:
+        return None, None
+
+
+def poll(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_flower_shows_job_progress_and_result(redis_db, tmp_path) -> None:
+    port = free_port()
+    env = worker_env()
+    env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115 - closed below
+    flower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            f"--db={tmp_path / 'flower.db'}",
+        ],
+        cwd=str(ROOT),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    gate = f"test:gate:{uuid.uuid4().hex}"
+    try:
+        poll(lambda: get(f"{base}/healthcheck")[0] == 200, what="flower to answer")
+        source = {"site": [{"name": "s-0"}, {"name": "s-1", "note": f"wait:{gate}"}]}
+        handle = submit_sync(source="dataset", target="dataset", source_kwargs={"data": source})
+
+        def progress_seen():
+            status, info = get(f"{base}/api/task/info/{handle.id}")
+            return status == 200 and info.get("state") == "PROGRESS" and "sync" in str(info.get("result")) and info
+
+        info = poll(progress_seen, what="flower to show the job in PROGRESS")
+        assert info["result"].startswith("sync ") and info["result"].endswith("/2")
+        status, result = get(f"{base}/api/task/result/{handle.id}")
+        assert status == 200 and result["state"] == "PROGRESS"
+        redis_db.set(gate, 1)
+        handle.wait(timeout=60)
+        done = poll(
+            lambda: (get(f"{base}/api/task/info/{handle.id}")[1] or {}).get("state") == "SUCCESS",
+            what="flower to show the job succeeded",
+        )
+        assert done
+        status, result = get(f"{base}/api/task/result/{handle.id}")
+        assert result["state"] == "SUCCESS" and result["result"]["counts"] == {"create": {"success": 2}}
+    finally:
+        redis_db.delete(gate)
+        os.killpg(flower.pid, signal.SIGTERM)
+        flower.wait(timeout=20)
+        log.close()
