@@ -130,5 +130,9 @@ def submit_spec(spec: JobSpec) -> JobHandle:
         job = JobState(spec.job_id, redis_client())
         if not job.create(message, get_settings().store_ttl):
             raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is already taken")
-        run_job.apply_async((message,), task_id=spec.job_id, retry_policy={"max_retries": 2, "interval_start": 0.2})
+        try:
+            run_job.apply_async((message,), task_id=spec.job_id, retry_policy={"max_retries": 2, "interval_start": 0.2})
+        except Exception:
+            job.client.delete(job.key("spec"), job.key("info"))  # not enqueued: the id may be used again
+            raise
     return JobHandle(spec.job_id)

@@ -311,6 +311,10 @@ class JobState:
         pipe.scard(self.key(f"wave:{wave}"))
         return int(pipe.execute()[-1])
 
+    def finished_in_wave(self, wave: int) -> int:
+        """How many shards of a wave have recorded their result."""
+        return int(self.client.scard(self.key(f"wave:{wave}")))
+
     def shard_results(self) -> Dict[int, Dict[str, Any]]:
         """Every recorded shard result by index."""
         return {int(name): unpack(value) for name, value in self.client.hgetall(self.key("shards")).items()}

@@ -21,6 +21,9 @@ import msgpack
 import structlog
 from celery import Task, signals, states
 from celery.exceptions import Ignore
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.adapter import Adapter
 from core.diff import Diff, DiffElement
@@ -41,6 +44,8 @@ from worker.state import JobState
 logger = structlog.get_logger("shardsync.worker")
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
+MAX_TRANSIENT_RETRIES = 20
+"""Retries of a step after Redis errors (backing off up to a minute each) before the job is failed."""
 STAGES = ("load-source", "load-target", "diff", "plan", "sync", "finish")
 SIDES = ("source", "target")
 
@@ -98,6 +103,21 @@ def job_event(event: str, job_id: str, **fields: Any) -> None:
             dispatcher.send(event, uuid=job_id, retry=False, **fields)
     except Exception as err:  # noqa: BLE001 - monitoring only
         logger.debug("Task event not sent", event=event, job_id=job_id, error=describe(err))
+
+
+def transient(err: BaseException) -> bool:
+    """Whether an error is Redis (or the broker) being unreachable for a while, rather than a fault of the job.
+
+    Looks through the chain of causes: the stores wrap Redis errors in ObjectStoreException.
+    """
+    seen: Optional[BaseException] = err
+    depth = 0
+    while seen is not None and depth < 10:
+        if isinstance(seen, (RedisConnectionError, RedisTimeoutError, KombuOperationalError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+        depth += 1
+    return False
 
 
 def describe(err: BaseException) -> str:
@@ -201,7 +221,7 @@ def run_job(self: Task, spec_data: Dict[str, Any]) -> None:
     raise Ignore()  # the job's state is written by its steps; its result by the finish step
 
 
-@app.task(name="shardsync.load", bind=True)
+@app.task(name="shardsync.load", bind=True, max_retries=None)
 def load(self: Task, job_id: str, side: str) -> None:
     """Load one side's adapter into the job's store of that side."""
     job = JobState(job_id)
@@ -235,12 +255,14 @@ def load(self: Task, job_id: str, side: str) -> None:
         if loaded == len(SIDES):
             diff.apply_async((job_id,), task_id=f"{job_id}.diff")
     except Exception as err:  # noqa: BLE001 - any failure of a load ends the job with a report
+        if transient(err) and self.request.retries < MAX_TRANSIENT_RETRIES:
+            raise self.retry(exc=err, countdown=min(60, 2**self.request.retries)) from err
         _fail(job, stage, err)
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage")
 
 
-@app.task(name="shardsync.diff", bind=True)
+@app.task(name="shardsync.diff", bind=True, max_retries=None)
 def diff(self: Task, job_id: str) -> None:
     """Diff the two loaded stores, keep the diff with the job, plan the shards and start the first wave."""
     job = JobState(job_id)
@@ -315,6 +337,8 @@ def diff(self: Task, job_id: str) -> None:
         report_progress(job_id, "sync", 0, plan.operations)
         _start_wave(job_id, plan.waves[0])
     except Exception as err:  # noqa: BLE001 - any failure of the diff ends the job with a report
+        if transient(err) and self.request.retries < MAX_TRANSIENT_RETRIES:
+            raise self.retry(exc=err, countdown=min(60, 2**self.request.retries)) from err
         _fail(job, "diff", err)
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage")
@@ -343,11 +367,18 @@ def shard(self: Task, job_id: str, index: int) -> None:
     job = JobState(job_id)
     structlog.contextvars.bind_contextvars(job_id=job_id, stage="sync", shard=index)
     try:
-        plan = job.plan()
+        if job.report() is not None:
+            return  # a late duplicate of a job that has finished
+        try:
+            plan = job.plan()
+        except LookupError:
+            logger.warning("Shard of a job without a plan (expired or finished)")
+            return
         info = plan["shards"][index]
-        done = job.shard_result(index)
-        if done is not None:  # a duplicate delivery of a finished shard: only the bookkeeping remains
-            _advance(job, plan, info["wave"], len(plan["waves"][info["wave"]]) if done else 0)
+        wave = info["wave"]
+        if job.shard_result(index) is not None:
+            # A duplicate delivery of a finished shard (the first may have died before advancing).
+            _advance(job, plan, wave, job.finished_in_wave(wave))
             return
         settings = get_settings()
         token = job.claim(f"claim:{index}", settings.lock_ttl)
@@ -357,9 +388,18 @@ def shard(self: Task, job_id: str, index: int) -> None:
         try:
             result = _apply_shard(self, job, info, plan["operations"], token)
         finally:
-            job.release_claim(f"claim:{index}", token)
-        finished = job.record_shard(index, info["wave"], result)
-        _advance(job, plan, info["wave"], finished)
+            try:
+                job.release_claim(f"claim:{index}", token)
+            except Exception:  # noqa: BLE001 - an unreleased claim expires by itself
+                logger.warning("Shard claim not released", shard=index)
+        finished = job.record_shard(index, wave, result)
+        _advance(job, plan, wave, finished)
+    except Exception as err:
+        if transient(err) and self.request.retries < MAX_TRANSIENT_RETRIES:
+            # Redis went away: run the shard again later; its journal replays what was done.
+            logger.warning("Shard retried after a Redis error", error=describe(err))
+            raise self.retry(exc=err, countdown=min(60, 2 ** min(self.request.retries, 6))) from err
+        raise
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage", "shard")
 
@@ -422,20 +462,22 @@ def _apply_shard(task: Task, job: JobState, info: Dict[str, Any], total: int, to
             result["changed"] = changed
             result["stopped"] = stopped
         except Exception as err:  # noqa: BLE001 - a failed shard stops the job; the report names the error
+            if transient(err) and task.request.retries < MAX_TRANSIENT_RETRIES:
+                raise  # retried as a whole (see shard()); nothing of this run is counted
             result["error"] = describe(err)
             job.abort(f"shard {index} failed: {describe(err)}")
             logger.error("Shard failed", error=describe(err))
-        finally:
-            if syncer is not None:
-                syncer.finish()
-                result["changed"] = result["changed"] or syncer.attempted
-                result["applied"] = syncer.applied
-                result["replayed"] = syncer.replayed
-                remainder = info["operations"] - syncer.applied - syncer.replayed
-            else:
-                remainder = info["operations"]
-            if remainder > 0:  # operations skipped under a failed parent still count as dealt with
-                report_progress(job.job_id, "sync", job.write_journal({}, remainder), total)
+        # The bookkeeping of a shard that ran to its end, or stopped on an error of its own.
+        if syncer is not None:
+            syncer.finish()
+            result["changed"] = result["changed"] or syncer.attempted
+            result["applied"] = syncer.applied
+            result["replayed"] = syncer.replayed
+            remainder = info["operations"] - syncer.applied - syncer.replayed
+        else:
+            remainder = info["operations"]
+        if remainder > 0:  # operations skipped under a failed parent still count as dealt with
+            report_progress(job.job_id, "sync", job.write_journal({}, remainder), total)
     result["seconds"] = time.perf_counter() - started
     job.client.hset(job.key("info"), "sync_ended", _pack(time.time()))
     return result
@@ -563,4 +605,3 @@ def scheduled(self: Task, job: Dict[str, Any]) -> str:
     handle = submit_spec(spec)
     logger.info("Scheduled sync submitted", job_id=handle.id, source=spec.source, target=spec.target)
     return handle.id
-
