@@ -8,12 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 
 import pytest
-from _workers import ROOT, worker_env
+from _workers import ROOT, poll, worker_env
 
 from worker import submit_sync
 
@@ -36,16 +35,6 @@ def get(url: str):
                 return response.status, body.decode(errors="replace")
     except OSError:
         return None, None
-
-
-def poll(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_flower_shows_job_progress_and_result(redis_db, tmp_path) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Dict
 
 import pytest
 from _compare import REDIS_URL, assert_same_calls, distributed_sync, local_sync, target_contents
+from _workers import poll
 from celery.result import AsyncResult
 from ss_test_adapters import read_calls
 
@@ -39,16 +39,6 @@ def dataset(sites: int, devices: int = 2, ports: int = 2, note: str = "", region
             for i in range(sites)
         ],
     }
-
-
-def _deadline_poll(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_job_matches_local_sync(redis_db) -> None:
@@ -101,7 +91,7 @@ def test_progress_meta_while_a_job_runs(redis_db) -> None:
         return False
 
     try:
-        meta = _deadline_poll(in_sync, what="PROGRESS meta with stage sync")
+        meta = poll(in_sync, what="PROGRESS meta with stage sync")
         assert set(meta) == {"job_id", "stage", "current", "total"}
         assert meta["job_id"] == handle.id
         assert meta["total"] == 9  # 3 sites, 3 devices, 3 ports

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
 
 import pytest
 from _compare import REDIS_URL, local_sync, target_contents
+from _workers import poll
 from ss_test_adapters import read_calls
 
 from core import keys
 from worker import submit_sync
 
 pytestmark = pytest.mark.usefixtures("workers")
-
-
-def poll(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_killed_worker_process_shard_is_redelivered_and_finished(redis_db) -> None:
