@@ -86,9 +86,31 @@ class JobHandle:
             time.sleep(interval)  # polling Celery's result backend, between two reads
 
 
+def _by_name(side: str, adapter: Any, kwargs: Optional[Dict[str, Any]]) -> Tuple[str, Dict[str, Any]]:
+    """An adapter given as an instance: its registered name and the kwargs it was built with."""
+    if isinstance(adapter, str):
+        return adapter, dict(kwargs or {})
+    from core.adapter import Adapter  # pylint: disable=import-outside-toplevel
+    from worker.registry import registered_adapters  # pylint: disable=import-outside-toplevel
+
+    if not isinstance(adapter, Adapter):
+        raise InvalidJob(f"invalid job spec: {side} must be a registered adapter name or an Adapter, not {adapter!r}")
+    if kwargs:
+        raise InvalidJob(f"invalid job spec: {side}_kwargs cannot be given with an adapter instance")
+    names = [name for name, cls in registered_adapters().items() if cls is type(adapter)]
+    if not names:
+        raise InvalidJob(
+            f"invalid job spec: {side} adapter class {type(adapter).__qualname__} is not registered "
+            "(register_adapter or the shardsync.adapters entry points)"
+        )
+    found = adapter.get_constructor_kwargs()
+    found.pop("internal_storage_engine", None)  # workers use the job's own stores
+    return sorted(names)[0], found
+
+
 def submit_sync(
-    source: str,
-    target: str,
+    source: Any,
+    target: Any,
     source_kwargs: Optional[Dict[str, Any]] = None,
     target_kwargs: Optional[Dict[str, Any]] = None,
     flags: Iterable[str] = (),
@@ -99,17 +121,22 @@ def submit_sync(
 ) -> JobHandle:
     """Validate a sync job and enqueue it; returns its handle at once.
 
+    ``source`` and ``target`` are registered adapter names (with their ``*_kwargs``), or adapter instances
+    of registered classes, whose constructor arguments (``Adapter.get_constructor_kwargs()``) are used.
+
     Raises:
         UnknownAdapter: if ``source`` or ``target`` is not a registered adapter name.
         InvalidJob: if anything else in the spec is invalid (every problem is named), or the job id is taken.
     """
     from worker.settings import get_settings  # pylint: disable=import-outside-toplevel
 
+    source, source_kwargs = _by_name("source", source, source_kwargs)
+    target, target_kwargs = _by_name("target", target, target_kwargs)
     data: Dict[str, Any] = {
         "source": source,
         "target": target,
-        "source_kwargs": dict(source_kwargs or {}),
-        "target_kwargs": dict(target_kwargs or {}),
+        "source_kwargs": source_kwargs,
+        "target_kwargs": target_kwargs,
         "flags": list(flags),
         "dry_run": dry_run,
         "shard_size": shard_size if shard_size is not None else get_settings().shard_size,

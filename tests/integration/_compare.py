@@ -98,6 +98,16 @@ def assert_same_calls(local: List[List[Any]], distributed: List[List[Any]], barr
     for call in dist:
         per_root_dist.setdefault(root_of(call), []).append(call)
     assert per_root_local == per_root_dist, "different order of hook calls inside a subtree"
+    position = {(call[0], call[1], call[2]): index for index, call in enumerate(dist)}
+    parents = {"device": "site", "port": "device"}
+    for action, model, uid, _ in dist:
+        if action == "delete" or model not in parents:
+            continue  # deletes may go children first (NATURAL_DELETION_ORDER), as in a local sync
+        parent_uid = uid.rsplit("__", 1)[0]
+        for parent_action in ("create", "update"):
+            parent = position.get((parent_action, parents[model], parent_uid))
+            if parent is not None:
+                assert parent < position[(action, model, uid)], f"{model} {uid} {action} before its parent's"
     if barrier:
         types = [call[1] for call in dist]
         if "region" in types and any(modelname != "region" for modelname in types):

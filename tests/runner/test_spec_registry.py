@@ -141,3 +141,24 @@ def test_app_refuses_pickle() -> None:
     routes = app.conf.task_routes
     assert routes["shardsync.job"]["queue"] != routes["shardsync.shard"]["queue"]
     assert {queue.name for queue in app.conf.task_queues} == {"shardsync.jobs", "shardsync.shards"}
+
+
+def test_submit_with_adapter_instances_uses_their_registered_name_and_kwargs(monkeypatch) -> None:
+    from worker import api
+
+    sent = []
+    monkeypatch.setattr(api, "submit_spec", lambda spec: sent.append(spec) or spec.job_id)
+    api.submit_sync(source=Plain(url="https://a.example", retries=2), target="plain", target_kwargs={"url": "b"})
+    (spec,) = sent
+    assert spec.source == "plain" and spec.source_kwargs == {"url": "https://a.example", "retries": 2}
+    assert spec.target_kwargs == {"url": "b"}
+
+    class Unregistered(Adapter):
+        pass
+
+    with pytest.raises(InvalidJob, match="Unregistered is not registered"):
+        api.submit_sync(source=Unregistered(), target="plain")
+    with pytest.raises(InvalidJob, match="cannot be given with an adapter instance"):
+        api.submit_sync(source=Plain(), target="plain", source_kwargs={"url": "x"})
+    with pytest.raises(InvalidJob, match="registered adapter name or an Adapter"):
+        api.submit_sync(source=42, target="plain")
