@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import msgpack
 import structlog
 from celery import Task, signals, states
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Retry
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -30,7 +30,7 @@ from core.diff import Diff, DiffElement
 from core.diff_codec import DiffCodec
 from core.enum import DiffSyncModelFlags
 from core.keys import job_store_id
-from core.planner import plan_sync
+from core.planner import Plan, plan_sync
 from core.store.redis import RedisStore
 from worker.apply import ShardSyncer, number_elements
 from worker.celery_app import app
@@ -190,7 +190,7 @@ def _element_flags(adapter: Adapter, element: DiffElement) -> DiffSyncModelFlags
 # ----------------------------------------------------------------------------------------------------
 
 
-@app.task(name="shardsync.job", bind=True)
+@app.task(name="shardsync.job", bind=True, max_retries=None)
 def run_job(self: Task, spec_data: Dict[str, Any]) -> None:
     """Start a job: take the lock on its target, then load both sides in parallel."""
     job_id = self.request.id
@@ -202,20 +202,25 @@ def run_job(self: Task, spec_data: Dict[str, Any]) -> None:
         raise Ignore() from None
     structlog.contextvars.bind_contextvars(job_id=job_id, stage="start")
     try:
-        if not job.once("started"):
-            raise Ignore()  # a redelivered start: the pipeline runs already
         settings = get_settings()
-        job.set_info(status="running", started=time.time(), worker=self.request.hostname)
-        holder = job.acquire_lock(spec.target_identity(), settings.lock_ttl)
+        holder = job.acquire_lock(spec.target_identity(), settings.lock_ttl)  # idempotent for this job
         if holder is not None:
             job.abort(f"target {spec.target} is being synced by job {holder}; one sync into a target at a time")
             job.set_info(lock="not held")
             finish.run(job_id)
             raise Ignore()
-        job.set_info(lock="held")
+        if not job.once("started"):
+            raise Ignore()  # a redelivered start: the pipeline runs already
+        job.set_info(status="running", started=time.time(), worker=self.request.hostname, lock="held")
         report_progress(job_id, "load-source", 0, 2)
         for side in SIDES:
             load.apply_async((job_id, side), task_id=f"{job_id}.load-{side}")
+    except Ignore:
+        raise
+    except Exception as err:
+        if transient(err) and self.request.retries < MAX_TRANSIENT_RETRIES:
+            raise self.retry(exc=err, countdown=min(60, 2**self.request.retries)) from err
+        raise
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage")
     raise Ignore()  # the job's state is written by its steps; its result by the finish step
@@ -284,64 +289,69 @@ def diff(self: Task, job_id: str) -> None:
             else:
                 _start_wave(job_id, saved["waves"][0])
             return
-        with job.heartbeat(spec.target_identity(), settings.lock_ttl):
-            source, target = attached_adapters(spec)
-            started = time.perf_counter()
-            last = [0.0]
-
-            def on_progress(stage: str, current: int, total: int) -> None:
-                now = time.monotonic()
-                if now - last[0] >= 0.5 or current == total:
-                    last[0] = now
-                    report_progress(job_id, "diff", current, total)
-
-            report_progress(job_id, "diff", 0, 0)
-            the_diff = target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress)
-            job.record_time("diff", time.perf_counter() - started)
-            job.record_worker("diff", self.request.hostname or "")
-
-            structlog.contextvars.bind_contextvars(stage="plan")
-            started = time.perf_counter()
-            report_progress(job_id, "plan", 0, 1)
-            plan = plan_sync(
-                the_diff,
-                shard_size=spec.shard_size,
-                barrier=spec.top_level_barrier,
-                model_flags=lambda element: _element_flags(target, element),
-            )
-            codec = DiffCodec(source, target)
-            records = [_pack(codec.encode(element)) for element in the_diff.get_children()]
-            job.save_diff(records, the_diff.summary())
-            job.save_plan(
-                {
-                    "waves": plan.waves,
-                    "operations": plan.operations,
-                    "shards": [
-                        {
-                            "index": s.index,
-                            "wave": s.wave,
-                            "type": s.type,
-                            "roots": s.roots,
-                            "operations": len(s.operations),
-                        }
-                        for s in plan.shards
-                    ],
-                }
-            )
-            job.record_time("plan", time.perf_counter() - started)
-            report_progress(job_id, "plan", 1, 1)
-            logger.info("Planned", shards=len(plan.shards), waves=len(plan.waves), operations=plan.operations)
+        token = job.claim("claim:diff", settings.lock_ttl)
+        if token is None:  # a duplicate is diffing now: come back when it has saved the plan
+            raise self.retry(countdown=max(5, settings.lock_ttl // 3))
+        try:
+            plan = _diff_and_plan(self, job, spec, settings, token)
+        finally:
+            job.release_claim("claim:diff", token)
         if spec.dry_run or not plan.shards:
             _enqueue_finish(job_id)
             return
         report_progress(job_id, "sync", 0, plan.operations)
         _start_wave(job_id, plan.waves[0])
+    except Retry:
+        raise
     except Exception as err:  # noqa: BLE001 - any failure of the diff ends the job with a report
         if transient(err) and self.request.retries < MAX_TRANSIENT_RETRIES:
             raise self.retry(exc=err, countdown=min(60, 2**self.request.retries)) from err
         _fail(job, "diff", err)
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage")
+
+
+def _diff_and_plan(task: Task, job: JobState, spec: JobSpec, settings: Any, token: str) -> Plan:
+    """Diff the loaded stores, keep the diff and the plan with the job; returns the plan."""
+    job_id = job.job_id
+    with job.heartbeat(spec.target_identity(), settings.lock_ttl, claim="claim:diff", token=token):
+        source, target = attached_adapters(spec)
+        started = time.perf_counter()
+        last = [0.0]
+
+        def on_progress(stage: str, current: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.5 or current == total:
+                last[0] = now
+                report_progress(job_id, "diff", current, total)
+
+        report_progress(job_id, "diff", 0, 0)
+        the_diff = target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress)
+        job.record_time("diff", time.perf_counter() - started)
+        job.record_worker("diff", task.request.hostname or "")
+
+        structlog.contextvars.bind_contextvars(stage="plan")
+        started = time.perf_counter()
+        report_progress(job_id, "plan", 0, 1)
+        plan = plan_sync(
+            the_diff,
+            shard_size=spec.shard_size,
+            barrier=spec.top_level_barrier,
+            model_flags=lambda element: _element_flags(target, element),
+        )
+        codec = DiffCodec(source, target)
+        records = [_pack(codec.encode(element)) for element in the_diff.get_children()]
+        job.save_diff(records, the_diff.summary())
+        shards = [
+            {"index": s.index, "wave": s.wave, "type": s.type, "roots": s.roots, "operations": len(s.operations)}
+            for s in plan.shards
+        ]
+        # Saved last: a saved plan means the diff is complete and must never be computed again.
+        job.save_plan({"waves": plan.waves, "operations": plan.operations, "shards": shards})
+        job.record_time("plan", time.perf_counter() - started)
+        report_progress(job_id, "plan", 1, 1)
+        logger.info("Planned", shards=len(plan.shards), waves=len(plan.waves), operations=plan.operations)
+    return plan
 
 
 def _start_wave(job_id: str, shard_indexes: List[int]) -> None:
