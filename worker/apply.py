@@ -78,11 +78,28 @@ class ShardSyncer(DiffSyncSyncer):
         """
         changed = False
         with self.src_diffsync.store._session(), self.dst_diffsync.store._session():
+            self._prefetch_targets()
             for element in self.diff.get_children():
                 if self._should_stop():
                     return changed, True
                 changed |= self.sync_diff_element(element)
         return changed, False
+
+    def _prefetch_targets(self) -> None:
+        """Read every target object the shard's elements name, one round trip per type (stores that can)."""
+        prefetch = getattr(self.dst_diffsync.store, "prefetch", None)
+        if prefetch is None:
+            return
+        by_type: Dict[str, List[str]] = {}
+        stack = list(self.diff.get_children())
+        while stack:
+            element = stack.pop()
+            model_class = getattr(self.dst_diffsync, element.type, None)
+            if model_class is not None:
+                by_type.setdefault(element.type, []).append(model_class.create_unique_id(**element.keys))
+            stack.extend(element.get_children())
+        for modelname, uids in by_type.items():
+            prefetch(modelname, uids)
 
     def _should_stop(self) -> bool:
         now = time.monotonic()

@@ -106,3 +106,20 @@ def test_lazy_sync_equals_bulk_sync(rbackend) -> None:
         dst.sync_from(src)
         results.append((content(rbackend.reread(target)), dst.calls))
     assert results[0] == results[1]
+
+
+def test_prefetch_fills_a_lazy_session_in_one_read(rbackend) -> None:
+    loaded = rbackend.adapter()
+    populate(loaded, TARGET)
+    loaded.store.flush()
+    adapter = lazy_adapter(loaded.store.store_id)
+    store = adapter.store
+    reads = []
+    store._read_one = lambda modelname, uid: reads.append(uid)  # type: ignore[method-assign]
+    with store._session():
+        store.prefetch("site", ["ams", "lon", "nowhere", "ams"])
+        assert adapter.get("site", "ams").region == "europe"
+        assert adapter.get_or_none("site", "nowhere") is None
+        assert adapter.get("site", "lon").name == "lon"
+    assert reads == []  # every look-up was answered from the prefetch
+    store.prefetch("site", ["ams"])  # outside a session: nothing to fill, no error
