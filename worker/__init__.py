@@ -12,6 +12,7 @@ from worker.settings import Settings, get_settings
 from worker.celery_app import app
 from worker import tasks  # noqa: F401 - registers the tasks on the app
 from worker.api import JobHandle, submit_spec, submit_sync
+from worker.local import run_local
 from worker.schedule import load_schedule
 
 if get_settings().schedule_file:
@@ -29,6 +30,7 @@ __all__ = [
     "RedisUnavailable",
     "register_adapter",
     "registered_adapters",
+    "run_local",
     "Settings",
     "ShardsyncError",
     "submit_spec",

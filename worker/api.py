@@ -57,6 +57,22 @@ class JobHandle:
         with reaching_redis(f"read the report of job {self.id}"):
             return JobState(self.id, redis_client()).report()
 
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop the job; it ends failed, with a report of what was done.
+
+        Steps not started yet will not start; running shards stop before their next top-level subtree (the
+        one being applied is finished). Does nothing to a job that has ended.
+
+        Raises:
+            InvalidJob: if no such job is known.
+        """
+        with reaching_redis(f"cancel job {self.id}"):
+            job = JobState(self.id, redis_client())
+            if job.spec_data() is None:
+                raise InvalidJob(f"job {self.id} is unknown (or expired)")
+            if job.report() is None:
+                job.abort(f"cancelled: {reason}")
+
     def done(self) -> bool:
         """Whether the job has ended."""
         return self.report() is not None or self.result.state in (states.SUCCESS, states.FAILURE)

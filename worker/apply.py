@@ -8,6 +8,7 @@ delivered again replays journaled operations instead of running their hooks twic
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -35,6 +36,9 @@ def number_elements(root: int, element: DiffElement, op_ids: Dict[int, str]) -> 
 
 class ShardSyncer(DiffSyncSyncer):
     """The engine's syncer, journaling each operation and replaying those a previous delivery finished."""
+
+    report_every = 0.5
+    """Seconds between two progress reports while the shard runs."""
 
     checkpoint_every = 1
     """Operations per journal write. With 1, a redelivered shard re-runs only the operation that was in flight;
@@ -77,13 +81,34 @@ class ShardSyncer(DiffSyncSyncer):
             (whether anything changed or was attempted, whether it stopped early).
         """
         changed = False
-        with self.src_diffsync.store._session(), self.dst_diffsync.store._session():
-            self._prefetch_targets()
-            for element in self.diff.get_children():
-                if self._should_stop():
-                    return changed, True
-                changed |= self.sync_diff_element(element)
-        return changed, False
+        stop = threading.Event()
+        reporter = threading.Thread(target=self._report_while_running, args=(stop,), daemon=True)
+        reporter.start()
+        try:
+            with self.src_diffsync.store._session(), self.dst_diffsync.store._session():
+                self._prefetch_targets()
+                for element in self.diff.get_children():
+                    if self._should_stop():
+                        return changed, True
+                    changed |= self.sync_diff_element(element)
+            return changed, False
+        finally:
+            stop.set()
+            reporter.join(timeout=5)
+
+    def _report_while_running(self, stop: threading.Event) -> None:
+        """Report the job's progress counter twice a second while it changes, also during a long hook."""
+        if self._on_checkpoint is None:
+            return
+        last = -1
+        while not stop.wait(self.report_every):
+            try:
+                current = self._job.progress_count()
+                if current != last:
+                    last = current
+                    self._on_checkpoint(current)
+            except Exception:  # noqa: BLE001, S112 - progress is best effort; the next tick tries again
+                continue
 
     def _prefetch_targets(self) -> None:
         """Read every target object the shard's elements name, one round trip per type (stores that can)."""
@@ -126,9 +151,9 @@ class ShardSyncer(DiffSyncSyncer):
             self.checkpoint()
 
     def _report(self, current: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if self._on_checkpoint is not None and (force or now - self._last_report >= 0.25):
-            self._last_report = now
+        # The first operation at once, then what the reporter thread sees; the last one at the end.
+        if self._on_checkpoint is not None and (force or not self._last_report):
+            self._last_report = time.monotonic()
             self._on_checkpoint(current)
 
     def checkpoint(self) -> None:

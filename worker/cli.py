@@ -199,6 +199,18 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cancel(args: argparse.Namespace) -> int:
+    from worker import JobHandle, ShardsyncError  # pylint: disable=import-outside-toplevel
+
+    try:
+        JobHandle(args.job_id).cancel(args.reason)
+    except ShardsyncError as err:
+        print(f"shardsync cancel: {err}", file=sys.stderr)
+        return 2 if "unknown" in str(err) else 3
+    print(f"job {args.job_id}: cancel requested")
+    return 0
+
+
 def _adapters(args: argparse.Namespace) -> int:
     from worker import registered_adapters  # pylint: disable=import-outside-toplevel
 
@@ -240,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=_status)
+
+    cancel = sub.add_parser("cancel", help="stop a running job (it ends failed, with a report)")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--reason", default="cancelled from the command line", help="recorded in the report")
+    cancel.set_defaults(func=_cancel)
 
     adapters = sub.add_parser("adapters", help="list the registered adapters")
     adapters.set_defaults(func=_adapters)

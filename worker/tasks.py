@@ -211,6 +211,10 @@ def run_job(self: Task, spec_data: Dict[str, Any]) -> None:
             raise Ignore()
         if not job.once("started"):
             raise Ignore()  # a redelivered start: the pipeline runs already
+        if job.aborted():  # cancelled before it started
+            job.set_info(lock="held")
+            finish.run(job_id)
+            raise Ignore()
         job.set_info(status="running", started=time.time(), worker=self.request.hostname, lock="held")
         report_progress(job_id, "load-source", 0, 2)
         for side in SIDES:
@@ -233,7 +237,10 @@ def load(self: Task, job_id: str, side: str) -> None:
     stage = f"load-{side}"
     structlog.contextvars.bind_contextvars(job_id=job_id, stage=stage)
     try:
+        if job.report() is not None:
+            return  # the job has ended (a late duplicate)
         if job.aborted():
+            _enqueue_finish(job_id)  # stopped (an error elsewhere, or cancelled): the finish reports it
             return
         if job.loads().get(side) is None:
             spec = _spec_of(job)
@@ -258,7 +265,10 @@ def load(self: Task, job_id: str, side: str) -> None:
             loaded = len(job.loads())
         report_progress(job_id, stage, loaded, 2)
         if loaded == len(SIDES):
-            diff.apply_async((job_id,), task_id=f"{job_id}.diff")
+            if job.aborted():
+                _enqueue_finish(job_id)
+            else:
+                diff.apply_async((job_id,), task_id=f"{job_id}.diff")
     except Exception as err:  # noqa: BLE001 - any failure of a load ends the job with a report
         if transient(err) and self.request.retries < MAX_TRANSIENT_RETRIES:
             raise self.retry(exc=err, countdown=min(60, 2**self.request.retries)) from err
@@ -273,7 +283,10 @@ def diff(self: Task, job_id: str) -> None:
     job = JobState(job_id)
     structlog.contextvars.bind_contextvars(job_id=job_id, stage="diff")
     try:
+        if job.report() is not None:
+            return  # the job has ended (a late duplicate)
         if job.aborted():
+            _enqueue_finish(job_id)
             return
         spec = _spec_of(job)
         settings = get_settings()

@@ -12,7 +12,7 @@ from celery.result import AsyncResult
 from ss_test_adapters import read_calls
 
 from core import keys
-from worker import InvalidJob, JobFailed, UnknownAdapter, app, submit_sync
+from worker import InvalidJob, JobFailed, JobHandle, UnknownAdapter, app, submit_sync
 from worker.spec import JobSpec
 
 pytestmark = pytest.mark.usefixtures("workers")
@@ -213,3 +213,24 @@ def test_adapter_state_is_rebuilt_on_workers(redis_db) -> None:
     assert report["counts"]["delete"]["success"] > 0 and report["counts"]["update"]["success"] > 0
     assert len(report["shards"]) > 1
     assert target_contents is not None and read_calls is not None
+
+
+def test_cancel_stops_a_running_job_with_a_report(redis_db) -> None:
+    gate = f"test:gate:{uuid.uuid4().hex}"
+    source = dataset(4, devices=1, ports=0, regions=0)
+    source["site"][1]["note"] = f"wait:{gate}"  # the second subtree blocks; the shard holds all four
+    handle = submit_sync(source="dataset", target="dataset", source_kwargs={"data": source}, shard_size=1000)
+    poll(lambda: handle.progress()[0] == "sync" and handle.progress()[1] >= 2, what="the job to be syncing")
+    handle.cancel("enough")
+    redis_db.set(gate, 1)
+    with pytest.raises(JobFailed, match="cancelled: enough") as caught:
+        handle.wait(timeout=60)
+    report = caught.value.report
+    assert report["status"] == "failed" and report["error"] == "cancelled: enough"
+    # The subtree being applied was finished; the two after it were not started.
+    assert report["counts"] == {"create": {"success": 4}}
+    assert report["shards"][0]["stopped"] is True
+    handle.cancel()  # an ended job: nothing happens
+    with pytest.raises(InvalidJob, match="unknown"):
+        JobHandle("no-such-job").cancel()
+    redis_db.delete(gate)
