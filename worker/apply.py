@@ -145,10 +145,10 @@ class ShardSyncer(DiffSyncSyncer):
         self.attempted = True
 
     def _record(self, element: DiffElement, entry: List[Any]) -> None:
+        # Only buffered here: the syncer has yet to add, link or remove the model in the store. The entry is
+        # written at the next checkpoint, after the store writes of the whole operation (see checkpoint).
         self._pending[self._op_ids[id(element)]] = entry
         self._pending_count += 1
-        if self._pending_count >= self.checkpoint_every or time.monotonic() - self._last_checkpoint >= 0.5:
-            self.checkpoint()
 
     def _report(self, current: int, force: bool = False) -> None:
         # The first operation at once, then what the reporter thread sees; the last one at the end.
@@ -157,7 +157,12 @@ class ShardSyncer(DiffSyncSyncer):
             self._on_checkpoint(current)
 
     def checkpoint(self) -> None:
-        """Write the target store's buffered changes, then the journal entries of the operations behind them."""
+        """Write the target store's buffered changes, then the journal entries of the operations behind them.
+
+        Called between operations (never inside one), so a journaled operation's store writes (the model
+        added, linked to its parent, removed) have all reached the store: a redelivered shard can replay it
+        without running its hook.
+        """
         flush = getattr(self.dst_diffsync.store, "flush", None)
         if flush is not None:
             flush()  # a buffering store (RedisStore): the effects reach Redis before their journal entries
@@ -178,8 +183,12 @@ class ShardSyncer(DiffSyncSyncer):
 
     def sync_diff_element(self, element: DiffElement, parent_model: Optional[DiffSyncModel] = None) -> bool:
         """Apply an element, or replay it if a previous delivery of this shard already did."""
-        if self._pending and time.monotonic() - self._last_checkpoint >= 0.5:
-            self.checkpoint()  # before a hook that may take long, report what is done
+        # Every operation before this one is complete, store writes included: journal them now when due
+        # (and always before a hook that may take long, once half a second has passed).
+        if self._pending and (
+            self._pending_count >= self.checkpoint_every or time.monotonic() - self._last_checkpoint >= 0.5
+        ):
+            self.checkpoint()
         if element.action is not None:
             entry = self._done.get(self._op_ids[id(element)])
             if entry is None and self._redelivered:
