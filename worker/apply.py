@@ -183,12 +183,7 @@ class ShardSyncer(DiffSyncSyncer):
 
     def sync_diff_element(self, element: DiffElement, parent_model: Optional[DiffSyncModel] = None) -> bool:
         """Apply an element, or replay it if a previous delivery of this shard already did."""
-        # Every operation before this one is complete, store writes included: journal them now when due
-        # (and always before a hook that may take long, once half a second has passed).
-        if self._pending and (
-            self._pending_count >= self.checkpoint_every or time.monotonic() - self._last_checkpoint >= 0.5
-        ):
-            self.checkpoint()
+        self._checkpoint_if_due()
         if element.action is not None:
             entry = self._done.get(self._op_ids[id(element)])
             if entry is None and self._redelivered:
@@ -196,6 +191,28 @@ class ShardSyncer(DiffSyncSyncer):
             if entry is not None:
                 return self._replay(element, entry)
         return super().sync_diff_element(element, parent_model)
+
+    def _checkpoint_if_due(self) -> None:
+        # Called only where every operation recorded so far is complete, store writes included: before an
+        # element is visited and before a hook runs (a NATURAL_DELETION_ORDER parent's delete comes after
+        # its children's operations, within the parent's own visit).
+        if self._pending and (
+            self._pending_count >= self.checkpoint_every or time.monotonic() - self._last_checkpoint >= 0.5
+        ):
+            self.checkpoint()
+
+    def _sync_model(
+        self,
+        logger: Any,
+        model_class: Any,
+        action: str,
+        dst_model: Optional[DiffSyncModel],
+        ids: Dict,
+        attrs: Dict,
+    ) -> Tuple[bool, Optional[DiffSyncModel]]:
+        """Journal what is done before the hook runs: a crash in the hook then re-runs that hook alone."""
+        self._checkpoint_if_due()
+        return super()._sync_model(logger, model_class, action, dst_model, ids, attrs)
 
     def _observed(self, element: DiffElement) -> Optional[List[Any]]:
         """Journal entry of an operation applied by an earlier delivery that died before journaling it.
