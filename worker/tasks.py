@@ -21,6 +21,7 @@ import msgpack
 import structlog
 from celery import Task, signals, states
 from celery.exceptions import Ignore, Retry
+from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -512,7 +513,10 @@ def finish(self: Optional[Task], job_id: str) -> Optional[Dict[str, Any]]:
     job = JobState(job_id)
     existing = job.report()
     if existing is not None:
-        return None  # finished before (a duplicate delivery)
+        # Finished before: a duplicate delivery, or one whose first delivery died after saving the report.
+        if AsyncResult(job_id, app=app).state not in (states.SUCCESS, states.FAILURE):
+            publish_end(job_id, existing)
+        return None
     token = job.claim("claim:finish", get_settings().lock_ttl)
     if token is None:
         if self is not None and getattr(self.request, "id", None):
@@ -607,7 +611,15 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
     job.set_info(status=report["status"], finished=time.time())
     job.drop_scratch()
     report_progress(job_id, "finish", 1, 1)
-    runtime = times.get("total", 0.0)
+    publish_end(job_id, report)
+    logger.info("Job finished", status=report["status"], operations=report["operations"])
+    return report
+
+
+def publish_end(job_id: str, report: Dict[str, Any]) -> None:
+    """Set the job's final Celery state from its report (again, if a finish died after saving the report)."""
+    runtime = report.get("seconds", {}).get("total", 0.0)
+    error = report.get("error")
     if error:
         app.backend.store_result(job_id, JobFailed(f"job {job_id} failed: {error}"), states.FAILURE)
         job_event("task-failed", job_id, exception=f"JobFailed('{error}')", traceback="", runtime=runtime)
@@ -615,8 +627,6 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
         app.backend.store_result(job_id, report, states.SUCCESS)
         summary = f"{report['status']}: {report['operations']} operations in {len(report['shards'])} shards"
         job_event("task-succeeded", job_id, result=summary, runtime=runtime)
-    logger.info("Job finished", status=report["status"], operations=report["operations"])
-    return report
 
 
 @app.task(name="shardsync.scheduled", bind=True)
