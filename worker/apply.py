@@ -163,12 +163,23 @@ class ShardSyncer(DiffSyncSyncer):
         added, linked to its parent, removed) have all reached the store: a redelivered shard can replay it
         without running its hook.
         """
-        flush = getattr(self.dst_diffsync.store, "flush", None)
-        if flush is not None:
-            flush()  # a buffering store (RedisStore): the effects reach Redis before their journal entries
+        store = self.dst_diffsync.store
+        journal_commands = getattr(self._job, "journal_commands", None)
         if not self._pending:
+            flush = getattr(store, "flush", None)
+            if flush is not None:
+                flush()
             return
-        current = self._job.write_journal(self._pending, self._pending_count)
+        if journal_commands is not None and hasattr(store, "flush_with"):
+            # One transaction: the operations' store writes and their journal entries reach Redis together.
+            entries, counted = self._pending, self._pending_count
+            results = store.flush_with(lambda pipe: journal_commands(pipe, entries, counted))
+            current = int(results[-1])
+        else:
+            flush = getattr(store, "flush", None)
+            if flush is not None:
+                flush()  # a buffering store: the effects reach Redis before their journal entries
+            current = self._job.write_journal(self._pending, self._pending_count)
         self._pending = {}
         self._pending_count = 0
         self._last_checkpoint = time.monotonic()

@@ -286,10 +286,14 @@ class JobState:
     def write_journal(self, entries: Dict[str, List[Any]], counted: int) -> int:
         """Record finished operations and count them in the progress counter; returns the new count."""
         pipe = self.client.pipeline(transaction=True)
+        self.journal_commands(pipe, entries, counted)
+        return int(pipe.execute()[-1])
+
+    def journal_commands(self, pipe: Any, entries: Dict[str, List[Any]], counted: int) -> None:
+        """Queue ``write_journal``'s commands on a pipeline (the last one's result is the new count)."""
         if entries:
             pipe.hset(self.key("journal"), mapping={op: _pack(entry) for op, entry in entries.items()})
         pipe.incrby(self.key("progress"), counted)
-        return int(pipe.execute()[-1])
 
     def journal(self) -> Dict[str, List[Any]]:
         """Every journal entry of the job."""

@@ -29,7 +29,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Type, Union
 
 import msgpack
 from pydantic import BaseModel, ValidationError
@@ -473,8 +473,55 @@ class RedisStore(BaseStore):
                 (added by another process or before); the rest of the batch is written.
             ObjectStoreException: if Redis fails (then nothing of the batch was written; it stays buffered).
         """
-        if not self._pending:
+        batch = self._take_batch()
+        if batch is None:
             return
+        pending, script_keys, args = batch
+        try:
+            with self._errors("write"):
+                conflicts = self._write_batch(keys=script_keys, args=args)
+        except ObjectStoreException:
+            self._restore(pending)
+            raise
+        self._raise_conflicts(pending, conflicts)
+
+    def flush_with(self, commands: Callable[[Any], None]) -> List[Any]:
+        """Send the buffered writes and some commands of the caller's in one MULTI/EXEC transaction.
+
+        A distributed runner records "this operation is done" together with the operation's own writes, so
+        that neither can reach Redis without the other on a dropped connection.
+
+        Args:
+            commands: Called with the transaction's pipeline to queue the caller's commands.
+
+        Returns:
+            The results of the caller's commands.
+
+        Raises:
+            ObjectAlreadyExists, ObjectStoreException: as ``flush`` (a rejected script write does not stop
+                the caller's commands, which Redis runs all the same).
+        """
+        batch = self._take_batch()
+        pipe = self._client.pipeline(transaction=True)
+        if batch is not None:
+            self._write_batch(keys=batch[1], args=batch[2], client=pipe)
+        commands(pipe)
+        try:
+            with self._errors("write"):
+                results = pipe.execute()
+        except ObjectStoreException:
+            if batch is not None:
+                self._restore(batch[0])
+            raise
+        if batch is None:
+            return list(results)
+        self._raise_conflicts(batch[0], results[0])
+        return list(results[1:])
+
+    def _take_batch(self) -> Optional[Tuple[Dict[Any, Any], List[str], List[Any]]]:
+        """Encode the buffered writes into one script call's keys and arguments, emptying the buffer."""
+        if not self._pending:
+            return None
         pending = self._pending
         by_type: Dict[str, List[Any]] = {}
         encode = self._encode
@@ -500,14 +547,14 @@ class RedisStore(BaseStore):
             script_keys.append(keys.order_key(sid, modelname))
             groups.append([modelname, flat])
         args = [time.time(), self._ttl or 0, _pack_for_lua(groups), keys.namespace(sid)]
-        try:
-            with self._errors("write"):
-                conflicts = self._write_batch(keys=script_keys, args=args)
-        except ObjectStoreException:
-            # Nothing of the batch reached Redis: keep it for the next flush rather than lose it.
-            pending.update(self._pending)
-            self._pending = pending
-            raise
+        return pending, script_keys, args
+
+    def _restore(self, pending: Dict[Any, Any]) -> None:
+        """Nothing of a batch reached Redis: keep it for the next flush rather than lose it."""
+        pending.update(self._pending)
+        self._pending = pending
+
+    def _raise_conflicts(self, pending: Dict[Any, Any], conflicts: Any) -> None:
         if conflicts:
             pairs = [(conflicts[i].decode(), conflicts[i + 1].decode()) for i in range(0, len(conflicts), 2)]
             first_model, first_uid = pairs[0]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.exceptions import ObjectNotFound
+from core.exceptions import ObjectAlreadyExists, ObjectNotFound
 from core.store.redis import RedisStore
 
 from ._models import DB, HOST, PORT, SOURCE, TARGET, Network, content, populate
@@ -123,3 +123,26 @@ def test_prefetch_fills_a_lazy_session_in_one_read(rbackend) -> None:
         assert adapter.get("site", "lon").name == "lon"
     assert reads == []  # every look-up was answered from the prefetch
     store.prefetch("site", ["ams"])  # outside a session: nothing to fill, no error
+
+
+def test_flush_with_sends_writes_and_the_callers_commands_together(rbackend) -> None:
+    adapter = rbackend.adapter()
+    populate(adapter, TARGET)
+    marker = f"test:marker:{adapter.store.store_id}"
+    results = adapter.store.flush_with(lambda pipe: (pipe.set(marker, 1), pipe.incrby(marker, 2)))
+    assert results == [True, 3]
+    assert content(rbackend.reread(adapter))["site"].keys() == {"ams", "sfo", "lon"}
+    # Nothing buffered: only the caller's commands run.
+    assert adapter.store.flush_with(lambda pipe: pipe.get(marker)) == [b"3"]
+    rbackend.client.delete(marker)
+
+
+def test_flush_with_reports_conflicts_like_flush(rbackend) -> None:
+    first = rbackend.adapter()
+    populate(first, {"vlan": {10: {"label": "mgmt"}}})
+    first.store.flush()
+    second = rbackend.adapter(store_id=first.store.store_id)
+    second.add(second.vlan(vid=10, label="other"))
+    with pytest.raises(ObjectAlreadyExists):
+        second.store.flush_with(lambda pipe: pipe.ping())
+    assert rbackend.reread(first).get("vlan", "10").label == "mgmt"
