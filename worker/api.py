@@ -73,6 +73,11 @@ class JobHandle:
             if job.report() is None:
                 job.abort(f"cancelled: {reason}")
 
+    def known(self) -> bool:
+        """Whether this job was submitted (and its record has not expired)."""
+        with reaching_redis(f"look up job {self.id}"):
+            return JobState(self.id, redis_client()).spec_data() is not None
+
     def done(self) -> bool:
         """Whether the job has ended."""
         return self.report() is not None or self.result.state in (states.SUCCESS, states.FAILURE)

@@ -186,9 +186,13 @@ def _status(args: argparse.Namespace) -> int:
     try:
         report = handle.report()
         stage, current, total = handle.progress()
+        known = report is not None or handle.known()
     except ShardsyncError as err:
         print(f"shardsync status: {err}", file=sys.stderr)
         return 3
+    if not known:
+        print(f"shardsync status: job {args.job_id} is unknown (or its record expired)", file=sys.stderr)
+        return 2
     if report is not None:
         _print_report(report, args.json)
         return 0 if report["status"] != "failed" else 1

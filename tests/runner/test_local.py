@@ -129,3 +129,8 @@ def test_cli_reports_a_dead_redis(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert code == 3
     assert "Redis at redis://:***@127.0.0.1:1/0" in err and "pw" not in err
+
+
+def test_cli_status_of_an_unknown_job(capsys) -> None:
+    assert main(["status", "no-such-job-anywhere"]) == 2
+    assert "job no-such-job-anywhere is unknown" in capsys.readouterr().err
