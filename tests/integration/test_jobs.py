@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, Dict
 
@@ -234,3 +235,20 @@ def test_cancel_stops_a_running_job_with_a_report(redis_db) -> None:
     with pytest.raises(InvalidJob, match="unknown"):
         JobHandle("no-such-job").cancel()
     redis_db.delete(gate)
+
+
+def test_cli_sync_status_and_cancel_against_the_workers(redis_db, capsys) -> None:
+    from worker.cli import main
+
+    data = json.dumps({"data": dataset(2, devices=1, ports=1, regions=1)})
+    assert main(["sync", "--json", "--source", "dataset", "--target", "dataset", "--source-kwargs", data]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "success" and report["counts"] == {"create": {"success": 7}}
+    assert {w.split("@")[0] for w in report["workers"]} <= {"alpha", "beta"}
+    assert main(["status", report["job_id"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["job_id"] == report["job_id"]
+    assert main(["sync", "--no-wait", "--dry-run", "--source", "dataset", "--target", "dataset"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    JobHandle(job_id).wait(timeout=60)
+    assert main(["cancel", job_id]) == 0  # ended already: nothing to stop, no error
+    assert main(["cancel", "no-such-job"]) == 2
