@@ -8,8 +8,10 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 from celery import states
 from celery.result import AsyncResult
 
+from core.diff import Diff
 from worker.celery_app import app
 from worker.errors import InvalidJob, JobFailed
+from worker.report import rebuild_diff
 from worker.spec import JobSpec
 from worker.state import JobState, reaching_redis, redis_client
 
@@ -72,6 +74,31 @@ class JobHandle:
                 raise InvalidJob(f"job {self.id} is unknown (or expired)")
             if job.report() is None:
                 job.abort(f"cancelled: {reason}")
+
+    def diff(self) -> Optional[Diff]:
+        """The diff the job computed (and applied, unless a dry run), once its diff step has run; else None.
+
+        Rebuilt here from the copy kept with the job, typed through the registered adapter classes (no
+        adapter is constructed), so ``diff.str()``, ``summary()`` and ``dict()`` work as on a local diff.
+
+        Raises:
+            UnknownAdapter: if this process does not have the job's adapters registered.
+        """
+        from core.diff_codec import DiffCodec  # pylint: disable=import-outside-toplevel
+        from worker.registry import get_adapter  # pylint: disable=import-outside-toplevel
+
+        with reaching_redis(f"read the diff of job {self.id}"):
+            job = JobState(self.id, redis_client())
+            spec = job.spec_data()
+            summary = job.summary()
+            if spec is None or summary is None:
+                return None
+            records = job.diff_records(list(range(job.diff_size())))
+        source_cls, target_cls = get_adapter(spec["source"]), get_adapter(spec["target"])
+        names = []
+        for cls, kwargs in ((source_cls, spec.get("source_kwargs", {})), (target_cls, spec.get("target_kwargs", {}))):
+            names.append(kwargs.get("name") or cls.type or cls.__name__)  # what Adapter.name would be
+        return rebuild_diff(records, DiffCodec(source_cls, target_cls), names[0], names[1], summary)
 
     def known(self) -> bool:
         """Whether this job was submitted (and its record has not expired)."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from core.diff import Diff
+from core.diff_codec import DiffCodec
 
 
 def _op_order(op: str) -> Tuple[int, int]:
@@ -21,3 +24,21 @@ def tally(journal: Dict[str, List[Any]]) -> Tuple[Dict[str, Dict[str, int]], Lis
         if status != "success":
             failures.append({"action": action, "model": model, "unique_id": uid, "status": status, "message": message})
     return counts, failures
+
+
+def rebuild_diff(
+    records: Sequence[Any], codec: DiffCodec, source_name: str, dest_name: str, summary: Optional[Dict[str, int]]
+) -> Diff:
+    """A job's diff from the element records kept with it, with the original's summary (skips included)."""
+    result = Diff()
+    for record in records:
+        result.add(codec.decode(record, source_name, dest_name))
+    summary = summary or {}
+    # What the differ counted: summary() derives "skip" from it.
+    result.models_processed = (
+        summary.get("skip", 0)
+        + summary.get("create", 0)
+        + summary.get("delete", 0)
+        + 2 * (summary.get("update", 0) + summary.get("no-change", 0))
+    )
+    return result

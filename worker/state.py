@@ -328,7 +328,7 @@ class JobState:
     def save_report(self, report: Dict[str, Any], ttl: int) -> None:
         """Keep the job's report (also the job's Celery result) for ``ttl`` seconds."""
         self.client.set(self.key("report"), _pack(report), ex=ttl)
-        for part in ("spec", "info", "times", "workers", "loads", "summary"):
+        for part in ("spec", "info", "times", "workers", "loads", "summary", "diff"):
             self.client.expire(self.key(part), ttl)
 
     def report(self) -> Optional[Dict[str, Any]]:
@@ -336,8 +336,11 @@ class JobState:
         return unpack(self.client.get(self.key("report")))
 
     def drop_scratch(self) -> None:
-        """Delete what only the running job needed: diff, plan, journal, progress, claims, wave sets."""
-        doomed = [self.key(part) for part in ("diff", "plan", "journal", "progress", "shards", "abort", "once")]
+        """Delete what only the running job needed: plan, journal, progress, claims, wave sets.
+
+        The diff stays with the job's report (for ``JobHandle.diff()``) until both expire.
+        """
+        doomed = [self.key(part) for part in ("plan", "journal", "progress", "shards", "abort", "once")]
         for raw in self.client.scan_iter(match=self.key("wave:*"), count=1000):
             doomed.append(raw)
         for raw in self.client.scan_iter(match=self.key("claim:*"), count=1000):

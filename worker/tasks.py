@@ -37,7 +37,7 @@ from worker.apply import ShardSyncer, number_elements
 from worker.celery_app import app
 from worker.errors import JobFailed
 from worker.registry import get_adapter, import_adapter_modules
-from worker.report import tally
+from worker.report import rebuild_diff, tally
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state import JobState
@@ -556,19 +556,8 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
     if spec is not None and not error and not spec.dry_run and changed:
         try:
             source, target = attached_adapters(spec)
-            codec = DiffCodec(source, target)
-            full = Diff()
             records = job.diff_records(list(range(job.diff_size())))
-            for record in records:
-                full.add(codec.decode(record, source.name, target.name))
-            summary = job.summary() or {}
-            # What the differ counted, so that the rebuilt diff's summary() is the original's (skips included).
-            full.models_processed = (
-                summary.get("skip", 0)
-                + summary.get("create", 0)
-                + summary.get("delete", 0)
-                + 2 * (summary.get("update", 0) + summary.get("no-change", 0))
-            )
+            full = rebuild_diff(records, DiffCodec(source, target), source.name, target.name, job.summary())
             target.sync_complete(source, full, spec.diffsync_flags, structlog.get_logger().new(job_id=job_id))
             target.store.flush()
             sync_complete = True

@@ -252,3 +252,28 @@ def test_cli_sync_status_and_cancel_against_the_workers(redis_db, capsys) -> Non
     JobHandle(job_id).wait(timeout=60)
     assert main(["cancel", job_id]) == 0  # ended already: nothing to stop, no error
     assert main(["cancel", "no-such-job"]) == 2
+
+
+def test_the_diff_is_kept_with_the_job(redis_db) -> None:
+    from ss_test_adapters import DatasetAdapter
+
+    source_data, target_data = dataset(3), dataset(2, devices=3)
+    target_data["site"][0]["region"] = "moved"
+    handle = submit_sync(
+        source="dataset",
+        target="dataset",
+        source_kwargs={"data": source_data, "name": "src"},
+        target_kwargs={"data": target_data, "name": "dst"},
+        dry_run=True,
+    )
+    report = handle.wait(timeout=60)
+    source, target = DatasetAdapter(data=source_data, name="src"), DatasetAdapter(data=target_data, name="dst")
+    source.load()
+    target.load()
+    local = target.diff_from(source)
+    kept = handle.diff()
+    assert kept is not None
+    assert kept.summary() == local.summary() == report["summary"]
+    assert kept.str() == local.str()
+    assert kept.dict() == local.dict()
+    assert JobHandle("no-such-job").diff() is None
