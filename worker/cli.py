@@ -9,17 +9,14 @@ from typing import Any, Callable, Dict, List, Optional
 
 from core.enum import DiffSyncFlags
 
-_FLAG_NAMES = {name.lower(): flag for name, flag in DiffSyncFlags.__members__.items() if name != "NONE"}
-
 
 def _parse_flags(names: List[str]) -> DiffSyncFlags:
-    flags = DiffSyncFlags.NONE
-    for name in names:
-        key = name.strip().lower().replace("-", "_")
-        if key not in _FLAG_NAMES:
-            raise argparse.ArgumentTypeError(f"unknown flag {name!r}; known flags: {', '.join(sorted(_FLAG_NAMES))}")
-        flags |= _FLAG_NAMES[key]
-    return flags
+    from worker.spec import parse_flags  # pylint: disable=import-outside-toplevel
+
+    try:
+        return parse_flags(names)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _quiet_engine(verbose: int) -> None:

@@ -16,7 +16,7 @@ import structlog
 from core.diff import Diff
 from core.planner import plan_sync
 from worker.apply import ShardSyncer, number_elements
-from worker.report import tally
+from worker.report import compose_report
 from worker.spec import JobSpec
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -53,7 +53,7 @@ def run_local(spec: JobSpec, callback: Optional[ProgressCallback] = None) -> Dic
             what had been done.
     """
     from worker.errors import JobFailed  # pylint: disable=import-outside-toplevel
-    from worker.tasks import build_adapter, describe  # pylint: disable=import-outside-toplevel
+    from worker.tasks import build_adapter, describe, element_flags  # pylint: disable=import-outside-toplevel
 
     report_progress = callback or (lambda stage, current, total: None)
     hostname = f"local@{socket.gethostname()}"
@@ -79,11 +79,12 @@ def run_local(spec: JobSpec, callback: Optional[ProgressCallback] = None) -> Dic
     started = time.perf_counter()
     report_progress("plan", 0, 1)
 
-    def flags_of(element: Any) -> Any:
-        obj = getattr(element, "_dst_obj", None)
-        return obj.model_flags if obj is not None else 0
-
-    plan = plan_sync(diff, shard_size=spec.shard_size, barrier=spec.top_level_barrier, model_flags=flags_of)
+    plan = plan_sync(
+        diff,
+        shard_size=spec.shard_size,
+        barrier=spec.top_level_barrier,
+        model_flags=lambda element: element_flags(target, element),
+    )
     seconds["plan"] = time.perf_counter() - started
     report_progress("plan", 1, 1)
 
@@ -119,28 +120,25 @@ def run_local(spec: JobSpec, callback: Optional[ProgressCallback] = None) -> Dic
             error = f"sync_complete failed: {describe(err)}"
         seconds["finish"] = time.perf_counter() - started
     seconds["total"] = time.perf_counter() - started_job
-    counts, failures = tally(journal.entries)
-    report = {
-        "job_id": spec.job_id,
-        "status": "failed" if error else ("dry-run" if spec.dry_run else "success"),
-        "error": error,
-        "source": spec.source,
-        "target": spec.target,
-        "flags": list(spec.flags),
-        "dry_run": spec.dry_run,
-        "summary": diff.summary(),
-        "loads": loads,
-        "operations": plan.operations,
-        "counts": counts,
-        "failures": failures,
-        "changed": changed,
-        "sync_complete": sync_complete,
-        "seconds": {stage: round(value, 6) for stage, value in seconds.items()},
-        "shards": shard_results,
-        "waves": len(plan.waves),
-        "workers": [hostname],
-        "stores": {},
-    }
+    report = compose_report(
+        job_id=spec.job_id,
+        source=spec.source,
+        target=spec.target,
+        flags=spec.flags,
+        dry_run=spec.dry_run,
+        error=error,
+        summary=diff.summary(),
+        loads=loads,
+        operations=plan.operations,
+        journal=journal.entries,
+        changed=changed,
+        sync_complete=sync_complete,
+        seconds=seconds,
+        shards=shard_results,
+        waves=len(plan.waves),
+        workers=[hostname],
+        stores={},
+    )
     report_progress("finish", 1, 1)
     if error:
         raise JobFailed(f"job {spec.job_id} failed: {error}", report)

@@ -26,6 +26,51 @@ def tally(journal: Dict[str, List[Any]]) -> Tuple[Dict[str, Dict[str, int]], Lis
     return counts, failures
 
 
+def compose_report(
+    *,
+    job_id: str,
+    source: Any,
+    target: Any,
+    flags: List[str],
+    dry_run: bool,
+    error: Optional[str],
+    summary: Optional[Dict[str, int]],
+    loads: Dict[str, Any],
+    operations: int,
+    journal: Dict[str, List[Any]],
+    changed: bool,
+    sync_complete: bool,
+    seconds: Dict[str, float],
+    shards: List[Dict[str, Any]],
+    waves: int,
+    workers: List[str],
+    stores: Dict[str, str],
+) -> Dict[str, Any]:
+    """A job's report, the same keys from the distributed and the embedded runner."""
+    counts, failures = tally(journal)
+    return {
+        "job_id": job_id,
+        "status": "failed" if error else ("dry-run" if dry_run else "success"),
+        "error": error,
+        "source": source,
+        "target": target,
+        "flags": list(flags),
+        "dry_run": dry_run,
+        "summary": summary,
+        "loads": loads,
+        "operations": operations,
+        "counts": counts,
+        "failures": failures,
+        "changed": changed,
+        "sync_complete": sync_complete,
+        "seconds": {stage: round(value, 6) for stage, value in seconds.items()},
+        "shards": shards,
+        "waves": waves,
+        "workers": workers,
+        "stores": stores,
+    }
+
+
 def rebuild_diff(
     records: Sequence[Any], codec: DiffCodec, source_name: str, dest_name: str, summary: Optional[Dict[str, int]]
 ) -> Diff:

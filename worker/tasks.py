@@ -37,7 +37,7 @@ from worker.apply import ShardSyncer, number_elements
 from worker.celery_app import app
 from worker.errors import JobFailed
 from worker.registry import get_adapter, import_adapter_modules
-from worker.report import rebuild_diff, tally
+from worker.report import compose_report, rebuild_diff
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state import JobState
@@ -47,7 +47,6 @@ _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 MAX_TRANSIENT_RETRIES = 20
 """Retries of a step after Redis errors (backing off up to a minute each) before the job is failed."""
-STAGES = ("load-source", "load-target", "diff", "plan", "sync", "finish")
 SIDES = ("source", "target")
 
 
@@ -121,6 +120,16 @@ def transient(err: BaseException) -> bool:
     return False
 
 
+def _retry_if_transient(task: Task, err: BaseException) -> None:
+    """Run the task again later after a Redis or broker outage, a bounded number of times.
+
+    Backs off up to a minute between runs. Returns for any other error, which the caller handles.
+    """
+    if transient(err) and task.request.retries < MAX_TRANSIENT_RETRIES:
+        logger.warning("Step retried after a Redis error", task=task.name, error=describe(err))
+        raise task.retry(exc=err, countdown=min(60, 2 ** min(task.request.retries, 6))) from err
+
+
 def describe(err: BaseException) -> str:
     """An exception as one line for reports: its type and message."""
     message = str(err)
@@ -175,7 +184,7 @@ def _fail(job: JobState, stage: str, err: BaseException) -> None:
     _enqueue_finish(job.job_id)
 
 
-def _element_flags(adapter: Adapter, element: DiffElement) -> DiffSyncModelFlags:
+def element_flags(adapter: Adapter, element: DiffElement) -> DiffSyncModelFlags:
     """The target model's flags for an element (they decide where a delete's children go)."""
     obj = getattr(element, "_dst_obj", None)
     if obj is None:
@@ -223,8 +232,7 @@ def run_job(self: Task, spec_data: Dict[str, Any]) -> None:
     except Ignore:
         raise
     except Exception as err:
-        if transient(err) and self.request.retries < MAX_TRANSIENT_RETRIES:
-            raise self.retry(exc=err, countdown=min(60, 2**self.request.retries)) from err
+        _retry_if_transient(self, err)
         raise
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage")
@@ -271,8 +279,7 @@ def load(self: Task, job_id: str, side: str) -> None:
             else:
                 diff.apply_async((job_id,), task_id=f"{job_id}.diff")
     except Exception as err:  # noqa: BLE001 - any failure of a load ends the job with a report
-        if transient(err) and self.request.retries < MAX_TRANSIENT_RETRIES:
-            raise self.retry(exc=err, countdown=min(60, 2**self.request.retries)) from err
+        _retry_if_transient(self, err)
         _fail(job, stage, err)
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage")
@@ -318,8 +325,7 @@ def diff(self: Task, job_id: str) -> None:
     except Retry:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of the diff ends the job with a report
-        if transient(err) and self.request.retries < MAX_TRANSIENT_RETRIES:
-            raise self.retry(exc=err, countdown=min(60, 2**self.request.retries)) from err
+        _retry_if_transient(self, err)
         _fail(job, "diff", err)
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage")
@@ -351,7 +357,7 @@ def _diff_and_plan(task: Task, job: JobState, spec: JobSpec, settings: Any, toke
             the_diff,
             shard_size=spec.shard_size,
             barrier=spec.top_level_barrier,
-            model_flags=lambda element: _element_flags(target, element),
+            model_flags=lambda element: element_flags(target, element),
         )
         codec = DiffCodec(source, target)
         records = [_pack(codec.encode(element)) for element in the_diff.get_children()]
@@ -419,10 +425,7 @@ def shard(self: Task, job_id: str, index: int) -> None:
         finished = job.record_shard(index, wave, result)
         _advance(job, plan, wave, finished)
     except Exception as err:
-        if transient(err) and self.request.retries < MAX_TRANSIENT_RETRIES:
-            # Redis went away: run the shard again later; its journal replays what was done.
-            logger.warning("Shard retried after a Redis error", error=describe(err))
-            raise self.retry(exc=err, countdown=min(60, 2 ** min(self.request.retries, 6))) from err
+        _retry_if_transient(self, err)  # a shard run again replays its journal
         raise
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage", "shard")
@@ -534,6 +537,7 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
     job_id = job.job_id
     started = time.perf_counter()
     settings = get_settings()
+    summary = job.summary()
     spec_data = job.spec_data() or {}
     spec: Optional[JobSpec] = None
     error = job.aborted()
@@ -545,7 +549,6 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
     info = job.info()
     shard_results = job.shard_results()
     journal = job.journal()
-    counts, failures = tally(journal)
     changed = any(result.get("changed") for result in shard_results.values())
     sync_complete = False
     plan: Dict[str, Any] = {}
@@ -557,7 +560,7 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
         try:
             source, target = attached_adapters(spec)
             records = job.diff_records(list(range(job.diff_size())))
-            full = rebuild_diff(records, DiffCodec(source, target), source.name, target.name, job.summary())
+            full = rebuild_diff(records, DiffCodec(source, target), source.name, target.name, summary)
             target.sync_complete(source, full, spec.diffsync_flags, structlog.get_logger().new(job_id=job_id))
             target.store.flush()
             sync_complete = True
@@ -573,27 +576,25 @@ def _finish(job: JobState, hostname: Optional[str]) -> Optional[Dict[str, Any]]:
     workers.update(result["worker"] for result in shard_results.values() if result.get("worker"))
     if hostname:
         workers.add(hostname)
-    report: Dict[str, Any] = {
-        "job_id": job_id,
-        "status": "failed" if error else ("dry-run" if spec is not None and spec.dry_run else "success"),
-        "error": error,
-        "source": spec_data.get("source"),
-        "target": spec_data.get("target"),
-        "flags": spec_data.get("flags", []),
-        "dry_run": bool(spec_data.get("dry_run", False)),
-        "summary": job.summary(),
-        "loads": job.loads(),
-        "operations": plan.get("operations", 0),
-        "counts": counts,
-        "failures": failures,
-        "changed": changed,
-        "sync_complete": sync_complete,
-        "seconds": {stage: round(value, 6) for stage, value in times.items()},
-        "shards": [shard_results[index] for index in sorted(shard_results)],
-        "waves": len(plan.get("waves", [])),
-        "workers": sorted(workers),
-        "stores": {side: job_store_id(job_id, side) for side in SIDES},
-    }
+    report = compose_report(
+        job_id=job_id,
+        source=spec_data.get("source"),
+        target=spec_data.get("target"),
+        flags=spec_data.get("flags", []),
+        dry_run=bool(spec_data.get("dry_run", False)),
+        error=error,
+        summary=summary,
+        loads=job.loads(),
+        operations=plan.get("operations", 0),
+        journal=journal,
+        changed=changed,
+        sync_complete=sync_complete,
+        seconds=times,
+        shards=[shard_results[index] for index in sorted(shard_results)],
+        waves=len(plan.get("waves", [])),
+        workers=sorted(workers),
+        stores={side: job_store_id(job_id, side) for side in SIDES},
+    )
     job.save_report(report, settings.store_ttl)
     if spec is not None and info.get("lock") == "held":
         job.release_lock(spec.target_identity())
