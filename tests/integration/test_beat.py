@@ -12,7 +12,7 @@ import uuid
 
 import msgpack
 import pytest
-from _workers import HERE, ROOT, worker_env
+from _workers import ROOT, worker_env
 
 from core import keys
 
@@ -70,4 +70,3 @@ def test_beat_runs_scheduled_syncs(redis_db, tmp_path) -> None:
         os.killpg(beat.pid, signal.SIGTERM)
         beat.wait(timeout=20)
         log.close()
-    assert HERE.exists()
