@@ -1,4 +1,7 @@
-"""The producer API: submit a sync job and follow it."""
+"""The producer API: submit a sync job and follow it (``submit_sync`` -> ``JobHandle``).
+
+Jobs are enqueued by task name, so a producer needs the Celery app and the job state, not the tasks module.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,17 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 from celery import states
 from celery.result import AsyncResult
 
+from core.adapter import Adapter
 from core.diff import Diff
+from core.diff_codec import DiffCodec
 from worker.celery_app import app
+from worker.connection import reaching_redis, redis_client
 from worker.errors import InvalidJob, JobFailed
+from worker.registry import get_adapter, registered_adapters
 from worker.report import rebuild_diff
+from worker.settings import get_settings
 from worker.spec import JobSpec
-from worker.state import JobState, reaching_redis, redis_client
+from worker.state.redis import RedisJobState
 
 
 class JobHandle:
@@ -57,7 +65,7 @@ class JobHandle:
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report once it has ended (failed jobs have one too), else None."""
         with reaching_redis(f"read the report of job {self.id}"):
-            return JobState(self.id, redis_client()).report()
+            return RedisJobState(self.id, redis_client()).report()
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Stop the job; it ends failed, with a report of what was done.
@@ -69,7 +77,7 @@ class JobHandle:
             InvalidJob: if no such job is known.
         """
         with reaching_redis(f"cancel job {self.id}"):
-            job = JobState(self.id, redis_client())
+            job = RedisJobState(self.id, redis_client())
             if job.spec_data() is None:
                 raise InvalidJob(f"job {self.id} is unknown (or expired)")
             if job.report() is None:
@@ -84,11 +92,8 @@ class JobHandle:
         Raises:
             UnknownAdapter: if this process does not have the job's adapters registered.
         """
-        from core.diff_codec import DiffCodec  # pylint: disable=import-outside-toplevel
-        from worker.registry import get_adapter  # pylint: disable=import-outside-toplevel
-
         with reaching_redis(f"read the diff of job {self.id}"):
-            job = JobState(self.id, redis_client())
+            job = RedisJobState(self.id, redis_client())
             spec = job.spec_data()
             summary = job.summary()
             if spec is None or summary is None:
@@ -103,7 +108,7 @@ class JobHandle:
     def known(self) -> bool:
         """Whether this job was submitted (and its record has not expired)."""
         with reaching_redis(f"look up job {self.id}"):
-            return JobState(self.id, redis_client()).spec_data() is not None
+            return RedisJobState(self.id, redis_client()).spec_data() is not None
 
     def done(self) -> bool:
         """Whether the job has ended."""
@@ -138,9 +143,6 @@ def _by_name(side: str, adapter: Any, kwargs: Optional[Dict[str, Any]]) -> Tuple
     """An adapter given as an instance: its registered name and the kwargs it was built with."""
     if isinstance(adapter, str):
         return adapter, dict(kwargs or {})
-    from core.adapter import Adapter  # pylint: disable=import-outside-toplevel
-    from worker.registry import registered_adapters  # pylint: disable=import-outside-toplevel
-
     if not isinstance(adapter, Adapter):
         raise InvalidJob(f"invalid job spec: {side} must be a registered adapter name or an Adapter, not {adapter!r}")
     if kwargs:
@@ -176,8 +178,6 @@ def submit_sync(
         UnknownAdapter: if ``source`` or ``target`` is not a registered adapter name.
         InvalidJob: if anything else in the spec is invalid (every problem is named), or the job id is taken.
     """
-    from worker.settings import get_settings  # pylint: disable=import-outside-toplevel
-
     source, source_kwargs = _by_name("source", source, source_kwargs)
     target, target_kwargs = _by_name("target", target, target_kwargs)
     data: Dict[str, Any] = {
@@ -197,17 +197,19 @@ def submit_sync(
 
 def submit_spec(spec: JobSpec) -> JobHandle:
     """Enqueue a validated spec (see ``submit_sync``)."""
-    from worker.settings import get_settings  # pylint: disable=import-outside-toplevel
-    from worker.tasks import run_job  # pylint: disable=import-outside-toplevel
-
     message = spec.to_message()
     with reaching_redis(f"submit job {spec.job_id}"):
-        job = JobState(spec.job_id, redis_client())
+        job = RedisJobState(spec.job_id, redis_client())
         if not job.create(message, get_settings().store_ttl):
             raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is already taken")
         try:
-            run_job.apply_async((message,), task_id=spec.job_id, retry_policy={"max_retries": 2, "interval_start": 0.2})
+            app.send_task(
+                "shardsync.job",
+                args=(message,),
+                task_id=spec.job_id,
+                retry_policy={"max_retries": 2, "interval_start": 0.2},
+            )
         except Exception:
-            job.client.delete(job.key("spec"), job.key("info"))  # not enqueued: the id may be used again
+            job.forget()  # not enqueued: the id may be used again
             raise
     return JobHandle(spec.job_id)

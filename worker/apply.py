@@ -17,7 +17,7 @@ from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.model import DiffSyncModel
 from core.syncer import DiffSyncSyncer
-from worker.state import JobState
+from worker.state.base import JobState
 
 _CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
 _SUCCESS = DiffSyncStatus.SUCCESS.value
@@ -164,22 +164,12 @@ class ShardSyncer(DiffSyncSyncer):
         without running its hook.
         """
         store = self.dst_diffsync.store
-        journal_commands = getattr(self._job, "journal_commands", None)
         if not self._pending:
             flush = getattr(store, "flush", None)
             if flush is not None:
                 flush()
             return
-        if journal_commands is not None and hasattr(store, "flush_with"):
-            # One transaction: the operations' store writes and their journal entries reach Redis together.
-            entries, counted = self._pending, self._pending_count
-            results = store.flush_with(lambda pipe: journal_commands(pipe, entries, counted))
-            current = int(results[-1])
-        else:
-            flush = getattr(store, "flush", None)
-            if flush is not None:
-                flush()  # a buffering store: the effects reach Redis before their journal entries
-            current = self._job.write_journal(self._pending, self._pending_count)
+        current = self._job.checkpoint(store, self._pending, self._pending_count)
         self._pending = {}
         self._pending_count = 0
         self._last_checkpoint = time.monotonic()

@@ -4,13 +4,22 @@ Messages and results are msgpack only (no pickle is accepted anywhere); tasks ar
 ran and re-queued when a worker process dies, so a job's tasks are written to be safe to run twice.
 Coordination (starting and finishing jobs) and the long work (loads, diffs, shards) have queues of their
 own, so a backlog of shards never holds up the start or finish of a job.
+
+The process signals are wired here too: a worker imports ``SHARDSYNC_ADAPTER_MODULES`` as it starts (a bad
+module fails it at once), beat reads ``SHARDSYNC_SCHEDULE_FILE`` as it starts (importing ``worker`` reads no
+schedule file), and both route structlog events through Celery's logging.
 """
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
+
+from celery import Celery, signals
 from kombu import Exchange, Queue
 
+from worker.logs import log_through_stdlib
+from worker.registry import import_adapter_modules
+from worker.schedule import load_schedule
 from worker.settings import Settings, get_settings
 
 TASK_NAMES = ("shardsync.job", "shardsync.load", "shardsync.diff", "shardsync.shard", "shardsync.finish")
@@ -59,3 +68,31 @@ def create_app(settings: Settings) -> Celery:
 
 
 app = create_app(get_settings())
+
+
+@signals.worker_init.connect
+def _import_adapters_at_start(**_: Any) -> None:
+    import_adapter_modules(get_settings().adapter_modules)
+
+
+@signals.after_setup_logger.connect
+def _structlog_through_celery_logging(loglevel: Any = None, **_: Any) -> None:
+    log_through_stdlib(loglevel)
+
+
+@signals.beat_init.connect
+def _read_schedule_at_beat_start(sender: Any = None, **_: Any) -> None:
+    """Beat's schedule, from the file; a bad file stops beat at start, naming the entry and the problem.
+
+    Beat has built its scheduler (from an empty ``beat_schedule``) when this signal comes; the entries are
+    merged into it as Celery's own set-up merges ``beat_schedule``, so the first tick sees them.
+    """
+    path = get_settings().schedule_file
+    if not path:
+        return
+    import_adapter_modules(get_settings().adapter_modules)
+    schedule = load_schedule(path)
+    app.conf.beat_schedule = schedule
+    scheduler = sender.scheduler
+    scheduler.merge_inplace(schedule)
+    scheduler.sync()

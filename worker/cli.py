@@ -1,18 +1,29 @@
-"""The ``shardsync`` command line."""
+"""The ``shardsync`` command line: the demo, sync jobs (on workers or ``--local``), their status, the registry."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import time
 from typing import Any, Callable, Dict, List, Optional
 
+import structlog
+
 from core.enum import DiffSyncFlags
+from core.logging import enable_console_logging
+from worker.api import JobHandle, submit_spec
+from worker.demo import demo_adapters
+from worker.errors import InvalidJob, JobFailed, ShardsyncError, UnknownAdapter
+from worker.local import run_local
+from worker.registry import import_adapter_modules, registered_adapters
+from worker.schedule import load_schedule
+from worker.settings import get_settings
+from worker.spec import JobSpec, parse_flags
 
 
 def _parse_flags(names: List[str]) -> DiffSyncFlags:
-    from worker.spec import parse_flags  # pylint: disable=import-outside-toplevel
-
     try:
         return parse_flags(names)
     except ValueError as err:
@@ -22,20 +33,12 @@ def _parse_flags(names: List[str]) -> DiffSyncFlags:
 def _quiet_engine(verbose: int) -> None:
     """Engine log events on the console only when asked for (-v info, -vv debug)."""
     if verbose:
-        from core.logging import enable_console_logging  # pylint: disable=import-outside-toplevel
-
         enable_console_logging(verbosity=verbose)
     else:
-        import logging  # pylint: disable=import-outside-toplevel
-
-        import structlog  # pylint: disable=import-outside-toplevel
-
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from worker.demo import demo_adapters  # pylint: disable=import-outside-toplevel
-
     try:
         flags = _parse_flags(args.flag or [])
     except argparse.ArgumentTypeError as err:
@@ -102,9 +105,6 @@ def _print_report(report: Dict[str, Any], as_json: bool) -> None:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from worker import InvalidJob, JobFailed, ShardsyncError, UnknownAdapter  # pylint: disable=import-outside-toplevel
-    from worker.spec import JobSpec  # pylint: disable=import-outside-toplevel
-
     data: Dict[str, Any] = {
         "source": args.source,
         "target": args.target,
@@ -126,8 +126,6 @@ def _sync(args: argparse.Namespace) -> int:
     shown = {"stage": "", "at": 0.0}
 
     def show(stage: str, current: int, total: int) -> None:
-        import time  # pylint: disable=import-outside-toplevel
-
         now = time.monotonic()
         if args.json or (stage == shown["stage"] and now - shown["at"] < 0.2 and current != total):
             return
@@ -136,12 +134,8 @@ def _sync(args: argparse.Namespace) -> int:
 
     try:
         if args.local:
-            from worker.local import run_local  # pylint: disable=import-outside-toplevel
-
             report = run_local(spec, callback=show)
         else:
-            from worker.api import submit_spec  # pylint: disable=import-outside-toplevel
-
             handle = submit_spec(spec)
             if args.no_wait:
                 print(handle.id)
@@ -165,8 +159,6 @@ def _sync(args: argparse.Namespace) -> int:
 
 def _follow(handle: Any, timeout: Optional[float], show: Callable[[str, int, int], None]) -> Dict[str, Any]:
     """Wait for a job, showing its progress."""
-    import time  # pylint: disable=import-outside-toplevel
-
     deadline = None if timeout is None else time.monotonic() + timeout
     while not handle.done():
         show(*handle.progress())
@@ -177,8 +169,6 @@ def _follow(handle: Any, timeout: Optional[float], show: Callable[[str, int, int
 
 
 def _status(args: argparse.Namespace) -> int:
-    from worker import JobHandle, ShardsyncError  # pylint: disable=import-outside-toplevel
-
     handle = JobHandle(args.job_id)
     try:
         report = handle.report()
@@ -201,8 +191,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from worker import JobHandle, ShardsyncError  # pylint: disable=import-outside-toplevel
-
     try:
         JobHandle(args.job_id).cancel(args.reason)
     except ShardsyncError as err:
@@ -213,10 +201,26 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _adapters(args: argparse.Namespace) -> int:
-    from worker import registered_adapters  # pylint: disable=import-outside-toplevel
-
     for name, cls in sorted(registered_adapters().items()):
         print(f"{name}\t{cls.__module__}.{cls.__qualname__}")
+    return 0
+
+
+def _check_schedule(args: argparse.Namespace) -> int:
+    path = args.file or get_settings().schedule_file
+    if not path:
+        print("shardsync check-schedule: no file given and SHARDSYNC_SCHEDULE_FILE is not set", file=sys.stderr)
+        return 2
+    try:
+        import_adapter_modules(get_settings().adapter_modules)
+        schedule = load_schedule(path)
+    except ShardsyncError as err:
+        print(f"shardsync check-schedule: {err}", file=sys.stderr)
+        return 2
+    for name, entry in schedule.items():
+        job = entry["args"][0]
+        print(f"{name.removeprefix('shardsync:')}\t{entry['schedule']}\t{job['source']} -> {job['target']}")
+    print(f"{path}: {len(schedule)} scheduled syncs, all valid")
     return 0
 
 
@@ -261,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     adapters = sub.add_parser("adapters", help="list the registered adapters")
     adapters.set_defaults(func=_adapters)
+
+    check = sub.add_parser("check-schedule", help="validate a schedule file as beat would read it")
+    check.add_argument("file", nargs="?", help="the schedule file (default SHARDSYNC_SCHEDULE_FILE)")
+    check.set_defaults(func=_check_schedule)
     return parser
 
 

@@ -27,3 +27,9 @@ class JobFailed(ShardsyncError):
     def __init__(self, message: str, report: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+def describe(err: BaseException) -> str:
+    """An exception as one line for reports and logs: its type and message."""
+    message = str(err)
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__

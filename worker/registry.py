@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Type, TypeVar, Union, overloa
 
 from core.adapter import Adapter
 from worker.errors import UnknownAdapter
+from worker.settings import get_settings
 
 ENTRY_POINT_GROUP = "shardsync.adapters"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
@@ -118,8 +119,6 @@ def get_adapter(name: str) -> Type[Adapter]:
     """
     found = _registry.get(name)
     if found is None:
-        from worker.settings import get_settings  # pylint: disable=import-outside-toplevel
-
         import_adapter_modules(get_settings().adapter_modules)
         load_entry_points()
         found = _registry.get(name)
@@ -131,8 +130,6 @@ def get_adapter(name: str) -> Type[Adapter]:
 
 def registered_adapters() -> Dict[str, Type[Adapter]]:
     """Every registered adapter by name (SHARDSYNC_ADAPTER_MODULES and entry points included)."""
-    from worker.settings import get_settings  # pylint: disable=import-outside-toplevel
-
     import_adapter_modules(get_settings().adapter_modules)
     load_entry_points()
     return dict(_registry)

@@ -1,11 +1,13 @@
-"""Pieces of a job's report shared by the distributed and the embedded runner."""
+"""A job's report, built from its state the same way for every runner, and its diff rebuilt from the records."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from core.diff import Diff
 from core.diff_codec import DiffCodec
+from worker.state.base import JobState
 
 
 def _op_order(op: str) -> Tuple[int, int]:
@@ -87,3 +89,45 @@ def rebuild_diff(
         + 2 * (summary.get("update", 0) + summary.get("no-change", 0))
     )
     return result
+
+
+def assemble_report(
+    job: JobState, *, error: Optional[str], changed: bool, sync_complete: bool, hostname: str, started: float
+) -> Dict[str, Any]:
+    """The report of a job that ends now, from what its steps recorded (``started``: the finish's start)."""
+    spec_data = job.spec_data() or {}
+    info = job.info()
+    shard_results = job.shard_results()
+    try:
+        plan: Dict[str, Any] = job.plan()
+    except LookupError:
+        plan = {}
+    times = job.times()
+    if "sync_started" in info:
+        times["sync"] = max(0.0, float(info.get("sync_ended", info["sync_started"])) - float(info["sync_started"]))
+    times["finish"] = time.perf_counter() - started
+    if "submitted" in info:
+        times["total"] = max(0.0, time.time() - float(info["submitted"]))
+    workers = set(job.workers().values())
+    workers.update(result["worker"] for result in shard_results.values() if result.get("worker"))
+    if hostname:
+        workers.add(hostname)
+    return compose_report(
+        job_id=job.job_id,
+        source=spec_data.get("source"),
+        target=spec_data.get("target"),
+        flags=spec_data.get("flags", []),
+        dry_run=bool(spec_data.get("dry_run", False)),
+        error=error,
+        summary=job.summary(),
+        loads=job.loads(),
+        operations=plan.get("operations", 0),
+        journal=job.journal(),
+        changed=changed,
+        sync_complete=sync_complete,
+        seconds=times,
+        shards=[shard_results[index] for index in sorted(shard_results)],
+        waves=len(plan.get("waves", [])),
+        workers=sorted(workers),
+        stores=job.store_ids(),
+    )

@@ -11,8 +11,9 @@ from typing import Any, Dict, List
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.adapter import Adapter
 from core.enum import DiffSyncFlags
-from worker.errors import InvalidJob
+from worker.errors import InvalidJob, JobFailed
 from worker.registry import get_adapter
 
 FLAG_NAMES = {name.lower(): flag for name, flag in DiffSyncFlags.__members__.items() if name != "NONE"}
@@ -103,6 +104,19 @@ class JobSpec(BaseModel):
     def diffsync_flags(self) -> DiffSyncFlags:
         """The flags as DiffSyncFlags."""
         return parse_flags(self.flags)
+
+    def build_adapter(self, side: str) -> Adapter:
+        """Construct one side's adapter from its registered name and kwargs (with an empty store of its own).
+
+        Raises:
+            JobFailed: if the adapter's constructor refuses the kwargs.
+        """
+        name = self.source if side == "source" else self.target
+        kwargs = self.source_kwargs if side == "source" else self.target_kwargs
+        try:
+            return get_adapter(name)(**kwargs)
+        except TypeError as err:
+            raise JobFailed(f"{side} adapter {name!r} cannot be built from its kwargs: {err}") from err
 
     def target_identity(self) -> str:
         """What the lock is taken on: the target adapter and its kwargs (the same system, the same lock)."""

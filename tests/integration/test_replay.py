@@ -23,8 +23,8 @@ from core.diff import Diff
 from core.diff_codec import DiffCodec
 from core.store.redis import RedisStore
 from worker.apply import ShardSyncer, number_elements
-from worker.local import MemoryJournal
 from worker.spec import parse_flags
+from worker.state import MemoryJobState
 
 
 class Crash(BaseException):
@@ -71,7 +71,7 @@ def run_shard(records, source_data, store_id, flags, calls_key, journal, crash_a
         flags=flags,
         job=journal,
         op_ids=op_ids,
-        done=dict(journal.entries),
+        done=journal.journal(),
         redelivered=redelivered,
     )
     syncer.run()
@@ -95,7 +95,7 @@ def test_a_crashed_shard_run_again_from_its_journal_ends_as_a_local_sync(client,
     loader = DatasetAdapter(data=target_data, name="loader")
     loader.store = RedisStore(url=REDIS_URL, store_id=store_id, adapter=loader)  # as a load task does
     loader.load()
-    journal = MemoryJournal()
+    journal = MemoryJobState(f"replay-{uuid.uuid4().hex}")
     try:
         records = planned_records(source, store_id, flags)
         crashed = False

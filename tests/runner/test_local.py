@@ -121,10 +121,10 @@ def test_cli_reports_a_dead_redis(monkeypatch, capsys) -> None:
     monkeypatch.setattr(
         settings_module, "get_settings", lambda: settings_module.Settings(broker_url="redis://:pw@127.0.0.1:1/0")
     )
-    from worker import state
+    from worker import connection
 
-    monkeypatch.setattr(state, "_clients", {})
-    monkeypatch.setattr(state, "get_settings", settings_module.get_settings)
+    monkeypatch.setattr(connection, "_clients", {})
+    monkeypatch.setattr(connection, "get_settings", settings_module.get_settings)
     code = main(["status", "some-job"])
     err = capsys.readouterr().err
     assert code == 3

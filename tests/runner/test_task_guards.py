@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from core.exceptions import ObjectCrudException, ObjectStoreException
-from worker.state import JobState
+from worker.state import RedisJobState as JobState
 from worker.tasks import shard, transient
 
 

@@ -1,28 +1,28 @@
-"""A job's state in Redis: spec, stage times, diff, plan, journal, shard results, lock and report.
+"""The job state in Redis: every worker of a deployment reads and writes the same keys.
 
-Every key name comes from ``core.keys``; every value is msgpack or a plain Redis number.  The functions
-here are the only writers of job state, and each write is safe to repeat (tasks may run twice).
+Every key name comes from ``core.keys``; every value is msgpack or a plain Redis number; each write is safe
+to repeat (tasks may run twice).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
-import msgpack
 import structlog
 from redis import Redis
 
 from core import keys
+from core.store.redis import RedisStore
+from worker.connection import redis_client
 from worker.settings import get_settings
+from worker.state.base import Entry, JobState, pack, unpack
 
 logger = structlog.get_logger("shardsync.worker")
-_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_pack = pack
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -42,60 +42,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-_clients: Dict[int, Redis] = {}
-
-
-def unpack(raw: Optional[bytes]) -> Any:
-    """Decode a value written by this module (plain data only)."""
-    if raw is None:
-        return None
-    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
-
-
-def safe_url(url: str) -> str:
-    """A Redis URL fit for messages: the password replaced by ``***``."""
-    parsed = urlsplit(url)
-    if parsed.password is None:
-        return url
-    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
-    return urlunsplit(parsed._replace(netloc=netloc))
-
-
-@contextmanager
-def reaching_redis(doing: str) -> Iterator[None]:
-    """Turn Redis and broker connection errors into RedisUnavailable, naming the URL and what was being done."""
-    from kombu.exceptions import OperationalError  # pylint: disable=import-outside-toplevel
-    from redis.exceptions import ConnectionError as RedisConnectionError  # pylint: disable=import-outside-toplevel
-    from redis.exceptions import TimeoutError as RedisTimeoutError  # pylint: disable=import-outside-toplevel
-
-    from worker.errors import RedisUnavailable  # pylint: disable=import-outside-toplevel
-
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OperationalError, ConnectionError) as err:
-        settings = get_settings()
-        raise RedisUnavailable(
-            f"cannot {doing}: Redis at {safe_url(settings.redis_url)} (SHARDSYNC_STORE_URL, else "
-            f"SHARDSYNC_BROKER_URL; broker {safe_url(settings.broker_url)}) does not answer: {err}"
-        ) from None
-
-
-def redis_client() -> Redis:
-    """The client of the job-state Redis for this process (one per process: forked workers make their own)."""
-    pid = os.getpid()
-    client = _clients.get(pid)
-    if client is None:
-        client = _clients[pid] = Redis.from_url(
-            get_settings().redis_url, socket_connect_timeout=10, health_check_interval=30
-        )
-    return client
-
-
-class JobState:
-    """Reads and writes one job's keys."""
+class RedisJobState(JobState):
+    """One job's state as keys of the job-state Redis, shared by every worker of the deployment."""
 
     def __init__(self, job_id: str, client: Optional[Redis] = None) -> None:
-        self.job_id = job_id
+        super().__init__(job_id)
         self.client = client if client is not None else redis_client()
 
     def key(self, part: str) -> str:
@@ -112,6 +63,10 @@ class JobState:
             self.client.expire(self.key("info"), ttl)
         return bool(created)
 
+    def forget(self) -> None:
+        """Undo ``create`` for a job that could not be enqueued, so that its id may be used again."""
+        self.client.delete(self.key("spec"), self.key("info"))
+
     def spec_data(self) -> Optional[Dict[str, Any]]:
         """The spec as submitted, or None if this job is unknown (or expired)."""
         return unpack(self.client.get(self.key("spec")))
@@ -127,6 +82,14 @@ class JobState:
         for name, value in raw.items():
             result[name.decode()] = unpack(value)
         return result
+
+    def mark_sync_started(self, when: float) -> None:
+        """Record when the first shard began (kept if set already)."""
+        self.client.hsetnx(self.key("info"), "sync_started", _pack(when))
+
+    def mark_sync_ended(self, when: float) -> None:
+        """Record when a shard ended (the last one's time stays)."""
+        self.client.hset(self.key("info"), "sync_ended", _pack(when))
 
     def once(self, marker: str) -> bool:
         """True the first time it is called with ``marker`` for this job (guards steps that must not repeat)."""
@@ -221,7 +184,27 @@ class JobState:
         """Release a claim taken with ``claim``."""
         self.client.eval(_RELEASE, 1, self.key(part), token)
 
-    # -- loads ----------------------------------------------------------------------------------------
+    # -- stores and loads ----------------------------------------------------------------------------------------
+
+    def open_store(self, side: str, lazy: bool = False) -> RedisStore:
+        """The job's store of one side (created on first use, expiring ``store_ttl`` after its last write)."""
+        settings = get_settings()
+        return RedisStore(
+            url=settings.redis_url,
+            store_id=keys.job_store_id(self.job_id, side),
+            ttl=settings.store_ttl,
+            lazy_reads=lazy,
+        )
+
+    def fresh_store(self, side: str) -> RedisStore:
+        """The side's store, emptied: a load run again starts over."""
+        store = self.open_store(side)
+        store.clear()
+        return store
+
+    def store_ids(self) -> Dict[str, str]:
+        """The store ids of both sides (``RedisStore(store_id=...)`` reads them until they expire)."""
+        return {side: keys.job_store_id(self.job_id, side) for side in ("source", "target")}
 
     def record_load(self, side: str, result: Dict[str, Any]) -> int:
         """Record a finished load; returns how many sides are loaded."""
@@ -236,12 +219,14 @@ class JobState:
 
     # -- diff and plan --------------------------------------------------------------------------------
 
-    def save_diff(self, records: Sequence[bytes], summary: Dict[str, int], batch: int = 1000) -> None:
+    def save_diff(self, records: Sequence[Any], summary: Dict[str, int], batch: int = 1000) -> None:
         """Keep the diff: one packed element record per top-level element, by position."""
         key = self.key("diff")
         self.client.delete(key)
         for start in range(0, len(records), batch):
-            chunk = {str(start + offset): record for offset, record in enumerate(records[start : start + batch])}
+            chunk = {
+                str(start + offset): _pack(record) for offset, record in enumerate(records[start : start + batch])
+            }
             self.client.hset(key, mapping=chunk)  # type: ignore[arg-type]
         self.client.set(self.key("summary"), _pack(summary))
 
@@ -276,26 +261,41 @@ class JobState:
 
     # -- shards, journal, progress --------------------------------------------------------------------
 
-    def journal_entries(self, ops: Sequence[str]) -> Dict[str, List[Any]]:
+    def journal_entries(self, ops: Sequence[str]) -> Dict[str, Entry]:
         """Journal entries already recorded for these operations."""
         if not ops:
             return {}
         raw = self.client.hmget(self.key("journal"), list(ops))
         return {op: unpack(value) for op, value in zip(ops, raw, strict=True) if value is not None}
 
-    def write_journal(self, entries: Dict[str, List[Any]], counted: int) -> int:
+    def write_journal(self, entries: Dict[str, Entry], counted: int) -> int:
         """Record finished operations and count them in the progress counter; returns the new count."""
         pipe = self.client.pipeline(transaction=True)
-        self.journal_commands(pipe, entries, counted)
+        self._journal_commands(pipe, entries, counted)
         return int(pipe.execute()[-1])
 
-    def journal_commands(self, pipe: Any, entries: Dict[str, List[Any]], counted: int) -> None:
+    def _journal_commands(self, pipe: Any, entries: Dict[str, Entry], counted: int) -> None:
         """Queue ``write_journal``'s commands on a pipeline (the last one's result is the new count)."""
         if entries:
             pipe.hset(self.key("journal"), mapping={op: _pack(entry) for op, entry in entries.items()})
         pipe.incrby(self.key("progress"), counted)
 
-    def journal(self) -> Dict[str, List[Any]]:
+    def checkpoint(self, store: Any, entries: Dict[str, Entry], counted: int) -> int:
+        """Write a store's buffered changes and the journal entries behind them, in one transaction.
+
+        A RedisStore takes the journal commands into its own MULTI/EXEC (the job's stores live on the
+        job-state Redis); any other store is flushed first, so its writes land before the journal names them.
+        """
+        flush_with = getattr(store, "flush_with", None)
+        if flush_with is not None:
+            results = flush_with(lambda pipe: self._journal_commands(pipe, entries, counted))
+            return int(results[-1])
+        flush = getattr(store, "flush", None)
+        if flush is not None:
+            flush()
+        return self.write_journal(entries, counted)
+
+    def journal(self) -> Dict[str, Entry]:
         """Every journal entry of the job."""
         return {name.decode(): unpack(value) for name, value in self.client.hgetall(self.key("journal")).items()}
 

@@ -1,0 +1,69 @@
+"""The Redis connection of job state, and the error a caller sees when Redis or the broker is unreachable."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Dict, Iterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from kombu.exceptions import OperationalError
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from worker.errors import RedisUnavailable
+from worker.settings import get_settings
+
+_clients: Dict[int, Redis] = {}
+_SECRET_PARAMS = {"password", "passwd", "pass", "pwd", "token", "secret"}
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for messages and logs: a password, in the user part or a query parameter, shown as ``***``."""
+    parsed = urlsplit(url)
+    netloc = parsed.netloc
+    if parsed.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}"
+    query = parsed.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name.lower() in _SECRET_PARAMS for name, _ in pairs):
+            masked = [(name, "***" if name.lower() in _SECRET_PARAMS else value) for name, value in pairs]
+            query = urlencode(masked, safe="*")
+    return urlunsplit(parsed._replace(netloc=netloc, query=query))
+
+
+def redis_client() -> Redis:
+    """The client of the job-state Redis for this process (one per process: forked workers make their own)."""
+    pid = os.getpid()
+    client = _clients.get(pid)
+    if client is None:
+        client = _clients[pid] = Redis.from_url(
+            get_settings().redis_url, socket_connect_timeout=10, health_check_interval=30
+        )
+    return client
+
+
+@contextmanager
+def reaching_redis(doing: str) -> Iterator[None]:
+    """Turn Redis and broker connection errors into RedisUnavailable, naming the URL and what was being done."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OperationalError, ConnectionError) as err:
+        settings = get_settings()
+        raise RedisUnavailable(
+            f"cannot {doing}: Redis at {safe_url(settings.redis_url)} (SHARDSYNC_STORE_URL, else "
+            f"SHARDSYNC_BROKER_URL; broker {safe_url(settings.broker_url)}) does not answer: "
+            f"{_without_secrets(str(err), settings.redis_url, settings.broker_url)}"
+        ) from None
+
+
+def _without_secrets(message: str, *urls: str) -> str:
+    for url in urls:
+        password = urlsplit(url).password
+        if password:
+            message = message.replace(password, "***")
+    return message

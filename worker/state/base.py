@@ -1,0 +1,241 @@
+"""The job-state interface: every record a step of the pipeline keeps or reads, and nothing else.
+
+Each write is safe to repeat, because a step may run twice (a redelivered task); the methods that guard
+against a second run (``once``, ``claim``, the lock) say so in what they return.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from typing import Any, Dict, List, Optional, Sequence
+
+import msgpack
+
+from core.store import BaseStore
+
+Entry = List[Any]
+"""A journal entry: ``[action, status, message, modelname, unique_id, model_flags]``."""
+
+_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def pack(value: Any) -> bytes:
+    """Encode plain data for the job state (msgpack: never pickle)."""
+    return _pack(value)
+
+
+def unpack(raw: Optional[bytes]) -> Any:
+    """Decode a value written with ``pack`` (plain data only); None stays None."""
+    if raw is None:
+        return None
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+class JobState(ABC):
+    """One job's records: spec, info, times, lock and claims, loads, diff, plan, journal, shards and report."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+
+    # -- spec and info --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def create(self, spec: Dict[str, Any], ttl: int) -> bool:
+        """Record a new job (status queued); False if a job with this id exists already."""
+
+    @abstractmethod
+    def forget(self) -> None:
+        """Undo ``create`` for a job that could not be enqueued, so that its id may be used again."""
+
+    @abstractmethod
+    def spec_data(self) -> Optional[Dict[str, Any]]:
+        """The spec as submitted, or None if this job is unknown (or expired)."""
+
+    @abstractmethod
+    def set_info(self, **fields: Any) -> None:
+        """Set fields of the job's info (status, started, lock...)."""
+
+    @abstractmethod
+    def info(self) -> Dict[str, Any]:
+        """The job's info fields."""
+
+    @abstractmethod
+    def mark_sync_started(self, when: float) -> None:
+        """Record when the first shard began (kept if set already)."""
+
+    @abstractmethod
+    def mark_sync_ended(self, when: float) -> None:
+        """Record when a shard ended (the last one's time stays)."""
+
+    @abstractmethod
+    def once(self, marker: str) -> bool:
+        """True the first time it is called with ``marker`` for this job (guards steps that must not repeat)."""
+
+    @abstractmethod
+    def record_time(self, stage: str, seconds: float) -> None:
+        """Record how long a stage took."""
+
+    @abstractmethod
+    def times(self) -> Dict[str, float]:
+        """Seconds per stage."""
+
+    @abstractmethod
+    def record_worker(self, role: str, hostname: str) -> None:
+        """Remember which worker ran a step (for the report)."""
+
+    @abstractmethod
+    def workers(self) -> Dict[str, str]:
+        """Worker hostname per step."""
+
+    # -- abort ----------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def abort(self, message: str) -> None:
+        """Stop the job: the first error wins; steps not started yet will not start."""
+
+    @abstractmethod
+    def aborted(self) -> Optional[str]:
+        """The error that stopped the job, if any."""
+
+    # -- lock and claims ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def acquire_lock(self, target: str, ttl: int) -> Optional[str]:
+        """Take the lock on ``target``; None when this job holds it now, else the id of the holder."""
+
+    @abstractmethod
+    def renew_lock(self, target: str, ttl: int) -> bool:
+        """Extend this job's lock; False if another job holds it now."""
+
+    @abstractmethod
+    def release_lock(self, target: str) -> None:
+        """Release the lock if this job holds it."""
+
+    @abstractmethod
+    def heartbeat(
+        self, target: str, ttl: int, claim: Optional[str] = None, token: str = ""
+    ) -> AbstractContextManager[None]:
+        """Keep the job's lock (and a step's claim) alive while a long step runs."""
+
+    @abstractmethod
+    def claim(self, part: str, ttl: int) -> Optional[str]:
+        """Claim a step so that a duplicate delivery does not run it at the same time; a token, or None."""
+
+    @abstractmethod
+    def release_claim(self, part: str, token: str) -> None:
+        """Release a claim taken with ``claim``."""
+
+    # -- stores and loads -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def fresh_store(self, side: str) -> BaseStore:
+        """An empty store for one side's load (a load run again starts over)."""
+
+    @abstractmethod
+    def open_store(self, side: str, lazy: bool = False) -> BaseStore:
+        """The store one side was loaded into (``lazy``: read objects when named, for shards)."""
+
+    @abstractmethod
+    def store_ids(self) -> Dict[str, str]:
+        """Where the job's stores can be inspected after it ended, per side (none for memory)."""
+
+    @abstractmethod
+    def record_load(self, side: str, result: Dict[str, Any]) -> int:
+        """Record a finished load; returns how many sides are loaded."""
+
+    @abstractmethod
+    def loads(self) -> Dict[str, Dict[str, Any]]:
+        """Load results per side."""
+
+    # -- diff and plan --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def save_diff(self, records: Sequence[Any], summary: Dict[str, int]) -> None:
+        """Keep the diff: one element record (plain data) per top-level element, by position."""
+
+    @abstractmethod
+    def diff_records(self, roots: Sequence[int]) -> List[Any]:
+        """The element records of some top-level elements.
+
+        Raises:
+            LookupError: naming the positions the kept diff lacks.
+        """
+
+    @abstractmethod
+    def diff_size(self) -> int:
+        """Number of top-level elements in the kept diff."""
+
+    @abstractmethod
+    def summary(self) -> Optional[Dict[str, int]]:
+        """The diff's summary, once the diff ran."""
+
+    @abstractmethod
+    def save_plan(self, plan: Dict[str, Any]) -> None:
+        """Keep the plan (waves, shards with their roots and operation counts); saved means the diff is done."""
+
+    @abstractmethod
+    def plan(self) -> Dict[str, Any]:
+        """The plan saved by the diff step.
+
+        Raises:
+            LookupError: if there is none (not planned yet, or the job's scratch data is gone).
+        """
+
+    # -- journal and progress -------------------------------------------------------------------------
+
+    @abstractmethod
+    def journal_entries(self, ops: Sequence[str]) -> Dict[str, Entry]:
+        """Journal entries already recorded for these operations."""
+
+    @abstractmethod
+    def write_journal(self, entries: Dict[str, Entry], counted: int) -> int:
+        """Record finished operations and count them as progress; returns the new count."""
+
+    @abstractmethod
+    def checkpoint(self, store: BaseStore, entries: Dict[str, Entry], counted: int) -> int:
+        """Write a store's buffered changes, then the journal entries of the operations that made them.
+
+        Together where the two live side by side (one transaction in Redis), so the journal never names an
+        operation whose store writes are missing. Returns the new progress count.
+        """
+
+    @abstractmethod
+    def journal(self) -> Dict[str, Entry]:
+        """Every journal entry of the job."""
+
+    @abstractmethod
+    def progress_count(self) -> int:
+        """Operations dealt with so far."""
+
+    # -- shards ---------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def shard_result(self, index: int) -> Optional[Dict[str, Any]]:
+        """The recorded result of a shard, if it finished."""
+
+    @abstractmethod
+    def record_shard(self, index: int, wave: int, result: Dict[str, Any]) -> int:
+        """Record a shard's result; returns how many shards of its wave have finished."""
+
+    @abstractmethod
+    def finished_in_wave(self, wave: int) -> int:
+        """How many shards of a wave have recorded their result."""
+
+    @abstractmethod
+    def shard_results(self) -> Dict[int, Dict[str, Any]]:
+        """Every recorded shard result by index."""
+
+    # -- report and clean-up --------------------------------------------------------------------------
+
+    @abstractmethod
+    def save_report(self, report: Dict[str, Any], ttl: int) -> None:
+        """Keep the job's report for ``ttl`` seconds, with the spec, info and diff it describes."""
+
+    @abstractmethod
+    def report(self) -> Optional[Dict[str, Any]]:
+        """The job's report, once it has ended."""
+
+    @abstractmethod
+    def drop_scratch(self) -> None:
+        """Delete what only the running job needed (plan, journal, claims...); the diff stays with the report."""
