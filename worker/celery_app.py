@@ -17,6 +17,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
+from worker.errors import ShardsyncError
 from worker.logs import log_through_stdlib
 from worker.registry import import_adapter_modules
 from worker.schedule import load_schedule
@@ -90,8 +91,12 @@ def _read_schedule_at_beat_start(sender: Any = None, **_: Any) -> None:
     path = get_settings().schedule_file
     if not path:
         return
-    import_adapter_modules(get_settings().adapter_modules)
-    schedule = load_schedule(path)
+    try:
+        import_adapter_modules(get_settings().adapter_modules)
+        schedule = load_schedule(path)
+    except ShardsyncError as err:
+        # Celery logs and swallows a receiver's exceptions; a beat without its schedule must not run on.
+        raise SystemExit(f"celery beat: {err}") from None
     app.conf.beat_schedule = schedule
     scheduler = sender.scheduler
     scheduler.merge_inplace(schedule)

@@ -11,7 +11,7 @@ import socket
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
 
-from worker.errors import JobFailed
+from worker.errors import InvalidJob, JobFailed
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state.memory import MemoryJobState
@@ -59,15 +59,24 @@ class LocalRunner:
                 raise RuntimeError(f"embedded job {job.job_id}: {busy}") from None
 
 
-def run_local(spec: JobSpec, callback: Optional[ProgressCallback] = None) -> Dict[str, Any]:
+def run_local(
+    spec: JobSpec, callback: Optional[ProgressCallback] = None, state: Optional[MemoryJobState] = None
+) -> Dict[str, Any]:
     """Run a job in this process and return its report (the distributed runner's report, same keys).
+
+    Args:
+        spec: The job.
+        callback: Called with ``(stage, current, total)`` as the job goes.
+        state: Where the job keeps its records and stores (a new ``MemoryJobState`` for ``spec.job_id``
+            when not given); pass one to read the stores, the kept diff or the journal afterwards.
 
     Raises:
         JobFailed: if an operation raised without CONTINUE_ON_FAILURE, or a step failed; ``report`` says
             what had been done.
     """
-    job = MemoryJobState(spec.job_id)
-    job.create(spec.to_message(), get_settings().store_ttl)
+    job = state if state is not None else MemoryJobState(spec.job_id)
+    if job.job_id != spec.job_id or not job.create(spec.to_message(), get_settings().store_ttl):
+        raise InvalidJob(f"job state {job.job_id!r} is not a new state for job {spec.job_id!r}")
     runner = LocalRunner(callback)
     runner.enqueue("start", spec.job_id)
     runner.run(job, Delivery(hostname=f"local@{socket.gethostname()}"))

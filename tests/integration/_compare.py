@@ -14,7 +14,9 @@ from core.exceptions import ObjectCrudException
 from core.keys import job_store_id
 from core.store.redis import RedisStore
 from worker import JobFailed, submit_sync
-from worker.spec import parse_flags
+from worker.local import run_local
+from worker.spec import JobSpec, parse_flags
+from worker.state import MemoryJobState
 
 REDIS_URL = os.environ["SHARDSYNC_BROKER_URL"]
 
@@ -71,6 +73,40 @@ def distributed_sync(
     calls = read_calls(client, key)
     client.delete(key)
     return target_contents(handle.id, record_url), calls, report, failure
+
+
+def embedded_sync(
+    source_data: Dict[str, Any],
+    target_data: Dict[str, Any],
+    flags: List[str],
+    client: Redis,
+    record_url: str,
+    **options: Any,
+) -> Tuple[Dict[str, Any], List[List[Any]], Dict[str, Any], Optional[JobFailed]]:
+    """The same sync on the embedded runner (this process, memory state): as ``distributed_sync`` returns."""
+    key = f"test:calls:embedded:{uuid.uuid4().hex}"
+    spec = JobSpec.from_data(
+        {
+            "source": "dataset",
+            "target": "dataset",
+            "source_kwargs": {"data": source_data, "name": "src"},
+            "target_kwargs": {"data": target_data, "record_url": record_url, "calls_key": key, "name": "dst"},
+            "flags": flags,
+            **options,
+        }
+    )
+    state = MemoryJobState(spec.job_id)
+    failure = None
+    try:
+        report = run_local(spec, state=state)
+    except JobFailed as err:
+        failure = err
+        report = err.report or {}
+    calls = read_calls(client, key)
+    client.delete(key)
+    reader = DatasetAdapter(name="reader")
+    reader.attach_store(state.open_store("target"))
+    return contents(reader), calls, report, failure
 
 
 def target_contents(job_id: str, record_url: str) -> Dict[str, Any]:

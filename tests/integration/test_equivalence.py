@@ -1,4 +1,4 @@
-"""Property: a distributed job leaves the target exactly as a one-process ``sync_from`` does.
+"""Property: a distributed job, and the embedded runner, leave the target exactly as a ``sync_from`` does.
 
 Generated datasets (two top-level types, a three-level tree), flags, per-object model flags on the target
 (NATURAL_DELETION_ORDER, SKIP_CHILDREN_ON_DELETE) and hooks that fail now and then (raising with
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 import pytest
-from _compare import REDIS_URL, assert_same_calls, distributed_sync, local_sync
+from _compare import REDIS_URL, assert_same_calls, distributed_sync, embedded_sync, local_sync
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -85,7 +85,16 @@ def scenarios(draw: st.DrawFn) -> Dict[str, Any]:
 def test_distributed_job_equals_local_sync(redis_db, scenario: Dict[str, Any]) -> None:
     source, target, flags = scenario["source"], scenario["target"], scenario["flags"]
     local_state, local_calls, local_error = local_sync(source, target, flags, redis_db, REDIS_URL)
-    state, calls, report, failure = distributed_sync(
+    distributed = distributed_sync(
+        source,
+        target,
+        flags,
+        redis_db,
+        REDIS_URL,
+        shard_size=scenario["shard_size"],
+        top_level_barrier=scenario["barrier"],
+    )
+    embedded = embedded_sync(
         source,
         target,
         flags,
@@ -95,9 +104,13 @@ def test_distributed_job_equals_local_sync(redis_db, scenario: Dict[str, Any]) -
         top_level_barrier=scenario["barrier"],
     )
     assert local_error is None  # raising hooks only run with CONTINUE_ON_FAILURE
-    assert failure is None, failure
-    assert state == local_state
-    assert_same_calls(local_calls, calls, barrier=scenario["barrier"])
-    assert report["operations"] >= len([call for call in calls if call[0] != "sync_complete"])
-    failed = [call for call in calls if call[0] != "sync_complete" and call[3].get("note", "").startswith("fail")]
-    assert len(report["failures"]) >= len([c for c in failed if c[0] != "delete"])
+    for runner, (state, calls, report, failure) in (("workers", distributed), ("embedded", embedded)):
+        assert failure is None, (runner, failure)
+        assert state == local_state, runner
+        assert_same_calls(local_calls, calls, barrier=scenario["barrier"])
+        assert report["operations"] >= len([call for call in calls if call[0] != "sync_complete"])
+        failed = [call for call in calls if call[0] != "sync_complete" and call[3].get("note", "").startswith("fail")]
+        assert len(report["failures"]) >= len([c for c in failed if c[0] != "delete"])
+    # The two runners carry the same steps: the same report but for where and how long things ran.
+    same = ("status", "error", "summary", "operations", "counts", "failures", "changed", "sync_complete", "waves")
+    assert {k: distributed[2][k] for k in same} == {k: embedded[2][k] for k in same}

@@ -1,0 +1,82 @@
+"""The schedule file is read by beat and by ``shardsync check-schedule``, never by importing ``worker``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKEN = '{"syncs": [{"name": "bad", "every": -5, "job": {"source": "demo", "target": "demo"}}]}'
+
+
+def run(args, schedule_file, timeout=60):
+    env = dict(os.environ, SHARDSYNC_SCHEDULE_FILE=str(schedule_file))
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_broken_schedule_file_does_not_break_import_or_demo(tmp_path) -> None:
+    path = tmp_path / "schedule.json"
+    path.write_text(BROKEN)
+    imported = run([sys.executable, "-c", "import worker, worker.tasks; print(worker.app.conf.beat_schedule)"], path)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "{}"
+    demo = run([sys.executable, "-m", "worker.cli", "demo", "--json"], path)
+    assert demo.returncode == 0, demo.stderr
+    assert json.loads(demo.stdout)["after_sync"]["create"] == 0
+
+
+def test_check_schedule_validates_on_request(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(BROKEN)
+    assert main(["check-schedule", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "entry 'bad'" in err and "'every' must be a positive number" in err
+    good = tmp_path / "good.json"
+    entry = {"name": "hourly", "every": 3600, "job": {"source": "demo", "target": "demo"}}
+    good.write_text(json.dumps({"syncs": [entry]}))
+    assert main(["check-schedule", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "hourly\t3600.0\tdemo -> demo" in out and "1 scheduled syncs, all valid" in out
+    missing = tmp_path / "missing.json"
+    assert main(["check-schedule", str(missing)]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+
+
+def test_check_schedule_without_a_file(capsys) -> None:
+    from worker.settings import get_settings
+
+    if get_settings().schedule_file:
+        pytest.skip("SHARDSYNC_SCHEDULE_FILE is set in this environment")
+    assert main(["check-schedule"]) == 2
+    assert "SHARDSYNC_SCHEDULE_FILE is not set" in capsys.readouterr().err
+
+
+def test_beat_refuses_a_broken_schedule_at_start(tmp_path) -> None:
+    path = tmp_path / "schedule.json"
+    path.write_text(BROKEN)
+    env = dict(os.environ, SHARDSYNC_SCHEDULE_FILE=str(path))
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "beat", "-s", str(tmp_path / "beat-state"), "-l", "info"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = beat.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(beat.pid, signal.SIGKILL)
+        beat.wait(timeout=10)
+        raise AssertionError("beat kept running with a broken schedule file") from None
+    assert beat.returncode != 0
+    assert "'every' must be a positive number" in output
