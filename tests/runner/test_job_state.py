@@ -1,0 +1,157 @@
+"""One contract for both job-state implementations: Redis (db 13) and memory, the same answers to the same calls."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from redis import Redis
+
+from core.store.local import LocalStore
+from core.store.redis import RedisStore
+from worker.connection import safe_url
+from worker.state import MemoryJobState, RedisJobState
+
+URL = "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture(params=["redis", "memory"])
+def job(request):
+    job_id = f"test-state-{uuid.uuid4().hex}"
+    if request.param == "memory":
+        yield MemoryJobState(job_id)
+        return
+    state = RedisJobState(job_id, Redis.from_url(URL))
+    yield state
+    for key in state.client.scan_iter(match=state.key("*")):
+        state.client.delete(key)
+    for store_id in state.store_ids().values():
+        RedisStore(url=URL, store_id=store_id).clear()
+
+
+def sibling(job):
+    """Another job on the same kind of state (and, for Redis, the same server)."""
+    job_id = f"other-{uuid.uuid4().hex}"
+    return RedisJobState(job_id, job.client) if isinstance(job, RedisJobState) else MemoryJobState(job_id)
+
+
+def test_create_once_and_forget(job) -> None:
+    assert job.spec_data() is None
+    assert job.create({"source": "a", "target": "b"}, ttl=60)
+    assert not job.create({"source": "x", "target": "y"}, ttl=60)
+    assert job.spec_data() == {"source": "a", "target": "b"}
+    assert job.info()["status"] == "queued" and "submitted" in job.info()
+    job.forget()
+    assert job.spec_data() is None
+    assert job.create({"source": "c", "target": "d"}, ttl=60)
+
+
+def test_info_marks_and_once(job) -> None:
+    job.set_info(status="running", worker="w1")
+    job.mark_sync_started(10.0)
+    job.mark_sync_started(20.0)  # the first shard's start stays
+    job.mark_sync_ended(30.0)
+    job.mark_sync_ended(40.0)  # the last shard's end wins
+    info = job.info()
+    assert (info["status"], info["worker"], info["sync_started"], info["sync_ended"]) == ("running", "w1", 10.0, 40.0)
+    assert job.once("wave-1") and not job.once("wave-1") and job.once("wave-2")
+    job.record_time("diff", 1.5)
+    job.record_worker("diff", "w2")
+    assert job.times() == {"diff": 1.5} and job.workers() == {"diff": "w2"}
+
+
+def test_abort_first_error_wins(job) -> None:
+    assert job.aborted() is None
+    job.abort("shard 1 failed")
+    job.abort("shard 2 failed")
+    assert job.aborted() == "shard 1 failed"
+
+
+def test_claims_exclude_duplicates(job) -> None:
+    token = job.claim("claim:3", ttl=30)
+    assert token and job.claim("claim:3", ttl=30) is None
+    job.release_claim("claim:3", "not-the-token")
+    assert job.claim("claim:3", ttl=30) is None
+    job.release_claim("claim:3", token)
+    assert job.claim("claim:3", ttl=30)
+
+
+def test_lock_is_exclusive_between_jobs(job) -> None:
+    other = sibling(job)
+    target = f"test-target-{uuid.uuid4().hex}"
+    try:
+        assert job.acquire_lock(target, 30) is None
+        assert job.acquire_lock(target, 30) is None
+        assert other.acquire_lock(target, 30) == job.job_id
+        assert other.renew_lock(target, 30) is False and job.renew_lock(target, 30) is True
+        other.release_lock(target)
+        assert other.acquire_lock(target, 30) == job.job_id
+        with job.heartbeat(target, 30):
+            assert other.acquire_lock(target, 30) == job.job_id
+        job.release_lock(target)
+        assert other.acquire_lock(target, 30) is None
+    finally:
+        other.release_lock(target)
+        job.release_lock(target)
+
+
+def test_stores_loads_diff_and_plan(job) -> None:
+    store = job.fresh_store("source")
+    assert isinstance(store, (RedisStore, LocalStore)) and store.count() == 0
+    assert job.record_load("source", {"objects": 3}) == 1
+    assert job.record_load("target", {"objects": 4}) == 2
+    assert job.record_load("target", {"objects": 4}) == 2  # a load recorded twice counts once
+    assert job.loads() == {"source": {"objects": 3}, "target": {"objects": 4}}
+    records = [["site", {"name": "s1"}, [1, 2]], ["site", {"name": "s2"}, None]]
+    job.save_diff(records, {"create": 2})
+    assert job.diff_size() == 2 and job.summary() == {"create": 2}
+    assert job.diff_records([1, 0]) == [records[1], records[0]]
+    with pytest.raises(LookupError, match=r"positions \[5\]"):
+        job.diff_records([0, 5])
+    with pytest.raises(LookupError):
+        job.plan()
+    job.save_plan({"waves": [[0, 1]], "operations": 2, "shards": []})
+    assert job.plan()["waves"] == [[0, 1]]
+
+
+def test_journal_progress_and_shards(job) -> None:
+    entry = ["create", "success", "", "site", "s1", 0]
+    assert job.write_journal({"0:0": entry}, 1) == 1
+    assert job.checkpoint(job.fresh_store("target"), {"0:1": entry}, 2) == 3
+    assert job.journal_entries(["0:0", "0:1", "9:9"]) == {"0:0": entry, "0:1": entry}
+    assert job.progress_count() == 3 and set(job.journal()) == {"0:0", "0:1"}
+    assert job.record_shard(0, 0, {"index": 0}) == 1
+    assert job.record_shard(0, 0, {"index": 0}) == 1  # a shard recorded twice counts once in its wave
+    assert job.record_shard(1, 0, {"index": 1}) == 2
+    assert job.finished_in_wave(0) == 2 and job.finished_in_wave(1) == 0
+    assert job.shard_result(1) == {"index": 1} and job.shard_result(7) is None
+    assert sorted(job.shard_results()) == [0, 1]
+
+
+def test_report_outlives_scratch(job) -> None:
+    job.create({"source": "a"}, ttl=60)
+    job.save_diff([["site", {}, None]], {"create": 1})
+    job.save_plan({"waves": [], "operations": 0, "shards": []})
+    job.write_journal({"0:0": ["create", "success", "", "site", "s", 0]}, 1)
+    job.save_report({"status": "success"}, ttl=60)
+    job.drop_scratch()
+    assert job.report() == {"status": "success"}
+    assert job.spec_data() == {"source": "a"} and job.diff_size() == 1  # JobHandle.diff() reads these
+    with pytest.raises(LookupError):
+        job.plan()
+    assert job.journal() == {} and job.progress_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+        ("redis://user:s3cret@host:6379/0", "redis://user:***@host:6379/0"),
+        ("redis://host:6379/0?password=s3cret&db=1", "redis://host:6379/0?password=***&db=1"),
+        ("rediss://host/0?ssl_cert_reqs=none&Token=abc", "rediss://host/0?ssl_cert_reqs=none&Token=***"),
+    ],
+)
+def test_safe_url_masks_passwords(url, shown) -> None:
+    assert safe_url(url) == shown
+    assert "s3cret" not in safe_url(url)
