@@ -1,4 +1,4 @@
-"""Applying one shard: the core syncer over some top-level subtrees, with a journal of finished operations.
+"""Applying one shard: the shard step, and the core syncer over its subtrees with a journal of what it did.
 
 The engine's own syncer does the work, so order, flags, statuses, skipped children and log events are
 exactly those of a local ``sync_from``.  What this adds: every finished operation is written to the job's
@@ -12,12 +12,20 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import structlog
+
 from core.adapter import Adapter
 from core.diff import Diff, DiffElement
+from core.diff_codec import DiffCodec
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.model import DiffSyncModel
 from core.syncer import DiffSyncSyncer
+from worker.errors import describe
+from worker.runner import Busy, Delivery, Runner, attach_adapters, claim_wait, spec_of
+from worker.settings import get_settings
 from worker.state.base import JobState
+
+logger = structlog.get_logger("shardsync.worker")
 
 _CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
 _SUCCESS = DiffSyncStatus.SUCCESS.value
@@ -249,3 +257,127 @@ class ShardSyncer(DiffSyncSyncer):
         for child in element.get_children():
             self.sync_diff_element(child, parent_model=dst_model)
         return True
+
+
+# ----------------------------------------------------------------------------------------------------
+# The shard step
+# ----------------------------------------------------------------------------------------------------
+
+
+def start_wave(job: JobState, runner: Runner, shard_indexes: List[int]) -> None:
+    """Enqueue the shards of one wave (they may run in parallel)."""
+    for index in shard_indexes:
+        runner.enqueue("shard", job.job_id, index)
+
+
+def _advance(job: JobState, runner: Runner, plan: Dict[str, Any], wave: int, finished_in_wave: int) -> None:
+    """After a shard: if its wave is complete, start the next wave, or the finish when none is left."""
+    waves = plan["waves"]
+    if finished_in_wave < len(waves[wave]):
+        return
+    if wave + 1 < len(waves) and not job.aborted():
+        if job.once(f"wave-{wave + 1}"):
+            start_wave(job, runner, waves[wave + 1])
+        return
+    runner.enqueue("finish", job.job_id)
+
+
+def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> None:
+    """Apply one shard (its top-level subtrees, in order, through the target models' hooks), then advance."""
+    if job.report() is not None:
+        return  # a late duplicate of a job that has finished
+    try:
+        plan = job.plan()
+    except LookupError:
+        logger.warning("Shard of a job without a plan (expired or finished)")
+        return
+    info = plan["shards"][index]
+    wave = info["wave"]
+    if job.shard_result(index) is not None:
+        # A duplicate delivery of a finished shard (the first may have died before advancing).
+        _advance(job, runner, plan, wave, job.finished_in_wave(wave))
+        return
+    token = job.claim(f"claim:{index}", get_settings().lock_ttl)
+    if token is None:
+        # Another delivery of this shard is running (or died and its claim has not expired yet).
+        raise Busy(f"shard {index}", claim_wait())
+    try:
+        result = _apply_shard(job, runner, delivery, info, plan["operations"], token)
+    finally:
+        try:
+            job.release_claim(f"claim:{index}", token)
+        except Exception:  # noqa: BLE001 - an unreleased claim expires by itself
+            logger.warning("Shard claim not released", shard=index)
+    _advance(job, runner, plan, wave, job.record_shard(index, wave, result))
+
+
+def _apply_shard(
+    job: JobState, runner: Runner, delivery: Delivery, info: Dict[str, Any], total: int, token: str
+) -> Dict[str, Any]:
+    index = info["index"]
+    result: Dict[str, Any] = {
+        "index": index,
+        "wave": info["wave"],
+        "type": info["type"],
+        "roots": len(info["roots"]),
+        "operations": info["operations"],
+        "worker": delivery.hostname,
+        "changed": False,
+        "applied": 0,
+        "replayed": 0,
+        "stopped": False,
+        "error": None,
+        "seconds": 0.0,
+    }
+    started = time.perf_counter()
+    job.mark_sync_started(time.time())
+    if job.aborted():
+        result["stopped"] = True
+        job.write_journal({}, info["operations"])
+        return result
+    spec = spec_of(job)
+    settings = get_settings()
+    syncer: Optional[ShardSyncer] = None
+    with job.heartbeat(spec.target_identity(), settings.lock_ttl, claim=f"claim:{index}", token=token):
+        try:
+            source, target = attach_adapters(job, spec, lazy=True)
+            codec = DiffCodec(source, target)
+            sub_diff = Diff()
+            op_ids: Dict[int, str] = {}
+            for root, record in zip(info["roots"], job.diff_records(info["roots"]), strict=True):
+                element = codec.decode(record, source.name, target.name)
+                number_elements(root, element, op_ids)
+                sub_diff.add(element)
+            done = job.journal_entries(sorted(set(op_ids.values())))
+            syncer = ShardSyncer(
+                diff=sub_diff,
+                src=source,
+                dst=target,
+                flags=spec.diffsync_flags,
+                job=job,
+                op_ids=op_ids,
+                done=done,
+                redelivered=bool(done) or delivery.redelivered,
+                on_checkpoint=lambda current: runner.progress(job.job_id, "sync", current, total),
+                checkpoint_every=settings.journal_batch,
+            )
+            result["changed"], result["stopped"] = syncer.run()
+        except Exception as err:  # noqa: BLE001 - a failed shard stops the job; the report names the error
+            if delivery.will_retry(err):
+                raise  # run again as a whole: its journal replays; nothing of this run is counted
+            result["error"] = describe(err)
+            job.abort(f"shard {index} failed: {describe(err)}")
+            logger.error("Shard failed", error=describe(err))
+        # The bookkeeping of a shard that ran to its end, or stopped on an error of its own.
+        remainder = info["operations"]
+        if syncer is not None:
+            syncer.finish()
+            result["changed"] = result["changed"] or syncer.attempted
+            result["applied"] = syncer.applied
+            result["replayed"] = syncer.replayed
+            remainder -= syncer.applied + syncer.replayed
+        if remainder > 0:  # operations skipped under a failed parent still count as dealt with
+            runner.progress(job.job_id, "sync", job.write_journal({}, remainder), total)
+    result["seconds"] = time.perf_counter() - started
+    job.mark_sync_ended(time.time())
+    return result

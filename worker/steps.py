@@ -9,87 +9,28 @@ second load the diff, the last shard of a wave the next wave or the finish). Eve
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Optional
 
 import structlog
 
 from core.adapter import Adapter
-from core.diff import Diff, DiffElement
+from core.diff import DiffElement
 from core.diff_codec import DiffCodec
 from core.enum import DiffSyncModelFlags
 from core.planner import plan_sync
-from worker.apply import ShardSyncer, number_elements
-from worker.errors import JobFailed, describe
+from worker.apply import shard, start_wave
+from worker.errors import describe
 from worker.report import assemble_report, rebuild_diff
+from worker.runner import SIDES, Busy, Delivery, Runner, attach_adapters, claim_wait, fail, spec_of
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state.base import JobState
 
 logger = structlog.get_logger("shardsync.worker")
 
-SIDES = ("source", "target")
-STEPS = ("start", "load", "diff", "shard", "finish")
-"""Step names a runner enqueues (with the job id and the step's own arguments)."""
-
-
-class Runner(Protocol):
-    """What carries the steps: how the next step is enqueued and where progress and the job's end are shown."""
-
-    def enqueue(self, step: str, job_id: str, *args: Any) -> None:
-        """Run ``step`` of the job later (once, even if asked twice for the same step and arguments)."""
-
-    def progress(self, job_id: str, stage: str, current: int, total: int) -> None:
-        """Show the job's progress."""
-
-    def publish_end(self, job_id: str, report: Dict[str, Any]) -> None:
-        """Show that the job has ended, with its report (may be called again for the same report)."""
-
-    def end_published(self, job_id: str) -> bool:
-        """Whether the job's end has been shown already."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What a step knows of the run carrying it: where it runs, and whether an error will be retried."""
-
-    hostname: str = ""
-    redelivered: bool = False
-    will_retry: Callable[[BaseException], bool] = lambda err: False
-
-
-class Busy(Exception):
-    """Another delivery of this step holds its claim: run this one again in ``countdown`` seconds."""
-
-    def __init__(self, what: str, countdown: int) -> None:
-        super().__init__(f"{what} is running in another delivery")
-        self.countdown = countdown
-
-
-def _claim_wait() -> int:
-    return max(5, get_settings().lock_ttl // 3)
-
-
-def spec_of(job: JobState) -> JobSpec:
-    """The job's validated spec.
-
-    Raises:
-        JobFailed: if the job is unknown or its record expired.
-    """
-    data = job.spec_data()
-    if data is None:
-        raise JobFailed(f"job {job.job_id} is unknown or expired")
-    return JobSpec.from_data(data)
-
-
-def attach_adapters(job: JobState, spec: JobSpec, lazy: bool = False) -> Tuple[Adapter, Adapter]:
-    """Source and target adapters attached to the job's loaded stores (their ``on_attach`` hooks run)."""
-    adapters = []
-    for side in SIDES:
-        adapter = spec.build_adapter(side)
-        adapter.attach_store(job.open_store(side, lazy=lazy))
-        adapters.append(adapter)
-    return adapters[0], adapters[1]
+# ----------------------------------------------------------------------------------------------------
+# start, load, diff
+# ----------------------------------------------------------------------------------------------------
 
 
 def element_flags(adapter: Adapter, element: DiffElement) -> DiffSyncModelFlags:
@@ -101,18 +42,6 @@ def element_flags(adapter: Adapter, element: DiffElement) -> DiffSyncModelFlags:
             return DiffSyncModelFlags.NONE
         obj = adapter.get_or_none(model_class, element.keys)
     return obj.model_flags if obj is not None else DiffSyncModelFlags.NONE
-
-
-def fail(job: JobState, runner: Runner, stage: str, err: BaseException) -> None:
-    """Stop the job after an error in one of its steps, and let the finish report it."""
-    logger.error("Job step failed", job_id=job.job_id, stage=stage, error=describe(err))
-    job.abort(f"{stage} failed: {describe(err)}")
-    runner.enqueue("finish", job.job_id)
-
-
-# ----------------------------------------------------------------------------------------------------
-# start, load, diff
-# ----------------------------------------------------------------------------------------------------
 
 
 def start(job: JobState, runner: Runner, delivery: Delivery) -> None:
@@ -196,7 +125,7 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
         if saved is None:
             token = job.claim("claim:diff", get_settings().lock_ttl)
             if token is None:  # a duplicate is diffing now: come back when it has saved the plan
-                raise Busy("the diff", _claim_wait())
+                raise Busy("the diff", claim_wait())
             try:
                 saved = _diff_and_plan(job, runner, delivery, spec, token)
             finally:
@@ -208,7 +137,7 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
         if spec.dry_run or not saved["shards"]:
             runner.enqueue("finish", job.job_id)
         else:
-            _start_wave(job, runner, saved["waves"][0])
+            start_wave(job, runner, saved["waves"][0])
     except Busy:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of the diff ends the job with a report
@@ -260,129 +189,6 @@ def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobS
 
 
 # ----------------------------------------------------------------------------------------------------
-# shards
-# ----------------------------------------------------------------------------------------------------
-
-
-def _start_wave(job: JobState, runner: Runner, shard_indexes: List[int]) -> None:
-    for index in shard_indexes:
-        runner.enqueue("shard", job.job_id, index)
-
-
-def _advance(job: JobState, runner: Runner, plan: Dict[str, Any], wave: int, finished_in_wave: int) -> None:
-    """After a shard: if its wave is complete, start the next wave, or the finish when none is left."""
-    waves = plan["waves"]
-    if finished_in_wave < len(waves[wave]):
-        return
-    if wave + 1 < len(waves) and not job.aborted():
-        if job.once(f"wave-{wave + 1}"):
-            _start_wave(job, runner, waves[wave + 1])
-        return
-    runner.enqueue("finish", job.job_id)
-
-
-def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> None:
-    """Apply one shard (its top-level subtrees, in order, through the target models' hooks), then advance."""
-    if job.report() is not None:
-        return  # a late duplicate of a job that has finished
-    try:
-        plan = job.plan()
-    except LookupError:
-        logger.warning("Shard of a job without a plan (expired or finished)")
-        return
-    info = plan["shards"][index]
-    wave = info["wave"]
-    if job.shard_result(index) is not None:
-        # A duplicate delivery of a finished shard (the first may have died before advancing).
-        _advance(job, runner, plan, wave, job.finished_in_wave(wave))
-        return
-    token = job.claim(f"claim:{index}", get_settings().lock_ttl)
-    if token is None:
-        # Another delivery of this shard is running (or died and its claim has not expired yet).
-        raise Busy(f"shard {index}", _claim_wait())
-    try:
-        result = _apply_shard(job, runner, delivery, info, plan["operations"], token)
-    finally:
-        try:
-            job.release_claim(f"claim:{index}", token)
-        except Exception:  # noqa: BLE001 - an unreleased claim expires by itself
-            logger.warning("Shard claim not released", shard=index)
-    _advance(job, runner, plan, wave, job.record_shard(index, wave, result))
-
-
-def _apply_shard(
-    job: JobState, runner: Runner, delivery: Delivery, info: Dict[str, Any], total: int, token: str
-) -> Dict[str, Any]:
-    index = info["index"]
-    result: Dict[str, Any] = {
-        "index": index,
-        "wave": info["wave"],
-        "type": info["type"],
-        "roots": len(info["roots"]),
-        "operations": info["operations"],
-        "worker": delivery.hostname,
-        "changed": False,
-        "applied": 0,
-        "replayed": 0,
-        "stopped": False,
-        "error": None,
-        "seconds": 0.0,
-    }
-    started = time.perf_counter()
-    job.mark_sync_started(time.time())
-    if job.aborted():
-        result["stopped"] = True
-        job.write_journal({}, info["operations"])
-        return result
-    spec = spec_of(job)
-    settings = get_settings()
-    syncer: Optional[ShardSyncer] = None
-    with job.heartbeat(spec.target_identity(), settings.lock_ttl, claim=f"claim:{index}", token=token):
-        try:
-            source, target = attach_adapters(job, spec, lazy=True)
-            codec = DiffCodec(source, target)
-            sub_diff = Diff()
-            op_ids: Dict[int, str] = {}
-            for root, record in zip(info["roots"], job.diff_records(info["roots"]), strict=True):
-                element = codec.decode(record, source.name, target.name)
-                number_elements(root, element, op_ids)
-                sub_diff.add(element)
-            done = job.journal_entries(sorted(set(op_ids.values())))
-            syncer = ShardSyncer(
-                diff=sub_diff,
-                src=source,
-                dst=target,
-                flags=spec.diffsync_flags,
-                job=job,
-                op_ids=op_ids,
-                done=done,
-                redelivered=bool(done) or delivery.redelivered,
-                on_checkpoint=lambda current: runner.progress(job.job_id, "sync", current, total),
-                checkpoint_every=settings.journal_batch,
-            )
-            result["changed"], result["stopped"] = syncer.run()
-        except Exception as err:  # noqa: BLE001 - a failed shard stops the job; the report names the error
-            if delivery.will_retry(err):
-                raise  # run again as a whole: its journal replays; nothing of this run is counted
-            result["error"] = describe(err)
-            job.abort(f"shard {index} failed: {describe(err)}")
-            logger.error("Shard failed", error=describe(err))
-        # The bookkeeping of a shard that ran to its end, or stopped on an error of its own.
-        remainder = info["operations"]
-        if syncer is not None:
-            syncer.finish()
-            result["changed"] = result["changed"] or syncer.attempted
-            result["applied"] = syncer.applied
-            result["replayed"] = syncer.replayed
-            remainder -= syncer.applied + syncer.replayed
-        if remainder > 0:  # operations skipped under a failed parent still count as dealt with
-            runner.progress(job.job_id, "sync", job.write_journal({}, remainder), total)
-    result["seconds"] = time.perf_counter() - started
-    job.mark_sync_ended(time.time())
-    return result
-
-
-# ----------------------------------------------------------------------------------------------------
 # finish
 # ----------------------------------------------------------------------------------------------------
 
@@ -400,7 +206,7 @@ def finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]:
         return existing
     token = job.claim("claim:finish", get_settings().lock_ttl)
     if token is None:
-        raise Busy("the finish", _claim_wait())  # another delivery is finishing
+        raise Busy("the finish", claim_wait())  # another delivery is finishing
     try:
         return _finish(job, runner, delivery)
     finally:

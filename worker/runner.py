@@ -1,0 +1,91 @@
+"""What every step shares: the runner that carries it, the delivery it runs in, the job's spec and adapters.
+
+``worker.steps`` and ``worker.apply`` are written against these; ``worker.tasks`` (Celery) and
+``worker.local`` (this process) implement ``Runner`` and build a ``Delivery`` for each step they run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Protocol, Tuple
+
+import structlog
+
+from core.adapter import Adapter
+from worker.errors import JobFailed, describe
+from worker.settings import get_settings
+from worker.spec import JobSpec
+from worker.state.base import JobState
+
+logger = structlog.get_logger("shardsync.worker")
+
+SIDES = ("source", "target")
+
+
+class Runner(Protocol):
+    """What carries the steps: how the next step is enqueued and where progress and the job's end are shown."""
+
+    def enqueue(self, step: str, job_id: str, *args: Any) -> None:
+        """Run ``step`` of the job later (once, even if asked twice for the same step and arguments)."""
+
+    def progress(self, job_id: str, stage: str, current: int, total: int) -> None:
+        """Show the job's progress."""
+
+    def publish_end(self, job_id: str, report: Dict[str, Any]) -> None:
+        """Show that the job has ended, with its report (may be called again for the same report)."""
+
+    def end_published(self, job_id: str) -> bool:
+        """Whether the job's end has been shown already."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a step knows of the run carrying it: where it runs, and whether an error will be retried."""
+
+    hostname: str = ""
+    redelivered: bool = False
+    will_retry: Callable[[BaseException], bool] = lambda err: False
+
+
+class Busy(Exception):
+    """Another delivery of this step holds its claim: run this one again in ``countdown`` seconds."""
+
+    def __init__(self, what: str, countdown: int) -> None:
+        super().__init__(f"{what} is running in another delivery")
+        self.countdown = countdown
+
+
+def claim_wait() -> int:
+    """Seconds before a step whose claim is held tries again: a third of the claim's expiry, 5 at least."""
+    return max(5, get_settings().lock_ttl // 3)
+
+
+def spec_of(job: JobState) -> JobSpec:
+    """The job's validated spec.
+
+    Raises:
+        JobFailed: if the job is unknown or its record expired.
+    """
+    data = job.spec_data()
+    if data is None:
+        raise JobFailed(f"job {job.job_id} is unknown or expired")
+    return JobSpec.from_data(data)
+
+
+def attach_adapters(job: JobState, spec: JobSpec, lazy: bool = False) -> Tuple[Adapter, Adapter]:
+    """Source and target adapters attached to the job's loaded stores (their ``on_attach`` hooks run)."""
+    adapters = []
+    for side in SIDES:
+        adapter = spec.build_adapter(side)
+        adapter.attach_store(job.open_store(side, lazy=lazy))
+        adapters.append(adapter)
+    return adapters[0], adapters[1]
+
+
+def fail(job: JobState, runner: Runner, stage: str, err: BaseException) -> None:
+    """Stop the job after an error in one of its steps, and let the finish report it."""
+    logger.error("Job step failed", job_id=job.job_id, stage=stage, error=describe(err))
+    job.abort(f"{stage} failed: {describe(err)}")
+    runner.enqueue("finish", job.job_id)
+
+
