@@ -36,6 +36,9 @@ _SHARED_FIELD_SETS: Dict[frozenset, Set[str]] = {}
 _SHARED_FIELD_SET_IDS: Set[int] = set()
 _object_setattr = object.__setattr__
 
+# The plan of a class whose fields were never looked at: every read takes the model_dump path.
+_UNPLANNED = FieldPlan(False, (), (), frozenset(), {})
+
 
 def _shared_field_set(names: Set[str]) -> Optional[Set[str]]:
     """The shared set with exactly these names, made on first use; None once too many distinct sets exist."""
@@ -84,6 +87,16 @@ class DiffSyncModel(BaseModel):
     _ss_fast_ids: ClassVar[bool]
     _ss_fast_attrs: ClassVar[bool]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # type.__new__ calls this for every subclass, even one below an override of __pydantic_init_subclass__
+        # that does not call super(): such a class must not read its parent's fast paths (planned for other
+        # declarations) but the reference's slow ones, until __pydantic_init_subclass__ plans it.
+        super().__init_subclass__(**kwargs)
+        type.__setattr__(cls, "_ss_plan", _UNPLANNED)
+        type.__setattr__(cls, "_ss_fast_ids", False)
+        type.__setattr__(cls, "_ss_fast_attrs", False)
+        type.__setattr__(cls, "_ss_fast_uid", False)
+
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         """Check the declarations against the fields as soon as a subclass is defined, and plan fast paths."""
@@ -112,6 +125,14 @@ class DiffSyncModel(BaseModel):
         if overlap:
             raise AttributeError(f"Fields {overlap} are included in both _attributes and _children.")
 
+        cls._ss_plan_class()
+
+    @classmethod
+    def _ss_plan_class(cls) -> None:
+        """Work out the class's fast paths, which pydantic's subclass hook alone would not do for the base class.
+
+        Sets every ``_ss_`` attribute together, so that no class can end up with only some of them.
+        """
         plan = build_field_plan(cls)
         base = DiffSyncModel
         if cls.dict is not base.dict:
@@ -457,3 +478,7 @@ class DiffSyncModel(BaseModel):
         adapter = self.adapter
         if adapter is not None:
             adapter.store._after_change(self, False)
+
+
+# pydantic runs __pydantic_init_subclass__ for subclasses only; the base class is usable as a model too.
+DiffSyncModel._ss_plan_class()
