@@ -5,8 +5,9 @@ import types
 import pytest
 
 from core import keys
-from core.store import redis as redis_store
-from core.store.redis import RedisStore, list_namespaces, remove_namespace, remove_stale_namespaces
+from core.store.redis import RedisStore, list_namespaces, namespaces, remove_namespace, remove_stale_namespaces
+from core.store.redis import store as store_module
+from core.store.redis import writes as writes_module
 
 from ._models import DB, HOST, PORT, SOURCE, TARGET, Network, Site, Vlan, content, populate
 
@@ -141,9 +142,15 @@ def test_a_store_without_ttl_on_a_namespace_with_ttl_keeps_keys_expiring(rbacken
 
 @pytest.fixture
 def clock(monkeypatch):
-    """The store module's clock, set by the test (the module reads ``time.time()`` for created/last_used)."""
+    """The store package's clock, set by the test (``time.time()`` gives created/last_used).
+
+    Read by the store (created, last_used when opening or removing), the write buffer (last_used at each flush)
+    and the namespace housekeeping (``remove_stale_namespaces`` without ``now``).
+    """
     fake = types.SimpleNamespace(now=1_000_000.0)
-    monkeypatch.setattr(redis_store, "time", types.SimpleNamespace(time=lambda: fake.now))
+    clock = types.SimpleNamespace(time=lambda: fake.now)
+    for module in (store_module, writes_module, namespaces):
+        monkeypatch.setattr(module, "time", clock)
     return fake
 
 

@@ -1,0 +1,93 @@
+"""Namespace housekeeping for RedisStore: valid store ids, listing namespaces and removing them."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+from redis import Redis
+
+from core import keys
+
+
+@dataclass(frozen=True)
+class NamespaceInfo:
+    """A store namespace found in Redis (see ``list_namespaces``)."""
+
+    store_id: str
+    created: float
+    last_used: float
+    ttl: Optional[int]
+
+
+_STORE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+
+
+def check_store_id(store_id: str) -> str:
+    """Return ``store_id`` if it is usable as a namespace (no ``:`` and no glob characters), else raise ValueError."""
+    if not isinstance(store_id, str) or not _STORE_ID.match(store_id):
+        raise ValueError(
+            f"store_id {store_id!r} is not valid: use 1 to 200 letters, digits, '_', '.' or '-' "
+            "(it becomes part of Redis key names and patterns)"
+        )
+    return store_id
+
+
+def list_namespaces(client: Redis) -> List[NamespaceInfo]:
+    """List the store namespaces present in a Redis database (an administrative scan, not a hot path).
+
+    Only keys of exactly the form ``shardsync:{store_id}:meta`` holding a hash count: a model named ``meta``
+    (``shardsync:{id}:obj:meta``) or anything else matching the pattern is passed over.
+    """
+    infos = []
+    prefix = f"{keys.ROOT}:"
+    for raw_key in client.scan_iter(match=keys.META_PATTERN, count=1000):
+        key = raw_key.decode(errors="replace") if isinstance(raw_key, bytes) else raw_key
+        store_id = key[len(prefix) : -len(":meta")]
+        if not _STORE_ID.match(store_id) or client.type(raw_key) not in (b"hash", "hash"):
+            continue
+        meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in client.hgetall(raw_key).items()}
+        infos.append(
+            NamespaceInfo(
+                store_id=store_id,
+                created=_as_float(meta.get("created")),
+                last_used=_as_float(meta.get("last_used")),
+                ttl=int(_as_float(meta.get("ttl"))) or None,
+            )
+        )
+    return sorted(infos, key=lambda info: info.last_used)
+
+
+def _as_float(value: Optional[str]) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:
+        return 0.0
+
+
+def remove_namespace(client: Redis, store_id: str) -> int:
+    """Delete every key of one namespace; returns the number of keys removed."""
+    check_store_id(store_id)
+    removed = 0
+    batch: List[Any] = []
+    for key in client.scan_iter(match=f"{keys.namespace(store_id)}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            removed += int(client.unlink(*batch))
+            batch = []
+    if batch:
+        removed += int(client.unlink(*batch))
+    return removed
+
+
+def remove_stale_namespaces(client: Redis, older_than: float, now: Optional[float] = None) -> List[str]:
+    """Delete the namespaces not written to for ``older_than`` seconds; returns their store ids."""
+    limit = (time.time() if now is None else now) - older_than
+    removed = []
+    for info in list_namespaces(client):
+        if info.last_used < limit:
+            remove_namespace(client, info.store_id)
+            removed.append(info.store_id)
+    return removed

@@ -1,0 +1,128 @@
+"""The Lua scripts of RedisStore, the modes of a write batch's entries and the layout of their arguments."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+import msgpack
+
+from core import keys
+
+# Writes a batch atomically (one script call: all of it or, on a dropped connection, none of it).
+# KEYS: types, seq, meta, then objects/order key pairs per type, in the order of the batch.
+# ARGV: now, ttl (0: none), batch: msgpack [[model, [uid, record, mode, uid, record, mode, ...]], ...] with
+# mode "n" (new: must not hold a different record), "p" (put), "r" (re-added: put, and moved to the end of
+# the insertion order), "c" (changed in place: put only if still present, so that a stale reference to an
+# object removed meanwhile, e.g. a deleted parent losing a child, never brings it back) or "d" (delete).
+# ARGV[4] is the namespace prefix (for TTL renewal of every key).  One packed argument instead of three per
+# object keeps the client's per-argument work out of the way.
+# A new entry whose uid already holds a different record is not written and is returned as a conflict.
+WRITE_BATCH = """
+local now, ttl, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[4]
+local batch = cmsgpack.unpack(ARGV[3])
+-- A command failing half-way would leave a half-written batch (scripts are not rolled back): check first
+-- that every key is absent or of the type it must be, so that no write below can fail.
+local function expect(key, kind)
+  local found = redis.call('TYPE', key).ok
+  if found ~= 'none' and found ~= kind then
+    return redis.error_reply('WRONGTYPE key ' .. key .. ' holds a ' .. found .. ', not a ' .. kind)
+  end
+end
+local bad = expect(KEYS[1], 'set') or expect(KEYS[2], 'string') or expect(KEYS[3], 'hash')
+if bad then return bad end
+for t = 1, #batch do
+  bad = expect(KEYS[2 + 2 * t], 'hash') or expect(KEYS[3 + 2 * t], 'zset')
+  if bad then return bad end
+end
+local conflicts = {}
+local total = 0
+for t, group in ipairs(batch) do
+  local objkey = KEYS[2 + 2 * t]
+  local entries = group[2]
+  for i = 1, #entries, 3 do
+    local mode = entries[i + 2]
+    if mode == 'n' then
+      local current = redis.call('HGET', objkey, entries[i])
+      if current and current ~= entries[i + 1] then
+        table.insert(conflicts, group[1])
+        table.insert(conflicts, entries[i])
+        entries[i + 2] = 'x'
+      else
+        total = total + 1
+      end
+    elseif mode == 'p' or mode == 'r' then
+      total = total + 1
+    elseif mode == 'c' and redis.call('HEXISTS', objkey, entries[i]) == 0 then
+      entries[i + 2] = 'x'
+    end
+  end
+end
+local position = 0
+if total > 0 then position = redis.call('INCRBY', KEYS[2], total) - total end
+for t, group in ipairs(batch) do
+  local objkey, orderkey = KEYS[2 + 2 * t], KEYS[3 + 2 * t]
+  local entries = group[2]
+  redis.call('SADD', KEYS[1], group[1])
+  for i = 1, #entries, 3 do
+    local uid, mode = entries[i], entries[i + 2]
+    if mode == 'd' then
+      redis.call('HDEL', objkey, uid)
+      redis.call('ZREM', orderkey, uid)
+    elseif mode == 'c' then
+      redis.call('HSET', objkey, uid, entries[i + 1])
+    elseif mode ~= 'x' then
+      position = position + 1
+      redis.call('HSET', objkey, uid, entries[i + 1])
+      if mode == 'r' then
+        redis.call('ZADD', orderkey, position, uid)
+      else
+        redis.call('ZADD', orderkey, 'NX', position, uid)
+      end
+    end
+  end
+end
+redis.call('HSET', KEYS[3], 'last_used', now)
+if ttl > 0 then
+  -- Every key of the namespace, not only those written now: the namespace expires as a whole.
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+  for _, model in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    redis.call('EXPIRE', prefix .. 'obj:' .. model, ttl)
+    redis.call('EXPIRE', prefix .. 'order:' .. model, ttl)
+  end
+end
+return conflicts
+"""
+
+# Removes one object atomically. KEYS: objects, order, meta. ARGV: uid, now. Returns 1 if it existed.
+REMOVE = """
+local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'last_used', ARGV[2])
+return removed
+"""
+
+# Modes of a batch entry (see WRITE_BATCH).
+NEW, PUT, DEL, READD, CHANGE = "n", "p", "d", "r", "c"
+
+# Redis's Lua msgpack library knows only the old raw type: pack the batch without the bin type.
+pack_for_lua = msgpack.Packer(use_bin_type=False, autoreset=True).pack
+
+
+def write_batch_arguments(
+    store_id: str, groups: Dict[str, List[Any]], ttl: int, now: float
+) -> Tuple[List[str], List[Any]]:
+    """KEYS and ARGV of a WRITE_BATCH call that writes ``groups`` (``{model: [uid, record, mode, ...]}``)."""
+    script_keys: List[str] = [keys.types_key(store_id), keys.seq_key(store_id), keys.meta_key(store_id)]
+    batch: List[Any] = []
+    for modelname, flat in groups.items():
+        script_keys.append(keys.objects_key(store_id, modelname))
+        script_keys.append(keys.order_key(store_id, modelname))
+        batch.append([modelname, flat])
+    return script_keys, [now, ttl, pack_for_lua(batch), keys.namespace(store_id)]
+
+
+def conflict_pairs(conflicts: List[bytes]) -> List[Tuple[str, str]]:
+    """The ``(model, uid)`` pairs of the new entries a WRITE_BATCH call rejected."""
+    return [(conflicts[i].decode(), conflicts[i + 1].decode()) for i in range(0, len(conflicts), 2)]

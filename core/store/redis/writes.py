@@ -1,0 +1,174 @@
+"""The write half of RedisStore: writes buffered, merged per object, and sent as one atomic script call."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from core.exceptions import ObjectAlreadyExists, ObjectStoreException
+from core.store import BaseStore
+from core.store.redis.codec import RecordCodec
+from core.store.redis.scripts import CHANGE, DEL, NEW, PUT, READD, conflict_pairs, write_batch_arguments
+
+if TYPE_CHECKING:
+    from redis.commands.core import Script
+
+    from core.model import DiffSyncModel
+
+
+class _BufferedWrites(BaseStore):
+    """Base of RedisStore: the error wrapper, the write buffer and its flushes (state set by RedisStore)."""
+
+    _client: Redis
+    _where: str
+    _store_id: str
+    _ttl: Optional[int]
+    _batch_size: int
+    _codec: RecordCodec
+    _write_batch: Script
+    _pending: Dict[Tuple[str, str], Tuple[Optional[DiffSyncModel], str]]
+    _cache: Optional[Dict[str, Dict[str, DiffSyncModel]]]
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn Redis failures into ObjectStoreException naming the server (never the password)."""
+        try:
+            yield
+        except RedisError as err:
+            raise ObjectStoreException(
+                f"Redis store {self._store_id} at {self._where} failed to {doing}: {type(err).__name__}: {err}"
+            ) from err
+
+    def _queue(self, modelname: str, uid: str, obj: Optional[DiffSyncModel], mode: str) -> None:
+        """Buffer one write; later writes to the same object replace earlier ones, keeping their net effect."""
+        key = (modelname, uid)
+        previous = self._pending.get(key)
+        if mode == CHANGE:
+            if previous is not None:
+                if previous[1] == DEL:
+                    return  # removed meanwhile: a stale reference changed, nothing to write
+                mode = previous[1]  # new, re-added, put or changed: keep what the earlier write meant
+            elif self._cache is not None:
+                loaded = self._cache.get(modelname)
+                if loaded is not None and loaded.get(uid) is None:
+                    return  # not (or no longer) stored: nothing to write
+        if previous is not None and mode == PUT and previous[0] is obj and obj is not None:
+            return  # already buffered: its state when flushed is what gets written
+        if previous is not None:
+            del self._pending[key]
+            before = previous[1]
+            if mode == DEL and before == NEW:
+                mode = ""  # added then removed before reaching Redis: nothing to write
+            elif mode == PUT and before in (NEW, READD):
+                mode = before
+            elif mode == NEW and before == DEL:
+                mode = READD  # removed, then added again: replaces it, at the end of the order
+        if mode:
+            self._pending[key] = (obj, mode)
+        if self._cache is not None:
+            loaded = self._cache.get(modelname)
+            if loaded is not None:
+                if mode == DEL or not mode:
+                    loaded.pop(uid, None)
+                else:
+                    loaded[uid] = obj  # type: ignore[assignment]
+        if len(self._pending) >= self._batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the buffered writes to Redis now, in one atomic script call.
+
+        Raises:
+            ObjectAlreadyExists: if an object was added whose uid already holds a different object in Redis
+                (added by another process or before); the rest of the batch is written.
+            ObjectStoreException: if Redis fails (then nothing of the batch was written; it stays buffered).
+        """
+        batch = self._take_batch()
+        if batch is None:
+            return
+        pending, script_keys, args = batch
+        try:
+            with self._errors("write"):
+                conflicts = self._write_batch(keys=script_keys, args=args)
+        except ObjectStoreException:
+            self._restore(pending)
+            raise
+        self._raise_conflicts(pending, conflicts)
+
+    def flush_with(self, commands: Callable[[Any], None]) -> List[Any]:
+        """Send the buffered writes and some commands of the caller's in one MULTI/EXEC transaction.
+
+        A distributed runner records "this operation is done" together with the operation's own writes, so
+        that neither can reach Redis without the other on a dropped connection.
+
+        Args:
+            commands: Called with the transaction's pipeline to queue the caller's commands.
+
+        Returns:
+            The results of the caller's commands.
+
+        Raises:
+            ObjectAlreadyExists, ObjectStoreException: as ``flush`` (a rejected script write does not stop
+                the caller's commands, which Redis runs all the same).
+        """
+        batch = self._take_batch()
+        pipe = self._client.pipeline(transaction=True)
+        if batch is not None:
+            self._write_batch(keys=batch[1], args=batch[2], client=pipe)
+        commands(pipe)
+        try:
+            with self._errors("write"):
+                results = pipe.execute()
+        except ObjectStoreException:
+            if batch is not None:
+                self._restore(batch[0])
+            raise
+        if batch is None:
+            return list(results)
+        self._raise_conflicts(batch[0], results[0])
+        return list(results[1:])
+
+    def _take_batch(self) -> Optional[Tuple[Dict[Any, Any], List[str], List[Any]]]:
+        """Encode the buffered writes into one script call's keys and arguments, emptying the buffer."""
+        if not self._pending:
+            return None
+        pending = self._pending
+        by_type: Dict[str, List[Any]] = {}
+        encode = self._codec.encode
+        for (modelname, uid), (obj, mode) in list(pending.items()):
+            try:
+                record = b"" if obj is None else encode(obj)
+            except Exception as err:  # noqa: BLE001 - whatever fails to encode is reported, the rest kept
+                del pending[(modelname, uid)]
+                raise ObjectStoreException(
+                    f"Redis store {self._store_id}: {modelname} {uid} cannot be stored "
+                    f"({type(err).__name__}: {err}); it was not written, the other pending writes are kept"
+                ) from err
+            flat = by_type.setdefault(modelname, [])
+            flat.append(uid)
+            flat.append(record)
+            flat.append(mode)
+        self._pending = {}
+        script_keys, args = write_batch_arguments(self._store_id, by_type, self._ttl or 0, time.time())
+        return pending, script_keys, args
+
+    def _restore(self, pending: Dict[Any, Any]) -> None:
+        """Nothing of a batch reached Redis: keep it for the next flush rather than lose it."""
+        pending.update(self._pending)
+        self._pending = pending
+
+    def _raise_conflicts(self, pending: Dict[Any, Any], conflicts: Any) -> None:
+        if conflicts:
+            pairs = conflict_pairs(conflicts)
+            first_model, first_uid = pairs[0]
+            rejected = pending[(first_model, first_uid)][0]
+            if self._cache is not None:
+                for modelname, _ in pairs:
+                    self._cache.pop(modelname, None)
+            listing = ", ".join(f"{model} {uid}" for model, uid in pairs[:10])
+            more = f" and {len(pairs) - 10} more" if len(pairs) > 10 else ""
+            raise ObjectAlreadyExists(f"Object {first_uid} already present ({listing}{more})", rejected)
