@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from copy import deepcopy
 from inspect import isclass
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Set, Tuple, Type, Union
 
@@ -34,6 +35,18 @@ def _persisting_load(load: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _recorded(value: Any) -> Any:
+    """Snapshot one constructor argument as diffsync does: later changes by the caller must not show in it.
+
+    Connections, clients and locks cannot be deep-copied (TypeError or AttributeError); they are kept as they
+    are rather than making the adapter impossible to build.
+    """
+    try:
+        return deepcopy(value)
+    except (TypeError, AttributeError):
+        return value
+
+
 def _has_elements(diff: Optional[Diff]) -> bool:
     """``bool(diff)`` as diffsync evaluates it (through ``len``), without counting a whole large diff."""
     if diff is None:
@@ -58,10 +71,19 @@ class Adapter:
     top_level: ClassVar[List[str]] = []
     """Model names the diff and sync start from, in this order."""
 
+    _meta_kwargs: Dict[str, Any]
+    """The keyword arguments of the constructor as they were when it was called (diffsync's name for them)."""
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Adapter:
-        """Keep the constructor arguments, so that an equal adapter can be built elsewhere."""
+        """Record the constructor arguments before ``__init__`` can change them, so that an equal adapter can be built.
+
+        ``_meta_kwargs`` holds the keyword arguments only, as diffsync's does.  diffsync's ``__new__`` rejects
+        positional arguments; core accepts them, as diffsync 2.2.3 does, and records them apart for
+        ``get_constructor_kwargs()``.
+        """
         instance = super().__new__(cls)
-        instance._ss_init_args = (args, dict(kwargs))
+        instance._meta_kwargs = {key: _recorded(value) for key, value in kwargs.items()}
+        instance._ss_init_args = tuple(_recorded(value) for value in args)
         return instance
 
     def __init__(
@@ -119,10 +141,15 @@ class Adapter:
         A worker uses them to build an equal, empty adapter in another process (then attach it to a shared
         store); they must therefore be plain data for the adapter to be used that way.
 
+        The values are the ones recorded when the adapter was constructed (the very objects in ``_meta_kwargs``
+        for keyword arguments), so that what is re-created does not depend on what the caller changed since.
+
         Returns:
             ``{parameter: value}``; values of ``**kwargs`` parameters are merged in.
         """
-        args, kwargs = getattr(self, "_ss_init_args", ((), {}))
+        # An instance made without Adapter.__new__ (object.__new__, a __new__ not calling it) recorded nothing.
+        args = getattr(self, "_ss_init_args", ())
+        kwargs = getattr(self, "_meta_kwargs", {})
         signature = inspect.signature(type(self).__init__)
         bound = signature.bind(self, *args, **kwargs)
         result: Dict[str, Any] = {}
