@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Type, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Type, Union
 
 from redis import Redis
 
@@ -146,14 +146,23 @@ class RedisStore(_BufferedWrites):
     # Model classes
     # ------------------------------------------------------------------------------------------------
 
-    def _model_class(self, modelname: str) -> Type[DiffSyncModel]:
-        """The adapter's model class for a type name: the only classes records are ever read as."""
+    def _model_class(self, modelname: str, model: Optional[ModelRef] = None) -> Type[DiffSyncModel]:
+        """The class records of a type are read as: the adapter's class for that name, else the caller's.
+
+        The caller's class is the ``model`` argument of a read (a DiffSyncModel subclass or instance of that
+        type), so that a store used without an adapter can be read as with diffsync.  Never a class named by
+        the stored data.
+        """
         cls = getattr(self.adapter, modelname, None) if self.adapter is not None else None
-        if not (isinstance(cls, type) and issubclass(cls, DiffSyncModel)):
-            raise ObjectStoreException(
-                f"Redis store {self._store_id}: no model class for {modelname!r} on adapter {self.adapter!r}"
-            )
-        return cls
+        if isinstance(cls, type) and issubclass(cls, DiffSyncModel):
+            return cls
+        given = model if isinstance(model, type) else type(model)
+        if issubclass(given, DiffSyncModel) and given.get_type() == modelname:
+            return given
+        raise ObjectStoreException(
+            f"Redis store {self._store_id}: no model class for {modelname!r} on adapter {self.adapter!r}; "
+            "without one, pass the model class (or an instance), not its name"
+        )
 
     # ------------------------------------------------------------------------------------------------
     # Writes
@@ -226,13 +235,35 @@ class RedisStore(_BufferedWrites):
                 doomed.append(keys.order_key(self._store_id, modelname))
             self._client.unlink(*doomed)
 
+    def get_or_add_model_instance(self, obj: DiffSyncModel) -> Tuple[DiffSyncModel, bool]:
+        """As BaseStore's, looking ``obj`` up by its class, so that it works without an adapter too."""
+        try:
+            return self.get(model=obj, identifier=obj.get_unique_id()), False
+        except ObjectNotFound:
+            self.add(obj=obj)
+            return obj, True
+
+    def update_or_add_model_instance(self, obj: DiffSyncModel) -> Tuple[DiffSyncModel, bool]:
+        """As BaseStore's, looking ``obj`` up by its class, so that it works without an adapter too."""
+        attrs = obj.get_attrs()
+        added = False
+        try:
+            obj = self.get(model=obj, identifier=obj.get_unique_id())
+        except ObjectNotFound:
+            self.add(obj=obj)
+            added = True
+        for attr, value in attrs.items():
+            setattr(obj, attr, value)
+        self._after_change(obj, added)
+        return obj, added
+
     # ------------------------------------------------------------------------------------------------
     # Reads
     # ------------------------------------------------------------------------------------------------
 
-    def _load_type(self, modelname: str) -> Dict[str, DiffSyncModel]:
-        """All objects of a type in insertion order, read in one round trip."""
-        cls = self._model_class(modelname)
+    def _load_type(self, modelname: str, model: Optional[ModelRef] = None) -> Dict[str, DiffSyncModel]:
+        """All objects of a type in insertion order, read in one round trip (``model``: see _model_class)."""
+        cls = self._model_class(modelname, model)
         objects_key = keys.objects_key(self._store_id, modelname)
         with self._errors("read"):
             pipe = self._client.pipeline(transaction=True)
@@ -331,7 +362,7 @@ class RedisStore(_BufferedWrites):
             raw = self._client.hget(objects_key, uid)
         if raw is None:
             raise ObjectNotFound(f"{modelname} {uid} not present in {self}")
-        return self._codec.decode(self._model_class(modelname), objects_key, uid, raw, self.adapter)
+        return self._codec.decode(self._model_class(modelname, model), objects_key, uid, raw, self.adapter)
 
     def get_all(self, *, model: ModelRef) -> List[DiffSyncModel]:
         """Get all objects of one type, in the order they were added."""
@@ -339,7 +370,7 @@ class RedisStore(_BufferedWrites):
         if self._cache is not None:
             return list(self._uid_map(modelname).values())  # type: ignore[union-attr]
         self.flush()
-        return list(self._load_type(modelname).values())
+        return list(self._load_type(modelname, model).values())
 
     def get_by_uids(self, *, uids: List[str], model: ModelRef) -> List[DiffSyncModel]:
         """Get several objects of one type by their unique ids, in one round trip."""
@@ -353,7 +384,7 @@ class RedisStore(_BufferedWrites):
         if not uids:
             return []
         self.flush()
-        cls = self._model_class(modelname)
+        cls = self._model_class(modelname, model)
         objects_key = keys.objects_key(self._store_id, modelname)
         with self._errors("read"):
             records = self._client.hmget(objects_key, uids)
