@@ -29,6 +29,7 @@ PUBLIC_NAMES = {
     ],
     "store": ["BaseStore"],
     "store.local": ["LocalStore"],
+    "store.redis": ["RedisStore", "REDIS_DIFFSYNC_ROOT_LABEL"],
     "logging": ["enable_console_logging"],
     "utils": ["intersection", "symmetric_difference", "OrderedDefaultDict", "tree_string", "set_key", "get_path"],
     "helpers": ["DiffSyncDiffer", "DiffSyncSyncer"],

@@ -27,6 +27,7 @@ Modules: ``store`` (the RedisStore class and its reads), ``writes`` (the write b
 """
 
 from core.exceptions import ObjectAlreadyExists, ObjectNotFound, ObjectStoreException
+from core.keys import ROOT as REDIS_DIFFSYNC_ROOT_LABEL
 from core.store import BaseStore, ModelRef
 from core.store.redis.codec import RECORD_VERSION
 from core.store.redis.namespaces import (
@@ -38,7 +39,11 @@ from core.store.redis.namespaces import (
 )
 from core.store.redis.store import RedisStore
 
+# diffsync's name for the first component of every key it writes: kept for code that reads it, with this
+# project's own root ("shardsync"), since that is what the keys here start with.
+
 __all__ = [
+    "REDIS_DIFFSYNC_ROOT_LABEL",
     "RECORD_VERSION",
     "BaseStore",
     "ModelRef",
