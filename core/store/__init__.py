@@ -177,7 +177,7 @@ class BaseStore:
             The existing or added object, and whether it was added.
         """
         try:
-            return self.get(model=obj.get_type(), identifier=obj.get_unique_id()), False
+            return self.get(model=type(obj), identifier=obj.get_unique_id()), False
         except ObjectNotFound:
             self.add(obj=obj)
             return obj, True
@@ -221,7 +221,7 @@ class BaseStore:
         attrs = obj.get_attrs()
         added = False
         try:
-            obj = self.get(model=obj.get_type(), identifier=obj.get_unique_id())
+            obj = self.get(model=type(obj), identifier=obj.get_unique_id())
         except ObjectNotFound:
             self.add(obj=obj)
             added = True

@@ -26,6 +26,13 @@ def root_of(call: List[Any]) -> str:
     return call[2].split("__")[0]
 
 
+def take_calls(client: Redis, key: str) -> List[List[Any]]:
+    """The hook calls recorded under ``key``, which is then deleted."""
+    calls = read_calls(client, key)
+    client.delete(key)
+    return calls
+
+
 def local_sync(
     source_data: Dict[str, Any], target_data: Dict[str, Any], flags: List[str], client: Redis, record_url: str
 ) -> Tuple[Dict[str, Any], List[List[Any]], Optional[str]]:
@@ -40,8 +47,7 @@ def local_sync(
         target.sync_from(source, flags=parse_flags(flags) if flags else DiffSyncFlags.NONE)
     except ObjectCrudException as err:
         error = str(err)
-    calls = read_calls(client, key)
-    client.delete(key)
+    calls = take_calls(client, key)
     return contents(target), calls, error
 
 
@@ -70,8 +76,7 @@ def distributed_sync(
     except JobFailed as err:
         failure = err
         report = err.report or {}
-    calls = read_calls(client, key)
-    client.delete(key)
+    calls = take_calls(client, key)
     return target_contents(handle.id, record_url), calls, report, failure
 
 
@@ -102,8 +107,7 @@ def embedded_sync(
     except JobFailed as err:
         failure = err
         report = err.report or {}
-    calls = read_calls(client, key)
-    client.delete(key)
+    calls = take_calls(client, key)
     reader = DatasetAdapter(name="reader")
     reader.attach_store(state.open_store("target"))
     return contents(reader), calls, report, failure

@@ -85,24 +85,10 @@ def scenarios(draw: st.DrawFn) -> Dict[str, Any]:
 def test_distributed_job_equals_local_sync(redis_db, scenario: Dict[str, Any]) -> None:
     source, target, flags = scenario["source"], scenario["target"], scenario["flags"]
     local_state, local_calls, local_error = local_sync(source, target, flags, redis_db, REDIS_URL)
-    distributed = distributed_sync(
-        source,
-        target,
-        flags,
-        redis_db,
-        REDIS_URL,
-        shard_size=scenario["shard_size"],
-        top_level_barrier=scenario["barrier"],
-    )
-    embedded = embedded_sync(
-        source,
-        target,
-        flags,
-        redis_db,
-        REDIS_URL,
-        shard_size=scenario["shard_size"],
-        top_level_barrier=scenario["barrier"],
-    )
+    same_job = (source, target, flags, redis_db, REDIS_URL)
+    options = {"shard_size": scenario["shard_size"], "top_level_barrier": scenario["barrier"]}
+    distributed = distributed_sync(*same_job, **options)
+    embedded = embedded_sync(*same_job, **options)
     assert local_error is None  # raising hooks only run with CONTINUE_ON_FAILURE
     for runner, (state, calls, report, failure) in (("workers", distributed), ("embedded", embedded)):
         assert failure is None, (runner, failure)

@@ -93,14 +93,7 @@ def test_base_class_diff_and_sync(engine):
 
 def test_base_class_next_to_a_declared_model(engine):
     # A declared model next to the base class keeps its own fast paths; the base class does not borrow them.
-    class Site(engine.DiffSyncModel):
-        _modelname = "site"
-        _identifiers = ("name",)
-        _attributes = ("region",)
-
-        name: str
-        region: str = ""
-
+    Site = _make_site(engine)
     Backend = _adapter_for(engine, Site, engine.DiffSyncModel)
     src, dst = Backend(), Backend()
     src.add(Site(name="s1", region="r1"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Type, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Type, Union
 
 from redis import Redis
 
@@ -234,28 +234,6 @@ class RedisStore(_BufferedWrites):
                 doomed.append(keys.objects_key(self._store_id, modelname))
                 doomed.append(keys.order_key(self._store_id, modelname))
             self._client.unlink(*doomed)
-
-    def get_or_add_model_instance(self, obj: DiffSyncModel) -> Tuple[DiffSyncModel, bool]:
-        """As BaseStore's, looking ``obj`` up by its class, so that it works without an adapter too."""
-        try:
-            return self.get(model=obj, identifier=obj.get_unique_id()), False
-        except ObjectNotFound:
-            self.add(obj=obj)
-            return obj, True
-
-    def update_or_add_model_instance(self, obj: DiffSyncModel) -> Tuple[DiffSyncModel, bool]:
-        """As BaseStore's, looking ``obj`` up by its class, so that it works without an adapter too."""
-        attrs = obj.get_attrs()
-        added = False
-        try:
-            obj = self.get(model=obj, identifier=obj.get_unique_id())
-        except ObjectNotFound:
-            self.add(obj=obj)
-            added = True
-        for attr, value in attrs.items():
-            setattr(obj, attr, value)
-        self._after_change(obj, added)
-        return obj, added
 
     # ------------------------------------------------------------------------------------------------
     # Reads
