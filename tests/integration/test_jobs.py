@@ -275,3 +275,16 @@ def test_the_diff_is_kept_with_the_job(redis_db) -> None:
     assert kept.str() == local.str()
     assert kept.dict() == local.dict()
     assert JobHandle("no-such-job").diff() is None
+
+
+def test_a_job_message_with_a_bad_spec_ends_failed_with_a_report(redis_db) -> None:
+    # A message that did not come through submit_sync (another producer, an old release): the start step
+    # refuses it, and the job ends like any failed job, with a report naming the problem.
+    job_id = f"bad-spec-{uuid.uuid4().hex}"
+    app.send_task("shardsync.job", args=({"source": "no-such-adapter", "target": "dataset"},), task_id=job_id)
+    with pytest.raises(JobFailed, match="invalid job: .*unknown adapter 'no-such-adapter'") as caught:
+        JobHandle(job_id).wait(timeout=60)
+    report = caught.value.report
+    assert report is not None and report["status"] == "failed" and report["operations"] == 0
+    holders = [redis_db.get(key) for key in redis_db.scan_iter(match=keys.lock_key("*"))]
+    assert job_id.encode() not in holders  # it never took a lock
