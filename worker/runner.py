@@ -26,7 +26,7 @@ class Runner(Protocol):
     """What carries the steps: how the next step is enqueued and where progress and the job's end are shown."""
 
     def enqueue(self, step: str, job_id: str, *args: Any) -> None:
-        """Run ``step`` of the job later (once, even if asked twice for the same step and arguments)."""
+        """Run ``step`` of the job later; asking twice may run it twice (every step guards against that)."""
 
     def progress(self, job_id: str, stage: str, current: int, total: int) -> None:
         """Show the job's progress."""
@@ -65,6 +65,8 @@ def spec_of(job: JobState) -> JobSpec:
 
     Raises:
         JobFailed: if the job is unknown or its record expired.
+        InvalidJob: if the recorded spec does not validate (every problem named).
+        UnknownAdapter: if this process has no adapter registered under a name the spec uses.
     """
     data = job.spec_data()
     if data is None:
