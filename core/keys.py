@@ -69,6 +69,14 @@ def lock_key(target: str) -> str:
     return f"{ROOT}:~lock:{target}"
 
 
+def lock_holder_key(target: str) -> str:
+    """STRING naming the last job that took the lock on ``target`` (``~released`` once it let go).
+
+    The fence: a job may take its own expired lock back only while no other job has taken it since.
+    """
+    return f"{ROOT}:~lock-holder:{target}"
+
+
 def job_store_id(job_id: str, side: str) -> str:
     """Store id of a job's source or target namespace."""
     return f"job-{job_id}-{side}"

@@ -5,7 +5,8 @@ Set before any test module imports ``worker`` (whose Celery app reads the enviro
 
 import os
 
-TEST_REDIS_URL = "redis://127.0.0.1:6379/13"
+# SHARDSYNC_TEST_REDIS_URL lets two suites run side by side on one Redis (another database number).
+TEST_REDIS_URL = os.environ.get("SHARDSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 os.environ["SHARDSYNC_BROKER_URL"] = TEST_REDIS_URL
 os.environ.pop("SHARDSYNC_RESULT_BACKEND", None)

@@ -205,7 +205,7 @@ def submit_spec(spec: JobSpec) -> JobHandle:
         try:
             app.send_task(
                 "shardsync.job",
-                args=(message,),
+                args=(),  # the job id (the task id) is all it needs: the spec stays in the job state
                 task_id=spec.job_id,
                 retry_policy={"max_retries": 2, "interval_start": 0.2},
             )

@@ -20,8 +20,8 @@ from core.diff_codec import DiffCodec
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.model import DiffSyncModel
 from core.syncer import DiffSyncSyncer
-from worker.errors import describe
-from worker.runner import Busy, Delivery, Runner, attach_adapters, claim_wait, spec_of
+from worker.errors import LockLost, describe, lock_lost_message
+from worker.runner import Busy, Delivery, Runner, attach_adapters, claim_wait, show_progress, spec_of
 from worker.settings import get_settings
 from worker.state.base import JobState
 
@@ -64,6 +64,7 @@ class ShardSyncer(DiffSyncSyncer):
         redelivered: bool,
         on_checkpoint: Optional[Callable[[int], None]] = None,
         checkpoint_every: Optional[int] = None,
+        fence: Optional[Callable[[], None]] = None,
     ) -> None:
         super().__init__(diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags)
         self._job = job
@@ -71,6 +72,7 @@ class ShardSyncer(DiffSyncSyncer):
         self._done = done
         self._redelivered = redelivered
         self._on_checkpoint = on_checkpoint
+        self._fence = fence
         if checkpoint_every is not None:
             self.checkpoint_every = checkpoint_every
         self._pending: Dict[str, List[Any]] = {}
@@ -219,8 +221,13 @@ class ShardSyncer(DiffSyncSyncer):
         ids: Dict,
         attrs: Dict,
     ) -> Tuple[bool, Optional[DiffSyncModel]]:
-        """Journal what is done before the hook runs: a crash in the hook then re-runs that hook alone."""
+        """Journal what is done, then fence, before the hook runs.
+
+        A crash in the hook then re-runs that hook alone; and a hook runs only while the job holds the lock.
+        """
         self._checkpoint_if_due()
+        if self._fence is not None:
+            self._fence()
         return super()._sync_model(logger, model_class, action, dst_model, ids, attrs)
 
     def _observed(self, element: DiffElement) -> Optional[List[Any]]:
@@ -276,8 +283,10 @@ def _advance(job: JobState, runner: Runner, plan: Dict[str, Any], wave: int, fin
     if finished_in_wave < len(waves[wave]):
         return
     if wave + 1 < len(waves) and not job.aborted():
-        if job.once(f"wave-{wave + 1}"):
+        marker = f"wave-{wave + 1}"
+        if not job.marked(marker):
             start_wave(job, runner, waves[wave + 1])
+            job.mark(marker)  # after the enqueues: a crash in between sends the wave again (shards are claimed)
         return
     runner.enqueue("finish", job.job_id)
 
@@ -303,6 +312,12 @@ def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> None
         raise Busy(f"shard {index}", claim_wait())
     try:
         result = _apply_shard(job, runner, delivery, info, plan["operations"], token)
+    except Exception as err:  # noqa: BLE001 - outside the syncer: the shard still ends, and its wave with it
+        if delivery.will_retry(err):
+            raise
+        job.abort(f"shard {index} failed: {describe(err)}")
+        logger.error("Shard failed", error=describe(err))
+        result = _result(info, delivery, error=describe(err))
     finally:
         try:
             job.release_claim(f"claim:{index}", token)
@@ -311,12 +326,9 @@ def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> None
     _advance(job, runner, plan, wave, job.record_shard(index, wave, result))
 
 
-def _apply_shard(
-    job: JobState, runner: Runner, delivery: Delivery, info: Dict[str, Any], total: int, token: str
-) -> Dict[str, Any]:
-    index = info["index"]
-    result: Dict[str, Any] = {
-        "index": index,
+def _result(info: Dict[str, Any], delivery: Delivery, error: Optional[str] = None) -> Dict[str, Any]:
+    return {
+        "index": info["index"],
         "wave": info["wave"],
         "type": info["type"],
         "roots": len(info["roots"]),
@@ -325,10 +337,33 @@ def _apply_shard(
         "changed": False,
         "applied": 0,
         "replayed": 0,
-        "stopped": False,
-        "error": None,
+        "stopped": error is not None,
+        "error": error,
         "seconds": 0.0,
     }
+
+
+def give_up_shard(job: JobState, runner: Runner, delivery: Delivery, index: int, reason: str) -> None:
+    """End a shard that cannot run (its delivery limit is spent): the job stops, the shard's wave still ends."""
+    job.abort(reason)
+    try:
+        plan = job.plan()
+    except LookupError:
+        runner.enqueue("finish", job.job_id)
+        return
+    info = plan["shards"][index]
+    if job.shard_result(index) is None:
+        finished = job.record_shard(index, info["wave"], _result(info, delivery, error=reason))
+    else:
+        finished = job.finished_in_wave(info["wave"])
+    _advance(job, runner, plan, info["wave"], finished)
+
+
+def _apply_shard(
+    job: JobState, runner: Runner, delivery: Delivery, info: Dict[str, Any], total: int, token: str
+) -> Dict[str, Any]:
+    index = info["index"]
+    result = _result(info, delivery)
     started = time.perf_counter()
     job.mark_sync_started(time.time())
     if job.aborted():
@@ -338,7 +373,15 @@ def _apply_shard(
     spec = spec_of(job)
     settings = get_settings()
     syncer: Optional[ShardSyncer] = None
-    with job.heartbeat(spec.target_identity(), settings.lock_ttl, claim=f"claim:{index}", token=token):
+    target_id = spec.target_identity()
+    with job.heartbeat(target_id, settings.lock_ttl, claim=f"claim:{index}", token=token) as beat:
+
+        def fence() -> None:
+            # Before every hook: the lock is this job's (or is taken back while no other job took it since).
+            if beat.lost.is_set() or not (job.holds_lock(target_id) or job.renew_lock(target_id, settings.lock_ttl)):
+                beat.lost.set()
+                raise LockLost(lock_lost_message(job.job_id, target_id))
+
         try:
             source, target = attach_adapters(job, spec, lazy=True)
             codec = DiffCodec(source, target)
@@ -358,8 +401,9 @@ def _apply_shard(
                 op_ids=op_ids,
                 done=done,
                 redelivered=bool(done) or delivery.redelivered,
-                on_checkpoint=lambda current: runner.progress(job.job_id, "sync", current, total),
+                on_checkpoint=lambda current: show_progress(job, runner, "sync", current, total),
                 checkpoint_every=settings.journal_batch,
+                fence=fence,
             )
             result["changed"], result["stopped"] = syncer.run()
         except Exception as err:  # noqa: BLE001 - a failed shard stops the job; the report names the error
@@ -377,7 +421,7 @@ def _apply_shard(
             result["replayed"] = syncer.replayed
             remainder -= syncer.applied + syncer.replayed
         if remainder > 0:  # operations skipped under a failed parent still count as dealt with
-            runner.progress(job.job_id, "sync", job.write_journal({}, remainder), total)
+            show_progress(job, runner, "sync", job.write_journal({}, remainder), total)
     result["seconds"] = time.perf_counter() - started
     job.mark_sync_ended(time.time())
     return result

@@ -21,6 +21,18 @@ class RedisUnavailable(ShardsyncError):
     """Redis (broker, result backend or job state) cannot be reached; the message names where, never a password."""
 
 
+class LockLost(ShardsyncError):
+    """A step found that its job no longer holds the target's lock: it stops before writing to the target."""
+
+
+def lock_lost_message(job_id: str, target: str) -> str:
+    """Why a step stopped when its job's lock was gone."""
+    return (
+        f"job {job_id} lost the lock on target {target}: another job holds it or took it since (the lock "
+        "expired: no step of this job ran, or its worker paused, for longer than SHARDSYNC_LOCK_TTL)"
+    )
+
+
 class JobFailed(ShardsyncError):
     """A job ended without applying its whole diff; ``report`` says what was done and what failed."""
 

@@ -84,6 +84,19 @@ def attach_adapters(job: JobState, spec: JobSpec, lazy: bool = False) -> Tuple[A
     return adapters[0], adapters[1]
 
 
+def show_progress(job: JobState, runner: Runner, stage: str, current: int, total: int) -> None:
+    """Show a job's progress, never over its end.
+
+    A step still running when its job ended elsewhere (a failed load while the other side loads, a shard
+    stopping) may publish progress after the finish published the end; the report is saved before the end is
+    published, so looking for it after each progress write and publishing the end again keeps it final.
+    """
+    runner.progress(job.job_id, stage, current, total)
+    ended = job.report()
+    if ended is not None:
+        runner.publish_end(job.job_id, ended)
+
+
 def fail(job: JobState, runner: Runner, stage: str, err: BaseException) -> None:
     """Stop the job after an error in one of its steps, and let the finish report it."""
     logger.error("Job step failed", job_id=job.job_id, stage=stage, error=describe(err))

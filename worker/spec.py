@@ -39,6 +39,20 @@ def parse_flags(names: List[str]) -> DiffSyncFlags:
     return flags
 
 
+def _canonical(value: Any) -> Any:
+    """Plain data in one spelling: mappings as key-sorted pairs, sequences as lists, whole floats as ints.
+
+    So the same system named with its kwargs in another order (or 1.0 for 1) is the same lock.
+    """
+    if isinstance(value, dict):
+        return [[key, _canonical(value[key])] for key in sorted(value, key=repr)]
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _check_packable(side: str, kwargs: Dict[str, Any]) -> None:
     try:
         msgpack.packb(kwargs, use_bin_type=True, strict_types=False)
@@ -120,7 +134,7 @@ class JobSpec(BaseModel):
 
     def target_identity(self) -> str:
         """What the lock is taken on: the target adapter and its kwargs (the same system, the same lock)."""
-        packed = msgpack.packb(self.target_kwargs, use_bin_type=True)
+        packed = msgpack.packb(_canonical(self.target_kwargs), use_bin_type=True)
         digest = hashlib.sha256(packed).hexdigest()[:24]
         return f"{self.target}.{digest}"
 

@@ -18,10 +18,10 @@ from core.diff import DiffElement
 from core.diff_codec import DiffCodec
 from core.enum import DiffSyncModelFlags
 from core.planner import plan_sync
-from worker.apply import shard, start_wave
+from worker.apply import give_up_shard, shard, start_wave
 from worker.errors import describe
 from worker.report import assemble_report, rebuild_diff
-from worker.runner import SIDES, Busy, Delivery, Runner, attach_adapters, claim_wait, fail, spec_of
+from worker.runner import SIDES, Busy, Delivery, Runner, attach_adapters, claim_wait, fail, show_progress, spec_of
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state.base import JobState
@@ -52,22 +52,23 @@ def start(job: JobState, runner: Runner, delivery: Delivery) -> None:
         job.abort(f"invalid job: {describe(err)}")
         finish(job, runner, delivery)
         return
+    if job.marked("started"):
+        return  # a redelivered start: the pipeline runs already
     holder = job.acquire_lock(spec.target_identity(), get_settings().lock_ttl)  # idempotent for this job
     if holder is not None:
         job.abort(f"target {spec.target} is being synced by job {holder}; one sync into a target at a time")
         job.set_info(lock="not held")
         finish(job, runner, delivery)
         return
-    if not job.once("started"):
-        return  # a redelivered start: the pipeline runs already
     job.set_info(lock="held")
     if job.aborted():  # cancelled before it started
         finish(job, runner, delivery)
         return
     job.set_info(status="running", started=time.time(), worker=delivery.hostname)
-    runner.progress(job.job_id, "load-source", 0, 2)
+    show_progress(job, runner, "load-source", 0, 2)
     for side in SIDES:
         runner.enqueue("load", job.job_id, side)
+    job.mark("started")  # after the enqueues: a start that dies before this sends them again (loads are claimed)
 
 
 def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
@@ -80,33 +81,46 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
         return
     try:
         if job.loads().get(side) is None:
-            spec = spec_of(job)
-            with job.heartbeat(spec.target_identity(), get_settings().lock_ttl):
-                started = time.perf_counter()
-                runner.progress(job.job_id, stage, len(job.loads()), 2)
-                store = job.fresh_store(side)
-                adapter = spec.build_adapter(side)
-                adapter.store = store
-                store.adapter = adapter
-                adapter.load()
-                flush = getattr(store, "flush", None)
-                if flush is not None:
-                    flush()
-                seconds = time.perf_counter() - started
-                count = store.count()
-            job.record_time(stage, seconds)
-            job.record_worker(stage, delivery.hostname)
-            loaded = job.record_load(side, {"objects": count, "seconds": seconds, "worker": delivery.hostname})
-            logger.info("Loaded", objects=count, seconds=round(seconds, 3))
-        else:
-            loaded = len(job.loads())
-        runner.progress(job.job_id, stage, loaded, 2)
+            token = job.claim(f"claim:{stage}", get_settings().lock_ttl)
+            if token is None:  # a duplicate is loading into this store now: never clear it under its feet
+                raise Busy(f"the {side} load", claim_wait())
+            try:
+                if job.loads().get(side) is None:  # not loaded by a duplicate that finished meanwhile
+                    _load_side(job, runner, delivery, side, token)
+            finally:
+                job.release_claim(f"claim:{stage}", token)
+        loaded = len(job.loads())
+        show_progress(job, runner, stage, loaded, 2)
         if loaded == len(SIDES):
             runner.enqueue("finish" if job.aborted() else "diff", job.job_id)
+    except Busy:
+        raise
     except Exception as err:  # noqa: BLE001 - any failure of a load ends the job with a report
         if delivery.will_retry(err):
             raise
         fail(job, runner, stage, err)
+
+
+def _load_side(job: JobState, runner: Runner, delivery: Delivery, side: str, token: str) -> None:
+    stage = f"load-{side}"
+    spec = spec_of(job)
+    with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim=f"claim:{stage}", token=token):
+        started = time.perf_counter()
+        show_progress(job, runner, stage, len(job.loads()), 2)
+        store = job.fresh_store(side)
+        adapter = spec.build_adapter(side)
+        adapter.store = store
+        store.adapter = adapter
+        adapter.load()
+        flush = getattr(store, "flush", None)
+        if flush is not None:
+            flush()
+        seconds = time.perf_counter() - started
+        count = store.count()
+    job.record_time(stage, seconds)
+    job.record_worker(stage, delivery.hostname)
+    job.record_load(side, {"objects": count, "seconds": seconds, "worker": delivery.hostname})
+    logger.info("Loaded", objects=count, seconds=round(seconds, 3))
 
 
 def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
@@ -131,7 +145,7 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
             finally:
                 job.release_claim("claim:diff", token)
             if not spec.dry_run and saved["shards"]:
-                runner.progress(job.job_id, "sync", 0, saved["operations"])
+                show_progress(job, runner, "sync", 0, saved["operations"])
         # Also for a diff delivered again after its plan was saved: shards may have changed the target store
         # since, so the diff is never computed twice; only the next step is enqueued again (that is safe).
         if spec.dry_run or not saved["shards"]:
@@ -148,7 +162,6 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
 
 def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobSpec, token: str) -> Dict[str, Any]:
     """Diff the loaded stores, keep the diff and the plan with the job; returns the saved plan."""
-    job_id = job.job_id
     with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim="claim:diff", token=token):
         source, target = attach_adapters(job, spec)
         started = time.perf_counter()
@@ -158,16 +171,16 @@ def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobS
             now = time.monotonic()
             if now - last[0] >= 0.5 or current == total:
                 last[0] = now
-                runner.progress(job_id, "diff", current, total)
+                show_progress(job, runner, "diff", current, total)
 
-        runner.progress(job_id, "diff", 0, 0)
+        show_progress(job, runner, "diff", 0, 0)
         the_diff = target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress)
         job.record_time("diff", time.perf_counter() - started)
         job.record_worker("diff", delivery.hostname)
 
         structlog.contextvars.bind_contextvars(stage="plan")
         started = time.perf_counter()
-        runner.progress(job_id, "plan", 0, 1)
+        show_progress(job, runner, "plan", 0, 1)
         plan = plan_sync(
             the_diff,
             shard_size=spec.shard_size,
@@ -183,7 +196,7 @@ def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobS
         saved = {"waves": plan.waves, "operations": plan.operations, "shards": shards}
         job.save_plan(saved)  # last: a saved plan means the diff is complete and must never be computed again
         job.record_time("plan", time.perf_counter() - started)
-        runner.progress(job_id, "plan", 1, 1)
+        show_progress(job, runner, "plan", 1, 1)
         logger.info("Planned", shards=len(plan.shards), waves=len(plan.waves), operations=plan.operations)
     return saved
 
@@ -208,12 +221,12 @@ def finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]:
     if token is None:
         raise Busy("the finish", claim_wait())  # another delivery is finishing
     try:
-        return _finish(job, runner, delivery)
+        return _finish(job, runner, delivery, token)
     finally:
         job.release_claim("claim:finish", token)
 
 
-def _finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]:
+def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Dict[str, Any]:
     started = time.perf_counter()
     runner.progress(job.job_id, "finish", 0, 1)
     spec: Optional[JobSpec] = None
@@ -226,13 +239,16 @@ def _finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]
     sync_complete = False
     if spec is not None and not error and not spec.dry_run and changed:
         try:
-            source, target = attach_adapters(job, spec)
-            records = job.diff_records(list(range(job.diff_size())))
-            full = rebuild_diff(records, DiffCodec(source, target), source.name, target.name, job.summary())
-            target.sync_complete(source, full, spec.diffsync_flags, structlog.get_logger().new(job_id=job.job_id))
-            flush = getattr(target.store, "flush", None)
-            if flush is not None:
-                flush()
+            # Fenced and kept alive like a shard: sync_complete writes to the target, and may take long.
+            with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim="claim:finish", token=token):
+                source, target = attach_adapters(job, spec)
+                records = job.diff_records(list(range(job.diff_size())))
+                full = rebuild_diff(records, DiffCodec(source, target), source.name, target.name, job.summary())
+                logger_ = structlog.get_logger().new(job_id=job.job_id)
+                target.sync_complete(source, full, spec.diffsync_flags, logger_)
+                flush = getattr(target.store, "flush", None)
+                if flush is not None:
+                    flush()
             sync_complete = True
         except Exception as err:  # noqa: BLE001 - reported; the operations themselves were applied
             if delivery.will_retry(err):
@@ -253,7 +269,11 @@ def _finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]
 
 
 def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args: Any) -> Any:
-    """Run one step by name, with the job id and stage bound to every log event it makes."""
+    """Run one step by name, with the job id and stage bound to every log event it makes.
+
+    An error a step did not handle, and that will not be retried, fails the job (the finish reports it)
+    rather than leaving it waiting for a step that will never come; an error of the finish itself is raised.
+    """
     context: Dict[str, Any] = {"job_id": job.job_id, "stage": step}
     if step == "load":
         context["stage"] = f"load-{args[0]}"
@@ -262,8 +282,29 @@ def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args
     structlog.contextvars.bind_contextvars(**context)
     try:
         return STEP_FUNCTIONS[step](job, runner, delivery, *args)
+    except Busy:
+        raise
+    except Exception as err:
+        if step == "finish" or delivery.will_retry(err):
+            raise
+        logger.exception("Step failed outside its own error handling")
+        fail(job, runner, str(context["stage"]), err)
+        return None
     finally:
         structlog.contextvars.unbind_contextvars(*context)
+
+
+def give_up(step: str, job: JobState, runner: Runner, delivery: Delivery, reason: str, *args: Any) -> None:
+    """Fail the job instead of running a step that keeps killing its worker; its report says why."""
+    logger.error("Step given up", job_id=job.job_id, step=step, reason=reason)
+    if step == "shard":
+        give_up_shard(job, runner, delivery, args[0], reason)
+    elif step == "finish":
+        job.abort(reason)  # the finish itself still runs, without sync_complete, to report the job
+        finish(job, runner, delivery)
+    else:
+        job.abort(reason)
+        runner.enqueue("finish", job.job_id)
 
 
 STEP_FUNCTIONS: Dict[str, Callable[..., Any]] = {

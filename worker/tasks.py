@@ -23,7 +23,7 @@ from worker.events import end_published, publish_end, publish_progress
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state.redis import RedisJobState
-from worker.steps import Busy, Delivery, run_step
+from worker.steps import Busy, Delivery, give_up, run_step
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -89,8 +89,20 @@ def _run(task: Task, step: str, job_id: str, *args: Any) -> Any:
         redelivered=bool((request.delivery_info or {}).get("redelivered")),
         will_retry=will_retry,
     )
+    job = RedisJobState(job_id)
     try:
-        return run_step(step, RedisJobState(job_id), RUNNER, delivery, *args)
+        # One count per delivery (a retry is a new one): a message that keeps coming back because it kills
+        # its worker fails its job after SHARDSYNC_MAX_DELIVERIES starts instead of looping for ever.
+        starts = job.count_delivery(":".join([task.name, *map(str, args), str(request.retries)]))
+        limit = get_settings().max_deliveries
+        if starts > limit:
+            what = " ".join([step, *map(str, args)])
+            reason = (
+                f"{what} was delivered {starts} times without finishing (more than SHARDSYNC_MAX_DELIVERIES="
+                f"{limit}): it may kill its worker (out of memory?)"
+            )
+            return give_up(step, job, RUNNER, delivery, reason, *args)
+        return run_step(step, job, RUNNER, delivery, *args)
     except Busy as busy:
         raise task.retry(countdown=busy.countdown) from None
     except Exception as err:
@@ -101,11 +113,16 @@ def _run(task: Task, step: str, job_id: str, *args: Any) -> Any:
 
 
 @app.task(name="shardsync.job", bind=True, max_retries=None)
-def run_job(self: Task, spec_data: Dict[str, Any]) -> None:
-    """Start a job: take the lock on its target, then load both sides in parallel."""
+def run_job(self: Task, *legacy: Any) -> None:
+    """Start a job: take the lock on its target, then load both sides in parallel.
+
+    The message carries the job id only (the task id): the spec, adapter kwargs included, stays in the job
+    state, out of the broker, the result backend and monitors. A message of an earlier release carrying
+    the spec as its argument is still started, from that spec, when the job state has none.
+    """
     job = RedisJobState(self.request.id)
-    if job.spec_data() is None:  # a message sent without submit_sync (which records the spec first)
-        job.create(spec_data, get_settings().store_ttl)
+    if legacy and isinstance(legacy[0], dict) and job.spec_data() is None:
+        job.create(legacy[0], get_settings().store_ttl)
     _run(self, "start", self.request.id)
     raise Ignore()  # the job's Celery state is written by its steps; its result by the finish
 

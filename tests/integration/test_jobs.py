@@ -14,6 +14,7 @@ from celery.result import AsyncResult
 from core import keys
 from worker import InvalidJob, JobFailed, JobHandle, UnknownAdapter, app, submit_sync
 from worker.spec import JobSpec
+from worker.state import RedisJobState
 
 pytestmark = pytest.mark.usefixtures("workers")
 
@@ -281,7 +282,8 @@ def test_a_job_message_with_a_bad_spec_ends_failed_with_a_report(redis_db) -> No
     # A message that did not come through submit_sync (another producer, an old release): the start step
     # refuses it, and the job ends like any failed job, with a report naming the problem.
     job_id = f"bad-spec-{uuid.uuid4().hex}"
-    app.send_task("shardsync.job", args=({"source": "no-such-adapter", "target": "dataset"},), task_id=job_id)
+    RedisJobState(job_id, redis_db).create({"source": "no-such-adapter", "target": "dataset"}, ttl=600)
+    app.send_task("shardsync.job", task_id=job_id)
     with pytest.raises(JobFailed, match="invalid job: .*unknown adapter 'no-such-adapter'") as caught:
         JobHandle(job_id).wait(timeout=60)
     report = caught.value.report

@@ -54,7 +54,11 @@ def test_info_marks_and_once(job) -> None:
     job.mark_sync_ended(40.0)  # the last shard's end wins
     info = job.info()
     assert (info["status"], info["worker"], info["sync_started"], info["sync_ended"]) == ("running", "w1", 10.0, 40.0)
-    assert job.once("wave-1") and not job.once("wave-1") and job.once("wave-2")
+    assert not job.marked("wave-1")
+    job.mark("wave-1")
+    job.mark("wave-1")
+    assert job.marked("wave-1") and not job.marked("wave-2")
+    assert [job.count_delivery("shard:3:0") for _ in range(3)] == [1, 2, 3] and job.count_delivery("shard:4:0") == 1
     job.record_time("diff", 1.5)
     job.record_worker("diff", "w2")
     assert job.times() == {"diff": 1.5} and job.workers() == {"diff": "w2"}

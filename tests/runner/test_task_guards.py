@@ -11,6 +11,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from core.exceptions import ObjectCrudException, ObjectStoreException
+from worker.errors import LockLost
+from worker.spec import JobSpec
 from worker.state import RedisJobState as JobState
 from worker.tasks import shard, transient
 
@@ -63,3 +65,36 @@ def test_lock_is_exclusive_and_kept_by_its_holder(job) -> None:
         assert other.renew_lock(target, 30) is True  # expired meanwhile: taken back by its holder
     finally:
         job.client.delete(f"shardsync:~lock:{target}")
+
+
+def test_the_lock_is_fenced(job) -> None:
+    # A job may take its expired lock back only while no other job has taken it since, and never after it
+    # released it: an old step can never write over a newer job's changes.
+    other = JobState(f"test-{uuid.uuid4().hex}", job.client)
+    target = f"test-target-{uuid.uuid4().hex}"
+    lock, holder = f"shardsync:~lock:{target}", f"shardsync:~lock-holder:{target}"
+    try:
+        assert job.acquire_lock(target, 30) is None and job.holds_lock(target)
+        job.client.delete(lock)  # expired (a paused worker, no step running)
+        assert not job.holds_lock(target)
+        assert job.renew_lock(target, 30) and job.holds_lock(target)  # nobody took it since: taken back
+        job.client.delete(lock)
+        assert other.acquire_lock(target, 30) is None  # another job takes it...
+        other.release_lock(target)  # ...and is done with it
+        assert not job.renew_lock(target, 30)  # the first job never gets it back
+        with pytest.raises(LockLost, match="lost the lock on target"):
+            with job.heartbeat(target, 30):
+                pass
+        assert not other.renew_lock(target, 30)  # nor the other, after its release
+        assert other.acquire_lock(target, 30) is None  # a new start may take a free lock
+    finally:
+        job.client.delete(lock, holder)
+
+
+def test_canonical_lock_identity() -> None:
+    def identity(kwargs):
+        return JobSpec.from_data({"source": "demo", "target": "demo", "target_kwargs": kwargs}).target_identity()
+
+    assert identity({"sites": 3, "variant": 1}) == identity({"variant": 1, "sites": 3})
+    assert identity({"sites": 3}) == identity({"sites": 3.0})
+    assert identity({"sites": 3}) != identity({"sites": 4})

@@ -1,11 +1,12 @@
 """The job-state interface: every record a step of the pipeline keeps or reads, and nothing else.
 
 Each write is safe to repeat, because a step may run twice (a redelivered task); the methods that guard
-against a second run (``once``, ``claim``, the lock) say so in what they return.
+against a second run (``mark``, ``claim``, the lock) say so in what they return.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any, Dict, List, Optional, Sequence
@@ -30,6 +31,13 @@ def unpack(raw: Optional[bytes]) -> Any:
     if raw is None:
         return None
     return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+class Heartbeat:
+    """What a running step learns from its heartbeat: whether its job lost the target's lock meanwhile."""
+
+    def __init__(self) -> None:
+        self.lost = threading.Event()
 
 
 class JobState(ABC):
@@ -69,8 +77,20 @@ class JobState(ABC):
         """Record when a shard ended (the last one's time stays)."""
 
     @abstractmethod
-    def once(self, marker: str) -> bool:
-        """True the first time it is called with ``marker`` for this job (guards steps that must not repeat)."""
+    def marked(self, marker: str) -> bool:
+        """Whether ``mark(marker)`` was called for this job."""
+
+    @abstractmethod
+    def mark(self, marker: str) -> None:
+        """Record that something was done.
+
+        Set after the enqueue it guards: a crash between the two repeats the enqueue, which the steps tolerate,
+        rather than losing it.
+        """
+
+    @abstractmethod
+    def count_delivery(self, delivery: str) -> int:
+        """Count one more start of a step's delivery; returns how many starts it has had."""
 
     @abstractmethod
     def record_time(self, stage: str, seconds: float) -> None:
@@ -106,7 +126,14 @@ class JobState(ABC):
 
     @abstractmethod
     def renew_lock(self, target: str, ttl: int) -> bool:
-        """Extend this job's lock; False if another job holds it now."""
+        """Extend this job's lock, or take it back if it expired and no other job has taken it since.
+
+        False if another job holds it, or held it since this job last did (the fence).
+        """
+
+    @abstractmethod
+    def holds_lock(self, target: str) -> bool:
+        """Whether this job holds the lock now (checked before every write to the target)."""
 
     @abstractmethod
     def release_lock(self, target: str) -> None:
@@ -114,9 +141,13 @@ class JobState(ABC):
 
     @abstractmethod
     def heartbeat(
-        self, target: str, ttl: int, claim: Optional[str] = None, token: str = ""
-    ) -> AbstractContextManager[None]:
-        """Keep the job's lock (and a step's claim) alive while a long step runs."""
+        self, target: Optional[str], ttl: int, claim: Optional[str] = None, token: str = ""
+    ) -> AbstractContextManager[Heartbeat]:
+        """Keep the job's lock (and a step's claim, and the job's records) alive while a long step runs.
+
+        Raises:
+            LockLost: at once, if the lock is lost already; later losses set ``Heartbeat.lost``.
+        """
 
     @abstractmethod
     def claim(self, part: str, ttl: int) -> Optional[str]:

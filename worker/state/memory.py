@@ -15,7 +15,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
 
 from core.store import BaseStore
 from core.store.local import LocalStore
-from worker.state.base import Entry, JobState, pack, unpack
+from worker.errors import LockLost, lock_lost_message
+from worker.state.base import Entry, Heartbeat, JobState, pack, unpack
 
 _locks: Dict[str, str] = {}
 _locks_guard = threading.Lock()
@@ -29,6 +30,7 @@ class MemoryJobState(JobState):
         self._spec: Optional[bytes] = None
         self._info: Dict[str, bytes] = {}
         self._once: Set[str] = set()
+        self._deliveries: Dict[str, int] = {}
         self._times: Dict[str, float] = {}
         self._workers: Dict[str, str] = {}
         self._abort: Optional[str] = None
@@ -79,12 +81,18 @@ class MemoryJobState(JobState):
         """Record when a shard ended."""
         self._info["sync_ended"] = pack(when)
 
-    def once(self, marker: str) -> bool:
-        """True the first time it is called with ``marker``."""
-        if marker in self._once:
-            return False
+    def marked(self, marker: str) -> bool:
+        """Whether ``mark(marker)`` was called."""
+        return marker in self._once
+
+    def mark(self, marker: str) -> None:
+        """Record that something was done."""
         self._once.add(marker)
-        return True
+
+    def count_delivery(self, delivery: str) -> int:
+        """Count one more start of a step's delivery."""
+        self._deliveries[delivery] = self._deliveries.get(delivery, 0) + 1
+        return self._deliveries[delivery]
 
     def record_time(self, stage: str, seconds: float) -> None:
         """Record how long a stage took."""
@@ -123,6 +131,10 @@ class MemoryJobState(JobState):
 
     def renew_lock(self, target: str, ttl: int) -> bool:
         """Whether this job still holds the lock (it never expires inside one process)."""
+        return self.holds_lock(target)
+
+    def holds_lock(self, target: str) -> bool:
+        """Whether this job holds the lock now."""
         with _locks_guard:
             return _locks.get(target) == self.job_id
 
@@ -133,9 +145,13 @@ class MemoryJobState(JobState):
                 del _locks[target]
 
     @contextmanager
-    def heartbeat(self, target: str, ttl: int, claim: Optional[str] = None, token: str = "") -> Iterator[None]:
-        """Nothing to keep alive: a lock or claim in this process lives until released."""
-        yield
+    def heartbeat(
+        self, target: Optional[str], ttl: int, claim: Optional[str] = None, token: str = ""
+    ) -> Iterator[Heartbeat]:
+        """Nothing to keep alive (a lock or claim in this process lives until released); the lock is checked."""
+        if target is not None and not self.holds_lock(target):
+            raise LockLost(lock_lost_message(self.job_id, target))
+        yield Heartbeat()
 
     def claim(self, part: str, ttl: int) -> Optional[str]:
         """Claim a step; None if it is claimed already."""
@@ -279,3 +295,4 @@ class MemoryJobState(JobState):
         self._waves = {}
         self._claims = {}
         self._once = set()
+        self._deliveries = {}

@@ -18,29 +18,52 @@ from redis import Redis
 from core import keys
 from core.store.redis import RedisStore
 from worker.connection import redis_client
+from worker.errors import LockLost, lock_lost_message
 from worker.settings import get_settings
-from worker.state.base import Entry, JobState, pack, unpack
+from worker.state.base import Entry, Heartbeat, JobState, pack, unpack
 
 logger = structlog.get_logger("shardsync.worker")
 _pack = pack
 
-_RENEW = """
+_RENEW_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-# Renews a lock that is ours, or takes it back if it expired meanwhile (a long pause, a redelivered task).
-_KEEP = """
+_RELEASE_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# The target lock, fenced: KEYS[1] the lock (expiring), KEYS[2] the last job that took it. A job takes the lock
+# when it is free, and takes it back after it expired only while it is still the last job that took it.
+_ACQUIRE_LOCK = """
 local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] or not holder then
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+  return ''
+end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return ''
+end
+return holder
+"""
+_RENEW_LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not holder and redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
 return 0
 """
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('SET', KEYS[2], '~released', 'KEEPTTL') end
 return 0
 """
+_LONG_LIVED = ("spec", "info", "times", "workers", "loads", "summary", "diff")
+"""Parts of a job's state kept with its report; renewed while the job runs, so a long job outlives none."""
 
 class RedisJobState(JobState):
     """One job's state as keys of the job-state Redis, shared by every worker of the deployment."""
@@ -91,9 +114,17 @@ class RedisJobState(JobState):
         """Record when a shard ended (the last one's time stays)."""
         self.client.hset(self.key("info"), "sync_ended", _pack(when))
 
-    def once(self, marker: str) -> bool:
-        """True the first time it is called with ``marker`` for this job (guards steps that must not repeat)."""
-        return bool(self.client.hsetnx(self.key("once"), marker, time.time()))
+    def marked(self, marker: str) -> bool:
+        """Whether ``mark(marker)`` was called for this job."""
+        return bool(self.client.hexists(self.key("once"), marker))
+
+    def mark(self, marker: str) -> None:
+        """Record that something was done (after the enqueue it guards)."""
+        self.client.hsetnx(self.key("once"), marker, time.time())
+
+    def count_delivery(self, delivery: str) -> int:
+        """Count one more start of a step's delivery; returns how many starts it has had."""
+        return int(self.client.hincrby(self.key("deliveries"), delivery, 1))
 
     def record_time(self, stage: str, seconds: float) -> None:
         """Record how long a stage took."""
@@ -124,51 +155,70 @@ class RedisJobState(JobState):
 
     # -- lock -----------------------------------------------------------------------------------------
 
+    def _lock_keys(self, target: str) -> List[str]:
+        return [keys.lock_key(target), keys.lock_holder_key(target)]
+
     def acquire_lock(self, target: str, ttl: int) -> Optional[str]:
         """Take the lock on ``target``; returns None when this job holds it, else the id of the holder."""
-        key = keys.lock_key(target)
-        if self.client.set(key, self.job_id, nx=True, px=ttl * 1000):
-            return None
-        holder = self.client.get(key)
-        if holder is None:
-            return self.acquire_lock(target, ttl)  # expired between the two calls
-        holder_id = holder.decode()
-        if holder_id == self.job_id:
-            self.client.pexpire(key, ttl * 1000)
-            return None
-        return holder_id
+        holder = self.client.eval(
+            _ACQUIRE_LOCK, 2, *self._lock_keys(target), self.job_id, ttl * 1000, get_settings().store_ttl
+        )
+        holder_id = holder.decode() if isinstance(holder, bytes) else str(holder or "")
+        return holder_id or None
 
     def renew_lock(self, target: str, ttl: int) -> bool:
-        """Extend this job's lock (taking it back if it expired); False if another job holds it now."""
-        kept = bool(self.client.eval(_KEEP, 1, keys.lock_key(target), self.job_id, ttl * 1000))
+        """Extend this job's lock, or take it back if it expired and no other job has taken it since."""
+        kept = bool(self.client.eval(_RENEW_LOCK, 2, *self._lock_keys(target), self.job_id, ttl * 1000))
         if not kept:
-            logger.warning("Lost the target lock to another job", job_id=self.job_id, target=target)
+            logger.warning("Lost the target lock", job_id=self.job_id, target=target)
         return kept
 
+    def holds_lock(self, target: str) -> bool:
+        """Whether this job holds the lock now."""
+        return self.client.get(keys.lock_key(target)) == self.job_id.encode()
+
     def release_lock(self, target: str) -> None:
-        """Release the lock if this job holds it."""
-        self.client.eval(_RELEASE, 1, keys.lock_key(target), self.job_id)
+        """Release the lock if this job holds it; it can never take it back after that."""
+        self.client.eval(_RELEASE_LOCK, 2, *self._lock_keys(target), self.job_id)
+
+    def _keep_records(self) -> None:
+        ttl = get_settings().store_ttl
+        pipe = self.client.pipeline(transaction=False)
+        for part in _LONG_LIVED:
+            pipe.expire(self.key(part), ttl)
+        pipe.execute()
 
     @contextmanager
-    def heartbeat(self, target: str, ttl: int, claim: Optional[str] = None, token: str = "") -> Iterator[None]:
-        """Renew the job's lock (and a shard claim) in the background while a long step runs."""
+    def heartbeat(
+        self, target: Optional[str], ttl: int, claim: Optional[str] = None, token: str = ""
+    ) -> Iterator[Heartbeat]:
+        """Renew the job's lock, a step's claim and the job's records in the background while a step runs.
+
+        A renewal that finds the lock lost sets ``Heartbeat.lost`` and stops renewing it: the lock is never
+        taken back from a job that took it since.
+        """
         stop = threading.Event()
         claim_key = self.key(claim) if claim else None
-        self.renew_lock(target, ttl)  # at once: a redelivered task may find it expired
+        state = Heartbeat()
+        if target is not None and not self.renew_lock(target, ttl):  # a redelivered task may find it lost
+            raise LockLost(lock_lost_message(self.job_id, target))
+        self._keep_records()
 
         def beat() -> None:
             while not stop.wait(max(1.0, ttl / 3)):
                 try:
-                    self.renew_lock(target, ttl)
+                    if target is not None and not state.lost.is_set() and not self.renew_lock(target, ttl):
+                        state.lost.set()
                     if claim_key:
-                        self.client.eval(_RENEW, 1, claim_key, token, ttl * 1000)
+                        self.client.eval(_RENEW_CLAIM, 1, claim_key, token, ttl * 1000)
+                    self._keep_records()
                 except Exception:  # noqa: BLE001, S112 - a missed beat is retried at the next one
                     continue
 
         thread = threading.Thread(target=beat, name=f"shardsync-heartbeat-{self.job_id}", daemon=True)
         thread.start()
         try:
-            yield
+            yield state
         finally:
             stop.set()
             thread.join(timeout=5)
@@ -182,7 +232,7 @@ class RedisJobState(JobState):
 
     def release_claim(self, part: str, token: str) -> None:
         """Release a claim taken with ``claim``."""
-        self.client.eval(_RELEASE, 1, self.key(part), token)
+        self.client.eval(_RELEASE_CLAIM, 1, self.key(part), token)
 
     # -- stores and loads ----------------------------------------------------------------------------------------
 
@@ -328,7 +378,7 @@ class RedisJobState(JobState):
     def save_report(self, report: Dict[str, Any], ttl: int) -> None:
         """Keep the job's report (also the job's Celery result) for ``ttl`` seconds."""
         self.client.set(self.key("report"), _pack(report), ex=ttl)
-        for part in ("spec", "info", "times", "workers", "loads", "summary", "diff"):
+        for part in _LONG_LIVED:
             self.client.expire(self.key(part), ttl)
 
     def report(self) -> Optional[Dict[str, Any]]:
@@ -340,7 +390,7 @@ class RedisJobState(JobState):
 
         The diff stays with the job's report (for ``JobHandle.diff()``) until both expire.
         """
-        doomed = [self.key(part) for part in ("plan", "journal", "progress", "shards", "abort", "once")]
+        doomed = [self.key(part) for part in ("plan", "journal", "progress", "shards", "abort", "once", "deliveries")]
         for raw in self.client.scan_iter(match=self.key("wave:*"), count=1000):
             doomed.append(raw)
         for raw in self.client.scan_iter(match=self.key("claim:*"), count=1000):
