@@ -5,7 +5,10 @@ Apps use ``submit_sync`` (or the ``shardsync`` command line); deployments regist
 schedule file and opens no connection.
 """
 
-from worker import tasks  # noqa: F401 - registers the tasks on the app
+from worker import (
+    tasks,  # noqa: F401 - registers the tasks on the app
+    watchdog,  # noqa: F401 - starts with every worker
+)
 from worker.api import JobHandle, submit_spec, submit_sync
 from worker.celery_app import app  # noqa: I001 - after the registry: adapter modules may import this package
 from worker.errors import InvalidJob, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter

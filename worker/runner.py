@@ -55,9 +55,21 @@ class Busy(Exception):
         self.countdown = countdown
 
 
+class ClaimLost(Busy):
+    """The step's claim expired under it (no beat for a whole ``SHARDSYNC_CLAIM_TTL``): it may run elsewhere.
+
+    This delivery stands down before its next hook and comes back later, finding the step done or claimed.
+    """
+
+
 def claim_wait() -> int:
-    """Seconds before a step whose claim is held tries again: a third of the claim's expiry, 5 at least."""
-    return max(5, get_settings().lock_ttl // 3)
+    """Seconds before a step whose claim is held tries again: a third of the claim's expiry, 1 at least."""
+    return max(1, get_settings().claim_ttl // 3)
+
+
+def claim_ttl() -> int:
+    """Seconds a step's claim lives without renewal."""
+    return get_settings().claim_ttl
 
 
 def spec_of(job: JobState) -> JobSpec:

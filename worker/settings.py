@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     journal_batch: int = Field(1, ge=1)
     """Operations a shard applies between two journal writes (1: a killed worker re-runs only the operation
     in flight; more: fewer round trips, and up to that many finished operations run again after a crash)."""
+    claim_ttl: int = Field(30, ge=3)
+    """Seconds a running step's claim lives without renewal; its heartbeat renews it every third of that. A
+    claim that expires without a result means its worker is gone: the watchdog runs the step again."""
+    watchdog_interval: float = Field(10.0, ge=0)
+    """Seconds between two watchdog scans for steps whose worker is gone (0: no watchdog in this worker)."""
     lock_ttl: int = Field(300, ge=5)
     """Seconds a job's lock on its target lives without renewal (running tasks renew it)."""
     store_ttl: int = Field(86400, ge=60)

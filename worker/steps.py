@@ -18,11 +18,23 @@ from core.diff import DiffElement
 from core.diff_codec import DiffCodec
 from core.enum import DiffSyncModelFlags
 from core.planner import plan_sync
-from worker.apply import give_up_shard, shard, start_wave
 from worker.errors import describe
 from worker.report import assemble_report, rebuild_diff
-from worker.runner import SIDES, Busy, Delivery, Runner, attach_adapters, claim_wait, fail, show_progress, spec_of
+from worker.runner import (
+    SIDES,
+    Busy,
+    ClaimLost,
+    Delivery,
+    Runner,
+    attach_adapters,
+    claim_ttl,
+    claim_wait,
+    fail,
+    show_progress,
+    spec_of,
+)
 from worker.settings import get_settings
+from worker.shard import give_up_shard, shard, start_wave
 from worker.spec import JobSpec
 from worker.state.base import JobState
 
@@ -81,14 +93,14 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
         return
     try:
         if job.loads().get(side) is None:
-            token = job.claim(f"claim:{stage}", get_settings().lock_ttl)
+            token = job.claim(stage, claim_ttl(), "load", [side])
             if token is None:  # a duplicate is loading into this store now: never clear it under its feet
                 raise Busy(f"the {side} load", claim_wait())
             try:
                 if job.loads().get(side) is None:  # not loaded by a duplicate that finished meanwhile
                     _load_side(job, runner, delivery, side, token)
             finally:
-                job.release_claim(f"claim:{stage}", token)
+                job.release_claim(stage, token)
         loaded = len(job.loads())
         show_progress(job, runner, stage, loaded, 2)
         if loaded == len(SIDES):
@@ -104,7 +116,7 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
 def _load_side(job: JobState, runner: Runner, delivery: Delivery, side: str, token: str) -> None:
     stage = f"load-{side}"
     spec = spec_of(job)
-    with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim=f"claim:{stage}", token=token):
+    with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim=stage, token=token) as beat:
         started = time.perf_counter()
         show_progress(job, runner, stage, len(job.loads()), 2)
         store = job.fresh_store(side)
@@ -117,6 +129,8 @@ def _load_side(job: JobState, runner: Runner, delivery: Delivery, side: str, tok
             flush()
         seconds = time.perf_counter() - started
         count = store.count()
+        if beat.claim_lost.is_set():  # another delivery may be loading this store now: its load counts
+            raise ClaimLost(f"the {side} load", claim_wait())
     job.record_time(stage, seconds)
     job.record_worker(stage, delivery.hostname)
     job.record_load(side, {"objects": count, "seconds": seconds, "worker": delivery.hostname})
@@ -137,13 +151,13 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
         except LookupError:
             saved = None
         if saved is None:
-            token = job.claim("claim:diff", get_settings().lock_ttl)
+            token = job.claim("diff", claim_ttl(), "diff")
             if token is None:  # a duplicate is diffing now: come back when it has saved the plan
                 raise Busy("the diff", claim_wait())
             try:
                 saved = _diff_and_plan(job, runner, delivery, spec, token)
             finally:
-                job.release_claim("claim:diff", token)
+                job.release_claim("diff", token)
             if not spec.dry_run and saved["shards"]:
                 show_progress(job, runner, "sync", 0, saved["operations"])
         # Also for a diff delivered again after its plan was saved: shards may have changed the target store
@@ -162,7 +176,7 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
 
 def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobSpec, token: str) -> Dict[str, Any]:
     """Diff the loaded stores, keep the diff and the plan with the job; returns the saved plan."""
-    with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim="claim:diff", token=token):
+    with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim="diff", token=token):
         source, target = attach_adapters(job, spec)
         started = time.perf_counter()
         last = [0.0]
@@ -217,13 +231,13 @@ def finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]:
         if not runner.end_published(job.job_id):
             runner.publish_end(job.job_id, existing)
         return existing
-    token = job.claim("claim:finish", get_settings().lock_ttl)
+    token = job.claim("finish", claim_ttl(), "finish")
     if token is None:
         raise Busy("the finish", claim_wait())  # another delivery is finishing
     try:
         return _finish(job, runner, delivery, token)
     finally:
-        job.release_claim("claim:finish", token)
+        job.release_claim("finish", token)
 
 
 def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Dict[str, Any]:
@@ -240,7 +254,7 @@ def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Di
     if spec is not None and not error and not spec.dry_run and changed:
         try:
             # Fenced and kept alive like a shard: sync_complete writes to the target, and may take long.
-            with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim="claim:finish", token=token):
+            with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim="finish", token=token):
                 source, target = attach_adapters(job, spec)
                 records = job.diff_records(list(range(job.diff_size())))
                 full = rebuild_diff(records, DiffCodec(source, target), source.name, target.name, job.summary())

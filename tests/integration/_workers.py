@@ -22,7 +22,9 @@ def worker_env() -> dict:
     env = dict(os.environ)
     env["SHARDSYNC_BROKER_URL"] = REDIS_URL
     env["SHARDSYNC_ADAPTER_MODULES"] = "ss_test_adapters"
-    env["SHARDSYNC_LOCK_TTL"] = "10"  # short claims: a redelivered shard takes over within seconds
+    env["SHARDSYNC_LOCK_TTL"] = "10"
+    env["SHARDSYNC_CLAIM_TTL"] = "5"  # short claims: a redelivered shard takes over within seconds
+    env["SHARDSYNC_WATCHDOG_INTERVAL"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
     return env
 

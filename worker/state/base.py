@@ -34,10 +34,15 @@ def unpack(raw: Optional[bytes]) -> Any:
 
 
 class Heartbeat:
-    """What a running step learns from its heartbeat: whether its job lost the target's lock meanwhile."""
+    """What a running step learns from its heartbeat: whether it lost its job's lock, or its own claim.
+
+    A lost claim means the step went a whole claim expiry without a beat, and the watchdog may have given it
+    to another delivery.
+    """
 
     def __init__(self) -> None:
         self.lost = threading.Event()
+        self.claim_lost = threading.Event()
 
 
 class JobState(ABC):
@@ -150,12 +155,28 @@ class JobState(ABC):
         """
 
     @abstractmethod
-    def claim(self, part: str, ttl: int) -> Optional[str]:
-        """Claim a step so that a duplicate delivery does not run it at the same time; a token, or None."""
+    def claim(self, step_key: str, ttl: int, step: str = "", args: Sequence[Any] = ()) -> Optional[str]:
+        """Claim a step (``load-source``, ``diff``, ``shard-3``...); a token, or None if claimed already.
+
+        So a duplicate delivery does not run it at the same time. The step and its arguments are recorded as
+        running, so the watchdog can run it again if its claim expires without a result.
+        """
 
     @abstractmethod
-    def release_claim(self, part: str, token: str) -> None:
-        """Release a claim taken with ``claim``."""
+    def release_claim(self, step_key: str, token: str) -> None:
+        """Release a claim taken with ``claim`` (the step is no longer running)."""
+
+    @abstractmethod
+    def claim_held(self, step_key: str) -> bool:
+        """Whether some delivery holds the step's claim now."""
+
+    @abstractmethod
+    def running_steps(self) -> Dict[str, List[Any]]:
+        """Steps recorded as running by their claims: ``{step_key: [step, args, claimed_at]}``."""
+
+    @abstractmethod
+    def forget_running(self, step_key: str) -> None:
+        """Drop a step from the running ones (the watchdog, as it runs the step again)."""
 
     # -- stores and loads -----------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ class MemoryJobState(JobState):
         self._workers: Dict[str, str] = {}
         self._abort: Optional[str] = None
         self._claims: Dict[str, str] = {}
+        self._running: Dict[str, bytes] = {}
         self._stores: Dict[str, BaseStore] = {}
         self._loads: Dict[str, bytes] = {}
         self._diff: Dict[int, bytes] = {}
@@ -153,17 +154,32 @@ class MemoryJobState(JobState):
             raise LockLost(lock_lost_message(self.job_id, target))
         yield Heartbeat()
 
-    def claim(self, part: str, ttl: int) -> Optional[str]:
+    def claim(self, step_key: str, ttl: int, step: str = "", args: Sequence[Any] = ()) -> Optional[str]:
         """Claim a step; None if it is claimed already."""
-        if part in self._claims:
+        if step_key in self._claims:
             return None
-        token = self._claims[part] = uuid.uuid4().hex
+        token = self._claims[step_key] = uuid.uuid4().hex
+        if step:
+            self._running[step_key] = pack([step, list(args), time.time()])
         return token
 
-    def release_claim(self, part: str, token: str) -> None:
+    def release_claim(self, step_key: str, token: str) -> None:
         """Release a claim taken with ``claim``."""
-        if self._claims.get(part) == token:
-            del self._claims[part]
+        if self._claims.get(step_key) == token:
+            del self._claims[step_key]
+            self._running.pop(step_key, None)
+
+    def claim_held(self, step_key: str) -> bool:
+        """Whether the step is claimed."""
+        return step_key in self._claims
+
+    def running_steps(self) -> Dict[str, List[Any]]:
+        """Steps recorded as running by their claims."""
+        return {key: unpack(value) for key, value in self._running.items()}
+
+    def forget_running(self, step_key: str) -> None:
+        """Drop a step from the running ones."""
+        self._running.pop(step_key, None)
 
     # -- stores and loads -----------------------------------------------------------------------------
 
@@ -294,5 +310,6 @@ class MemoryJobState(JobState):
         self._shards = {}
         self._waves = {}
         self._claims = {}
+        self._running = {}
         self._once = set()
         self._deliveries = {}

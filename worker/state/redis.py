@@ -6,75 +6,30 @@ to repeat (tasks may run twice).
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-import structlog
 from redis import Redis
 
 from core import keys
 from core.store.redis import RedisStore
 from worker.connection import redis_client
-from worker.errors import LockLost, lock_lost_message
 from worker.settings import get_settings
-from worker.state.base import Entry, Heartbeat, JobState, pack, unpack
+from worker.state.base import Entry, JobState, pack, unpack
+from worker.state.claims import RedisClaims
 
-logger = structlog.get_logger("shardsync.worker")
 _pack = pack
 
-_RENEW_CLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE_CLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-# The target lock, fenced: KEYS[1] the lock (expiring), KEYS[2] the last job that took it. A job takes the lock
-# when it is free, and takes it back after it expired only while it is still the last job that took it.
-_ACQUIRE_LOCK = """
-local holder = redis.call('GET', KEYS[1])
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
-  return ''
-end
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return ''
-end
-return holder
-"""
-_RENEW_LOCK = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if not holder and redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('SET', KEYS[2], '~released', 'KEEPTTL') end
-return 0
-"""
 _LONG_LIVED = ("spec", "info", "times", "workers", "loads", "summary", "diff")
 """Parts of a job's state kept with its report; renewed while the job runs, so a long job outlives none."""
 
-class RedisJobState(JobState):
+
+class RedisJobState(RedisClaims, JobState):
     """One job's state as keys of the job-state Redis, shared by every worker of the deployment."""
 
     def __init__(self, job_id: str, client: Optional[Redis] = None) -> None:
         super().__init__(job_id)
         self.client = client if client is not None else redis_client()
-
-    def key(self, part: str) -> str:
-        """Full key name of one part of the job's state."""
-        return keys.job_key(self.job_id, part)
 
     # -- spec and info --------------------------------------------------------------------------------
 
@@ -153,86 +108,12 @@ class RedisJobState(JobState):
         raw = self.client.get(self.key("abort"))
         return None if raw is None else raw.decode(errors="replace")
 
-    # -- lock -----------------------------------------------------------------------------------------
-
-    def _lock_keys(self, target: str) -> List[str]:
-        return [keys.lock_key(target), keys.lock_holder_key(target)]
-
-    def acquire_lock(self, target: str, ttl: int) -> Optional[str]:
-        """Take the lock on ``target``; returns None when this job holds it, else the id of the holder."""
-        holder = self.client.eval(
-            _ACQUIRE_LOCK, 2, *self._lock_keys(target), self.job_id, ttl * 1000, get_settings().store_ttl
-        )
-        holder_id = holder.decode() if isinstance(holder, bytes) else str(holder or "")
-        return holder_id or None
-
-    def renew_lock(self, target: str, ttl: int) -> bool:
-        """Extend this job's lock, or take it back if it expired and no other job has taken it since."""
-        kept = bool(self.client.eval(_RENEW_LOCK, 2, *self._lock_keys(target), self.job_id, ttl * 1000))
-        if not kept:
-            logger.warning("Lost the target lock", job_id=self.job_id, target=target)
-        return kept
-
-    def holds_lock(self, target: str) -> bool:
-        """Whether this job holds the lock now."""
-        return self.client.get(keys.lock_key(target)) == self.job_id.encode()
-
-    def release_lock(self, target: str) -> None:
-        """Release the lock if this job holds it; it can never take it back after that."""
-        self.client.eval(_RELEASE_LOCK, 2, *self._lock_keys(target), self.job_id)
-
     def _keep_records(self) -> None:
         ttl = get_settings().store_ttl
         pipe = self.client.pipeline(transaction=False)
         for part in _LONG_LIVED:
             pipe.expire(self.key(part), ttl)
         pipe.execute()
-
-    @contextmanager
-    def heartbeat(
-        self, target: Optional[str], ttl: int, claim: Optional[str] = None, token: str = ""
-    ) -> Iterator[Heartbeat]:
-        """Renew the job's lock, a step's claim and the job's records in the background while a step runs.
-
-        A renewal that finds the lock lost sets ``Heartbeat.lost`` and stops renewing it: the lock is never
-        taken back from a job that took it since.
-        """
-        stop = threading.Event()
-        claim_key = self.key(claim) if claim else None
-        state = Heartbeat()
-        if target is not None and not self.renew_lock(target, ttl):  # a redelivered task may find it lost
-            raise LockLost(lock_lost_message(self.job_id, target))
-        self._keep_records()
-
-        def beat() -> None:
-            while not stop.wait(max(1.0, ttl / 3)):
-                try:
-                    if target is not None and not state.lost.is_set() and not self.renew_lock(target, ttl):
-                        state.lost.set()
-                    if claim_key:
-                        self.client.eval(_RENEW_CLAIM, 1, claim_key, token, ttl * 1000)
-                    self._keep_records()
-                except Exception:  # noqa: BLE001, S112 - a missed beat is retried at the next one
-                    continue
-
-        thread = threading.Thread(target=beat, name=f"shardsync-heartbeat-{self.job_id}", daemon=True)
-        thread.start()
-        try:
-            yield state
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-
-    def claim(self, part: str, ttl: int) -> Optional[str]:
-        """Claim a step so that a duplicate delivery does not run it at the same time; returns a token or None."""
-        token = uuid.uuid4().hex
-        if self.client.set(self.key(part), token, nx=True, px=ttl * 1000):
-            return token
-        return None
-
-    def release_claim(self, part: str, token: str) -> None:
-        """Release a claim taken with ``claim``."""
-        self.client.eval(_RELEASE_CLAIM, 1, self.key(part), token)
 
     # -- stores and loads ----------------------------------------------------------------------------------------
 
@@ -390,9 +271,11 @@ class RedisJobState(JobState):
 
         The diff stays with the job's report (for ``JobHandle.diff()``) until both expire.
         """
-        doomed = [self.key(part) for part in ("plan", "journal", "progress", "shards", "abort", "once", "deliveries")]
+        parts = ("plan", "journal", "progress", "shards", "abort", "once", "deliveries", "running")
+        doomed = [self.key(part) for part in parts]
         for raw in self.client.scan_iter(match=self.key("wave:*"), count=1000):
             doomed.append(raw)
         for raw in self.client.scan_iter(match=self.key("claim:*"), count=1000):
             doomed.append(raw)
         self.client.unlink(*doomed)
+        self.client.srem(keys.RUNNING_JOBS, self.job_id)

@@ -1,0 +1,108 @@
+"""The watchdog: a step whose worker vanished (its claim expired without a result) runs again within seconds.
+
+A worker host that dies keeps its unacknowledged tasks until the broker's visibility timeout (an hour by
+default with Redis). Every step holds a claim that its heartbeat renews every third of
+``SHARDSYNC_CLAIM_TTL``; the main process of every worker scans the running jobs every
+``SHARDSYNC_WATCHDOG_INTERVAL`` seconds (one worker of the deployment per interval), and enqueues again each
+step that is recorded as running, holds no claim and has no result. A shard resumes from its journal; the
+dead host's own message, when the broker redelivers it much later, finds the step done and does nothing.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any, List, Optional, Sequence, Tuple
+
+import structlog
+from celery import signals
+from redis import Redis
+
+from core import keys
+from worker.connection import redis_client
+from worker.errors import describe
+from worker.settings import get_settings
+from worker.state.redis import RedisJobState
+from worker.steps import Runner
+from worker.tasks import RUNNER
+
+logger = structlog.get_logger("shardsync.worker")
+
+
+def step_done(job: RedisJobState, step: str, args: Sequence[Any]) -> bool:
+    """Whether a step's result is recorded (then its claim expiring is no loss)."""
+    if step == "load":
+        return job.loads().get(args[0]) is not None
+    if step == "diff":
+        try:
+            job.plan()
+        except LookupError:
+            return False
+        return True
+    if step == "shard":
+        return job.shard_result(int(args[0])) is not None
+    return job.report() is not None  # the finish
+
+
+def scan(client: Redis, runner: Runner) -> List[Tuple[str, str]]:
+    """Enqueue again every running step whose claim expired without a result; returns (job id, step) pairs.
+
+    A step drops out of the running ones as it is enqueued again; the new delivery records itself when it
+    takes the claim, so a step is never sent twice by two scans.
+    """
+    requeued: List[Tuple[str, str]] = []
+    for raw in client.smembers(keys.RUNNING_JOBS):
+        job_id = raw.decode()
+        job = RedisJobState(job_id, client)
+        if job.report() is not None or job.spec_data() is None:
+            client.srem(keys.RUNNING_JOBS, job_id)  # ended, or its records expired
+            continue
+        for step_key, (step, args, _claimed_at) in job.running_steps().items():
+            if job.claim_held(step_key):
+                continue
+            job.forget_running(step_key)
+            if step_done(job, step, args):
+                continue
+            runner.enqueue(step, job_id, *args)
+            requeued.append((job_id, step_key))
+            logger.warning("Step run again: its claim expired without a result", job_id=job_id, step=step_key)
+    return requeued
+
+
+class Watchdog(threading.Thread):
+    """The scanning thread of one worker's main process."""
+
+    def __init__(self, interval: float, hostname: str) -> None:
+        super().__init__(name="shardsync-watchdog", daemon=True)
+        self.interval = interval
+        self.hostname = hostname
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        """Scan once per interval, when this worker wins the interval's turn."""
+        while not self.stopped.wait(self.interval):
+            try:
+                client = redis_client()
+                if client.set(keys.WATCHDOG, self.hostname, nx=True, px=max(1, int(self.interval * 900))):
+                    scan(client, RUNNER)
+            except Exception as err:  # noqa: BLE001 - the next interval tries again
+                logger.warning("Watchdog scan failed", error=describe(err))
+
+
+_running: Optional[Watchdog] = None
+
+
+@signals.worker_ready.connect
+def _start_watchdog(sender: Any = None, **_: Any) -> None:
+    global _running  # noqa: PLW0603 - one watchdog per worker process
+    interval = get_settings().watchdog_interval
+    if interval > 0 and _running is None:
+        hostname = getattr(sender, "hostname", None) or socket.gethostname()
+        _running = Watchdog(interval, hostname)
+        _running.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_watchdog(**_: Any) -> None:
+    if _running is not None:
+        _running.stopped.set()
