@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from worker import app
 
@@ -29,8 +29,8 @@ def worker_env() -> dict:
     return env
 
 
-def start_worker(name: str, log_dir: Path, concurrency: int = 1) -> subprocess.Popen:
-    """Start one real worker process consuming both queues."""
+def start_worker(name: str, log_dir: Path, concurrency: int = 1, env: Optional[dict] = None) -> subprocess.Popen:
+    """Start one real worker process consuming both queues (in a process group of its own: a node)."""
     log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
         [
@@ -52,7 +52,7 @@ def start_worker(name: str, log_dir: Path, concurrency: int = 1) -> subprocess.P
             "warning",
         ],
         cwd=str(ROOT),
-        env=worker_env(),
+        env=env if env is not None else worker_env(),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
