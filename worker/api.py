@@ -168,6 +168,7 @@ def submit_sync(
     shard_size: Optional[int] = None,
     top_level_barrier: bool = True,
     job_id: Optional[str] = None,
+    deadline: Optional[int] = None,
 ) -> JobHandle:
     """Validate a sync job and enqueue it; returns its handle at once.
 
@@ -189,6 +190,7 @@ def submit_sync(
         "dry_run": dry_run,
         "shard_size": shard_size if shard_size is not None else get_settings().shard_size,
         "top_level_barrier": top_level_barrier,
+        "deadline": deadline,
     }
     if job_id is not None:
         data["job_id"] = job_id

@@ -113,6 +113,7 @@ def _sync(args: argparse.Namespace) -> int:
         "flags": args.flag or [],
         "dry_run": args.dry_run,
         "top_level_barrier": not args.no_barrier,
+        "deadline": args.deadline,
     }
     if args.shard_size is not None:
         data["shard_size"] = args.shard_size
@@ -245,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--flag", action="append", help="a DiffSyncFlags name (repeatable)")
     sync.add_argument("--dry-run", action="store_true", help="diff and plan only; change nothing")
     sync.add_argument("--shard-size", type=_positive, help="most operations per shard (default SHARDSYNC_SHARD_SIZE)")
+    sync.add_argument(
+        "--deadline", type=int, help="seconds after which the job fails if not ended (default SHARDSYNC_JOB_DEADLINE)"
+    )
     sync.add_argument("--no-barrier", action="store_true", help="top-level types are independent: no waves")
     sync.add_argument("--local", action="store_true", help="run the whole pipeline in this process (no Redis)")
     sync.add_argument("--no-wait", action="store_true", help="print the job id and return at once")

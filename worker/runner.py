@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Protocol, Tuple
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
 import structlog
 
@@ -94,6 +95,18 @@ def attach_adapters(job: JobState, spec: JobSpec, lazy: bool = False) -> Tuple[A
         adapter.attach_store(job.open_store(side, lazy=lazy))
         adapters.append(adapter)
     return adapters[0], adapters[1]
+
+
+def overdue(job: JobState) -> Optional[str]:
+    """Why the job must stop now because its deadline passed, or None."""
+    spec = job.spec_data() or {}
+    deadline = spec.get("deadline")
+    if deadline is None:
+        deadline = get_settings().job_deadline
+    submitted = job.info().get("submitted")
+    if not deadline or submitted is None or time.time() <= float(submitted) + float(deadline):
+        return None
+    return f"the job's deadline passed: it had not ended {deadline} s after it was submitted"
 
 
 def show_progress(job: JobState, runner: Runner, stage: str, current: int, total: int) -> None:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     claim that expires without a result means its worker is gone: the watchdog runs the step again."""
     watchdog_interval: float = Field(10.0, ge=0)
     """Seconds between two watchdog scans for steps whose worker is gone (0: no watchdog in this worker)."""
+    job_deadline: int = Field(86400, ge=0)
+    """Seconds after its submission a job fails (with a report) if it has not ended; 0: no deadline. A job's
+    own ``deadline`` overrides it."""
     lock_ttl: int = Field(300, ge=5)
     """Seconds a job's lock on its target lives without renewal (running tasks renew it)."""
     store_ttl: int = Field(86400, ge=60)

@@ -6,7 +6,7 @@ import hashlib
 import inspect
 import re
 import uuid
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -79,6 +79,9 @@ class JobSpec(BaseModel):
     dry_run: bool = False
     shard_size: int = Field(500, ge=1, le=10_000_000)
     top_level_barrier: bool = True
+    deadline: Optional[int] = Field(
+        None, ge=0, description="seconds after submission the job fails if not ended; None: the setting; 0: none"
+    )
     job_id: str = Field(default_factory=_new_job_id)
 
     @field_validator("job_id")

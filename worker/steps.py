@@ -30,6 +30,7 @@ from worker.runner import (
     claim_ttl,
     claim_wait,
     fail,
+    overdue,
     show_progress,
     spec_of,
 )
@@ -295,6 +296,9 @@ def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args
         context.update(stage="sync", shard=args[0])
     structlog.contextvars.bind_contextvars(**context)
     try:
+        late = overdue(job) if step != "finish" else None
+        if late and job.report() is None:
+            job.abort(late)  # the step sees its job stopped, as after a cancel, and hands over to the finish
         return STEP_FUNCTIONS[step](job, runner, delivery, *args)
     except Busy:
         raise

@@ -21,6 +21,7 @@ from redis import Redis
 from core import keys
 from worker.connection import redis_client
 from worker.errors import describe
+from worker.runner import overdue
 from worker.settings import get_settings
 from worker.state.redis import RedisJobState
 from worker.steps import Runner
@@ -57,7 +58,14 @@ def scan(client: Redis, runner: Runner) -> List[Tuple[str, str]]:
         if job.report() is not None or job.spec_data() is None:
             client.srem(keys.RUNNING_JOBS, job_id)  # ended, or its records expired
             continue
-        for step_key, (step, args, _claimed_at) in job.running_steps().items():
+        late = overdue(job)
+        if late:
+            job.abort(late)  # running shards stop at their next subtree; their waves then hand over to the finish
+        running = job.running_steps()
+        if job.aborted() and not running:
+            runner.enqueue("finish", job_id)  # nothing runs that would: the finish is claimed, and idempotent
+            continue
+        for step_key, (step, args, _claimed_at) in running.items():
             if job.claim_held(step_key):
                 continue
             job.forget_running(step_key)

@@ -10,6 +10,7 @@ import pytest
 from _compare import REDIS_URL, assert_same_calls, distributed_sync, local_sync
 from _workers import poll
 from celery.result import AsyncResult
+from ss_test_adapters import read_calls
 
 from core import keys
 from worker import InvalidJob, JobFailed, JobHandle, UnknownAdapter, app, submit_sync
@@ -290,3 +291,29 @@ def test_a_job_message_with_a_bad_spec_ends_failed_with_a_report(redis_db) -> No
     assert report is not None and report["status"] == "failed" and report["operations"] == 0
     holders = [redis_db.get(key) for key in redis_db.scan_iter(match=keys.lock_key("*"))]
     assert job_id.encode() not in holders  # it never took a lock
+
+
+def test_a_job_past_its_deadline_fails_with_a_report(redis_db) -> None:
+    gate, calls_key = f"test:gate:{uuid.uuid4().hex}", f"test:calls:{uuid.uuid4().hex}"
+    sites = [{"name": f"s-{i}", "note": ""} for i in range(6)]
+    sites[2]["note"] = f"wait:{gate}"  # the job is still in this hook when its deadline passes
+    handle = submit_sync(
+        source="dataset",
+        target="dataset",
+        source_kwargs={"data": {"site": sites}},
+        target_kwargs={"record_url": REDIS_URL, "calls_key": calls_key},
+        shard_size=1000,
+        deadline=2,
+    )
+    try:
+        # The watchdog (every second on these workers) stops the job; nothing else would until the hook ends.
+        poll(lambda: redis_db.get(keys.job_key(handle.id, "abort")), timeout=30, what="the deadline's stop")
+        redis_db.set(gate, 1)
+        with pytest.raises(JobFailed, match="deadline passed") as caught:
+            handle.wait(timeout=60)
+        report = caught.value.report
+        assert report["status"] == "failed" and report["sync_complete"] is False
+        created = [call[2] for call in read_calls(redis_db, calls_key)]
+        assert created == ["s-0", "s-1", "s-2"]  # the shard stopped after the subtree in flight
+    finally:
+        redis_db.delete(gate, calls_key)
