@@ -69,6 +69,18 @@ def lock_key(target: str) -> str:
     return f"{ROOT}:~lock:{target}"
 
 
+RUNNING_JOBS = f"{ROOT}:~jobs:running"
+"""SET of the ids of jobs that have started and not finished (the watchdog's list)."""
+
+WATCHDOG = f"{ROOT}:~watchdog"
+"""STRING held by the worker whose watchdog scans now (one scan per interval in a deployment)."""
+
+
+def schedule_key(name: str) -> str:
+    """STRING holding the job of one scheduled sync, published by beat as it starts (messages name it only)."""
+    return f"{ROOT}:~schedule:{name}"
+
+
 def lock_holder_key(target: str) -> str:
     """STRING naming the last job that took the lock on ``target`` (``~released`` once it let go).
 

@@ -17,11 +17,14 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
+from core import keys
+from worker.connection import redis_client
 from worker.errors import ShardsyncError
 from worker.logs import log_through_stdlib
 from worker.registry import import_adapter_modules
 from worker.schedule import load_schedule
 from worker.settings import Settings, get_settings
+from worker.state.base import pack
 
 TASK_NAMES = ("shardsync.job", "shardsync.load", "shardsync.diff", "shardsync.shard", "shardsync.finish")
 
@@ -97,6 +100,11 @@ def _read_schedule_at_beat_start(sender: Any = None, **_: Any) -> None:
     except ShardsyncError as err:
         # Celery logs and swallows a receiver's exceptions; a beat without its schedule must not run on.
         raise SystemExit(f"celery beat: {err}") from None
+    # The jobs go to Redis, the messages name them only: adapter kwargs stay out of the broker and Flower.
+    client = redis_client()
+    for name, entry in schedule.items():
+        client.set(keys.schedule_key(name), pack(entry["args"][0]))
+        entry["args"] = (name,)
     app.conf.beat_schedule = schedule
     scheduler = sender.scheduler
     scheduler.merge_inplace(schedule)

@@ -16,12 +16,15 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core import keys
 from worker.api import submit_spec
 from worker.celery_app import app
-from worker.errors import describe
+from worker.connection import redis_client
+from worker.errors import InvalidJob, describe
 from worker.events import end_published, publish_end, publish_progress
 from worker.settings import get_settings
 from worker.spec import JobSpec
+from worker.state.base import unpack
 from worker.state.redis import RedisJobState
 from worker.steps import Busy, Delivery, give_up, run_step
 
@@ -152,8 +155,18 @@ def finish(self: Task, job_id: str) -> Optional[Dict[str, Any]]:
 
 
 @app.task(name="shardsync.scheduled", bind=True)
-def scheduled(self: Task, job: Dict[str, Any]) -> str:
-    """Start one run of a scheduled sync (from beat); returns the new job's id."""
+def scheduled(self: Task, entry: Any) -> str:
+    """Start one run of a scheduled sync (from beat); returns the new job's id.
+
+    ``entry`` names the schedule entry whose job beat published in Redis as it started (a job mapping, from
+    an earlier release's beat, is still taken as it is).
+    """
+    if isinstance(entry, dict):
+        job = entry
+    else:
+        job = unpack(redis_client().get(keys.schedule_key(str(entry))))
+        if not isinstance(job, dict):
+            raise InvalidJob(f"scheduled sync {entry!r} is not published in Redis (restart beat to publish it)")
     spec = JobSpec.from_data({key: value for key, value in job.items() if key != "job_id"})
     handle = submit_spec(spec)
     logger.info("Scheduled sync submitted", job_id=handle.id, source=spec.source, target=spec.target)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 from _compare import REDIS_URL, assert_same_calls, distributed_sync, local_sync
@@ -317,3 +318,40 @@ def test_a_job_past_its_deadline_fails_with_a_report(redis_db) -> None:
         assert created == ["s-0", "s-1", "s-2"]  # the shard stopped after the subtree in flight
     finally:
         redis_db.delete(gate, calls_key)
+
+
+def test_adapter_kwargs_stay_out_of_messages_and_the_result_backend(redis_db) -> None:
+    marker = f"s3cret-{uuid.uuid4().hex}"
+    events: List[Dict[str, Any]] = []
+    ready, done = threading.Event(), threading.Event()
+
+    def listen() -> None:  # what Flower sees: every task event, with the arguments of each task sent
+        with app.connection_for_read() as connection:
+            receiver = app.events.Receiver(connection, handlers={"*": events.append})
+            ready.set()
+            receiver.should_stop = False
+            for _ in receiver.itercapture(limit=None, timeout=0.2, wakeup=False):
+                if done.is_set():
+                    break
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    ready.wait(10)
+    try:
+        handle = submit_sync(
+            source="dataset",
+            target="dataset",
+            source_kwargs={"data": {"site": [{"name": "s-1"}]}, "name": marker},
+            target_kwargs={"name": f"dst-{marker}"},
+        )
+        assert handle.wait(timeout=60)["status"] == "success"
+        poll(lambda: any(e.get("uuid") == handle.id and e["type"] == "task-sent" for e in events), what="events")
+    finally:
+        done.set()
+        listener.join(timeout=10)
+    assert marker not in repr(events)
+    # result_extended keeps every task's arguments with its result: none of them carries the kwargs.
+    metas = list(redis_db.scan_iter(match="celery-task-meta-*"))
+    assert any(handle.id.encode() in key for key in metas)
+    for key in metas:
+        assert marker.encode() not in (redis_db.get(key) or b""), key
