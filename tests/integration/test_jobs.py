@@ -323,20 +323,17 @@ def test_a_job_past_its_deadline_fails_with_a_report(redis_db) -> None:
 def test_adapter_kwargs_stay_out_of_messages_and_the_result_backend(redis_db) -> None:
     marker = f"s3cret-{uuid.uuid4().hex}"
     events: List[Dict[str, Any]] = []
-    ready, done = threading.Event(), threading.Event()
+    receivers: List[Any] = []
 
     def listen() -> None:  # what Flower sees: every task event, with the arguments of each task sent
         with app.connection_for_read() as connection:
             receiver = app.events.Receiver(connection, handlers={"*": events.append})
-            ready.set()
-            receiver.should_stop = False
-            for _ in receiver.itercapture(limit=None, timeout=0.2, wakeup=False):
-                if done.is_set():
-                    break
+            receivers.append(receiver)
+            receiver.capture(limit=None, timeout=None, wakeup=False)  # until should_stop (checked every second)
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    ready.wait(10)
+    poll(lambda: events, timeout=30, what="the first event (workers' heartbeats): the receiver is bound")
     try:
         handle = submit_sync(
             source="dataset",
@@ -347,7 +344,8 @@ def test_adapter_kwargs_stay_out_of_messages_and_the_result_backend(redis_db) ->
         assert handle.wait(timeout=60)["status"] == "success"
         poll(lambda: any(e.get("uuid") == handle.id and e["type"] == "task-sent" for e in events), what="events")
     finally:
-        done.set()
+        for receiver in receivers:
+            receiver.should_stop = True
         listener.join(timeout=10)
     assert marker not in repr(events)
     # result_extended keeps every task's arguments with its result: none of them carries the kwargs.
