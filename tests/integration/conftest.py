@@ -25,10 +25,19 @@ def redis_db() -> Iterator[Redis]:
     client.flushdb()
 
 
+WORKER_LOGS: dict = {}
+"""Where the session's workers log ({"dir": Path}), for tests that read what the workers wrote."""
+
+
+@pytest.fixture(scope="session")
+def worker_logs(workers) -> Path:
+    return WORKER_LOGS["dir"]
+
+
 @pytest.fixture(scope="session")
 def workers(redis_db: Redis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[List[subprocess.Popen]]:
     """Two real worker processes, each with one pool process, for the whole session."""
-    log_dir = tmp_path_factory.mktemp("workers")
+    log_dir = WORKER_LOGS.setdefault("dir", tmp_path_factory.mktemp("workers"))
     procs = [start_worker(name, log_dir) for name in WORKER_NAMES]
     try:
         wait_for_workers(list(WORKER_NAMES), procs)

@@ -320,7 +320,7 @@ def test_a_job_past_its_deadline_fails_with_a_report(redis_db) -> None:
         redis_db.delete(gate, calls_key)
 
 
-def test_adapter_kwargs_stay_out_of_messages_and_the_result_backend(redis_db) -> None:
+def test_adapter_kwargs_stay_out_of_messages_and_the_result_backend(redis_db, worker_logs) -> None:
     marker = f"s3cret-{uuid.uuid4().hex}"
     events: List[Dict[str, Any]] = []
     receivers: List[Any] = []
@@ -341,13 +341,17 @@ def test_adapter_kwargs_stay_out_of_messages_and_the_result_backend(redis_db) ->
             source_kwargs={"data": {"site": [{"name": "s-1"}]}, "name": marker},
             target_kwargs={"name": f"dst-{marker}"},
         )
-        assert handle.wait(timeout=60)["status"] == "success"
+        report = handle.wait(timeout=60)
+        assert report["status"] == "success"
         poll(lambda: any(e.get("uuid") == handle.id and e["type"] == "task-sent" for e in events), what="events")
     finally:
         for receiver in receivers:
             receiver.should_stop = True
         listener.join(timeout=10)
     assert marker not in repr(events)
+    assert marker not in repr(report) and marker not in repr(JobHandle(handle.id).report())
+    for log in worker_logs.glob("*.log"):
+        assert marker not in log.read_text(errors="replace"), log
     # result_extended keeps every task's arguments with its result: none of them carries the kwargs.
     metas = list(redis_db.scan_iter(match="celery-task-meta-*"))
     assert any(handle.id.encode() in key for key in metas)
