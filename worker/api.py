@@ -142,7 +142,7 @@ class JobHandle:
 def _by_name(side: str, adapter: Any, kwargs: Optional[Dict[str, Any]]) -> Tuple[str, Dict[str, Any]]:
     """An adapter given as an instance: its registered name and the kwargs it was built with."""
     if isinstance(adapter, str):
-        return adapter, dict(kwargs or {})
+        return adapter, (dict(kwargs) if isinstance(kwargs, dict) else ({} if kwargs is None else kwargs))
     if not isinstance(adapter, Adapter):
         raise InvalidJob(f"invalid job spec: {side} must be a registered adapter name or an Adapter, not {adapter!r}")
     if kwargs:
@@ -186,7 +186,7 @@ def submit_sync(
         "target": target,
         "source_kwargs": source_kwargs,
         "target_kwargs": target_kwargs,
-        "flags": list(flags),
+        "flags": list(flags) if isinstance(flags, (list, tuple, set, frozenset)) else flags,  # else: named error
         "dry_run": dry_run,
         "shard_size": shard_size if shard_size is not None else get_settings().shard_size,
         "top_level_barrier": top_level_barrier,

@@ -30,7 +30,7 @@ A = TypeVar("A", bound=Type[Adapter])
 
 
 def _check(name: str, cls: object) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"adapter name {name!r} is not valid: use 1 to 100 letters, digits, '_', '.' or '-'")
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise TypeError(f"adapter {name!r} must be a subclass of core.Adapter, not {cls!r}")

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 import structlog
 
 from core.adapter import Adapter
-from worker.errors import JobFailed, describe
+from worker.errors import InvalidJob, JobFailed, describe
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state.base import JobState
@@ -81,10 +81,16 @@ def spec_of(job: JobState) -> JobSpec:
         InvalidJob: if the recorded spec does not validate (every problem named).
         UnknownAdapter: if this process has no adapter registered under a name the spec uses.
     """
-    data = job.spec_data()
+    try:
+        data = job.spec_data()
+    except Exception as err:  # noqa: BLE001 - not msgpack, or keys no reader can use
+        raise InvalidJob(f"the stored spec of job {job.job_id} cannot be read: {describe(err)}") from None
     if data is None:
         raise JobFailed(f"job {job.job_id} is unknown or expired")
-    return JobSpec.from_data(data)
+    spec = JobSpec.from_data(data)
+    if spec.job_id != job.job_id:  # a message's task id that is not the job it names
+        raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is not the id of job {job.job_id!r}")
+    return spec
 
 
 def attach_adapters(job: JobState, spec: JobSpec, lazy: bool = False) -> Tuple[Adapter, Adapter]:
@@ -99,7 +105,12 @@ def attach_adapters(job: JobState, spec: JobSpec, lazy: bool = False) -> Tuple[A
 
 def overdue(job: JobState) -> Optional[str]:
     """Why the job must stop now because its deadline passed, or None."""
-    spec = job.spec_data() or {}
+    try:
+        spec = job.spec_data()
+    except Exception:  # noqa: BLE001 - an unreadable spec is reported by the steps, not here
+        return None
+    if not isinstance(spec, dict):
+        return None
     deadline = spec.get("deadline")
     if deadline is None:
         deadline = get_settings().job_deadline
@@ -109,6 +120,22 @@ def overdue(job: JobState) -> Optional[str]:
     return f"the job's deadline passed: it had not ended {deadline} s after it was submitted"
 
 
+def poisoned(job: JobState, step_key: str) -> Optional[str]:
+    """Why a step must not run again: its worker died under it more than SHARDSYNC_MAX_DELIVERIES times.
+
+    Asked right after the claim is taken; a task that kills its worker (out of memory, say) would
+    otherwise be delivered again for ever.
+    """
+    dead = job.deaths(step_key)
+    limit = get_settings().max_deliveries
+    if dead < limit:
+        return None
+    return (
+        f"{step_key} was started {dead + 1} times and its worker died {dead} times without finishing it "
+        f"(SHARDSYNC_MAX_DELIVERIES={limit}): it may kill its worker (out of memory?)"
+    )
+
+
 def show_progress(job: JobState, runner: Runner, stage: str, current: int, total: int) -> None:
     """Show a job's progress, never over its end.
 
@@ -116,8 +143,10 @@ def show_progress(job: JobState, runner: Runner, stage: str, current: int, total
     stopping) may publish progress after the finish published the end; the report is saved before the end is
     published, so looking for it after each progress write and publishing the end again keeps it final.
     """
-    runner.progress(job.job_id, stage, current, total)
     ended = job.report()
+    if ended is None:
+        runner.progress(job.job_id, stage, current, total)
+        ended = job.report()  # the finish may have published the end meanwhile: publish it again after ours
     if ended is not None:
         runner.publish_end(job.job_id, ended)
 

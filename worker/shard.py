@@ -24,6 +24,7 @@ from worker.runner import (
     attach_adapters,
     claim_ttl,
     claim_wait,
+    poisoned,
     show_progress,
     spec_of,
 )
@@ -63,6 +64,9 @@ def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> None
     except LookupError:
         logger.warning("Shard of a job without a plan (expired or finished)")
         return
+    if not isinstance(index, int) or not 0 <= index < len(plan["shards"]):
+        logger.error("Shard message names no shard of its job's plan", shard=index, shards=len(plan["shards"]))
+        return
     info = plan["shards"][index]
     wave = info["wave"]
     if job.shard_result(index) is not None:
@@ -74,7 +78,12 @@ def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> None
         # Another delivery of this shard is running (or died and its claim has not expired yet).
         raise Busy(f"shard {index}", claim_wait())
     try:
-        result = _apply_shard(job, runner, delivery, info, plan["operations"], token)
+        reason = poisoned(job, f"shard-{index}")
+        if reason is not None:
+            job.abort(reason)
+            result = _result(info, delivery, error=reason)
+        else:
+            result = _apply_shard(job, runner, delivery, info, plan["operations"], token)
     except Busy:
         raise  # ClaimLost: another delivery has the shard now
     except Exception as err:  # noqa: BLE001 - outside the syncer: the shard still ends, and its wave with it
@@ -106,22 +115,6 @@ def _result(info: Dict[str, Any], delivery: Delivery, error: Optional[str] = Non
         "error": error,
         "seconds": 0.0,
     }
-
-
-def give_up_shard(job: JobState, runner: Runner, delivery: Delivery, index: int, reason: str) -> None:
-    """End a shard that cannot run (its delivery limit is spent): the job stops, the shard's wave still ends."""
-    job.abort(reason)
-    try:
-        plan = job.plan()
-    except LookupError:
-        runner.enqueue("finish", job.job_id)
-        return
-    info = plan["shards"][index]
-    if job.shard_result(index) is None:
-        finished = job.record_shard(index, info["wave"], _result(info, delivery, error=reason))
-    else:
-        finished = job.finished_in_wave(info["wave"])
-    _advance(job, runner, plan, info["wave"], finished)
 
 
 def _apply_shard(

@@ -53,6 +53,23 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def _plain_keys(value: Any, where: str) -> None:
+    """Mapping keys must read back as they were written: str or int.
+
+    msgpack packs a tuple key as an array, which no reader can use as a key.
+    """
+    stack = [(value, where)]
+    while stack:
+        current, path = stack.pop()
+        if isinstance(current, dict):
+            for key, item in current.items():
+                if isinstance(key, bool) or not isinstance(key, (str, int)):
+                    raise ValueError(f"{path} has a key {key!r}: mapping keys must be str or int")
+                stack.append((item, f"{path}.{key}"))
+        elif isinstance(current, (list, tuple)):
+            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(current))
+
+
 def _check_packable(side: str, kwargs: Dict[str, Any]) -> None:
     try:
         msgpack.packb(kwargs, use_bin_type=True, strict_types=False)
@@ -60,6 +77,31 @@ def _check_packable(side: str, kwargs: Dict[str, Any]) -> None:
         raise ValueError(
             f"{side}_kwargs must be plain data (str, int, float, bool, None, bytes, list, dict): {err}"
         ) from None
+    _plain_keys(kwargs, f"{side}_kwargs")
+
+
+def _check_fits(cls: type, kwargs: Dict[str, Any]) -> None:
+    """Bind kwargs to the constructor, following ``**kwargs`` handed on to parent constructors.
+
+    An adapter whose ``__init__`` takes ``**kwargs`` for ``super().__init__()`` would otherwise accept any
+    misspelt name, and the job would fail only when a worker builds the adapter.
+
+    Raises:
+        TypeError: naming what does not fit.
+    """
+    inspect.signature(cls).bind(**kwargs)  # the constructor itself: required arguments, positional rules
+    left = dict(kwargs)
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        parameters = list(inspect.signature(init).parameters.values())[1:]  # without self
+        named = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        left = {name: value for name, value in left.items() if name not in named}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break  # the rest would reach this constructor, which takes no more names
+    if left:
+        raise TypeError(f"got an unexpected keyword argument {sorted(left)[0]!r} (passed on to a parent constructor)")
 
 
 class JobSpec(BaseModel):
@@ -87,7 +129,7 @@ class JobSpec(BaseModel):
     @field_validator("job_id")
     @classmethod
     def _job_id(cls, value: str) -> str:
-        if not _JOB_ID.match(value):
+        if not _JOB_ID.fullmatch(value):
             raise ValueError("job_id must be 1 to 100 letters, digits, '_', '.' or '-'")
         return value
 
@@ -112,7 +154,7 @@ class JobSpec(BaseModel):
             _check_packable(side, kwargs)
             cls = get_adapter(name)
             try:
-                inspect.signature(cls).bind(**kwargs)
+                _check_fits(cls, kwargs)
             except TypeError as err:
                 raise ValueError(f"{side}_kwargs do not fit adapter {name!r} ({cls.__qualname__}): {err}") from None
         return self

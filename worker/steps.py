@@ -31,11 +31,12 @@ from worker.runner import (
     claim_wait,
     fail,
     overdue,
+    poisoned,
     show_progress,
     spec_of,
 )
 from worker.settings import get_settings
-from worker.shard import give_up_shard, shard, start_wave
+from worker.shard import shard, start_wave
 from worker.spec import JobSpec
 from worker.state.base import JobState
 
@@ -98,10 +99,15 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
             if token is None:  # a duplicate is loading into this store now: never clear it under its feet
                 raise Busy(f"the {side} load", claim_wait())
             try:
+                reason = poisoned(job, stage)
+                if reason is not None:
+                    raise RuntimeError(reason)
                 if job.loads().get(side) is None:  # not loaded by a duplicate that finished meanwhile
                     _load_side(job, runner, delivery, side, token)
             finally:
                 job.release_claim(stage, token)
+        if job.report() is not None:
+            return  # the job ended while this side loaded (the other failed, say): nothing more of it
         loaded = len(job.loads())
         show_progress(job, runner, stage, loaded, 2)
         if loaded == len(SIDES):
@@ -132,6 +138,8 @@ def _load_side(job: JobState, runner: Runner, delivery: Delivery, side: str, tok
         count = store.count()
         if beat.claim_lost.is_set():  # another delivery may be loading this store now: its load counts
             raise ClaimLost(f"the {side} load", claim_wait())
+    if job.report() is not None:
+        return  # the job ended while this side loaded: its records are the finish's, and final
     job.record_time(stage, seconds)
     job.record_worker(stage, delivery.hostname)
     job.record_load(side, {"objects": count, "seconds": seconds, "worker": delivery.hostname})
@@ -156,6 +164,9 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
             if token is None:  # a duplicate is diffing now: come back when it has saved the plan
                 raise Busy("the diff", claim_wait())
             try:
+                reason = poisoned(job, "diff")
+                if reason is not None:
+                    raise RuntimeError(reason)
                 saved = _diff_and_plan(job, runner, delivery, spec, token)
             finally:
                 job.release_claim("diff", token)
@@ -236,6 +247,9 @@ def finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]:
     if token is None:
         raise Busy("the finish", claim_wait())  # another delivery is finishing
     try:
+        reason = poisoned(job, "finish")
+        if reason is not None:
+            job.abort(reason)  # the finish still runs, without sync_complete (what killed it), to report
         return _finish(job, runner, delivery, token)
     finally:
         job.release_claim("finish", token)
@@ -272,10 +286,10 @@ def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Di
     report = assemble_report(
         job, error=error, changed=changed, sync_complete=sync_complete, hostname=delivery.hostname, started=started
     )
+    job.set_info(status=report["status"], finished=time.time())  # before the report, which sets its expiry
     job.save_report(report, get_settings().store_ttl)
     if spec is not None and job.info().get("lock") == "held":
         job.release_lock(spec.target_identity())
-    job.set_info(status=report["status"], finished=time.time())
     job.drop_scratch()
     runner.progress(job.job_id, "finish", 1, 1)
     runner.publish_end(job.job_id, report)
@@ -296,6 +310,15 @@ def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args
         context.update(stage="sync", shard=args[0])
     structlog.contextvars.bind_contextvars(**context)
     try:
+        try:
+            known = job.spec_data() is not None
+        except Exception:  # noqa: BLE001 - unreadable: known, and the steps report it as an invalid job
+            known = True
+        if not known:
+            # A stray message (an expired job, a typo): nothing runs, and nothing is written that would
+            # outlive it.
+            logger.warning("Step of an unknown or expired job: nothing done")
+            return None
         late = overdue(job) if step != "finish" else None
         if late and job.report() is None:
             job.abort(late)  # the step sees its job stopped, as after a cancel, and hands over to the finish
@@ -310,19 +333,6 @@ def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args
         return None
     finally:
         structlog.contextvars.unbind_contextvars(*context)
-
-
-def give_up(step: str, job: JobState, runner: Runner, delivery: Delivery, reason: str, *args: Any) -> None:
-    """Fail the job instead of running a step that keeps killing its worker; its report says why."""
-    logger.error("Step given up", job_id=job.job_id, step=step, reason=reason)
-    if step == "shard":
-        give_up_shard(job, runner, delivery, args[0], reason)
-    elif step == "finish":
-        job.abort(reason)  # the finish itself still runs, without sync_complete, to report the job
-        finish(job, runner, delivery)
-    else:
-        job.abort(reason)
-        runner.enqueue("finish", job.job_id)
 
 
 STEP_FUNCTIONS: Dict[str, Callable[..., Any]] = {

@@ -26,7 +26,7 @@ from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state.base import unpack
 from worker.state.redis import RedisJobState
-from worker.steps import Busy, Delivery, give_up, run_step
+from worker.steps import Busy, Delivery, run_step
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -94,17 +94,6 @@ def _run(task: Task, step: str, job_id: str, *args: Any) -> Any:
     )
     job = RedisJobState(job_id)
     try:
-        # One count per delivery (a retry is a new one): a message that keeps coming back because it kills
-        # its worker fails its job after SHARDSYNC_MAX_DELIVERIES starts instead of looping for ever.
-        starts = job.count_delivery(":".join([task.name, *map(str, args), str(request.retries)]))
-        limit = get_settings().max_deliveries
-        if starts > limit:
-            what = " ".join([step, *map(str, args)])
-            reason = (
-                f"{what} was delivered {starts} times without finishing (more than SHARDSYNC_MAX_DELIVERIES="
-                f"{limit}): it may kill its worker (out of memory?)"
-            )
-            return give_up(step, job, RUNNER, delivery, reason, *args)
         return run_step(step, job, RUNNER, delivery, *args)
     except Busy as busy:
         raise task.retry(countdown=busy.countdown) from None

@@ -98,3 +98,14 @@ def test_canonical_lock_identity() -> None:
     assert identity({"sites": 3, "variant": 1}) == identity({"variant": 1, "sites": 3})
     assert identity({"sites": 3}) == identity({"sites": 3.0})
     assert identity({"sites": 3}) != identity({"sites": 4})
+
+
+def test_deaths_count_claims_never_released(job) -> None:
+    token = job.claim("shard-0", 30, "shard", [0])
+    job.release_claim("shard-0", token)
+    token = job.claim("shard-0", 30, "shard", [0])
+    assert job.deaths("shard-0") == 0  # one delivery ended normally, this one holds the claim
+    job.client.delete(job.key("claim:shard-0"))  # its worker died: the claim expires, never released
+    job.claim("shard-0", 30, "shard", [0])
+    assert job.deaths("shard-0") == 1
+    assert job.running_steps()["shard-0"][:2] == ["shard", [0]]

@@ -93,9 +93,6 @@ class JobState(ABC):
         rather than losing it.
         """
 
-    @abstractmethod
-    def count_delivery(self, delivery: str) -> int:
-        """Count one more start of a step's delivery; returns how many starts it has had."""
 
     @abstractmethod
     def record_time(self, stage: str, seconds: float) -> None:
@@ -165,6 +162,13 @@ class JobState(ABC):
     @abstractmethod
     def release_claim(self, step_key: str, token: str) -> None:
         """Release a claim taken with ``claim`` (the step is no longer running)."""
+
+    @abstractmethod
+    def deaths(self, step_key: str) -> int:
+        """How many deliveries of a step took its claim and never released it (their worker died).
+
+        Asked by the delivery that holds the claim now (not counted).
+        """
 
     @abstractmethod
     def claim_held(self, step_key: str) -> bool:

@@ -29,6 +29,7 @@ return 0
 _RELEASE_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('HDEL', KEYS[2], ARGV[2])
+  redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -144,16 +145,31 @@ class RedisClaims:
         token = uuid.uuid4().hex
         if not self.client.set(self.key(f"claim:{step_key}"), token, nx=True, px=ttl * 1000):
             return None
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(self.key("claims"), step_key, 1)
         if step:
-            self.client.hset(self.key("running"), step_key, pack([step, list(args), time.time()]))
-            self.client.sadd(keys.RUNNING_JOBS, self.job_id)
+            pipe.hset(self.key("running"), step_key, pack([step, list(args), time.time()]))
+            pipe.sadd(keys.RUNNING_JOBS, self.job_id)
+        pipe.execute()
         return token
 
     def release_claim(self, step_key: str, token: str) -> None:
         """Release a claim taken with ``claim``."""
         self.client.eval(
-            _RELEASE_CLAIM, 2, self.key(f"claim:{step_key}"), self.key("running"), token, step_key
+            _RELEASE_CLAIM,
+            3,
+            self.key(f"claim:{step_key}"),
+            self.key("running"),
+            self.key("releases"),
+            token,
+            step_key,
         )
+
+    def deaths(self, step_key: str) -> int:
+        """Deliveries that took the step's claim and never released it (the caller's own claim not counted)."""
+        taken = self.client.hget(self.key("claims"), step_key)
+        released = self.client.hget(self.key("releases"), step_key)
+        return max(0, int(taken or 0) - 1 - int(released or 0))
 
     def claim_held(self, step_key: str) -> bool:
         """Whether some delivery holds the step's claim now."""

@@ -30,7 +30,6 @@ class MemoryJobState(JobState):
         self._spec: Optional[bytes] = None
         self._info: Dict[str, bytes] = {}
         self._once: Set[str] = set()
-        self._deliveries: Dict[str, int] = {}
         self._times: Dict[str, float] = {}
         self._workers: Dict[str, str] = {}
         self._abort: Optional[str] = None
@@ -90,10 +89,7 @@ class MemoryJobState(JobState):
         """Record that something was done."""
         self._once.add(marker)
 
-    def count_delivery(self, delivery: str) -> int:
-        """Count one more start of a step's delivery."""
-        self._deliveries[delivery] = self._deliveries.get(delivery, 0) + 1
-        return self._deliveries[delivery]
+
 
     def record_time(self, stage: str, seconds: float) -> None:
         """Record how long a stage took."""
@@ -168,6 +164,10 @@ class MemoryJobState(JobState):
         if self._claims.get(step_key) == token:
             del self._claims[step_key]
             self._running.pop(step_key, None)
+
+    def deaths(self, step_key: str) -> int:
+        """None: a step in this process either releases its claim or takes the process with it."""
+        return 0
 
     def claim_held(self, step_key: str) -> bool:
         """Whether the step is claimed."""
@@ -312,4 +312,4 @@ class MemoryJobState(JobState):
         self._claims = {}
         self._running = {}
         self._once = set()
-        self._deliveries = {}
+

@@ -77,9 +77,6 @@ class RedisJobState(RedisClaims, JobState):
         """Record that something was done (after the enqueue it guards)."""
         self.client.hsetnx(self.key("once"), marker, time.time())
 
-    def count_delivery(self, delivery: str) -> int:
-        """Count one more start of a step's delivery; returns how many starts it has had."""
-        return int(self.client.hincrby(self.key("deliveries"), delivery, 1))
 
     def record_time(self, stage: str, seconds: float) -> None:
         """Record how long a stage took."""
@@ -271,11 +268,15 @@ class RedisJobState(RedisClaims, JobState):
 
         The diff stays with the job's report (for ``JobHandle.diff()``) until both expire.
         """
-        parts = ("plan", "journal", "progress", "shards", "abort", "once", "deliveries", "running")
-        doomed = [self.key(part) for part in parts]
-        for raw in self.client.scan_iter(match=self.key("wave:*"), count=1000):
-            doomed.append(raw)
-        for raw in self.client.scan_iter(match=self.key("claim:*"), count=1000):
-            doomed.append(raw)
-        self.client.unlink(*doomed)
+        try:
+            plan: Dict[str, Any] = self.plan()
+        except LookupError:
+            plan = {}
+        parts = ["plan", "journal", "progress", "shards", "abort", "once", "claims", "releases", "running"]
+        parts += [f"wave:{wave}" for wave in range(len(plan.get("waves", [])))]
+        steps = ["load-source", "load-target", "diff", "finish"]
+        steps += [f"shard-{index}" for index in range(len(plan.get("shards", [])))]
+        parts += [f"claim:{step}" for step in steps]
+        # Named, never matched: a job id is a key prefix, and a pattern could reach other jobs' keys.
+        self.client.unlink(*[self.key(part) for part in parts])
         self.client.srem(keys.RUNNING_JOBS, self.job_id)

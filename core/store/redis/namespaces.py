@@ -27,7 +27,7 @@ _STORE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 
 def check_store_id(store_id: str) -> str:
     """Return ``store_id`` if it is usable as a namespace (no ``:`` and no glob characters), else raise ValueError."""
-    if not isinstance(store_id, str) or not _STORE_ID.match(store_id):
+    if not isinstance(store_id, str) or not _STORE_ID.fullmatch(store_id):
         raise ValueError(
             f"store_id {store_id!r} is not valid: use 1 to 200 letters, digits, '_', '.' or '-' "
             "(it becomes part of Redis key names and patterns)"
@@ -46,7 +46,7 @@ def list_namespaces(client: Redis) -> List[NamespaceInfo]:
     for raw_key in client.scan_iter(match=keys.META_PATTERN, count=1000):
         key = raw_key.decode(errors="replace") if isinstance(raw_key, bytes) else raw_key
         store_id = key[len(prefix) : -len(":meta")]
-        if not _STORE_ID.match(store_id) or client.type(raw_key) not in (b"hash", "hash"):
+        if not _STORE_ID.fullmatch(store_id) or client.type(raw_key) not in (b"hash", "hash"):
             continue
         meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in client.hgetall(raw_key).items()}
         infos.append(
