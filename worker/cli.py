@@ -20,7 +20,7 @@ from worker.local import run_local
 from worker.registry import import_adapter_modules, registered_adapters
 from worker.schedule import load_schedule
 from worker.settings import get_settings
-from worker.spec import JobSpec, parse_flags
+from worker.spec import JobSpec, check_job_id, parse_flags
 
 
 def _parse_flags(names: List[str]) -> DiffSyncFlags:
@@ -170,6 +170,11 @@ def _follow(handle: Any, timeout: Optional[float], show: Callable[[str, int, int
 
 
 def _status(args: argparse.Namespace) -> int:
+    try:
+        check_job_id(args.job_id)
+    except InvalidJob as err:
+        print(f"shardsync status: {err}", file=sys.stderr)
+        return 2
     handle = JobHandle(args.job_id)
     try:
         report = handle.report()
@@ -193,10 +198,11 @@ def _status(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     try:
+        check_job_id(args.job_id)
         JobHandle(args.job_id).cancel(args.reason)
     except ShardsyncError as err:
         print(f"shardsync cancel: {err}", file=sys.stderr)
-        return 2 if "unknown" in str(err) else 3
+        return 2 if isinstance(err, InvalidJob) else 3
     print(f"job {args.job_id}: cancel requested")
     return 0
 

@@ -20,6 +20,17 @@ FLAG_NAMES = {name.lower(): flag for name, flag in DiffSyncFlags.__members__.ite
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 
 
+def check_job_id(value: str) -> str:
+    """A job id as every command and step takes it.
+
+    Raises:
+        InvalidJob: naming the id and what a job id is.
+    """
+    if not isinstance(value, str) or not _JOB_ID.fullmatch(value):
+        raise InvalidJob(f"job id {value!r} is not valid: 1 to 100 letters, digits, '_', '.' or '-'")
+    return value
+
+
 def _new_job_id() -> str:
     return uuid.uuid4().hex
 
