@@ -78,6 +78,8 @@ def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> None
         # Another delivery of this shard is running (or died and its claim has not expired yet).
         raise Busy(f"shard {index}", claim_wait())
     try:
+        if job.report() is not None:  # the job ended between the look before the claim and the claim
+            return
         reason = poisoned(job, f"shard-{index}")
         if reason is not None:
             job.abort(reason)

@@ -247,6 +247,9 @@ def finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]:
     if token is None:
         raise Busy("the finish", claim_wait())  # another delivery is finishing
     try:
+        existing = job.report()
+        if existing is not None:  # another delivery finished between the look before the claim and the claim
+            return existing
         reason = poisoned(job, "finish")
         if reason is not None:
             job.abort(reason)  # the finish still runs, without sync_complete (what killed it), to report

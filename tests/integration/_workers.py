@@ -23,7 +23,7 @@ def worker_env() -> dict:
     env["SHARDSYNC_BROKER_URL"] = REDIS_URL
     env["SHARDSYNC_ADAPTER_MODULES"] = "ss_test_adapters"
     env["SHARDSYNC_LOCK_TTL"] = "10"
-    env["SHARDSYNC_CLAIM_TTL"] = "5"  # short claims: a redelivered shard takes over within seconds
+    env["SHARDSYNC_CLAIM_TTL"] = "10"  # short claims: a redelivered shard takes over within seconds
     env["SHARDSYNC_WATCHDOG_INTERVAL"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
     return env

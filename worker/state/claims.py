@@ -30,6 +30,7 @@ _RELEASE_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('HDEL', KEYS[2], ARGV[2])
   redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -145,10 +146,14 @@ class RedisClaims:
         token = uuid.uuid4().hex
         if not self.client.set(self.key(f"claim:{step_key}"), token, nx=True, px=ttl * 1000):
             return None
+        # Expiring like the job's other records: a late duplicate of an ended job leaves nothing for ever.
+        retention = get_settings().store_ttl
         pipe = self.client.pipeline(transaction=False)
         pipe.hincrby(self.key("claims"), step_key, 1)
+        pipe.expire(self.key("claims"), retention)
         if step:
             pipe.hset(self.key("running"), step_key, pack([step, list(args), time.time()]))
+            pipe.expire(self.key("running"), retention)
             pipe.sadd(keys.RUNNING_JOBS, self.job_id)
         pipe.execute()
         return token
@@ -163,6 +168,7 @@ class RedisClaims:
             self.key("releases"),
             token,
             step_key,
+            get_settings().store_ttl,
         )
 
     def deaths(self, step_key: str) -> int:
