@@ -6,7 +6,9 @@
 with what a local ``sync_from`` does.  Attribute values steer the hooks: ``fail-raise`` makes the hook
 raise an ObjectCrudException, ``fail-none`` makes it return None; ``wait:<key>`` makes it wait (polling,
 with a deadline) until the Redis key ``<key>`` exists; ``meet:<key>:<n>`` adds this process to the set
-``<key>`` and waits until ``n`` processes are in it (proof that shards run at the same time elsewhere).
+``<key>`` and waits until ``n`` processes are in it (proof that shards run at the same time elsewhere);
+``wait-file:<path>`` waits (polling, with a deadline) until the file ``<path>`` exists, touching no Redis
+while it waits; ``sleep:<seconds>`` makes the hook take that long.
 """
 
 from __future__ import annotations
@@ -41,8 +43,17 @@ def _steer(adapter: Any, value: Any) -> Optional[str]:
         return "raise"
     if value == "fail-none":
         return "none"
-    client = _client(adapter.record_url)
     deadline = time.monotonic() + 60
+    if value.startswith("wait-file:"):
+        while not os.path.exists(value[10:]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{value}: gave up waiting")
+            time.sleep(0.01)
+        return None
+    if value.startswith("sleep:"):
+        time.sleep(float(value[6:]))
+        return None
+    client = _client(adapter.record_url)
     if value.startswith("wait:"):
         while not client.exists(value[5:]):
             if time.monotonic() > deadline:
