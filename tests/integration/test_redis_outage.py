@@ -380,16 +380,6 @@ def _job_keys(cluster: Cluster, job_id: str) -> Dict[str, int]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: worker/tasks.py _run() calls job.count_delivery() (HINCRBY on the job's 'deliveries' hash, "
-        "worker/state/redis.py RedisJobState.count_delivery, no expiry) before any step checks job.report(); a "
-        "delivery that comes after the finish (a step run again by the watchdog or retried after a Redis error, "
-        "as in the outages above, or a dead host's message redelivered) re-creates the hash that drop_scratch() "
-        "deleted, without a TTL: a key that never expires, written after the report"
-    ),
-)
 def test_a_late_duplicate_step_after_the_end_writes_nothing(cluster: Cluster) -> None:
     """What the outages above leave behind, made certain: a shard delivered once more after its job ended.
 
