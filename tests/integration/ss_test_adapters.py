@@ -8,14 +8,22 @@ raise an ObjectCrudException, ``fail-none`` makes it return None; ``wait:<key>``
 with a deadline) until the Redis key ``<key>`` exists; ``meet:<key>:<n>`` adds this process to the set
 ``<key>`` and waits until ``n`` processes are in it (proof that shards run at the same time elsewhere);
 ``wait-file:<path>`` waits (polling, with a deadline) until the file ``<path>`` exists, touching no Redis
-while it waits; ``sleep:<seconds>`` makes the hook take that long.
+while it waits; ``sleep:<seconds>`` makes the hook take that long;
+``die`` SIGKILLs the process running the hook (a task that kills its worker every time it runs; on workers
+only: a local sync with it kills the test process).
+
+The kwarg ``load_steer`` steers ``load()`` the same way: a step or a list of steps run in order before the
+data is loaded, ``fail`` (raise a RuntimeError) or ``wait:<key>`` (as for hooks). With ``load_steer`` and
+``calls_key`` set, ``load()`` first records a ``["load", "", "", {}, pid]`` call, so a test can see that the
+load has begun; without ``load_steer`` nothing changes (no call recorded, nothing steered).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import msgpack
 from redis import Redis
@@ -43,6 +51,8 @@ def _steer(adapter: Any, value: Any) -> Optional[str]:
         return "raise"
     if value == "fail-none":
         return "none"
+    if value == "die":
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would: no clean-up, no goodbye
     deadline = time.monotonic() + 60
     if value.startswith("wait-file:"):
         while not os.path.exists(value[10:]):
@@ -55,10 +65,7 @@ def _steer(adapter: Any, value: Any) -> Optional[str]:
         return None
     client = _client(adapter.record_url)
     if value.startswith("wait:"):
-        while not client.exists(value[5:]):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{value}: gave up waiting")
-            time.sleep(0.01)
+        _wait_for(client, value[5:], deadline)
     elif value.startswith("meet:"):
         key, count = value[5:].rsplit(":", 1)
         client.sadd(key, os.getpid())
@@ -67,6 +74,14 @@ def _steer(adapter: Any, value: Any) -> Optional[str]:
                 raise RuntimeError(f"{value}: gave up waiting")
             time.sleep(0.01)
     return None
+
+
+def _wait_for(client: Redis, key: str, deadline: float) -> None:
+    """Poll until the Redis key exists; a RuntimeError at ``deadline`` (a test that never opens its gate)."""
+    while not client.exists(key):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"wait:{key}: gave up waiting")
+        time.sleep(0.01)
 
 
 class _Recorded(DiffSyncModel):
@@ -170,18 +185,35 @@ class DatasetAdapter(Adapter):
         record_url: str = "redis://127.0.0.1:6379/13",
         calls_key: str = "",
         name: Optional[str] = None,
+        load_steer: Union[str, Sequence[str], None] = None,
     ) -> None:
         super().__init__(name=name)
         self.data = data or {}
         self.record_url = record_url
         self.calls_key = calls_key
+        self.load_steer = load_steer
 
     def record(self, action: str, modelname: str, uid: str, attrs: Dict[str, Any]) -> None:
         if self.calls_key:
             entry = [action, modelname, uid, dict(sorted(attrs.items())), os.getpid()]
             _client(self.record_url).rpush(self.calls_key, msgpack.packb(entry))
 
+    def _steer_load(self) -> None:
+        steps = [self.load_steer] if isinstance(self.load_steer, str) else list(self.load_steer or [])
+        if not steps:
+            return
+        self.record("load", "", "", {})
+        deadline = time.monotonic() + 60
+        for step in steps:
+            if step == "fail":
+                raise RuntimeError(f"load of {self.name} refused (load_steer)")
+            if step.startswith("wait:"):
+                _wait_for(_client(self.record_url), step[5:], deadline)
+            else:
+                raise ValueError(f"unknown load_steer step {step!r}")
+
     def load(self) -> None:
+        self._steer_load()
         for region in self.data.get("region", []):
             self.add(Region(**region))
         for site_data in self.data.get("site", []):
