@@ -95,7 +95,12 @@ def assemble_report(
     job: JobState, *, error: Optional[str], changed: bool, sync_complete: bool, hostname: str, started: float
 ) -> Dict[str, Any]:
     """The report of a job that ends now, from what its steps recorded (``started``: the finish's start)."""
-    spec_data = job.spec_data() or {}
+    try:
+        spec_data = job.spec_data()
+    except Exception:  # noqa: BLE001 - unreadable: the report's error says so already
+        spec_data = None
+    if not isinstance(spec_data, dict):
+        spec_data = {}
     info = job.info()
     shard_results = job.shard_results()
     try:

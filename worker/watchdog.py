@@ -53,27 +53,35 @@ def scan(client: Redis, runner: Runner) -> List[Tuple[str, str]]:
     """
     requeued: List[Tuple[str, str]] = []
     for raw in client.smembers(keys.RUNNING_JOBS):
-        job_id = raw.decode()
-        job = RedisJobState(job_id, client)
-        if job.report() is not None or job.spec_data() is None:
-            client.srem(keys.RUNNING_JOBS, job_id)  # ended, or its records expired
+        try:
+            requeued.extend(_scan_job(client, runner, raw.decode()))
+        except Exception as err:  # noqa: BLE001 - one bad job never stops the watch over the others
+            logger.warning("Watchdog skipped a job", job_id=raw.decode(errors="replace"), error=describe(err))
+    return requeued
+
+
+def _scan_job(client: Redis, runner: Runner, job_id: str) -> List[Tuple[str, str]]:
+    job = RedisJobState(job_id, client)
+    if job.report() is not None or job.spec_data() is None:
+        client.srem(keys.RUNNING_JOBS, job_id)  # ended, or its records expired
+        return []
+    late = overdue(job)
+    if late:
+        job.abort(late)  # running shards stop at their next subtree; their waves then hand over to the finish
+    running = job.running_steps()
+    if job.aborted() and not running:
+        runner.enqueue("finish", job_id)  # nothing runs that would: the finish is claimed, and idempotent
+        return []
+    requeued: List[Tuple[str, str]] = []
+    for step_key, (step, args, _claimed_at) in running.items():
+        if job.claim_held(step_key):
             continue
-        late = overdue(job)
-        if late:
-            job.abort(late)  # running shards stop at their next subtree; their waves then hand over to the finish
-        running = job.running_steps()
-        if job.aborted() and not running:
-            runner.enqueue("finish", job_id)  # nothing runs that would: the finish is claimed, and idempotent
+        job.forget_running(step_key)
+        if step_done(job, step, args):
             continue
-        for step_key, (step, args, _claimed_at) in running.items():
-            if job.claim_held(step_key):
-                continue
-            job.forget_running(step_key)
-            if step_done(job, step, args):
-                continue
-            runner.enqueue(step, job_id, *args)
-            requeued.append((job_id, step_key))
-            logger.warning("Step run again: its claim expired without a result", job_id=job_id, step=step_key)
+        runner.enqueue(step, job_id, *args)
+        requeued.append((job_id, step_key))
+        logger.warning("Step run again: its claim expired without a result", job_id=job_id, step=step_key)
     return requeued
 
 
