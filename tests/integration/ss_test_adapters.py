@@ -241,3 +241,33 @@ class DatasetAdapter(Adapter):
 def read_calls(client: Redis, key: str) -> List[List[Any]]:
     """The hook calls recorded under ``key``, in the order they were made."""
     return [msgpack.unpackb(raw, raw=False) for raw in client.lrange(key, 0, -1)]
+
+
+@register_adapter("dataset-gated")
+class GatedDatasetAdapter(DatasetAdapter):
+    """``dataset`` plus one knob, ``attach_gate``: attached to a store it did not load (the diff, each shard, the
+    finish), it sets the Redis key ``<attach_gate>:waiting`` and waits (polling, with a deadline) until the key
+    ``<attach_gate>`` exists. A test changes the job's stores or records while the step waits, then opens it.
+    """
+
+    def __init__(
+        self,
+        data: Optional[Dict[str, Any]] = None,
+        record_url: str = "redis://127.0.0.1:6379/13",
+        calls_key: str = "",
+        name: Optional[str] = None,
+        attach_gate: str = "",
+    ) -> None:
+        super().__init__(data=data, record_url=record_url, calls_key=calls_key, name=name)
+        self.attach_gate = attach_gate
+
+    def on_attach(self) -> None:
+        if not self.attach_gate:
+            return
+        client = _client(self.record_url)
+        client.set(f"{self.attach_gate}:waiting", os.getpid(), ex=600)
+        deadline = time.monotonic() + 60
+        while not client.exists(self.attach_gate):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"attach gate {self.attach_gate}: gave up waiting")
+            time.sleep(0.01)
