@@ -27,7 +27,7 @@ def check_job_id(value: str) -> str:
         InvalidJob: naming the id and what a job id is.
     """
     if not isinstance(value, str) or not _JOB_ID.fullmatch(value):
-        raise InvalidJob(f"job id {value!r} is not valid: 1 to 100 letters, digits, '_', '.' or '-'")
+        raise InvalidJob(f"invalid job id {value!r}: a job id is 1 to 100 letters, digits, '_', '.' or '-'")
     return value
 
 
@@ -75,7 +75,7 @@ def _plain_keys(value: Any, where: str) -> None:
         if isinstance(current, dict):
             for key, item in current.items():
                 if isinstance(key, bool) or not isinstance(key, (str, int)):
-                    raise ValueError(f"{path} has a key {key!r}: mapping keys must be str or int")
+                    raise ValueError(f"{where} must be plain data: {path} has a key {key!r} (keys: str or int)")
                 stack.append((item, f"{path}.{key}"))
         elif isinstance(current, (list, tuple)):
             stack.extend((item, f"{path}[{index}]") for index, item in enumerate(current))

@@ -12,7 +12,7 @@
 - A 64 MiB string in kwargs: handled, no worker crash.
 - Stray or malformed step messages.
 
-Tests marked ``xfail(strict=True)`` show a bug of ``worker/``; each reason names it.
+Each bug these tests found in ``worker/`` was fixed; the tests keep them fixed.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def ended(client: Redis, job_id: str, timeout: float = 60) -> Dict[str, Any]:
 
 
 def settle(client: Redis, job_id: str, timeout: float = 30) -> None:
-    """Wait until a job has ended, or its finish has failed (a job that can never end, see the xfails)."""
+    """Wait until a job has ended, or its finish has failed (a job that could never end)."""
     finish = AsyncResult(f"{job_id}.finish", app=app)
     poll(
         lambda: client.exists(keys.job_key(job_id, "report")) or finish.state == "FAILURE",
@@ -369,85 +369,42 @@ BUGGY_SUBMITS = [
         {"source": "demo", "source_kwargs": {"sites": 1, "seeds": 2}},
         InvalidJob,
         r"source_kwargs do not fit adapter 'demo'.*'seeds'",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG worker/spec.py JobSpec._kwargs (line 115, inspect.signature(cls).bind(**kwargs)): an adapter "
-                "whose __init__ takes **kwargs for super() (the bundled 'demo', InventoryAdapter in worker/demo.py) "
-                "accepts any name, so a typo ('seeds' for 'seed') is enqueued; the worker takes the lock and the "
-                "load fails: \"source adapter 'demo' cannot be built from its kwargs: Adapter.__init__() got an "
-                "unexpected keyword argument 'seeds'\""
-            ),
-        ),
+
     ),
     pytest.param(
         "job-id-trailing-newline",
         {"job_id": "ok-id\n"},
         InvalidJob,
         r"job_id must be 1 to 100 letters",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG worker/spec.py _JOB_ID (line 20) + JobSpec._job_id: '^...$' with re.match accepts a trailing "
-                "newline ('$' matches before it), so job id 'ok-id\\n' is enqueued; the worker takes the lock, then "
-                "the load fails on the store id. Use re.fullmatch or \\Z (same in worker/registry.py _NAME and "
-                "core/store/redis/namespaces.py _STORE_ID)"
-            ),
-        ),
+
     ),
     pytest.param(
         "kwargs-tuple-key",
         {"target_kwargs": {"data": {(1, 2): "x"}, "record_url": REDIS_URL}},
         InvalidJob,
         r"target_kwargs must be plain data",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG worker/spec.py _check_packable (line 56): msgpack packs a tuple map key as an array, so the "
-                "spec is accepted and stored, but it can never be read back (unpack: unhashable list); see "
-                "test_a_job_whose_stored_spec_is_unreadable_still_ends_as_an_invalid_job"
-            ),
-        ),
+
     ),
     pytest.param(
         "kwargs-not-a-mapping",
         {"source_kwargs": ["data", "name"]},
         InvalidJob,
         r"source_kwargs",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG worker/api.py _by_name (line 145, dict(kwargs or {})): kwargs that are not a mapping raise a "
-                "bare ValueError 'dictionary update sequence element #0 has length 4; 2 is required' (a str: the "
-                "same, an int: TypeError), not InvalidJob naming source_kwargs; a list of pairs is even accepted"
-            ),
-        ),
+
     ),
     pytest.param(
         "flags-none",
         {"flags": None},
         InvalidJob,
         r"flags",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG worker/api.py submit_sync (line 189, list(flags)): flags=None raises a bare TypeError "
-                "\"'NoneType' object is not iterable\" instead of InvalidJob naming flags"
-            ),
-        ),
+
     ),
     pytest.param(
         "flags-a-string",
         {"flags": "continue_on_failure"},
         InvalidJob,
-        r"flags .*list|list of flag names",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG worker/api.py submit_sync (line 189, list(flags)): a string is split into characters and "
-                "refused as \"unknown flag 'c'\", which misleads: the flag is right, flags must be a list"
-            ),
-        ),
+        r"flags.*list|list of flag names",
+
     ),
 ]
 
@@ -570,14 +527,7 @@ CLI_CASES = [
         "status-empty",
         ["status", ""],
         r"job_id|invalid|unknown",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG worker/cli.py _status (line 176): handle.progress() with an empty job id raises Celery's "
-                "ValueError 'task_id must not be empty' (AsyncResult), which _status does not catch (only "
-                "ShardsyncError): a traceback, exit code 1; the job id is never validated"
-            ),
-        ),
+
     ),
 ]
 
@@ -680,15 +630,6 @@ def test_job_messages_with_invalid_specs_fail_on_the_worker_holding_nothing(redi
         redis_db.delete(calls)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG worker/steps.py start (line 60) / worker/runner.py spec_of (line 76): the job id of a message (the "
-        "task id) is never validated; a job 'bad id' passes the start step, takes the target's lock and fails "
-        "later, at its load, on the store id ('load-source failed: ValueError: store_id ... is not valid'), "
-        "instead of 'invalid job: ... job_id ...' holding no lock"
-    ),
-)
 def test_a_job_message_with_an_invalid_job_id_fails_as_an_invalid_job(redis_db: Redis) -> None:
     job_id = f"bad id {uuid.uuid4().hex[:8]}"
     RedisJobState(job_id, redis_db).create(base_spec(), ttl=600)
@@ -702,15 +643,6 @@ def test_a_job_message_with_an_invalid_job_id_fails_as_an_invalid_job(redis_db: 
         forget_job(redis_db, job_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG worker/state/redis.py RedisJobState.drop_scratch (lines 276-279): scan_iter(match=self.key('wave:*'"
-        "/'claim:*')) puts the job id into a SCAN pattern unescaped; the finish of a job whose id is '*' (a job "
-        "message with any bad spec: ids of messages are not validated, see above) deletes the claims and wave "
-        "sets of EVERY job: a running job loses its shard's claim and its wave count and never finishes"
-    ),
-)
 def test_a_job_id_with_glob_characters_touches_no_other_job(redis_db: Redis) -> None:
     run = uuid.uuid4().hex[:8]
     gate, calls = f"test:hostile:gate:{run}", f"test:hostile:calls:{run}"
@@ -904,21 +836,6 @@ UNREADABLE_SPECS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG a job whose stored spec is not a mapping, or cannot be decoded, never ends and stops the watchdog: "
-        "worker/runner.py overdue (line 102-103: job.spec_data() or {}, then spec.get) raises for a list and "
-        "worker/state/base.py unpack (line 33) raises for a map keyed by an array (what worker/spec.py "
-        "_check_packable lets through for a tuple key) or for bytes that are not msgpack; the start step's "
-        "error path hands over to the finish, where worker/report.py assemble_report (lines 98 and 117, outside "
-        "any try) raises again: the finish task fails, no report is ever saved, the job stays PROGRESS "
-        "'finish 0/1' and in shardsync:~jobs:running, and worker/watchdog.py scan (line 58 and overdue at line "
-        "62, no per-job try) raises on it at every interval ('Watchdog scan failed'): no step of ANY job is "
-        "re-run after a worker dies while it is there. The README's fault table says 'a bad spec in a message: "
-        'the job fails with "invalid job: ..."\''
-    ),
-)
 @pytest.mark.parametrize(("case", "raw"), UNREADABLE_SPECS)
 def test_a_job_whose_stored_spec_is_unreadable_still_ends_as_an_invalid_job(redis_db: Redis, case, raw) -> None:
     job_id = f"unreadable-{case}-{uuid.uuid4().hex[:8]}"
@@ -982,16 +899,6 @@ def test_a_64_mib_string_in_kwargs_is_handled_without_crashing_a_worker(redis_db
 # ------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG stray step messages for an unknown job leave keys that never expire: worker/tasks.py _run counts "
-        "the delivery first (worker/state/redis.py count_delivery, line 80: HINCRBY with no TTL) and "
-        "worker/shard.py shard returns at once for a job without a plan, so '...:deliveries' stays for ever; "
-        "a load, diff or finish of an unknown job reports it failed ('job ... is unknown or expired') and "
-        "worker/steps.py _finish calls set_info after save_report, so '...:info' is created without a TTL"
-    ),
-)
 def test_stray_step_messages_for_an_unknown_job_run_nothing_and_leave_nothing_for_ever(redis_db: Redis) -> None:
     run = uuid.uuid4().hex[:8]
     sent = {
@@ -1018,15 +925,6 @@ def test_stray_step_messages_for_an_unknown_job_run_nothing_and_leave_nothing_fo
             forget_job(redis_db, job_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG worker/shard.py shard (line 66): the shard index of a message is used as plan['shards'][index] "
-        "without a range check; index -1 is the last shard under another claim ('shard--1'), so a stray or "
-        "malformed message runs that shard's hooks a second time, concurrently with the real delivery, and the "
-        "report lists the shard twice (an index past the end fails the healthy job instead)"
-    ),
-)
 def test_a_shard_message_with_a_negative_index_does_not_run_a_shard_twice(redis_db: Redis) -> None:
     run = uuid.uuid4().hex[:8]
     gate, calls = f"test:hostile:gate:{run}", f"test:hostile:calls:{run}"
