@@ -66,6 +66,12 @@ def create_app(settings: Settings) -> Celery:
             "shardsync.shard": {"queue": shards, "routing_key": shards},
         },
         worker_hijack_root_logger=False,
+        # Beat's state in Redis (celery-redbeat: JSON entries, and a lock that keeps a second beat from
+        # running), never in a shelve file, which is pickle.
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=settings.redis_url,
+        redbeat_key_prefix=f"{keys.ROOT}:~beat:",
+        beat_max_loop_interval=5,  # also sets redbeat's lock timeout (5x): a dead beat's successor waits 25 s
         timezone="UTC",
     )
     return app
@@ -89,7 +95,7 @@ def _read_schedule_at_beat_start(sender: Any = None, **_: Any) -> None:
     """Beat's schedule, from the file; a bad file stops beat at start, naming the entry and the problem.
 
     Beat has built its scheduler (from an empty ``beat_schedule``) when this signal comes; the entries are
-    merged into it as Celery's own set-up merges ``beat_schedule``, so the first tick sees them.
+    set up again in it (RedBeat stores them in Redis), so the first tick sees them.
     """
     path = get_settings().schedule_file
     if not path:
@@ -107,5 +113,8 @@ def _read_schedule_at_beat_start(sender: Any = None, **_: Any) -> None:
         entry["args"] = (name,)
     app.conf.beat_schedule = schedule
     scheduler = sender.scheduler
-    scheduler.merge_inplace(schedule)
-    scheduler.sync()
+    if hasattr(scheduler, "update_from_dict") and type(scheduler).__module__.startswith("redbeat"):
+        scheduler.setup_schedule()  # stores the entries in Redis and drops those the file no longer has
+    else:  # another scheduler chosen with -S: merged as Celery's own set-up merges beat_schedule
+        scheduler.merge_inplace(schedule)
+        scheduler.sync()

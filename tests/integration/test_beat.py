@@ -63,6 +63,9 @@ def test_beat_runs_scheduled_syncs(redis_db, tmp_path) -> None:
         assert any(r.get("status") == "success" for r in reports), (tmp_path / "beat.log").read_text()[-3000:]
         ok = next(r for r in reports if r["status"] == "success")
         assert ok["counts"] == {"create": {"success": 1}}
+        # Beat's state is in Redis (celery-redbeat), not in a shelve file (pickle) next to -s.
+        assert not list(tmp_path.glob("beat-state*"))
+        assert any(redis_db.scan_iter(match="shardsync:~beat:*"))
         # Runs that found the previous one still syncing into the same target failed, saying so.
         for report in reports:
             assert report["status"] == "success" or "being synced by job" in report["error"]
