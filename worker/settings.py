@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     result_expires: int = Field(86400, ge=60)
     """Seconds Celery keeps task results."""
     max_deliveries: int = Field(5, ge=1)
-    """Starts of one delivery of a step (the same message, redelivered after its worker died) before the job
-    is failed instead: a task that kills its worker (out of memory, say) must not loop for ever."""
+    """Times a step's worker may die under it (claims taken and never released) before its job is failed
+    instead: a task that kills its worker (out of memory, say) must not loop for ever."""
     visibility_timeout: int = Field(3600, ge=60)
     """Seconds before the Redis broker redelivers an unacknowledged task: longer than the longest task."""
 
