@@ -359,6 +359,7 @@ def test_a_load_delivered_twice_at_once_never_clears_the_store_in_use(redis_db, 
 # ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("workers", "no_watchdog")
 def test_a_shard_that_kills_its_worker_every_time_fails_its_job(redis_db, queue_worker, cleanup) -> None:
     """A hook that SIGKILLs its process every time: with SHARDSYNC_MAX_DELIVERIES=2 the job fails, with a
     report naming the limit, after 2 kills (``wait()`` raises JobFailed)."""
