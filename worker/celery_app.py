@@ -26,8 +26,6 @@ from worker.schedule import load_schedule
 from worker.settings import Settings, get_settings
 from worker.state.base import pack
 
-TASK_NAMES = ("shardsync.job", "shardsync.load", "shardsync.diff", "shardsync.shard", "shardsync.finish")
-
 
 def create_app(settings: Settings) -> Celery:
     """Build a Celery app for these settings (the tasks attach themselves when ``worker.tasks`` is imported)."""

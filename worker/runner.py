@@ -103,12 +103,8 @@ def attach_adapters(job: JobState, spec: JobSpec, lazy: bool = False) -> Tuple[A
     return adapters[0], adapters[1]
 
 
-def overdue(job: JobState) -> Optional[str]:
-    """Why the job must stop now because its deadline passed, or None."""
-    try:
-        spec = job.spec_data()
-    except Exception:  # noqa: BLE001 - an unreadable spec is reported by the steps, not here
-        return None
+def overdue(job: JobState, spec: Any) -> Optional[str]:
+    """Why the job must stop now because its deadline passed, or None (``spec``: its spec data, as read)."""
     if not isinstance(spec, dict):
         return None
     deadline = spec.get("deadline")

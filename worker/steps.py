@@ -314,15 +314,15 @@ def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args
     structlog.contextvars.bind_contextvars(**context)
     try:
         try:
-            known = job.spec_data() is not None
+            spec_data = job.spec_data()
         except Exception:  # noqa: BLE001 - unreadable: known, and the steps report it as an invalid job
-            known = True
-        if not known:
+            spec_data = {}
+        if spec_data is None:
             # A stray message (an expired job, a typo): nothing runs, and nothing is written that would
             # outlive it.
             logger.warning("Step of an unknown or expired job: nothing done")
             return None
-        late = overdue(job) if step != "finish" else None
+        late = overdue(job, spec_data) if step != "finish" else None
         if late and job.report() is None:
             job.abort(late)  # the step sees its job stopped, as after a cancel, and hands over to the finish
         return STEP_FUNCTIONS[step](job, runner, delivery, *args)

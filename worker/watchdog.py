@@ -62,10 +62,11 @@ def scan(client: Redis, runner: Runner) -> List[Tuple[str, str]]:
 
 def _scan_job(client: Redis, runner: Runner, job_id: str) -> List[Tuple[str, str]]:
     job = RedisJobState(job_id, client)
-    if job.report() is not None or job.spec_data() is None:
+    spec_data = job.spec_data()
+    if job.report() is not None or spec_data is None:
         client.srem(keys.RUNNING_JOBS, job_id)  # ended, or its records expired
         return []
-    late = overdue(job)
+    late = overdue(job, spec_data)
     if late:
         job.abort(late)  # running shards stop at their next subtree; their waves then hand over to the finish
     running = job.running_steps()
