@@ -10,6 +10,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Set, Tuple, Ty
 
 import structlog
 
+from core.batch import BatchSize, check_batch_size
 from core.diff import Diff
 from core.enum import DiffSyncFlags
 from core.exceptions import DiffClassMismatch, ObjectNotFound
@@ -249,6 +250,8 @@ class Adapter:
         flags: DiffSyncFlags = DiffSyncFlags.NONE,
         callback: Optional[ProgressCallback] = None,
         diff: Optional[Diff] = None,
+        *,
+        batch_size: Optional[BatchSize] = None,
     ) -> Diff:
         """Make this adapter's data match ``source``, through the models' create/update/delete hooks.
 
@@ -258,15 +261,19 @@ class Adapter:
             flags: Flags changing how the diff and the sync behave.
             callback: Called as ``callback(stage, current, total)`` while the diff and the sync progress.
             diff: A diff computed before, used instead of computing a new one.
+            batch_size: Most items per batch hook call, one number or per model name (default: each
+                model's ``_batch_size``); only models that override a batch hook are grouped.
 
         Returns:
             The diff that was applied.
 
         Raises:
             DiffClassMismatch: if ``diff`` is not an instance of ``diff_class``.
+            ValueError: if ``batch_size`` is not a whole number of 1 or more (or a mapping of such).
         """
         from core.syncer import DiffSyncSyncer  # pylint: disable=import-outside-toplevel
 
+        check_batch_size(batch_size)
         if diff_class and _has_elements(diff):
             if not isinstance(diff, diff_class):
                 raise DiffClassMismatch(
@@ -275,7 +282,9 @@ class Adapter:
                 )
         if not _has_elements(diff):
             diff = self.diff_from(source, diff_class=diff_class, flags=flags, callback=callback)
-        syncer = DiffSyncSyncer(diff=diff, src_diffsync=source, dst_diffsync=self, flags=flags, callback=callback)
+        syncer = DiffSyncSyncer(
+            diff=diff, src_diffsync=source, dst_diffsync=self, flags=flags, callback=callback, batch_size=batch_size
+        )
         result = syncer.perform_sync()
         if result:
             self.sync_complete(source, diff, flags, syncer.base_logger)
@@ -288,6 +297,8 @@ class Adapter:
         flags: DiffSyncFlags = DiffSyncFlags.NONE,
         callback: Optional[ProgressCallback] = None,
         diff: Optional[Diff] = None,
+        *,
+        batch_size: Optional[BatchSize] = None,
     ) -> Diff:
         """Make ``target``'s data match this adapter's (see ``sync_from``).
 
@@ -297,7 +308,9 @@ class Adapter:
         Raises:
             DiffClassMismatch: if ``diff`` is not an instance of ``diff_class``.
         """
-        return target.sync_from(self, diff_class=diff_class, flags=flags, callback=callback, diff=diff)
+        return target.sync_from(
+            self, diff_class=diff_class, flags=flags, callback=callback, diff=diff, batch_size=batch_size
+        )
 
     def sync_complete(
         self,

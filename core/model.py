@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict
 
 from core._fields import FieldPlan, build_field_plan
 from core.enum import DiffSyncModelFlags, DiffSyncStatus
-from core.exceptions import ObjectAlreadyExists, ObjectNotFound, ObjectStoreWrongType
+from core.exceptions import ObjectAlreadyExists, ObjectCrudException, ObjectNotFound, ObjectStoreWrongType
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -65,6 +65,9 @@ class DiffSyncModel(BaseModel):
     - ``_children``: ``{child_modelname: field_name}``; the field holds the children's unique ids.
 
     A field may appear in at most one of ``_identifiers``, ``_attributes`` and ``_children``.
+
+    Optionally, ``create_batch``/``update_batch``/``delete_batch`` make one call for many objects, and
+    ``_batch_size`` says how many at most (see ``core.batch``).
     """
 
     _modelname: ClassVar[str] = "diffsyncmodel"
@@ -72,6 +75,8 @@ class DiffSyncModel(BaseModel):
     _shortname: ClassVar[Tuple[str, ...]] = ()
     _attributes: ClassVar[Tuple[str, ...]] = ()
     _children: ClassVar[Dict[str, str]] = {}
+    _batch_size: ClassVar[int] = 100
+    """Most items per call of this model's batch hooks (a sync or a job may override it)."""
 
     model_flags: DiffSyncModelFlags = DiffSyncModelFlags.NONE
     """Behaviour flags for this model; set on the class or on one instance."""
@@ -362,6 +367,76 @@ class DiffSyncModel(BaseModel):
             ObjectNotDeleted: if the deletion failed.
         """
         return self.delete_base()
+
+    # ------------------------------------------------------------------------------------------------
+    # Batch hooks: one call for many objects (see core.batch for when and in what order they run)
+    # ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def create_batch(
+        cls, adapter: Adapter, items: Sequence[Tuple[Dict, Dict]]
+    ) -> Sequence[Union[Self, None, BaseException]]:
+        """Create many objects of this class in one go; override it to make one call to a bulk API.
+
+        Only an overriding class has its creates grouped; this default calls ``create`` for each item in
+        order, so it behaves exactly as single hooks.  Build each result with ``create_base`` (or
+        ``super().create``/``cls.create_base``) and ``set_status`` as a single hook would.
+
+        Args:
+            adapter: The adapter the new objects belong to.
+            items: ``(ids, attrs)`` of each object, in the sync's order.
+
+        Returns:
+            One result per item, in the same order: the new instance, None (failed: its children are not
+            created), or an exception (an ``ObjectCrudException`` fails that item as a single hook's would).
+        """
+        results: List[Union[Self, None, BaseException]] = []
+        for ids, attrs in items:
+            try:
+                results.append(cls.create(adapter=adapter, ids=ids, attrs=attrs))
+            except ObjectCrudException as err:
+                results.append(err)
+        return results
+
+    @classmethod
+    def update_batch(
+        cls, adapter: Adapter, items: Sequence[Tuple[Self, Dict]]
+    ) -> Sequence[Union[Self, None, BaseException]]:
+        """Update many objects of this class in one go (see ``create_batch``).
+
+        Args:
+            adapter: The adapter the objects belong to.
+            items: ``(object, attrs to change)`` of each object; results come from ``update_base``.
+
+        Returns:
+            One result per item, in order: the updated instance, None or an exception.
+        """
+        results: List[Union[Self, None, BaseException]] = []
+        for model, attrs in items:
+            try:
+                results.append(model.update(attrs=attrs))
+            except ObjectCrudException as err:
+                results.append(err)
+        return results
+
+    @classmethod
+    def delete_batch(cls, adapter: Adapter, items: Sequence[Self]) -> Sequence[Union[Self, None, BaseException]]:
+        """Delete many objects of this class in one go (see ``create_batch``).
+
+        Args:
+            adapter: The adapter the objects belong to.
+            items: The objects to delete; results come from ``delete_base``.
+
+        Returns:
+            One result per item, in order: the deleted instance, None or an exception.
+        """
+        results: List[Union[Self, None, BaseException]] = []
+        for model in items:
+            try:
+                results.append(model.delete())
+            except ObjectCrudException as err:
+                results.append(err)
+        return results
 
     # ------------------------------------------------------------------------------------------------
     # Identity and attributes

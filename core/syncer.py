@@ -7,12 +7,13 @@ on the syncer, and the work for an unchanged element is one store lookup.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
 
 import structlog
 
 from core._gc import frozen_heap
 from core._log import level_enabled
+from core.batch import BatchSize, LevelRun, batched_actions, check_batch_size
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.exceptions import ObjectCrudException, ObjectNotCreated, ObjectNotDeleted, ObjectNotFound, ObjectNotUpdated
@@ -45,8 +46,13 @@ class DiffSyncSyncer:
         dst_diffsync: Adapter,
         flags: DiffSyncFlags,
         callback: Optional[Callable[[str, int, int], None]] = None,
+        batch_size: Optional[BatchSize] = None,
     ) -> None:
         self.diff = diff
+        self.batch_size = check_batch_size(batch_size)
+        """Most items per batch hook call, for every model or per model name (None: each model's own)."""
+        self.stopped = False
+        """Whether the sync stopped early because ``_should_stop`` said so (a runner's abort)."""
         self.src_diffsync = src_diffsync
         self.dst_diffsync = dst_diffsync
         self.flags = flags
@@ -73,6 +79,7 @@ class DiffSyncSyncer:
             reads_through_index(src_diffsync, "get_or_none") and reads_through_index(src_diffsync, "get")
         )
         self._src_registered: set = set()
+        self._batching: Dict[str, bool] = {}
 
     @property
     def total_elements(self) -> int:
@@ -101,10 +108,81 @@ class DiffSyncSyncer:
         changed = False
         self.base_logger.info("Beginning sync")
         with frozen_heap(), self.src_diffsync.store._session(), self.dst_diffsync.store._session():
-            for element in self.diff.get_children():
-                changed |= self.sync_diff_element(element)
+            changed = self.sync_top_level(self.diff.get_children())
         self.base_logger.info("Sync complete")
         return changed
+
+    def sync_top_level(self, elements: Iterable[DiffElement]) -> bool:
+        """Apply top-level elements in order: one by one, or level by level for a type batch hooks touch.
+
+        Stops (setting ``stopped``) between top-level elements, and between hooks of a level, when
+        ``_should_stop`` says so.
+
+        Returns:
+            True if any change was made (or attempted), else False.
+        """
+        changed = False
+        group: List[DiffElement] = []
+        for element in elements:
+            if group and element.type != group[0].type:
+                changed |= self._sync_group(group)
+                group = []
+            if self.stopped:
+                return changed
+            if self._batched_type(element.type):
+                group.append(element)
+                continue
+            if self._should_stop():
+                self.stopped = True
+                return changed
+            changed |= self.sync_diff_element(element)
+        if group:
+            changed |= self._sync_group(group)
+        return changed
+
+    def _sync_group(self, elements: List[DiffElement]) -> bool:
+        run = LevelRun(self)
+        changed = run.run(elements)
+        self.stopped = self.stopped or run.stopped
+        return changed
+
+    def _batched_type(self, modelname: str) -> bool:
+        """Whether a batch hook is overridden by the target model of this type or of any type below it."""
+        found = self._batching.get(modelname)
+        if found is None:
+            found = False
+            seen = set()
+            names = [modelname]
+            while names and not found:
+                name = names.pop()
+                model_class = getattr(self.dst_diffsync, name, None)
+                if name in seen or model_class is None or not hasattr(model_class, "_children"):
+                    continue
+                seen.add(name)
+                found = bool(batched_actions(model_class))
+                names.extend(model_class._children)
+            self._batching[modelname] = found
+        return found
+
+    # -- what a runner may override (each does nothing here) ------------------------------------------
+
+    def _should_stop(self) -> bool:
+        """Asked between top-level elements and between the hooks of a level: True stops the sync there."""
+        return False
+
+    def _replayed(self, element: DiffElement) -> Optional[Tuple[bool, Optional[DiffSyncModel]]]:
+        """For a runner with a journal: None when the element's operation must run, else how to go on.
+
+        Returns (whether to visit its children, the parent object to give them) for an operation an earlier
+        run already made.
+        """
+        return None
+
+    def _before_hook(self) -> None:
+        """Called before each create/update/delete hook or batch hook call, between complete operations."""
+
+    def _batch_done(self) -> None:
+        """Called once the outcome of every item of a batch hook call is recorded (its store writes made)."""
 
     def _lookup_src(self, model_class: Type[DiffSyncModel], element: DiffElement) -> None:
         """Make diffsync's (unused) source look-up, or reproduce its only visible effect (see __init__)."""
@@ -146,8 +224,16 @@ class DiffSyncSyncer:
         Returns:
             True if this element or any below it led to a change (or an attempted one).
         """
-        model_class = getattr(self.dst_diffsync, element.type)
         action = element.action
+        if action is not None:
+            replay = self._replayed(element)
+            if replay is not None:
+                visit_children, children_parent = replay
+                if visit_children:
+                    for child in element.get_children():
+                        self.sync_diff_element(child, parent_model=children_parent)
+                return True
+        model_class = getattr(self.dst_diffsync, element.type)
         self._lookup_src(model_class, element)
         uid, dst_model = self._lookup_dst(model_class, element)
         self._last_started = (element, model_class, uid)
@@ -234,6 +320,7 @@ class DiffSyncSyncer:
         attrs: Dict,
     ) -> Tuple[bool, Optional[DiffSyncModel]]:
         """Run the create/update/delete hook; returns (changed, resulting model or None on failure)."""
+        self._before_hook()
         try:
             if self._debug:
                 logger.debug(f"Attempting model {action}")

@@ -6,12 +6,13 @@ Jobs are enqueued by task name, so a producer needs the Celery app and the job s
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from celery import states
 from celery.result import AsyncResult
 
 from core.adapter import Adapter
+from core.batch import BatchSize
 from core.diff import Diff
 from core.diff_codec import DiffCodec
 from worker.celery_app import app
@@ -167,6 +168,7 @@ def submit_sync(
     dry_run: bool = False,
     shard_size: Optional[int] = None,
     top_level_barrier: bool = True,
+    batch_size: Optional[BatchSize] = None,
     job_id: Optional[str] = None,
     deadline: Optional[int] = None,
 ) -> JobHandle:
@@ -191,6 +193,7 @@ def submit_sync(
         "shard_size": shard_size if shard_size is not None else get_settings().shard_size,
         "top_level_barrier": top_level_barrier,
         "deadline": deadline,
+        "batch_size": dict(batch_size) if isinstance(batch_size, Mapping) else batch_size,
     }
     if job_id is not None:
         data["job_id"] = job_id

@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from core.adapter import Adapter
+from core.batch import BatchSize
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.model import DiffSyncModel
@@ -57,8 +58,9 @@ class ShardSyncer(DiffSyncSyncer):
         on_checkpoint: Optional[Callable[[int], None]] = None,
         checkpoint_every: Optional[int] = None,
         fence: Optional[Callable[[], None]] = None,
+        batch_size: Optional[BatchSize] = None,
     ) -> None:
-        super().__init__(diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags)
+        super().__init__(diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags, batch_size=batch_size)
         self._job = job
         self._op_ids = op_ids
         self._done = done
@@ -82,18 +84,14 @@ class ShardSyncer(DiffSyncSyncer):
         Returns:
             (whether anything changed or was attempted, whether it stopped early).
         """
-        changed = False
         stop = threading.Event()
         reporter = threading.Thread(target=self._report_while_running, args=(stop,), daemon=True)
         reporter.start()
         try:
             with self.src_diffsync.store._session(), self.dst_diffsync.store._session():
                 self._prefetch_targets()
-                for element in self.diff.get_children():
-                    if self._should_stop():
-                        return changed, True
-                    changed |= self.sync_diff_element(element)
-            return changed, False
+                changed = self.sync_top_level(self.diff.get_children())
+            return changed, self.stopped
         finally:
             stop.set()
             reporter.join(timeout=5)
@@ -185,15 +183,26 @@ class ShardSyncer(DiffSyncSyncer):
     # -- replay ---------------------------------------------------------------------------------------
 
     def sync_diff_element(self, element: DiffElement, parent_model: Optional[DiffSyncModel] = None) -> bool:
-        """Apply an element, or replay it if a previous delivery of this shard already did."""
+        """Apply an element (or replay it, see ``_replayed``), writing the journal first when it is due."""
         self._checkpoint_if_due()
-        if element.action is not None:
-            entry = self._done.get(self._op_ids[id(element)])
-            if entry is None and self._redelivered:
-                entry = self._observed(element)
-            if entry is not None:
-                return self._replay(element, entry)
         return super().sync_diff_element(element, parent_model)
+
+    def _replayed(self, element: DiffElement) -> Optional[Tuple[bool, Optional[DiffSyncModel]]]:
+        """Replay an operation a previous delivery of this shard journaled (or visibly applied)."""
+        entry = self._done.get(self._op_ids[id(element)])
+        if entry is None and self._redelivered:
+            entry = self._observed(element)
+        if entry is None:
+            return None
+        self.replayed += 1
+        action, status = entry[0], entry[1]
+        if status != _SUCCESS:
+            return False, None  # it failed then, and its children were skipped
+        if action == DiffSyncActions.DELETE:
+            return not entry[5] & _CHILDREN_DONE, None  # children deleted with it or before it, or still to do
+        model_class = getattr(self.dst_diffsync, element.type)
+        _, dst_model = self._lookup_dst(model_class, element)
+        return True, dst_model
 
     def _checkpoint_if_due(self) -> None:
         # Called only where every operation recorded so far is complete, store writes included: before an
@@ -204,23 +213,19 @@ class ShardSyncer(DiffSyncSyncer):
         ):
             self.checkpoint()
 
-    def _sync_model(
-        self,
-        logger: Any,
-        model_class: Any,
-        action: str,
-        dst_model: Optional[DiffSyncModel],
-        ids: Dict,
-        attrs: Dict,
-    ) -> Tuple[bool, Optional[DiffSyncModel]]:
-        """Journal what is done, then fence, before the hook runs.
+    def _before_hook(self) -> None:
+        """Journal what is done, then fence, before a hook (or a batch hook) runs.
 
-        A crash in the hook then re-runs that hook alone; and a hook runs only while the job holds the lock.
+        A crash in the hook then re-runs that hook (that batch) alone; and a hook runs only while the job
+        holds the lock.
         """
         self._checkpoint_if_due()
         if self._fence is not None:
             self._fence()
-        return super()._sync_model(logger, model_class, action, dst_model, ids, attrs)
+
+    def _batch_done(self) -> None:
+        """Journal a batch as one unit as soon as its hook returned (one transaction with its store writes)."""
+        self.checkpoint()
 
     def _observed(self, element: DiffElement) -> Optional[List[Any]]:
         """Journal entry of an operation applied by an earlier delivery that died before journaling it.
@@ -240,19 +245,3 @@ class ShardSyncer(DiffSyncSyncer):
         self.attempted = True
         return entry
 
-    def _replay(self, element: DiffElement, entry: List[Any]) -> bool:
-        self.replayed += 1
-        action, status = entry[0], entry[1]
-        if status != _SUCCESS:
-            return True  # it failed then, and its children were skipped
-        if action == DiffSyncActions.DELETE:
-            if entry[5] & _CHILDREN_DONE:
-                return True  # children deleted with it, or before it
-            for child in element.get_children():
-                self.sync_diff_element(child, parent_model=None)
-            return True
-        model_class = getattr(self.dst_diffsync, element.type)
-        _, dst_model = self._lookup_dst(model_class, element)
-        for child in element.get_children():
-            self.sync_diff_element(child, parent_model=dst_model)
-        return True

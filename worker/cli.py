@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import structlog
 
@@ -86,6 +86,24 @@ def _positive(text: str) -> int:
     return value
 
 
+def _batch_size_arg(text: str) -> Tuple[Optional[str], int]:
+    name, sep, number = text.rpartition("=")
+    if sep and not name:
+        raise argparse.ArgumentTypeError(f"{text!r} names no model (MODEL=N)")
+    return (name or None), _positive(number)
+
+
+def _batch_sizes(values: Optional[List[Tuple[Optional[str], int]]]) -> Any:
+    """One number for every model, or MODEL=N pairs (the others keep their own ``_batch_size``)."""
+    if not values:
+        return None
+    if all(name is None for name, _ in values):
+        return values[-1][1]
+    if any(name is None for name, _ in values):
+        raise InvalidJob("invalid job spec: --batch-size takes one number or MODEL=N pairs, not both")
+    return {name: size for name, size in values}
+
+
 def _print_report(report: Dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, sort_keys=True, default=str))
@@ -118,6 +136,7 @@ def _sync(args: argparse.Namespace) -> int:
     if args.shard_size is not None:
         data["shard_size"] = args.shard_size
     try:
+        data["batch_size"] = _batch_sizes(args.batch_size)
         spec = JobSpec.from_data(data)
     except (InvalidJob, UnknownAdapter) as err:
         print(f"shardsync sync: {err}", file=sys.stderr)
@@ -252,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--flag", action="append", help="a DiffSyncFlags name (repeatable)")
     sync.add_argument("--dry-run", action="store_true", help="diff and plan only; change nothing")
     sync.add_argument("--shard-size", type=_positive, help="most operations per shard (default SHARDSYNC_SHARD_SIZE)")
+    sync.add_argument(
+        "--batch-size",
+        type=_batch_size_arg,
+        action="append",
+        metavar="[MODEL=]N",
+        help="most items per batch hook call, for every model or one (repeatable; default: each model's own)",
+    )
     sync.add_argument(
         "--deadline", type=int, help="seconds after which the job fails if not ended (default SHARDSYNC_JOB_DEADLINE)"
     )

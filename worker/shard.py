@@ -166,6 +166,7 @@ def _apply_shard(
                 on_checkpoint=lambda current: show_progress(job, runner, "sync", current, total),
                 checkpoint_every=settings.journal_batch,
                 fence=fence,
+                batch_size=spec.batch_size,
             )
             result["changed"], result["stopped"] = syncer.run()
         except Busy:

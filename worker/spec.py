@@ -6,12 +6,13 @@ import hashlib
 import inspect
 import re
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from core.adapter import Adapter
+from core.batch import check_batch_size
 from core.enum import DiffSyncFlags
 from worker.errors import InvalidJob, JobFailed
 from worker.registry import get_adapter
@@ -131,6 +132,9 @@ class JobSpec(BaseModel):
     flags: List[str] = Field(default_factory=list, description="DiffSyncFlags by name")
     dry_run: bool = False
     shard_size: int = Field(500, ge=1, le=10_000_000)
+    batch_size: Optional[Union[StrictInt, Dict[str, StrictInt]]] = Field(
+        None, description="most items per batch hook call, for all models or per model name; None: the models'"
+    )
     top_level_barrier: bool = True
     deadline: Optional[int] = Field(
         None, ge=0, description="seconds after submission the job fails if not ended; None: the setting; 0: none"
@@ -143,6 +147,11 @@ class JobSpec(BaseModel):
         if not _JOB_ID.fullmatch(value):
             raise ValueError("job_id must be 1 to 100 letters, digits, '_', '.' or '-'")
         return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, value: Any) -> Any:
+        return check_batch_size(value)
 
     @field_validator("flags")
     @classmethod

@@ -1,0 +1,402 @@
+"""Batch hooks: one call for many objects of one model and one action, applied level by level.
+
+A sync into an API makes one remote call per object, while most such systems take hundreds of objects in
+about the time of one.  A model that overrides ``create_batch``, ``update_batch`` or ``delete_batch``
+(``DiffSyncModel``) has its operations of that action grouped wherever the operation order allows it:
+within one top-level type, level by level.  Every element of a level is visited, its operation waits in
+the batch of its model and action, and the batches run; only then are the children of the elements
+whose operation succeeded (or that had none) visited, as the next level.  So a parent's operation has
+succeeded before its children's batch is sent, a failed parent still skips its children, and a delete
+of a NATURAL_DELETION_ORDER model waits until everything below it is done (those run bottom-up, after the
+descent).  A model without batch hooks is not grouped at all: types that no batch hook touches keep the
+reference's order exactly.
+
+Each item ends as with a single hook: a model (status from the model), None (FAILURE, children
+skipped) or an ObjectCrudException (ERROR; with CONTINUE_ON_FAILURE its children are skipped, without it
+the sync stops once the whole batch is recorded, so no item the remote applied goes unreported).  Any
+other exception, from the call or as an item's result, stops the sync as it does from a single hook.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, Type, Union
+
+from core.diff import DiffElement
+from core.enum import DiffSyncActions, DiffSyncModelFlags, DiffSyncStatus
+from core.exceptions import ObjectCrudException, ObjectNotCreated, ObjectNotDeleted, ObjectNotUpdated
+
+if TYPE_CHECKING:
+    from core.model import DiffSyncModel
+    from core.syncer import DiffSyncSyncer
+
+BatchSize = Union[int, Mapping[str, int]]
+"""Most items per batch hook call: one number for every model, or per model name (others keep theirs)."""
+
+_CREATE = DiffSyncActions.CREATE
+_UPDATE = DiffSyncActions.UPDATE
+_DELETE = DiffSyncActions.DELETE
+_HOOKS = {_CREATE: "create_batch", _UPDATE: "update_batch", _DELETE: "delete_batch"}
+_NATURAL = DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
+_SKIP_CHILDREN = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value
+_UNKNOWN = DiffSyncStatus.UNKNOWN
+_FAILURE = DiffSyncStatus.FAILURE
+_ERROR = DiffSyncStatus.ERROR
+_MODEL_NONE = DiffSyncModelFlags.NONE
+
+
+class BatchHookError(TypeError):
+    """A batch hook broke its contract (results not one per item, or of a kind it may not return)."""
+
+
+def batched_actions(model_class: Type[DiffSyncModel]) -> FrozenSet[str]:
+    """The actions whose batch hook ``model_class`` overrides: only their operations are grouped."""
+    from core.model import DiffSyncModel  # pylint: disable=import-outside-toplevel
+
+    found = set()
+    for action, name in _HOOKS.items():
+        own = getattr(model_class, name, None)
+        base = getattr(DiffSyncModel, name)
+        if own is not None and getattr(own, "__func__", own) is not getattr(base, "__func__", base):
+            found.add(action)
+    return frozenset(found)
+
+
+def check_batch_size(value: Optional[BatchSize]) -> Optional[BatchSize]:
+    """Validate a batch size override; returns it unchanged (a mapping as a plain dict).
+
+    Raises:
+        ValueError: naming the bad value (not a whole number of 1 or more, or a model name not a string).
+    """
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        for name, size in value.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"batch_size keys must be model names, not {name!r}")
+            _check_one(size, f"batch_size[{name!r}]")
+        return dict(value)
+    _check_one(value, "batch_size")
+    return value
+
+
+def _check_one(size: Any, what: str) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{what} must be a whole number of 1 or more, not {size!r}")
+
+
+def batch_size_of(model_class: Type[DiffSyncModel], override: Optional[BatchSize]) -> int:
+    """The batch size for one model: the sync's override if it names one, else the model's ``_batch_size``."""
+    if isinstance(override, Mapping):
+        size = override.get(model_class.get_type())
+        if size is not None:
+            return int(size)
+    elif override is not None:
+        return int(override)
+    return max(1, int(getattr(model_class, "_batch_size", 100)))
+
+
+class _Stopped(Exception):
+    """Raised inside a level run when the runner asks to stop between two hooks."""
+
+
+class _Op:
+    """One operation of a level, waiting for its hook (alone or in its batch)."""
+
+    __slots__ = (
+        "action",
+        "attrs",
+        "deferred",
+        "dst_model",
+        "element",
+        "ids",
+        "log_class",
+        "logger",
+        "model_class",
+        "parent_model",
+        "skip_children",
+        "slot",
+        "uid",
+    )
+
+    def __init__(
+        self,
+        element: DiffElement,
+        model_class: Any,
+        uid: str,
+        dst_model: Any,
+        parent_model: Any,
+        logger: Any,
+        attrs: Dict,
+        skip_children: bool,
+        deferred: bool,
+        slot: List[Tuple[DiffElement, Any]],
+    ) -> None:
+        self.element = element
+        self.action = element.action
+        self.model_class = model_class
+        self.log_class = model_class
+        self.uid = uid
+        self.dst_model = dst_model
+        self.parent_model = parent_model
+        self.logger = logger
+        self.ids = element.keys
+        self.attrs = attrs
+        self.skip_children = skip_children
+        self.deferred = deferred
+        self.slot = slot
+        """Where the children of the element go for the next level, in the order of this level."""
+
+
+Level = List[Tuple[DiffElement, Optional["DiffSyncModel"]]]
+"""Elements to visit, each with the target object of its parent (None at the top)."""
+
+
+class LevelRun:
+    """Applies the subtrees of one top-level type level by level, grouping batched operations.
+
+    It works through the syncer's own steps (look-ups, logging, ``_operation_done``, ``_replayed``,
+    ``_before_hook``, ``_batch_done``), so a runner that overrides them journals and fences batches too.
+    """
+
+    def __init__(self, syncer: DiffSyncSyncer) -> None:
+        self.syncer = syncer
+        self.dst = syncer.dst_diffsync
+        self.stopped = False
+        self.changed = False
+        self._started: set = set()
+        self._actions: Dict[Any, FrozenSet[str]] = {}
+
+    def run(self, elements: List[DiffElement]) -> bool:
+        """Apply every subtree under ``elements``; returns whether anything changed (or was attempted)."""
+        self.changed = False
+        level: Level = [(element, None) for element in elements]
+        deferred_levels: List[List[_Op]] = []
+        try:
+            while level:
+                # The next level keeps this level's order whatever order the operations end in: each element
+                # has a slot for its children, filled when it was visited (no operation) or its operation ran.
+                slots: List[Level] = [[] for _ in level]
+                ops: List[_Op] = []
+                deferred: List[_Op] = []
+                for (element, parent), slot in zip(level, slots, strict=True):
+                    self.changed |= self._visit(element, parent, ops, deferred, slot)
+                self._apply(ops)
+                if deferred:
+                    deferred_levels.append(deferred)
+                level = [pair for slot in slots for pair in slot]
+            for deferred in reversed(deferred_levels):  # NATURAL_DELETION_ORDER deletes: deepest first
+                for op in deferred:
+                    self._deferred_context(op)
+                self._apply(deferred)
+        except _Stopped:
+            self.stopped = True
+        return self.changed
+
+    # -- visiting -------------------------------------------------------------------------------------
+
+    def _visit(self, element: DiffElement, parent: Any, ops: List[_Op], deferred: List[_Op], slot: Level) -> bool:
+        """The start of the syncer's ``sync_diff_element`` for one element: look-ups, status, what comes next."""
+        syncer = self.syncer
+        action = element.action
+        if action is not None:
+            replay = syncer._replayed(element)
+            if replay is not None:
+                visit_children, children_parent = replay
+                if visit_children:
+                    slot.extend((child, children_parent) for child in element.get_children())
+                return True
+        model_class = getattr(self.dst, element.type)
+        syncer._lookup_src(model_class, element)
+        uid, dst_model = syncer._lookup_dst(model_class, element)
+        self._started.add(id(element))
+        if dst_model is not None:
+            dst_model.set_status(_UNKNOWN)
+        natural = skip_children = False
+        if dst_model is not None and dst_model.model_flags is not _MODEL_NONE:
+            bits = dst_model.model_flags.value
+            natural = bool(bits & _NATURAL)
+            skip_children = bool(bits & _SKIP_CHILDREN)
+        if action is None:
+            if syncer._log_unchanged:
+                syncer._bind(element, action, uid, None).debug(
+                    "No changes to apply; no action needed", status=DiffSyncStatus.SUCCESS.value
+                )
+            if dst_model is None:
+                syncer._bind(element, action, uid, None).warning(
+                    "No object resulted from sync, will not process child objects."
+                )
+                return False
+            syncer.incr_elements_processed()
+            if element._child_diff is not None:
+                slot.extend((child, dst_model) for child in element.get_children())
+            return False
+        diffs = element.get_attrs_diffs()
+        logger = syncer._bind(element, action, uid, diffs)
+        children_first = natural and action == _DELETE and not skip_children
+        attrs = diffs.get("+", {})
+        op = _Op(element, model_class, uid, dst_model, parent, logger, attrs, skip_children, children_first, slot)
+        if children_first:
+            slot.extend((child, dst_model) for child in element.get_children())
+            deferred.append(op)
+        else:
+            ops.append(op)
+        return False
+
+    def _deferred_context(self, op: _Op) -> None:
+        """Log a children-first delete in the context of the last element visited before it, as the reference.
+
+        The reference keeps per-element state on its syncer, so after the children it logs (and names in
+        errors) the delete with the last element it started: the last one started in the subtree's pre-order.
+        """
+        last = op.element
+        while True:
+            started = [child for child in last.get_children() if id(child) in self._started]
+            if not started:
+                break
+            last = started[-1]
+        if last is not op.element:
+            model_class = getattr(self.dst, last.type)
+            uid = model_class.create_unique_id(**last.keys)
+            op.logger = self.syncer._bind(last, last.action, uid, None)
+            op.log_class = model_class
+
+    # -- applying -------------------------------------------------------------------------------------
+
+    def _batched(self, model_class: Any) -> FrozenSet[str]:
+        actions = self._actions.get(model_class)
+        if actions is None:
+            actions = self._actions[model_class] = batched_actions(model_class)
+        return actions
+
+    def _apply(self, ops: List[_Op]) -> None:
+        """Run a level's operations: singles at once, batched ones when their batch is full or the level ends."""
+        syncer = self.syncer
+        buffers: Dict[Tuple[Any, str], List[_Op]] = {}
+        for op in ops:
+            if op.action in self._batched(op.model_class):
+                error = self._precheck(op)
+                if error is not None:
+                    self._failed(op, error)
+                    if not syncer._continue_on_failure:
+                        raise error
+                    self._after(op, None)
+                    continue
+                key = (op.model_class, op.action)
+                buffer = buffers.setdefault(key, [])
+                buffer.append(op)
+                if len(buffer) >= batch_size_of(op.model_class, syncer.batch_size):
+                    self._run_batch(op.model_class, op.action, buffer)
+                    buffers[key] = []
+                continue
+            self._check_stop()
+            self.changed = True
+            syncer._current_op = (op.element, op.uid)
+            _, result = syncer._sync_model(op.logger, op.log_class, op.action, op.dst_model, op.ids, op.attrs)
+            self._after(op, result)
+        for (model_class, action), buffer in buffers.items():
+            if buffer:
+                self._run_batch(model_class, action, buffer)
+
+    def _check_stop(self) -> None:
+        if self.syncer._should_stop():
+            raise _Stopped
+
+    @staticmethod
+    def _precheck(op: _Op) -> Optional[ObjectCrudException]:
+        """The single hook path's own checks, made before an item joins a batch."""
+        name = op.log_class.get_type()
+        if op.action == _CREATE and op.dst_model is not None:
+            return ObjectNotCreated(f"Failed to create {name} {op.ids} - it already exists!")
+        if op.action == _UPDATE and op.dst_model is None:
+            return ObjectNotUpdated(f"Failed to update {name} {op.ids} - not found!")
+        if op.action == _DELETE and op.dst_model is None:
+            return ObjectNotDeleted(f"Failed to delete {name} {op.ids} - not found!")
+        return None
+
+    def _failed(self, op: _Op, error: ObjectCrudException) -> None:
+        syncer = self.syncer
+        self.changed = True
+        syncer._current_op = (op.element, op.uid)
+        syncer.log_sync_status(op.logger, op.action, _ERROR, str(error))
+        syncer._operation_done(op.action, _ERROR, str(error), None)
+
+    def _run_batch(self, model_class: Any, action: str, ops: List[_Op]) -> None:
+        """One batch hook call, then every item's outcome as the single hook path records it."""
+        syncer = self.syncer
+        self._check_stop()
+        self.changed = True
+        syncer._before_hook()
+        if syncer._debug:
+            for op in ops:
+                op.logger.debug(f"Attempting model {action}")
+        name = _HOOKS[action]
+        try:
+            if action == _CREATE:
+                results = model_class.create_batch(adapter=self.dst, items=[(op.ids, op.attrs) for op in ops])
+            elif action == _UPDATE:
+                results = model_class.update_batch(adapter=self.dst, items=[(op.dst_model, op.attrs) for op in ops])
+            else:
+                results = model_class.delete_batch(adapter=self.dst, items=[op.dst_model for op in ops])
+        except ObjectCrudException as error:  # the call as a whole failed: every item failed with it
+            results = [error] * len(ops)
+        results = list(results) if results is not None else []
+        if len(results) != len(ops):
+            raise BatchHookError(
+                f"{model_class.__qualname__}.{name} returned {len(results)} results for {len(ops)} items "
+                "(it must return one per item, in order: the model, None or an exception)"
+            )
+        fatal: Optional[BaseException] = None  # stops the sync whatever the flags, as from a single hook
+        crud: Optional[ObjectCrudException] = None  # stops it without CONTINUE_ON_FAILURE
+        store = self.dst.store
+        for op, result in zip(ops, results, strict=True):
+            syncer._current_op = (op.element, op.uid)
+            if isinstance(result, ObjectCrudException):
+                self._failed(op, result)
+                if not syncer._continue_on_failure:
+                    crud = crud or result
+                else:
+                    self._after(op, None)  # as a single hook's: "No object resulted", children skipped
+                continue
+            if isinstance(result, BaseException):
+                fatal = fatal or result
+                continue
+            if result is None:
+                status, message = _FAILURE, f"{op.log_class.get_type()} {action} did not return the model object."
+            elif not hasattr(result, "get_status"):
+                raise BatchHookError(
+                    f"{model_class.__qualname__}.{name} returned {type(result).__qualname__} for an item "
+                    "(it must return the model, None or an exception)"
+                )
+            else:
+                if action == _UPDATE:
+                    store._after_change(result, False)
+                status, message = result.get_status()
+            syncer.log_sync_status(op.logger, action, status, message)
+            syncer._operation_done(action, status, message, result)
+            self._after(op, result)
+        syncer._batch_done()
+        if fatal is not None:
+            raise fatal
+        if crud is not None:
+            raise crud
+
+    def _after(self, op: _Op, result: Any) -> None:
+        """The end of the syncer's ``sync_diff_element`` for an operation that ran: store, progress, children."""
+        dst_model = result if result is not None else op.dst_model
+        if result is None or dst_model is None:
+            op.logger.warning("No object resulted from sync, will not process child objects.")
+            return
+        parent = op.parent_model
+        if op.action == _CREATE:
+            if parent is not None:
+                parent.add_child(dst_model)
+            self.dst.add(dst_model)
+        elif op.action == _DELETE:
+            if parent is not None:
+                parent.remove_child(dst_model)
+            self.dst.remove(dst_model, remove_children=op.skip_children)
+            if op.skip_children:
+                return
+        self.syncer.incr_elements_processed()
+        if not op.deferred:
+            op.slot.extend((child, dst_model) for child in op.element.get_children())
