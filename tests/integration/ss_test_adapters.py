@@ -12,6 +12,10 @@ while it waits; ``sleep:<seconds>`` makes the hook take that long;
 ``die`` SIGKILLs the process running the hook (a task that kills its worker every time it runs; on workers
 only: a local sync with it kills the test process).
 
+``dataset-batch``: the same data and steering, through real batch hooks (``create_batch``...): each call is
+recorded as ``["<action>_batch", model, "", {"items": n}, pid]``, then each item as the single hook records
+it, with its result built directly (no single hook runs).
+
 The kwarg ``load_steer`` steers ``load()`` the same way: a step or a list of steps run in order before the
 data is loaded, ``fail`` (raise a RuntimeError) or ``wait:<key>`` (as for hooks). With ``load_steer`` and
 ``calls_key`` set, ``load()`` first records a ``["load", "", "", {}, pid]`` call, so a test can see that the
@@ -215,27 +219,110 @@ class DatasetAdapter(Adapter):
     def load(self) -> None:
         self._steer_load()
         for region in self.data.get("region", []):
-            self.add(Region(**region))
+            self.add(self.region(**region))
         for site_data in self.data.get("site", []):
             site_fields = {k: v for k, v in site_data.items() if k not in ("devices", "flags")}
-            site = Site(**site_fields)
+            site = self.site(**site_fields)
             if site_data.get("flags"):
                 site.model_flags = DiffSyncModelFlags(site_data["flags"])
             self.add(site)
             for device_data in site_data.get("devices", []):
                 fields = {k: v for k, v in device_data.items() if k not in ("ports", "flags")}
-                device = Device(site=site.name, **fields)
+                device = self.device(site=site.name, **fields)
                 if device_data.get("flags"):
                     device.model_flags = DiffSyncModelFlags(device_data["flags"])
                 self.add(device)
                 site.add_child(device)
                 for port_data in device_data.get("ports", []):
-                    port = Port(device=device.get_unique_id(), **port_data)
+                    port = self.port(device=device.get_unique_id(), **port_data)
                     self.add(port)
                     device.add_child(port)
 
     def sync_complete(self, source: Adapter, diff: Any, flags: Any = None, logger: Any = None) -> None:
         self.record("sync_complete", "", "", {"summary": dict(diff.summary())})
+
+
+def _item_result(outcome: Optional[str], message: str, make: Any) -> Any:
+    if outcome == "raise":
+        return ObjectCrudException(message)
+    return None if outcome == "none" else make()
+
+
+class _Batched(DiffSyncModel):
+    """Real batch hooks for the ``dataset`` models (mixed in before them)."""
+
+    @classmethod
+    def create_batch(cls, adapter: Adapter, items: Sequence[Any]) -> List[Any]:
+        adapter.record("create_batch", cls.get_type(), "", {"items": len(items)})  # type: ignore[attr-defined]
+        results = []
+        for ids, attrs in items:
+            adapter.record("create", cls.get_type(), cls.create_unique_id(**ids), attrs)  # type: ignore[attr-defined]
+            outcome = _steer(adapter, attrs.get("note"))
+            make = lambda ids=ids, attrs=attrs: cls.create_base(adapter=adapter, ids=ids, attrs=attrs)  # noqa: E731
+            results.append(_item_result(outcome, f"create of {ids} refused", make))
+        return results
+
+    @classmethod
+    def update_batch(cls, adapter: Adapter, items: Sequence[Any]) -> List[Any]:
+        adapter.record("update_batch", cls.get_type(), "", {"items": len(items)})  # type: ignore[attr-defined]
+        results = []
+        for model, attrs in items:
+            adapter.record("update", cls.get_type(), model.get_unique_id(), attrs)  # type: ignore[attr-defined]
+            outcome = _steer(adapter, attrs.get("note"))
+            make = lambda model=model, attrs=attrs: model.update_base(attrs)  # noqa: E731
+            results.append(_item_result(outcome, f"update of {model.get_unique_id()} refused", make))
+        return results
+
+    @classmethod
+    def delete_batch(cls, adapter: Adapter, items: Sequence[Any]) -> List[Any]:
+        adapter.record("delete_batch", cls.get_type(), "", {"items": len(items)})  # type: ignore[attr-defined]
+        results = []
+        for model in items:
+            adapter.record("delete", cls.get_type(), model.get_unique_id(), {})  # type: ignore[attr-defined]
+            outcome = _steer(adapter, getattr(model, "note", None))
+            results.append(_item_result(outcome, f"delete of {model.get_unique_id()} refused", model.delete_base))
+        return results
+
+
+class BatchRegion(_Batched, Region):
+    """Region with batch hooks."""
+
+
+class BatchSite(_Batched, Site):
+    """Site with batch hooks."""
+
+
+class BatchDevice(_Batched, Device):
+    """Device with batch hooks."""
+
+
+class BatchPort(_Batched, Port):
+    """Port with batch hooks."""
+
+
+@register_adapter("dataset-batch")
+class BatchDatasetAdapter(DatasetAdapter):
+    """``dataset`` whose models have real batch hooks."""
+
+    region = BatchRegion
+    site = BatchSite
+    device = BatchDevice
+    port = BatchPort
+
+
+class ShortBatchSite(Site):
+    """A site whose batch hook breaks its contract: one result too few."""
+
+    @classmethod
+    def create_batch(cls, adapter: Adapter, items: Sequence[Any]) -> List[Any]:
+        return [cls.create_base(adapter=adapter, ids=ids, attrs=attrs) for ids, attrs in items][:-1]
+
+
+@register_adapter("dataset-short-batch")
+class ShortBatchDatasetAdapter(DatasetAdapter):
+    """``dataset`` whose sites' batch hook returns one result too few."""
+
+    site = ShortBatchSite
 
 
 def read_calls(client: Redis, key: str) -> List[List[Any]]:
