@@ -273,7 +273,7 @@ class Adapter:
         """
         from core.syncer import DiffSyncSyncer  # pylint: disable=import-outside-toplevel
 
-        check_batch_size(batch_size)
+        check_batch_size(batch_size, self)
         if diff_class and _has_elements(diff):
             if not isinstance(diff, diff_class):
                 raise DiffClassMismatch(

@@ -61,11 +61,15 @@ def batched_actions(model_class: Type[DiffSyncModel]) -> FrozenSet[str]:
     return frozenset(found)
 
 
-def check_batch_size(value: Optional[BatchSize]) -> Optional[BatchSize]:
+def check_batch_size(value: Optional[BatchSize], adapter: Any = None) -> Optional[BatchSize]:
     """Validate a batch size override; returns it unchanged (a mapping as a plain dict).
 
+    Args:
+        value: The override.
+        adapter: The target adapter (or its class): a mapping's keys must name its models.
+
     Raises:
-        ValueError: naming the bad value (not a whole number of 1 or more, or a model name not a string).
+        ValueError: naming the bad value (not a whole number of 1 or more, a key that names no model).
     """
     if value is None:
         return None
@@ -74,9 +78,18 @@ def check_batch_size(value: Optional[BatchSize]) -> Optional[BatchSize]:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"batch_size keys must be model names, not {name!r}")
             _check_one(size, f"batch_size[{name!r}]")
+            if adapter is not None and not _is_model(getattr(adapter, name, None)):
+                owner = adapter if isinstance(adapter, type) else type(adapter)
+                raise ValueError(f"batch_size names {name!r}, which is no model of {owner.__qualname__}")
         return dict(value)
     _check_one(value, "batch_size")
     return value
+
+
+def _is_model(candidate: Any) -> bool:
+    from core.model import DiffSyncModel  # pylint: disable=import-outside-toplevel
+
+    return isinstance(candidate, type) and issubclass(candidate, DiffSyncModel)
 
 
 def _check_one(size: Any, what: str) -> None:

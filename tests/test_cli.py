@@ -52,3 +52,35 @@ def test_console_script_runs():
     command = [exe] if exe else [sys.executable, "-m", "worker.cli"]
     out = subprocess.run([*command, "demo", "--sites", "3", "--json"], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["after_sync"]["create"] == 0
+
+
+def test_sync_batch_size_reaches_the_job(capsys):
+    """``--batch-size`` as one number or MODEL=N pairs; the embedded runner carries it."""
+    args = ["sync", "--local", "--source", "demo", "--target", "demo", "--json"]
+    args += ["--source-kwargs", '{"sites": 3}', "--target-kwargs", '{"sites": 2}']
+    assert main([*args, "--batch-size", "site=2", "--batch-size", "device=5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "success" and report["operations"] > 0
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["3", "site=2"], "one number or MODEL=N pairs"),
+        (["sitee=2"], "names 'sitee', which is no model of"),
+    ],
+)
+def test_sync_bad_batch_size_is_named(capsys, values, message):
+    args = ["sync", "--local", "--source", "demo", "--target", "demo"]
+    for value in values:
+        args += ["--batch-size", value]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "x", "=3", "site=-1"])
+def test_sync_batch_size_that_is_no_number_is_refused(capsys, value):
+    with pytest.raises(SystemExit) as raised:
+        main(["sync", "--local", "--source", "demo", "--target", "demo", "--batch-size", value])
+    assert raised.value.code == 2
+    assert "--batch-size" in capsys.readouterr().err

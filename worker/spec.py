@@ -173,6 +173,8 @@ class JobSpec(BaseModel):
         ):
             _check_packable(side, kwargs)
             cls = get_adapter(name)
+            if side == "target":
+                check_batch_size(self.batch_size, cls)  # a per-model size must name a model of the target
             try:
                 _check_fits(cls, kwargs)
             except TypeError as err:

@@ -436,3 +436,8 @@ def test_batch_size_precedence():
     assert batch_size_of(site, 7) == 7
     assert batch_size_of(site, {"site": 3}) == 3
     assert batch_size_of(site, {"port": 3}) == 100
+
+
+def test_a_batch_size_for_a_model_the_target_lacks_is_named():
+    with pytest.raises(ValueError, match="batch_size names 'sitee', which is no model of Tree"):
+        BATCHED(name="dst").sync_from(BATCHED(name="src"), batch_size={"sitee": 3})
