@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from _compare import REDIS_URL, contents, local_sync, take_calls, target_contents
+from _compare import REDIS_URL, contents, embedded_sync, local_sync, take_calls, target_contents
 from _workers import poll
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -123,6 +123,9 @@ def test_batch_hooks_on_workers_and_embedded_equal_a_single_hook_sync(redis_db: 
         assert sum(size for _, _, size in _batches(calls)) == len(_items(calls)), runner
     same = ("status", "error", "summary", "operations", "counts", "failures", "changed", "sync_complete", "waves")
     assert {k: report[k] for k in same} == {k: embedded_report[k] for k in same}
+    # And the report of the same job with single hooks: the same counts and per-item failures.
+    _, _, single_report, _ = embedded_sync(source, target, flags, redis_db, REDIS_URL, **options)
+    assert {k: report[k] for k in same} == {k: single_report[k] for k in same}
     assert sum(sum(per.values()) for per in report["counts"].values()) == len(_items(job_calls))
 
 
