@@ -169,6 +169,8 @@ def submit_sync(
     shard_size: Optional[int] = None,
     top_level_barrier: bool = True,
     batch_size: Optional[BatchSize] = None,
+    delete_limit: Optional[str] = None,
+    allow_deletes: bool = False,
     job_id: Optional[str] = None,
     deadline: Optional[int] = None,
 ) -> JobHandle:
@@ -194,6 +196,8 @@ def submit_sync(
         "top_level_barrier": top_level_barrier,
         "deadline": deadline,
         "batch_size": dict(batch_size) if isinstance(batch_size, Mapping) else batch_size,
+        "delete_limit": delete_limit,
+        "allow_deletes": allow_deletes,
     }
     if job_id is not None:
         data["job_id"] = job_id

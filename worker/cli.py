@@ -132,6 +132,8 @@ def _sync(args: argparse.Namespace) -> int:
         "dry_run": args.dry_run,
         "top_level_barrier": not args.no_barrier,
         "deadline": args.deadline,
+        "delete_limit": args.delete_limit,
+        "allow_deletes": args.allow_deletes,
     }
     if args.shard_size is not None:
         data["shard_size"] = args.shard_size
@@ -278,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[MODEL=]N",
         help="most items per batch hook call, for every model or one (repeatable; default: each model's own)",
     )
+    sync.add_argument(
+        "--delete-limit",
+        help="fail before any change if the diff deletes more than this: a count, a share ('50%%') or 'none' "
+        "(default SHARDSYNC_DELETE_LIMIT, 50%%)",
+    )
+    sync.add_argument("--allow-deletes", action="store_true", help="never stopped by the delete guardrail")
     sync.add_argument(
         "--deadline", type=int, help="seconds after which the job fails if not ended (default SHARDSYNC_JOB_DEADLINE)"
     )

@@ -11,6 +11,8 @@ from typing import Annotated, List, Optional
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.guard import parse_delete_limit
+
 
 class Settings(BaseSettings):
     """Every setting of the runner; each is the environment variable ``SHARDSYNC_<NAME>``."""
@@ -53,8 +55,17 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(5, ge=1)
     """Times a step's worker may die under it (claims taken and never released) before its job is failed
     instead: a task that kills its worker (out of memory, say) must not loop for ever."""
+    delete_limit: str = "50%"
+    """The delete guardrail: a job whose diff would delete more than this many of its target's objects (a
+    count, ``"1000"``) or this share of them (``"50%"``) fails before any operation; ``"none"``: no limit. A
+    job's ``delete_limit`` overrides it, and a job with ``allow_deletes`` is never stopped."""
     visibility_timeout: int = Field(3600, ge=60)
     """Seconds before the Redis broker redelivers an unacknowledged task: longer than the longest task."""
+
+    @field_validator("delete_limit")
+    @classmethod
+    def _delete_limit(cls, value: str) -> str:
+        return str(parse_delete_limit(value))
 
     @field_validator("adapter_modules", mode="before")
     @classmethod

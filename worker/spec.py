@@ -15,6 +15,7 @@ from core.adapter import Adapter
 from core.batch import check_batch_size
 from core.enum import DiffSyncFlags
 from worker.errors import InvalidJob, JobFailed
+from worker.guard import parse_delete_limit
 from worker.registry import get_adapter
 
 FLAG_NAMES = {name.lower(): flag for name, flag in DiffSyncFlags.__members__.items() if name != "NONE"}
@@ -136,6 +137,10 @@ class JobSpec(BaseModel):
         None, description="most items per batch hook call, for all models or per model name; None: the models'"
     )
     top_level_barrier: bool = True
+    delete_limit: Optional[str] = Field(
+        None, description="most deletes: a count ('1000'), a share of the target ('50%') or 'none'; None: the setting"
+    )
+    allow_deletes: bool = Field(False, description="never stopped by the delete guardrail")
     deadline: Optional[int] = Field(
         None, ge=0, description="seconds after submission the job fails if not ended; None: the setting; 0: none"
     )
@@ -152,6 +157,13 @@ class JobSpec(BaseModel):
     @classmethod
     def _batch_size(cls, value: Any) -> Any:
         return check_batch_size(value)
+
+    @field_validator("delete_limit", mode="before")
+    @classmethod
+    def _delete_limit(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        return str(parse_delete_limit(value))
 
     @field_validator("flags")
     @classmethod

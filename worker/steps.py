@@ -19,6 +19,7 @@ from core.diff_codec import DiffCodec
 from core.enum import DiffSyncModelFlags
 from core.planner import plan_sync
 from worker.errors import describe
+from worker.guard import delete_refusal, parse_delete_limit
 from worker.report import assemble_report, rebuild_diff
 from worker.runner import (
     SIDES,
@@ -170,10 +171,14 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
                 saved = _diff_and_plan(job, runner, delivery, spec, token)
             finally:
                 job.release_claim("diff", token)
+            if not spec.dry_run and saved["shards"] and _refused(job, runner, spec):
+                return
             if not spec.dry_run and saved["shards"]:
                 show_progress(job, runner, "sync", 0, saved["operations"])
         # Also for a diff delivered again after its plan was saved: shards may have changed the target store
         # since, so the diff is never computed twice; only the next step is enqueued again (that is safe).
+        elif not spec.dry_run and saved["shards"] and _refused(job, runner, spec):
+            return
         if spec.dry_run or not saved["shards"]:
             runner.enqueue("finish", job.job_id)
         else:
@@ -184,6 +189,22 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
         if delivery.will_retry(err):
             raise
         fail(job, runner, "diff", err)
+
+
+def _refused(job: JobState, runner: Runner, spec: JobSpec) -> bool:
+    """The delete guardrail (``worker.guard``): a job over its delete limit fails before its first shard."""
+    if spec.allow_deletes:
+        return False
+    deletes = int((job.summary() or {}).get("delete", 0))
+    target_objects = int(job.loads().get("target", {}).get("objects", 0))
+    limit = parse_delete_limit(spec.delete_limit if spec.delete_limit is not None else get_settings().delete_limit)
+    refusal = delete_refusal(deletes, target_objects, limit)
+    if refusal is None:
+        return False
+    logger.error("Delete guardrail", deletes=deletes, target_objects=target_objects, limit=str(limit))
+    job.abort(refusal)
+    runner.enqueue("finish", job.job_id)
+    return True
 
 
 def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobSpec, token: str) -> Dict[str, Any]:
