@@ -72,6 +72,10 @@ def lock_key(target: str) -> str:
 RUNNING_JOBS = f"{ROOT}:~jobs:running"
 """SET of the ids of jobs that have started and not finished (the watchdog's list)."""
 
+JOB_INDEX = f"{ROOT}:~jobs:index"
+"""ZSET of every job id submitted through Redis, scored by submission time (``shardsync jobs``, trimmed to the
+retention when read)."""
+
 WATCHDOG = f"{ROOT}:~watchdog"
 """STRING held by the worker whose watchdog scans now (one scan per interval in a deployment)."""
 

@@ -9,7 +9,7 @@ from worker import (
     tasks,  # noqa: F401 - registers the tasks on the app
     watchdog,  # noqa: F401 - starts with every worker
 )
-from worker.api import JobHandle, submit_spec, submit_sync
+from worker.api import JobHandle, list_jobs, submit_spec, submit_sync
 from worker.celery_app import app  # noqa: I001 - after the registry: adapter modules may import this package
 from worker.errors import InvalidJob, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
 from worker.local import run_local
@@ -24,6 +24,7 @@ __all__ = [
     "InvalidJob",
     "JobFailed",
     "JobHandle",
+    "list_jobs",
     "load_schedule",
     "RedisUnavailable",
     "register_adapter",

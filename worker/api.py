@@ -6,7 +6,7 @@ Jobs are enqueued by task name, so a producer needs the Celery app and the job s
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from celery import states
 from celery.result import AsyncResult
@@ -18,6 +18,8 @@ from core.diff_codec import DiffCodec
 from worker.celery_app import app
 from worker.connection import reaching_redis, redis_client
 from worker.errors import InvalidJob, JobFailed
+from worker.history import job_log, job_summary
+from worker.history import list_jobs as _list_jobs
 from worker.registry import get_adapter, registered_adapters
 from worker.report import rebuild_diff
 from worker.settings import get_settings
@@ -105,6 +107,40 @@ class JobHandle:
         for cls, kwargs in ((source_cls, spec.get("source_kwargs", {})), (target_cls, spec.get("target_kwargs", {}))):
             names.append(kwargs.get("name") or cls.type or cls.__name__)  # what Adapter.name would be
         return rebuild_diff(records, DiffCodec(source_cls, target_cls), names[0], names[1], summary)
+
+    def log(
+        self,
+        action: Optional[str] = None,
+        model: Optional[str] = None,
+        status: Optional[str] = None,
+        offset: int = 0,
+        limit: Optional[int] = None,
+    ) -> List[Dict[str, Any]]:
+        """The per-object log: one entry per operation, in plan order (see ``worker.history.job_log``).
+
+        Raises:
+            InvalidJob: if no such job is known.
+        """
+        with reaching_redis(f"read the log of job {self.id}"):
+            try:
+                return job_log(self.id, action, model, status, offset, limit, client=redis_client())
+            except LookupError as err:
+                raise InvalidJob(str(err)) from None
+
+    def info(self) -> Optional[Dict[str, Any]]:
+        """The job as ``shardsync jobs`` lists it (state, summary, times), or None if it is unknown."""
+        with reaching_redis(f"read job {self.id}"):
+            return job_summary(RedisJobState(self.id, redis_client()))
+
+    def shards(self) -> Tuple[int, int]:
+        """(shards finished, shards planned); (0, 0) before the plan exists."""
+        with reaching_redis(f"read the shards of job {self.id}"):
+            job = RedisJobState(self.id, redis_client())
+            try:
+                total = len(job.plan()["shards"])
+            except LookupError:
+                return 0, 0
+            return job.shards_finished(), total
 
     def known(self) -> bool:
         """Whether this job was submitted (and its record has not expired)."""
@@ -222,3 +258,21 @@ def submit_spec(spec: JobSpec) -> JobHandle:
             job.forget()  # not enqueued: the id may be used again
             raise
     return JobHandle(spec.job_id)
+
+
+def list_jobs(
+    state: Optional[str] = None,
+    target: Optional[str] = None,
+    source: Optional[str] = None,
+    limit: Optional[int] = 50,
+) -> List[Dict[str, Any]]:
+    """Recent jobs, newest first: id, source, target, state, summary, failures, submitted/started/ended, seconds.
+
+    Kept as long as the jobs' records (``SHARDSYNC_STORE_TTL``).
+
+    Raises:
+        ValueError: if ``state`` is not a known job state.
+        RedisUnavailable: if Redis cannot be reached.
+    """
+    with reaching_redis("list jobs"):
+        return _list_jobs(state=state, target=target, source=source, limit=limit, client=redis_client())

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from core.diff import Diff
 from core.diff_codec import DiffCodec
 from worker.state.base import JobState
+
+
+def iso(epoch: Optional[float]) -> Optional[str]:
+    """An epoch time as ISO 8601 in UTC (what reports and listings show), None for None."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(float(epoch), tz=timezone.utc).isoformat(timespec="seconds")
 
 
 def _op_order(op: str) -> Tuple[int, int]:
@@ -47,9 +55,16 @@ def compose_report(
     waves: int,
     workers: List[str],
     stores: Dict[str, str],
+    times: Optional[Dict[str, Optional[float]]] = None,
 ) -> Dict[str, Any]:
-    """A job's report, the same keys from the distributed and the embedded runner."""
+    """A job's report, the same keys from the distributed and the embedded runner.
+
+    ``skipped`` counts the planned operations that never ran: under a failed parent (their own subtree is
+    skipped, as in a local sync) or, in a job that failed or was cancelled, not reached. So ``counts`` plus
+    ``skipped`` always add up to ``operations``; ``shardsync log`` lists each of them.
+    """
     counts, failures = tally(journal)
+    times = times or {}
     return {
         "job_id": job_id,
         "status": "failed" if error else ("dry-run" if dry_run else "success"),
@@ -62,6 +77,7 @@ def compose_report(
         "loads": loads,
         "operations": operations,
         "counts": counts,
+        "skipped": 0 if dry_run else max(0, operations - len(journal)),
         "failures": failures,
         "changed": changed,
         "sync_complete": sync_complete,
@@ -70,6 +86,9 @@ def compose_report(
         "waves": waves,
         "workers": workers,
         "stores": stores,
+        "submitted": iso(times.get("submitted")),
+        "started": iso(times.get("started")),
+        "ended": iso(times.get("ended")),
     }
 
 
@@ -135,4 +154,5 @@ def assemble_report(
         waves=len(plan.get("waves", [])),
         workers=sorted(workers),
         stores=job.store_ids(),
+        times={"submitted": info.get("submitted"), "started": info.get("started"), "ended": time.time()},
     )

@@ -20,6 +20,7 @@ from core.enum import DiffSyncModelFlags
 from core.planner import plan_sync
 from worker.errors import describe
 from worker.guard import delete_refusal, parse_delete_limit
+from worker.registry import get_adapter
 from worker.report import assemble_report, rebuild_diff
 from worker.runner import (
     SIDES,
@@ -279,6 +280,11 @@ def finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]:
         job.release_claim("finish", token)
 
 
+def _overrides_sync_complete(spec: JobSpec) -> bool:
+    """Whether the target adapter class has a ``sync_complete`` of its own (the default does nothing)."""
+    return getattr(get_adapter(spec.target), "sync_complete", None) is not Adapter.sync_complete
+
+
 def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Dict[str, Any]:
     started = time.perf_counter()
     runner.progress(job.job_id, "finish", 0, 1)
@@ -290,7 +296,9 @@ def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Di
         error = error or f"invalid job: {describe(err)}"
     changed = any(result.get("changed") for result in job.shard_results().values())
     sync_complete = False
-    if spec is not None and not error and not spec.dry_run and changed:
+    if spec is not None and not error and not spec.dry_run and changed and not _overrides_sync_complete(spec):
+        sync_complete = True  # Adapter.sync_complete does nothing: no adapter to attach, no diff to rebuild
+    elif spec is not None and not error and not spec.dry_run and changed:
         try:
             # Fenced and kept alive like a shard: sync_complete writes to the target, and may take long.
             with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim="finish", token=token):

@@ -37,13 +37,16 @@ class RedisJobState(RedisClaims, JobState):
         """Record a new job; False if a job with this id exists already."""
         created = self.client.set(self.key("spec"), _pack(spec), nx=True, ex=ttl)
         if created:
-            self.client.hset(self.key("info"), mapping={"submitted": _pack(time.time()), "status": _pack("queued")})
+            now = time.time()
+            self.client.hset(self.key("info"), mapping={"submitted": _pack(now), "status": _pack("queued")})
             self.client.expire(self.key("info"), ttl)
+            self.client.zadd(keys.JOB_INDEX, {self.job_id: now})
         return bool(created)
 
     def forget(self) -> None:
         """Undo ``create`` for a job that could not be enqueued, so that its id may be used again."""
         self.client.delete(self.key("spec"), self.key("info"))
+        self.client.zrem(keys.JOB_INDEX, self.job_id)
 
     def spec_data(self) -> Optional[Dict[str, Any]]:
         """The spec as submitted, or None if this job is unknown (or expired)."""
@@ -246,6 +249,10 @@ class RedisJobState(RedisClaims, JobState):
     def finished_in_wave(self, wave: int) -> int:
         """How many shards of a wave have recorded their result."""
         return int(self.client.scard(self.key(f"wave:{wave}")))
+
+    def shards_finished(self) -> int:
+        """How many shards have recorded a result."""
+        return int(self.client.hlen(self.key("shards")))
 
     def shard_results(self) -> Dict[int, Dict[str, Any]]:
         """Every recorded shard result by index."""

@@ -1,0 +1,182 @@
+"""Job history and the per-object log: what ran, when, and what happened to each object.
+
+Operators ask "what ran last night, and what did it do to device X?". The job records answer that for as
+long as they are kept (``SHARDSYNC_STORE_TTL``): an index of job ids by submission time lists the jobs, and
+a job's journal, read in plan order, is its per-object log; operations that never ran (skipped under a
+failed parent, or not reached by a job that failed) are listed from the kept diff, so the log accounts for
+every operation of the plan.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Iterator, List, Optional
+
+from redis import Redis
+
+from core import keys
+from core.diff_codec import DiffCodec
+from core.planner import subtree_operations
+from worker.registry import get_adapter
+from worker.report import iso, rebuild_diff
+from worker.settings import get_settings
+from worker.state.redis import RedisJobState
+
+STATES = ("queued", "running", "success", "failed", "dry-run")
+
+
+def job_summary(job: RedisJobState) -> Optional[Dict[str, Any]]:
+    """One line of history: id, source -> target, state, diff summary, times; None if the job is unknown."""
+    spec = job.spec_data()
+    if spec is None:
+        return None
+    info = job.info()
+    report = job.report()
+    if report is not None:
+        state = str(report.get("status"))
+    else:
+        state = "running" if info.get("status") == "running" else "queued"
+    submitted = info.get("submitted")
+    started = info.get("started")
+    finished = info.get("finished")
+    duration = None
+    if submitted is not None:
+        duration = float(finished if finished is not None else time.time()) - float(submitted)
+    return {
+        "job_id": job.job_id,
+        "source": spec.get("source"),
+        "target": spec.get("target"),
+        "state": state,
+        "dry_run": bool(spec.get("dry_run")),
+        "summary": job.summary(),
+        "failures": len(report.get("failures", [])) if report else 0,
+        "error": report.get("error") if report else None,
+        "submitted": iso(submitted),
+        "started": iso(started),
+        "ended": iso(finished),
+        "seconds": round(duration, 3) if duration is not None else None,
+    }
+
+
+def list_jobs(
+    state: Optional[str] = None,
+    target: Optional[str] = None,
+    source: Optional[str] = None,
+    limit: Optional[int] = 50,
+    client: Optional[Redis] = None,
+) -> List[Dict[str, Any]]:
+    """Recent jobs, newest first, optionally only those in one state or with one target (or source) adapter.
+
+    Jobs older than the retention (``SHARDSYNC_STORE_TTL``) are dropped from the index as it is read.
+
+    Raises:
+        ValueError: if ``state`` is not one of ``STATES``.
+    """
+    if state is not None and state not in STATES:
+        raise ValueError(f"unknown job state {state!r}; known states: {', '.join(STATES)}")
+    from worker.connection import redis_client  # pylint: disable=import-outside-toplevel
+
+    client = client or redis_client()
+    client.zremrangebyscore(keys.JOB_INDEX, "-inf", time.time() - get_settings().store_ttl)
+    found: List[Dict[str, Any]] = []
+    for raw in client.zrevrange(keys.JOB_INDEX, 0, -1):
+        job = RedisJobState(raw.decode(), client)
+        line = job_summary(job)
+        if line is None:
+            client.zrem(keys.JOB_INDEX, raw)  # its records expired
+            continue
+        if (state and line["state"] != state) or (target and line["target"] != target):
+            continue
+        if source and line["source"] != source:
+            continue
+        found.append(line)
+        if limit is not None and len(found) >= limit:
+            break
+    return found
+
+
+def _planned(job: RedisJobState, spec: Dict[str, Any], journal: Dict[str, List[Any]]) -> Iterator[Dict[str, Any]]:
+    """Every operation of a job's plan, in plan order, named as its journal names them.
+
+    A journaled delete's model flags (kept in its entry) say whether its children were operations of their
+    own (not with SKIP_CHILDREN_ON_DELETE) and in which order (NATURAL_DELETION_ORDER), as in the plan.
+    """
+    source_cls, target_cls = get_adapter(spec["source"]), get_adapter(spec["target"])
+    records = job.diff_records(list(range(job.diff_size())))
+    diff = rebuild_diff(records, DiffCodec(source_cls, target_cls), "source", "target", job.summary())
+    for root, element in enumerate(diff.get_children()):
+        by_seq: Dict[int, Any] = {}
+        seq_of: Dict[int, int] = {}
+        stack = [element]
+        while stack:
+            current = stack.pop()
+            seq_of[id(current)] = len(by_seq)
+            by_seq[len(by_seq)] = current
+            stack.extend(reversed(list(current.get_children())))
+
+        def flags_of(current: Any, root: int = root, seq_of: Dict[int, int] = seq_of) -> int:
+            entry = journal.get(f"{root}:{seq_of[id(current)]}")
+            return int(entry[5]) if entry is not None and len(entry) > 5 else 0
+
+        for operation in subtree_operations(root, element, flags_of):  # type: ignore[arg-type]
+            current = by_seq[operation.seq]
+            model_class = getattr(target_cls, current.type, None)
+            uid = model_class.create_unique_id(**current.keys) if model_class is not None else current.name
+            yield {"op": f"{root}:{operation.seq}", "action": operation.action, "model": current.type, "unique_id": uid}
+
+
+def job_log(
+    job_id: str,
+    action: Optional[str] = None,
+    model: Optional[str] = None,
+    status: Optional[str] = None,
+    offset: int = 0,
+    limit: Optional[int] = None,
+    client: Optional[Redis] = None,
+) -> List[Dict[str, Any]]:
+    """The per-object log of a job: one entry per operation (op, action, model, unique_id, status, message).
+
+    Operations journaled so far come with their outcome; once the job has ended, the rest of its plan is
+    listed too: ``skipped`` (under a failed parent, in a job that completed) or ``not run`` (a failed or
+    cancelled job stopped first). Filters are exact matches; ``offset``/``limit`` page the filtered entries.
+
+    Raises:
+        LookupError: if the job is unknown (or its records expired).
+        UnknownAdapter: if this process lacks the job's adapters (needed to list operations that never ran).
+    """
+    from worker.connection import redis_client  # pylint: disable=import-outside-toplevel
+
+    job = RedisJobState(job_id, client or redis_client())
+    spec = job.spec_data()
+    if spec is None:
+        raise LookupError(f"job {job_id} is unknown (or its records expired)")
+    journal = job.journal()
+    report = job.report()
+    entries: List[Dict[str, Any]] = []
+    if report is not None and job.diff_size():
+        missing = "skipped" if report.get("status") == "success" else "not run"
+        for planned in _planned(job, spec, journal):
+            entry = journal.get(planned["op"])
+            if entry is None:
+                entries.append({**planned, "status": missing, "message": ""})
+            else:
+                entries.append(_entry(planned["op"], entry))
+    else:
+        ordered = sorted(journal, key=lambda op: tuple(int(part) for part in op.split(":")))
+        entries = [_entry(op, journal[op]) for op in ordered]
+    chosen = [
+        entry
+        for entry in entries
+        if (action is None or entry["action"] == action)
+        and (model is None or entry["model"] == model)
+        and (status is None or entry["status"] == status)
+    ]
+    return chosen[offset : None if limit is None else offset + limit]
+
+
+def _entry(op: str, entry: List[Any]) -> Dict[str, Any]:
+    action, status, message, model, uid = entry[:5]
+    return {"op": op, "action": action, "model": model, "unique_id": uid, "status": status, "message": message}
+
+
+__all__ = ["STATES", "iso", "job_log", "job_summary", "list_jobs"]
