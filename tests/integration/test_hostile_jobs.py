@@ -466,12 +466,12 @@ CLI_CASES = [
     (
         "sync-kwargs-not-json",
         ["sync", "--no-wait", "--source", "dataset", "--target", "dataset", "--source-kwargs", "{not json"],
-        r"--source-kwargs: not valid JSON",
+        r"--source-kwargs.*not valid JSON",
     ),
     (
         "sync-kwargs-not-an-object",
         ["sync", "--no-wait", "--source", "dataset", "--target", "dataset", "--target-kwargs", "[1, 2]"],
-        r"--target-kwargs: must be a JSON object",
+        r"--target-kwargs.*must be a JSON object",
     ),
     (
         "sync-kwargs-do-not-fit",
@@ -486,12 +486,12 @@ CLI_CASES = [
     (
         "sync-shard-size-0",
         ["sync", "--no-wait", "--source", "dataset", "--target", "dataset", "--shard-size", "0"],
-        r"--shard-size: must be 1 or more",
+        r"--shard-size.*must be 1 or more",
     ),
     (
         "sync-shard-size-negative",
         ["sync", "--no-wait", "--source", "dataset", "--target", "dataset", "--shard-size=-1"],
-        r"--shard-size: must be 1 or more",
+        r"--shard-size.*must be 1 or more",
     ),
     (
         "sync-shard-size-huge",
@@ -501,7 +501,7 @@ CLI_CASES = [
     (
         "sync-shard-size-word",
         ["sync", "--no-wait", "--source", "dataset", "--target", "dataset", "--shard-size", "ten"],
-        r"--shard-size: 'ten' is not a whole number",
+        r"--shard-size.*'ten' is not a whole number",
     ),
     (
         "sync-deadline-negative",
@@ -511,7 +511,7 @@ CLI_CASES = [
     (
         "sync-unknown-option",
         ["sync", "--no-wait", "--source", "dataset", "--target", "dataset", "--colour", "red"],
-        r"unrecognized arguments: --colour red",
+        r"No such option '--colour'",
     ),
     ("status-space", ["status", "a b"], r"job a b is unknown|job_id|invalid"),
     ("status-star", ["status", "a*"], r"job a\* is unknown|job_id|invalid"),

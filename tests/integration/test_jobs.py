@@ -252,6 +252,7 @@ def test_cli_sync_status_and_cancel_against_the_workers(redis_db, capsys) -> Non
     job_id = capsys.readouterr().out.strip()
     JobHandle(job_id).wait(timeout=60)
     assert main(["cancel", job_id]) == 0  # ended already: nothing to stop, no error
+    assert f"job {job_id} had already ended (dry-run): nothing to cancel" in capsys.readouterr().out
     assert main(["cancel", "no-such-job"]) == 2
 
 

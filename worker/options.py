@@ -1,0 +1,174 @@
+"""How the command line takes a job: the options of ``sync``, and TOML job files with the same names.
+
+One list of names for both, so a job file is a ``sync`` command written down (for cron, for review).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Dict, Optional, Tuple
+
+import click
+
+from worker.errors import InvalidJob
+
+
+class _Json(click.ParamType):
+    name = "JSON"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if isinstance(value, dict):
+            return value
+        try:
+            found = json.loads(value)
+        except json.JSONDecodeError as err:
+            self.fail(f"not valid JSON ({err})", param, ctx)
+        if not isinstance(found, dict):
+            self.fail("must be a JSON object of constructor arguments", param, ctx)
+        return found
+
+
+class _Positive(click.ParamType):
+    name = "N"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if number < 1:
+            self.fail("must be 1 or more", param, ctx)
+        return number
+
+
+class _BatchSize(click.ParamType):
+    name = "[MODEL=]N"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if isinstance(value, tuple):
+            return value
+        name, sep, number = str(value).rpartition("=")
+        if sep and not name:
+            self.fail(f"{value!r} names no model (MODEL=N)", param, ctx)
+        return (name or None), _Positive().convert(number, param, ctx)
+
+
+def batch_sizes(values: Tuple[Tuple[Optional[str], int], ...]) -> Any:
+    """One number for every model, or MODEL=N pairs (the others keep their own ``_batch_size``)."""
+    if not values:
+        return None
+    if all(name is None for name, _ in values):
+        return values[-1][1]
+    if any(name is None for name, _ in values):
+        raise InvalidJob("invalid job spec: --batch-size takes one number or MODEL=N pairs, not both")
+    return {name: size for name, size in values}
+
+
+def job_options(func: Any) -> Any:
+    """The options of a job (``sync`` and ``plan``); ``run FILE`` takes the same names as keys."""
+    options = [
+        click.option("--source", required=True, help="registered name of the source adapter"),
+        click.option("--target", required=True, help="registered name of the target adapter"),
+        click.option("--source-kwargs", type=_Json(), help="JSON object of the source adapter's arguments"),
+        click.option("--target-kwargs", type=_Json(), help="JSON object of the target adapter's arguments"),
+        click.option("--flag", "flags", multiple=True, help="a DiffSyncFlags name (repeatable)"),
+        click.option("--shard-size", type=_Positive(), help="most operations per shard (default SHARDSYNC_SHARD_SIZE)"),
+        click.option(
+            "--batch-size",
+            "batch_size",
+            type=_BatchSize(),
+            multiple=True,
+            help="most items per batch hook call, for every model or one (repeatable)",
+        ),
+        click.option(
+            "--delete-limit",
+            help="fail before any change if the diff deletes more than this: a count, "
+            "a share ('50%') or 'none' (default SHARDSYNC_DELETE_LIMIT, 50%)",
+        ),
+        click.option("--allow-deletes", is_flag=True, help="never stopped by the delete guardrail"),
+        click.option("--deadline", type=int, help="seconds after which the job fails if not ended"),
+        click.option("--no-barrier", is_flag=True, help="top-level types are independent: no waves"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def follow_options(func: Any) -> Any:
+    """How a command follows a job: where it runs, whether it waits, what it prints."""
+    options = [
+        click.option("--local", is_flag=True, help="run the whole pipeline in this process (no Redis)"),
+        click.option("--no-wait", is_flag=True, help="print the job id and return at once"),
+        click.option("--timeout", type=float, help="stop following after this many seconds (the job goes on)"),
+        click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object"),
+        click.option("-v", "--verbose", count=True, help="log engine events (-v info, -vv debug)"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def spec_data(options: Dict[str, Any], dry_run: bool) -> Dict[str, Any]:
+    """The job spec from command options (or a job file's keys, which use the same names)."""
+    data: Dict[str, Any] = {
+        "source": options["source"],
+        "target": options["target"],
+        "source_kwargs": options.get("source_kwargs") or {},
+        "target_kwargs": options.get("target_kwargs") or {},
+        "flags": list(options.get("flags") or []),
+        "dry_run": dry_run,
+        "top_level_barrier": not options.get("no_barrier", False),
+        "deadline": options.get("deadline"),
+        "delete_limit": options.get("delete_limit"),
+        "allow_deletes": bool(options.get("allow_deletes", False)),
+        "batch_size": batch_sizes(tuple(options.get("batch_size") or ())),
+    }
+    if options.get("shard_size") is not None:
+        data["shard_size"] = options["shard_size"]
+    return data
+
+
+JOB_FILE_KEYS = {
+    "source",
+    "target",
+    "source_kwargs",
+    "target_kwargs",
+    "flags",
+    "dry_run",
+    "shard_size",
+    "batch_size",
+    "delete_limit",
+    "allow_deletes",
+    "deadline",
+    "no_barrier",
+}
+
+
+def read_job_file(path: str) -> Dict[str, Any]:
+    """A TOML job file as sync's options; unknown keys and missing adapters are named.
+
+    Raises:
+        ValueError: naming the problem.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib  # pylint: disable=import-outside-toplevel
+    else:  # pragma: no cover
+        import tomli as tomllib  # pylint: disable=import-outside-toplevel
+    with open(path, "rb") as handle:
+        try:
+            data = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"not valid TOML ({err})") from None
+    unknown = sorted(set(data) - JOB_FILE_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}; a job file takes {', '.join(sorted(JOB_FILE_KEYS))}")
+    for key in ("source", "target"):
+        if not isinstance(data.get(key), str):
+            raise ValueError(f"{key!r} must be given, as a registered adapter name")
+    batch = data.get("batch_size")
+    if isinstance(batch, dict):
+        data["batch_size"] = tuple(batch.items())
+    elif batch is not None:
+        data["batch_size"] = ((None, batch),)
+    return data

@@ -1,0 +1,244 @@
+"""The command line's reading commands: jobs, status, show, diff, log, adapters, check-schedule, demo.
+
+Kept apart from ``worker.cli`` (which starts and follows jobs) so each stays small; every command here
+changes nothing and exits with a code of ``worker.display.Exit``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, List, Optional
+
+import click
+import structlog
+from rich.console import Console
+
+from core.logging import enable_console_logging
+from worker.api import JobHandle, list_jobs
+from worker.demo import demo_adapters
+from worker.display import Exit, diff_json, diff_tree, exit_code_of, print_jobs, print_log, print_report
+from worker.errors import InvalidJob, ShardsyncError, UnknownAdapter
+from worker.history import STATES
+from worker.registry import import_adapter_modules, registered_adapters
+from worker.schedule import load_schedule
+from worker.settings import get_settings
+from worker.spec import check_job_id, parse_flags
+
+
+def _err(command: str, message: str) -> None:
+    click.echo(f"shardsync {command}: {message}", err=True)
+
+
+def _guarded(command: str, body: Callable[[], int]) -> int:
+    """Run a command's body; bad input and an unreachable Redis become their exit codes, with a message."""
+    try:
+        return body()
+    except (InvalidJob, UnknownAdapter, ValueError, LookupError) as err:
+        _err(command, str(err))
+        return Exit.BAD_INPUT
+    except ShardsyncError as err:
+        _err(command, str(err))
+        return Exit.REDIS
+
+
+def _known_job(job_id: str) -> JobHandle:
+    check_job_id(job_id)
+    handle = JobHandle(job_id)
+    if not handle.known():
+        raise InvalidJob(f"job {job_id} is unknown (or its record expired)")
+    return handle
+
+
+@click.command()
+@click.option("--sites", type=click.IntRange(min=0), default=3, help="sites in the demo inventory (default 3)")
+@click.option("--seed", type=int, default=1, help="seed of the generated data (default 1)")
+@click.option("--dry-run", is_flag=True, help="show the diff only; change nothing")
+@click.option("--flag", "flags", multiple=True, help="a DiffSyncFlags name, e.g. continue_on_failure (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of text")
+@click.option("-v", "--verbose", count=True, help="log engine events (-v info, -vv debug)")
+def demo(sites: int, seed: int, dry_run: bool, flags: List[str], as_json: bool, verbose: int) -> int:
+    """Diff and sync the bundled demo inventories in this process (no Redis)."""
+    try:
+        parsed = parse_flags(list(flags))
+    except ValueError as err:
+        _err("demo", str(err))
+        return Exit.BAD_INPUT
+    if verbose:
+        enable_console_logging(verbosity=verbose)
+    else:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    adapters = demo_adapters(sites=sites, seed=seed)
+    source, target = adapters["source"], adapters["target"]
+    diff = target.diff_from(source, flags=parsed)
+    result = {"source": str(source), "target": str(target), "summary": diff.summary(), "dry_run": dry_run}
+    if not as_json:
+        click.echo(f"Diff of {source} -> {target}:")
+        click.echo(diff.str())
+        click.echo(f"Summary: {diff.summary()}")
+    if not dry_run:
+        target.sync_from(source, flags=parsed, diff=diff)
+        result["after_sync"] = target.diff_from(source, flags=parsed).summary()
+        if not as_json:
+            click.echo(f"Synced. Re-diff summary: {result['after_sync']}")
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+    return Exit.OK
+
+
+@click.command()
+@click.option("--state", type=click.Choice(STATES), help="only jobs in this state")
+@click.option("--target", help="only jobs into this target adapter")
+@click.option("--source", help="only jobs from this source adapter")
+@click.option("--limit", type=click.IntRange(min=1), default=50, help="at most this many (default 50)")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+def jobs(state: Optional[str], target: Optional[str], source: Optional[str], limit: int, as_json: bool) -> int:
+    """Recent jobs, newest first: id, source -> target, state, changes, submitted, duration."""
+
+    def body() -> int:
+        found = list_jobs(state=state, target=target, source=source, limit=limit)
+        if as_json:
+            click.echo(json.dumps(found, sort_keys=True, default=str))
+        else:
+            print_jobs(Console(), found)
+        return Exit.OK
+
+    return _guarded("jobs", body)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def status(job_id: str, as_json: bool) -> int:
+    """A job's progress while it runs, its report once it ended."""
+
+    def body() -> int:
+        handle = _known_job(job_id)
+        report = handle.report()
+        if report is not None:
+            print_report(Console(), report, as_json)
+            return exit_code_of(report)
+        stage, current, total = handle.progress()
+        if as_json:
+            click.echo(json.dumps({"job_id": job_id, "stage": stage, "current": current, "total": total}))
+        else:
+            click.echo(f"job {job_id}: {stage} {current}/{total}")
+        return Exit.OK
+
+    return _guarded("status", body)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def show(job_id: str, as_json: bool) -> int:
+    """A job's report (its exit code tells how the job ended; a running job shows its progress)."""
+    return status.callback(job_id, as_json)  # type: ignore[misc]
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--type", "types", multiple=True, help="only elements of this model type (repeatable)")
+@click.option(
+    "--action",
+    "actions",
+    type=click.Choice(["create", "update", "delete"]),
+    multiple=True,
+    help="only this action (repeatable)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the selection as JSON")
+def diff(job_id: str, types: List[str], actions: List[str], as_json: bool) -> int:
+    """The diff a job computed, as a tree (elements above a selected one show where it belongs)."""
+
+    def body() -> int:
+        handle = _known_job(job_id)
+        found = handle.diff()
+        if found is None:
+            raise InvalidJob(f"job {job_id} has no diff yet (its diff step has not run)")
+        if as_json:
+            click.echo(json.dumps(diff_json(found, list(types), list(actions)), sort_keys=True, default=str))
+        else:
+            Console().print(diff_tree(found, list(types), list(actions)))
+        return Exit.OK
+
+    return _guarded("diff", body)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--action", type=click.Choice(["create", "update", "delete"]), help="only this action")
+@click.option("--model", help="only this model type")
+@click.option("--status", "status_", help="only this status (success, failure, error, skipped, not run)")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="skip this many entries")
+@click.option("--limit", type=click.IntRange(min=1), default=100, help="at most this many entries (default 100)")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+def log(
+    job_id: str,
+    action: Optional[str],
+    model: Optional[str],
+    status_: Optional[str],
+    offset: int,
+    limit: int,
+    as_json: bool,
+) -> int:
+    """The per-object log of a job: action, model, unique id, status, message, in plan order."""
+
+    def body() -> int:
+        entries = _known_job(job_id).log(action=action, model=model, status=status_, offset=offset, limit=limit)
+        if as_json:
+            click.echo(json.dumps(entries, sort_keys=True, default=str))
+        else:
+            print_log(Console(), entries)
+        return Exit.OK
+
+    return _guarded("log", body)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="print a JSON object")
+def adapters(as_json: bool) -> int:
+    """The registered adapters (code, entry points and SHARDSYNC_ADAPTER_MODULES, as a worker sees them)."""
+    try:
+        import_adapter_modules(get_settings().adapter_modules)
+    except ShardsyncError as err:
+        _err("adapters", str(err))
+        return Exit.BAD_INPUT
+    found = {name: f"{cls.__module__}.{cls.__qualname__}" for name, cls in sorted(registered_adapters().items())}
+    if as_json:
+        click.echo(json.dumps(found, sort_keys=True))
+    else:
+        for name, where in found.items():
+            click.echo(f"{name}\t{where}")
+    return Exit.OK
+
+
+@click.command("check-schedule")
+@click.argument("file", required=False)
+def check_schedule(file: Optional[str]) -> int:
+    """Validate a schedule file as beat reads it (default SHARDSYNC_SCHEDULE_FILE)."""
+    path = file or get_settings().schedule_file
+    if not path:
+        _err("check-schedule", "no file given and SHARDSYNC_SCHEDULE_FILE is not set")
+        return Exit.BAD_INPUT
+    try:
+        import_adapter_modules(get_settings().adapter_modules)
+        schedule = load_schedule(path)
+    except ShardsyncError as err:
+        _err("check-schedule", str(err))
+        return Exit.BAD_INPUT
+    for name, entry in schedule.items():
+        job = entry["args"][0] if entry.get("args") else {}
+        click.echo(
+            f"{name.removeprefix('shardsync:')}\t{entry['schedule']}\t{job.get('source')} -> {job.get('target')}"
+        )
+    click.echo(f"{path}: {len(schedule)} scheduled syncs, all valid")
+    return Exit.OK
+
+
+def register_views(group: Any) -> None:
+    """Add the reading commands to the ``shardsync`` group."""
+    for command in (demo, jobs, status, show, diff, log, adapters, check_schedule):
+        group.add_command(command)
+
+
+__all__ = ["register_views"]
