@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from kombu.exceptions import OperationalError
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker.errors import RedisUnavailable
@@ -52,7 +53,8 @@ def reaching_redis(doing: str) -> Iterator[None]:
     """Turn Redis and broker connection errors into RedisUnavailable, naming the URL and what was being done."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, OperationalError, ConnectionError) as err:
+    except (RedisConnectionError, RedisTimeoutError, OperationalError, ConnectionError, InvalidResponse) as err:
+        # InvalidResponse: something else answers at that address (a web server, say), not Redis.
         settings = get_settings()
         raise RedisUnavailable(
             f"cannot {doing}: Redis at {safe_url(settings.redis_url)} (SHARDSYNC_STORE_URL, else "

@@ -103,6 +103,9 @@ class Follower:
 
     def finish(self) -> None:
         """Mark every stage shown as complete (the last line never stays at ``finish 0/1``)."""
+        if self.mode == "plain" and self._last[0] != "ended":
+            self._last = ("ended", time.monotonic())
+            self.console.print(f"{time.monotonic() - self.started:7.1f}s  ended", highlight=False)
         if self._progress is None:
             return
         for task in self._tasks.values():

@@ -142,7 +142,8 @@ def test_report_outlives_scratch(job) -> None:
     assert job.spec_data() == {"source": "a"} and job.diff_size() == 1  # JobHandle.diff() reads these
     with pytest.raises(LookupError):
         job.plan()
-    assert job.journal() == {} and job.progress_count() == 0
+    # the journal is the per-object log (JobHandle.log): kept with the report
+    assert job.journal() == {"0:0": ["create", "success", "", "site", "s", 0]} and job.progress_count() == 0
 
 
 @pytest.mark.parametrize(

@@ -303,9 +303,8 @@ class MemoryJobState(JobState):
         return unpack(self._report)
 
     def drop_scratch(self) -> None:
-        """Drop what only the running job needed; the diff and the stores stay, as on workers until expiry."""
+        """Drop what only the running job needed; the diff, the journal and the stores stay, as on workers."""
         self._plan = None
-        self._journal = {}
         self._progress = 0
         self._shards = {}
         self._waves = {}

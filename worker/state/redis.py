@@ -20,7 +20,7 @@ from worker.state.claims import RedisClaims
 
 _pack = pack
 
-_LONG_LIVED = ("spec", "info", "times", "workers", "loads", "summary", "diff")
+_LONG_LIVED = ("spec", "info", "times", "workers", "loads", "summary", "diff", "journal")
 """Parts of a job's state kept with its report; renewed while the job runs, so a long job outlives none."""
 
 
@@ -271,15 +271,16 @@ class RedisJobState(RedisClaims, JobState):
         return unpack(self.client.get(self.key("report")))
 
     def drop_scratch(self) -> None:
-        """Delete what only the running job needed: plan, journal, progress, claims, wave sets.
+        """Delete what only the running job needed: plan, progress, claims, wave sets.
 
-        The diff stays with the job's report (for ``JobHandle.diff()``) until both expire.
+        The diff and the journal stay with the job's report (``JobHandle.diff()``, ``JobHandle.log()``, the
+        per-object log) until they all expire.
         """
         try:
             plan: Dict[str, Any] = self.plan()
         except LookupError:
             plan = {}
-        parts = ["plan", "journal", "progress", "shards", "abort", "once", "claims", "releases", "running"]
+        parts = ["plan", "progress", "shards", "abort", "once", "claims", "releases", "running"]
         parts += [f"wave:{wave}" for wave in range(len(plan.get("waves", [])))]
         steps = ["load-source", "load-target", "diff", "finish"]
         steps += [f"shard-{index}" for index in range(len(plan.get("shards", [])))]
