@@ -5,11 +5,21 @@ from __future__ import annotations
 import hashlib
 import inspect
 import re
+import typing
 import uuid
 from typing import Any, Dict, List, Optional, Union
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.adapter import Adapter
 from core.batch import check_batch_size
@@ -115,6 +125,47 @@ def _check_fits(cls: type, kwargs: Dict[str, Any]) -> None:
             break  # the rest would reach this constructor, which takes no more names
     if left:
         raise TypeError(f"got an unexpected keyword argument {sorted(left)[0]!r} (passed on to a parent constructor)")
+    _check_types(cls, kwargs)
+
+
+def _check_types(cls: type, kwargs: Dict[str, Any]) -> None:
+    """Check each kwarg against its constructor parameter's annotation (``{"sites": "many"}`` for an int).
+
+    Checked as pydantic's strict mode checks a field (``"3"`` is no int: the adapter would get the string;
+    ``1`` fits a float), and only where the annotation can be resolved; a worker would otherwise fail later,
+    with an error far from the submission.
+
+    Raises:
+        TypeError: naming the argument, the constructor and what was expected.
+    """
+    left = dict(kwargs)
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object or not left:
+            break
+        try:
+            hints = typing.get_type_hints(init)
+        except Exception:  # noqa: BLE001 - an annotation this process cannot resolve is not checked
+            hints = {}
+        for name in [name for name in left if name in inspect.signature(init).parameters]:
+            value = left.pop(name)
+            annotation = hints.get(name)
+            if annotation is None or annotation is Any:
+                continue
+            try:
+                TypeAdapter(annotation).validate_python(value, strict=True)
+            except ValidationError as err:
+                problem = err.errors()[0]["msg"] if err.errors() else str(err)
+                raise TypeError(
+                    f"argument {name!r} of {klass.__qualname__}.__init__ must be {_type_name(annotation)}, "
+                    f"not {value!r} ({problem})"
+                ) from None
+            except Exception:  # noqa: BLE001, S112 - a type pydantic cannot check (a class of its own): skipped
+                continue
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 class JobSpec(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -162,3 +163,25 @@ def test_submit_with_adapter_instances_uses_their_registered_name_and_kwargs(mon
         api.submit_sync(source=Plain(), target="plain", source_kwargs={"url": "x"})
     with pytest.raises(InvalidJob, match="registered adapter name or an Adapter"):
         api.submit_sync(source=42, target="plain")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sites": "many"}, "argument 'sites' of InventoryAdapter.__init__ must be int, not 'many'"),
+        ({"sites": "3"}, "argument 'sites' of InventoryAdapter.__init__ must be int, not '3'"),
+        ({"sites": 2.5}, "must be int, not 2.5"),
+        ({"name": 5}, "argument 'name' of InventoryAdapter.__init__ must be Optional[str], not 5"),
+        ({"sitse": 3}, "unexpected keyword argument 'sitse'"),
+    ],
+)
+def test_kwargs_of_the_wrong_type_are_refused_at_submit(kwargs, message) -> None:
+    """Checked against the constructor's annotations before anything is enqueued, not later on a worker."""
+    with pytest.raises(InvalidJob, match=re.escape(message)):
+        JobSpec.from_data({"source": "demo", "target": "demo", "source_kwargs": kwargs})
+
+
+def test_kwargs_of_a_parent_constructor_are_checked_too() -> None:
+    with pytest.raises(InvalidJob, match=re.escape("argument 'sites' of InventoryAdapter.__init__ must be int")):
+        JobSpec.from_data({"source": "demo", "target": "demo-api", "target_kwargs": {"sites": "x"}})
+    assert JobSpec.from_data({"source": "demo", "target": "demo-api", "target_kwargs": {"hook_latency": 1}})
