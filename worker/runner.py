@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Protocol, Tuple
@@ -13,7 +15,7 @@ from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 import structlog
 
 from core.adapter import Adapter
-from worker.errors import InvalidJob, JobFailed, describe
+from worker.errors import InvalidJob, JobFailed, UnknownAdapter, describe
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state.base import JobState
@@ -87,7 +89,16 @@ def spec_of(job: JobState) -> JobSpec:
         raise InvalidJob(f"the stored spec of job {job.job_id} cannot be read: {describe(err)}") from None
     if data is None:
         raise JobFailed(f"job {job.job_id} is unknown or expired")
-    spec = JobSpec.from_data(data)
+    try:
+        spec = JobSpec.from_data(data)
+    except UnknownAdapter as err:
+        # The producer had it registered (its spec was checked at submit): this process lacks it.
+        raise UnknownAdapter(
+            f"{err}, in this worker process ({socket.gethostname()}, pid {os.getpid()}). The job was submitted "
+            "where the adapter is registered; every worker (and beat) needs it too: make the module that "
+            "registers it importable there (SHARDSYNC_ADAPTER_MODULES in the worker's environment, or an "
+            "installed package's shardsync.adapters entry point) and restart the workers"
+        ) from None
     if spec.job_id != job.job_id:  # a message's task id that is not the job it names
         raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is not the id of job {job.job_id!r}")
     return spec

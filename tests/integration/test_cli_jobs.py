@@ -236,3 +236,40 @@ def test_a_job_no_worker_consumes_says_so(redis_db: Redis) -> None:
     job_id = JOB_ID.search(result.stderr).group(1)
     JobHandle(job_id).cancel("test over")
     redis_db.delete(queue)
+
+
+def test_an_adapter_the_workers_lack_is_named_as_the_workers_problem(redis_db: Redis) -> None:
+    """Registered in the producer only: the job fails saying the worker, not the shell, lacks it."""
+    from ss_test_adapters import DatasetAdapter
+
+    from worker import JobFailed, register_adapter, submit_sync
+    from worker.registry import unregister_adapter
+
+    @register_adapter("only-in-the-producer")
+    class OnlyHere(DatasetAdapter):
+        """Registered in the test process, unknown to the workers."""
+
+    try:
+        handle = submit_sync(source="only-in-the-producer", target="dataset")
+        with pytest.raises(JobFailed) as raised:
+            handle.wait(timeout=60)
+    finally:
+        unregister_adapter("only-in-the-producer")
+    message = str(raised.value)
+    assert "unknown adapter 'only-in-the-producer'" in message and "in this worker process" in message
+    assert "SHARDSYNC_ADAPTER_MODULES in the worker's environment" in message and "restart the workers" in message
+
+
+def test_a_broken_adapter_module_is_named_without_a_traceback(tmp_path) -> None:
+    (tmp_path / "broken_adapters.py").write_text("import nothing_by_that_name\n")
+    (tmp_path / "raising_adapters.py").write_text("raise RuntimeError('misconfigured')\n")
+    for module, expected in (
+        ("broken_adapters", "No module named 'nothing_by_that_name'"),
+        ("raising_adapters", "RuntimeError: misconfigured"),
+    ):
+        env = {**worker_env(), "SHARDSYNC_ADAPTER_MODULES": module}
+        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+        result = shardsync("adapters", env=env)
+        assert result.returncode == 2, result.stderr
+        assert f"adapter module {module!r} (SHARDSYNC_ADAPTER_MODULES) cannot be imported" in result.stderr
+        assert expected in result.stderr and "Traceback" not in result.stderr
