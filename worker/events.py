@@ -7,10 +7,10 @@ with the report or ``FAILURE`` with a ``JobFailed``.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import structlog
-from celery import states
+from celery import current_task, states
 from celery.result import AsyncResult
 
 from worker.celery_app import app
@@ -52,7 +52,16 @@ def job_event(event: str, job_id: str, **fields: Any) -> None:
     if not app.conf.worker_send_task_events:
         return
     try:
-        with app.events.default_dispatcher() as dispatcher:
+        # The node name of the worker running this step: the default (gen<pid>@host) would make monitors list
+        # a worker that does not exist, and move the job's task under it.
+        with app.events.default_dispatcher(hostname=_node_name()) as dispatcher:
             dispatcher.send(event, uuid=job_id, retry=False, **fields)
     except Exception as err:  # noqa: BLE001 - monitoring only
         logger.debug("Task event not sent", event=event, job_id=job_id, error=describe(err))
+
+
+def _node_name() -> Optional[str]:
+    """The worker node name (``alpha@host``) of the task running in this process, if any."""
+    request = getattr(current_task, "request", None)
+    hostname = getattr(request, "hostname", None)
+    return hostname if isinstance(hostname, str) and hostname else None

@@ -55,31 +55,35 @@ def _advance(job: JobState, runner: Runner, plan: Dict[str, Any], wave: int, fin
     runner.enqueue("finish", job.job_id)
 
 
-def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> None:
-    """Apply one shard (its top-level subtrees, in order, through the target models' hooks), then advance."""
+def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> Optional[Dict[str, Any]]:
+    """Apply one shard (its top-level subtrees, in order, through the target models' hooks), then advance.
+
+    Returns the shard's outcome for monitors (operations, applied, replayed, seconds, error), or None when
+    this delivery had nothing to do.
+    """
     if job.report() is not None:
-        return  # a late duplicate of a job that has finished
+        return None  # a late duplicate of a job that has finished
     try:
         plan = job.plan()
     except LookupError:
         logger.warning("Shard of a job without a plan (expired or finished)")
-        return
+        return None
     if not isinstance(index, int) or not 0 <= index < len(plan["shards"]):
         logger.error("Shard message names no shard of its job's plan", shard=index, shards=len(plan["shards"]))
-        return
+        return None
     info = plan["shards"][index]
     wave = info["wave"]
     if job.shard_result(index) is not None:
         # A duplicate delivery of a finished shard (the first may have died before advancing).
         _advance(job, runner, plan, wave, job.finished_in_wave(wave))
-        return
+        return None
     token = job.claim(f"shard-{index}", claim_ttl(), "shard", [index])
     if token is None:
         # Another delivery of this shard is running (or died and its claim has not expired yet).
         raise Busy(f"shard {index}", claim_wait())
     try:
         if job.report() is not None:  # the job ended between the look before the claim and the claim
-            return
+            return None
         reason = poisoned(job, f"shard-{index}")
         if reason is not None:
             job.abort(reason)
@@ -100,6 +104,7 @@ def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> None
         except Exception:  # noqa: BLE001 - an unreleased claim expires by itself
             logger.warning("Shard claim not released", shard=index)
     _advance(job, runner, plan, wave, job.record_shard(index, wave, result))
+    return {key: result[key] for key in ("index", "operations", "applied", "replayed", "seconds", "error")}
 
 
 def _result(info: Dict[str, Any], delivery: Delivery, error: Optional[str] = None) -> Dict[str, Any]:

@@ -54,14 +54,17 @@ class CeleryRunner:
 
     def enqueue(self, step: str, job_id: str, *args: Any) -> None:
         """Send the step's task (its id names the step, so Flower and the result backend tell them apart)."""
+        # argsrepr: what monitors show as the task's arguments ("job 3f2a... shard 3", not a tuple).
         if step == "load":
-            load.apply_async((job_id, *args), task_id=f"{job_id}.load-{args[0]}")
+            load.apply_async((job_id, *args), task_id=f"{job_id}.load-{args[0]}", argsrepr=f"job {job_id} {args[0]}")
         elif step == "diff":
-            diff.apply_async((job_id,), task_id=f"{job_id}.diff")
+            diff.apply_async((job_id,), task_id=f"{job_id}.diff", argsrepr=f"job {job_id}")
         elif step == "shard":
-            shard.apply_async((job_id, *args), task_id=f"{job_id}.shard-{args[0]}")
+            shard.apply_async(
+                (job_id, *args), task_id=f"{job_id}.shard-{args[0]}", argsrepr=f"job {job_id} shard {args[0]}"
+            )
         elif step == "finish":
-            finish.apply_async((job_id,), task_id=f"{job_id}.finish")
+            finish.apply_async((job_id,), task_id=f"{job_id}.finish", argsrepr=f"job {job_id}")
         else:
             raise ValueError(f"no task for step {step!r}")
 
@@ -132,9 +135,12 @@ def diff(self: Task, job_id: str) -> None:
 
 
 @app.task(name="shardsync.shard", bind=True, max_retries=None)
-def shard(self: Task, job_id: str, index: int) -> None:
-    """Apply one shard: its top-level subtrees, in order, through the target models' hooks."""
-    _run(self, "shard", job_id, index)
+def shard(self: Task, job_id: str, index: int) -> Optional[Dict[str, Any]]:
+    """Apply one shard: its top-level subtrees, in order, through the target models' hooks.
+
+    Returns what monitors show as its result: operations, applied, replayed, seconds, error.
+    """
+    return _run(self, "shard", job_id, index)  # type: ignore[no-any-return]
 
 
 @app.task(name="shardsync.finish", bind=True, max_retries=None)

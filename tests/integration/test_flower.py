@@ -84,6 +84,17 @@ def test_flower_shows_job_progress_and_result(redis_db, tmp_path) -> None:
         assert done
         status, result = get(f"{base}/api/task/result/{handle.id}")
         assert result["state"] == "SUCCESS" and result["result"]["counts"] == {"create": {"success": 2}}
+        # Tasks are listed under the workers that exist, never under a made-up gen<pid>@host.
+        status, tasks = get(f"{base}/api/tasks")
+        mine = {task_id: task for task_id, task in tasks.items() if task_id.startswith(handle.id)}
+        assert mine and all(str(task.get("worker")).split("@")[0] in ("alpha", "beta") for task in mine.values())
+        status, workers = get(f"{base}/api/workers?refresh=1")
+        assert status == 200 and not [name for name in workers if name.startswith("gen")], workers
+        # A shard shows readable arguments and a result.
+        shard = poll(lambda: (get(f"{base}/api/task/info/{handle.id}.shard-0")[1] or {}).get("result") and
+                     get(f"{base}/api/task/info/{handle.id}.shard-0")[1], what="the shard's result")
+        assert shard["args"] == f"job {handle.id} shard 0"
+        assert "'applied': 2" in shard["result"] and "'seconds'" in shard["result"]
     finally:
         redis_db.delete(gate)
         os.killpg(flower.pid, signal.SIGTERM)
