@@ -142,6 +142,37 @@ class JobHandle:
                 return 0, 0
             return job.shards_finished(), total
 
+    def apply(self, deadline: Optional[int] = None) -> JobHandle:
+        """Apply exactly this plan (a finished dry run) as a new job; returns the new job's handle.
+
+        The new job loads the target again and refuses, failing before any operation, if any target subtree
+        the plan touches changed since the plan (``worker.review``). A plan is applied once.
+
+        Raises:
+            InvalidJob: if this job is unknown, not a finished dry run, or was applied before.
+        """
+        with reaching_redis(f"apply plan {self.id}"):
+            job = RedisJobState(self.id, redis_client())
+            spec = job.spec_data()
+            if spec is None:
+                raise InvalidJob(f"job {self.id} is unknown (or its records expired)")
+            report = job.report()
+            if report is None or report.get("status") != "dry-run":
+                state = "still running" if report is None else f"a job that ended {report.get('status')}"
+                raise InvalidJob(f"job {self.id} is not a finished plan (a dry run): it is {state}")
+            data = {key: value for key, value in spec.items() if key != "job_id"}
+            data.update(dry_run=False, apply_of=self.id)
+            if deadline is not None:
+                data["deadline"] = deadline
+            applying = JobSpec.from_data(data)
+            if not job.claim_apply(applying.job_id):
+                raise InvalidJob(f"plan {self.id} was applied already, by job {job.info().get('applied_by')}")
+        try:
+            return submit_spec(applying)
+        except Exception:
+            job.release_apply()
+            raise
+
     def known(self) -> bool:
         """Whether this job was submitted (and its record has not expired)."""
         with reaching_redis(f"look up job {self.id}"):

@@ -175,6 +175,54 @@ def sync(
 
 
 @cli.command()
+@job_options
+@follow_options
+def plan(local: bool, no_wait: bool, timeout: Optional[float], as_json: bool, verbose: int, **options: Any) -> int:
+    """Diff and plan only, keeping the diff for review (shardsync diff/log) and for `shardsync apply`."""
+    if local:
+        _err("plan", "a plan is kept in Redis for `shardsync apply`: --local cannot keep it")
+        return Exit.BAD_INPUT
+    try:
+        data = spec_data(options, True)
+    except InvalidJob as err:
+        _err("plan", str(err))
+        return Exit.BAD_INPUT
+    code = launch("plan", data, False, no_wait, timeout, as_json, verbose)
+    if code == Exit.OK and not as_json and not no_wait:
+        click.echo("review it with `shardsync diff JOB`; apply exactly it with `shardsync apply JOB`", err=True)
+    return code
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--no-wait", is_flag=True, help="print the new job's id and return at once")
+@click.option("--timeout", type=float, help="stop following after this many seconds (the job goes on)")
+@click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
+def apply(job_id: str, no_wait: bool, timeout: Optional[float], as_json: bool) -> int:
+    """Apply exactly the plan JOB_ID made; refused if the target changed since in a subtree it touches."""
+    code = _known("apply", job_id)
+    if code is not None:
+        return code
+    try:
+        handle = JobHandle(job_id).apply()
+    except InvalidJob as err:
+        _err("apply", str(err))
+        return Exit.BAD_INPUT
+    except ShardsyncError as err:
+        _err("apply", str(err))
+        return Exit.REDIS
+    if no_wait:
+        click.echo(handle.id)
+        return Exit.OK
+    quiet_engine(0)
+    console = Console(stderr=True)
+    if not as_json:
+        console.print(f"job {handle.id} submitted (applying plan {job_id})", highlight=False)
+    mode = "quiet" if as_json else ("live" if console.is_terminal else "plain")
+    return follow("apply", handle, console, mode, timeout, as_json)
+
+
+@cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @follow_options
 def run(file: str, local: bool, no_wait: bool, timeout: Optional[float], as_json: bool, verbose: int) -> int:

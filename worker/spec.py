@@ -192,14 +192,17 @@ class JobSpec(BaseModel):
         None, description="most deletes: a count ('1000'), a share of the target ('50%') or 'none'; None: the setting"
     )
     allow_deletes: bool = Field(False, description="never stopped by the delete guardrail")
+    apply_of: Optional[str] = Field(None, description="the id of a plan (a dry run) whose diff this job applies")
     deadline: Optional[int] = Field(
         None, ge=0, description="seconds after submission the job fails if not ended; None: the setting; 0: none"
     )
     job_id: str = Field(default_factory=_new_job_id)
 
-    @field_validator("job_id")
+    @field_validator("job_id", "apply_of")
     @classmethod
-    def _job_id(cls, value: str) -> str:
+    def _job_id(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return None
         if not _JOB_ID.fullmatch(value):
             raise ValueError("job_id must be 1 to 100 letters, digits, '_', '.' or '-'")
         return value

@@ -22,6 +22,7 @@ from worker.errors import describe
 from worker.guard import delete_refusal, parse_delete_limit
 from worker.registry import get_adapter
 from worker.report import assemble_report, rebuild_diff
+from worker.review import copy_diff, decode_all, fingerprint, plan_job, refusal
 from worker.runner import (
     SIDES,
     Busy,
@@ -96,6 +97,9 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
         runner.enqueue("finish", job.job_id)  # stopped (an error elsewhere, or cancelled): the finish reports it
         return
     try:
+        if job.loads().get(side) is None and side == "source" and spec_of(job).apply_of:
+            # Applying a plan writes the plan's diff: the source is not read again.
+            job.record_load(side, {"objects": 0, "seconds": 0.0, "worker": delivery.hostname, "skipped": True})
         if job.loads().get(side) is None:
             token = job.claim(stage, claim_ttl(), "load", [side])
             if token is None:  # a duplicate is loading into this store now: never clear it under its feet
@@ -170,6 +174,10 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
                 if reason is not None:
                     raise RuntimeError(reason)
                 saved = _diff_and_plan(job, runner, delivery, spec, token)
+            except Refused as refused:
+                job.abort(str(refused))
+                runner.enqueue("finish", job.job_id)
+                return
             finally:
                 job.release_claim("diff", token)
             if not spec.dry_run and saved["shards"] and _refused(job, runner, spec):
@@ -190,6 +198,10 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
         if delivery.will_retry(err):
             raise
         fail(job, runner, "diff", err)
+
+
+class Refused(Exception):
+    """The diff step refuses to go on (an apply whose target changed since its plan); the job fails with it."""
 
 
 def _refused(job: JobState, runner: Runner, spec: JobSpec) -> bool:
@@ -222,7 +234,18 @@ def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobS
                 show_progress(job, runner, "diff", current, total)
 
         show_progress(job, runner, "diff", 0, 0)
-        the_diff = target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress)
+        codec = DiffCodec(source, target)
+        if spec.apply_of:  # apply a plan: its diff, if the target subtrees it touches are as it saw them
+            plan_state = plan_job(job, spec.apply_of)
+            reason = refusal(plan_state, target, spec.apply_of)
+            if reason is not None:
+                raise Refused(reason)
+            the_diff = decode_all(copy_diff(plan_state, job), codec, source.name, target.name)
+        else:
+            the_diff = target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress)
+            job.save_diff([codec.encode(element) for element in the_diff.get_children()], the_diff.summary())
+            if spec.dry_run:  # a plan: fingerprint what it touches, for an apply to check
+                job.save_fingerprints(fingerprint(the_diff, target))
         job.record_time("diff", time.perf_counter() - started)
         job.record_worker("diff", delivery.hostname)
 
@@ -235,8 +258,6 @@ def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobS
             barrier=spec.top_level_barrier,
             model_flags=lambda element: element_flags(target, element),
         )
-        codec = DiffCodec(source, target)
-        job.save_diff([codec.encode(element) for element in the_diff.get_children()], the_diff.summary())
         shards = [
             {"index": s.index, "wave": s.wave, "type": s.type, "roots": s.roots, "operations": len(s.operations)}
             for s in plan.shards

@@ -16,14 +16,16 @@ only: a local sync with it kills the test process).
 recorded as ``["<action>_batch", model, "", {"items": n}, pid]``, then each item as the single hook records
 it, with its result built directly (no single hook runs).
 
-The kwarg ``load_steer`` steers ``load()`` the same way: a step or a list of steps run in order before the
-data is loaded, ``fail`` (raise a RuntimeError) or ``wait:<key>`` (as for hooks). With ``load_steer`` and
-``calls_key`` set, ``load()`` first records a ``["load", "", "", {}, pid]`` call, so a test can see that the
-load has begun; without ``load_steer`` nothing changes (no call recorded, nothing steered).
+The kwarg ``data_key`` loads the data from that Redis key (JSON) instead, so a test can change the system
+between two loads. The kwarg ``load_steer`` steers ``load()`` the same way: a step or a list of steps run
+in order before the data is loaded, ``fail`` (raise a RuntimeError) or ``wait:<key>`` (as for hooks). With
+``load_steer`` and ``calls_key`` set, ``load()`` first records a ``["load", "", "", {}, pid]`` call, so a
+test can see that the load has begun; without ``load_steer`` nothing changes (no call recorded, nothing steered).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -190,12 +192,14 @@ class DatasetAdapter(Adapter):
         calls_key: str = "",
         name: Optional[str] = None,
         load_steer: Union[str, Sequence[str], None] = None,
+        data_key: str = "",
     ) -> None:
         super().__init__(name=name)
         self.data = data or {}
         self.record_url = record_url
         self.calls_key = calls_key
         self.load_steer = load_steer
+        self.data_key = data_key
 
     def record(self, action: str, modelname: str, uid: str, attrs: Dict[str, Any]) -> None:
         if self.calls_key:
@@ -218,6 +222,8 @@ class DatasetAdapter(Adapter):
 
     def load(self) -> None:
         self._steer_load()
+        if self.data_key:  # a system whose data changes between two loads (JSON kept in Redis by the test)
+            self.data = json.loads(_client(self.record_url).get(self.data_key) or b"{}")
         for region in self.data.get("region", []):
             self.add(self.region(**region))
         for site_data in self.data.get("site", []):

@@ -273,3 +273,57 @@ def test_a_broken_adapter_module_is_named_without_a_traceback(tmp_path) -> None:
         assert result.returncode == 2, result.stderr
         assert f"adapter module {module!r} (SHARDSYNC_ADAPTER_MODULES) cannot be imported" in result.stderr
         assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plan_then_apply_and_the_refusal_after_the_target_changed(redis_db: Redis) -> None:
+    from _compare import REDIS_URL, local_sync, target_contents
+    from ss_test_adapters import read_calls
+
+    data_key, calls_key = f"test:data:{uuid.uuid4().hex}", f"test:calls:{uuid.uuid4().hex}"
+    target = {"region": [], "site": [{"name": "s-0", "region": "a"}, {"name": "s-1", "region": "a"},
+                                     {"name": "s-9", "region": "z"}]}
+    source = {"region": [], "site": [{"name": "s-0", "region": "b"}, {"name": "s-1", "region": "b"},
+                                     {"name": "s-2", "region": "b"}, {"name": "s-9", "region": "z"}]}
+    redis_db.set(data_key, json.dumps(target))
+    target_kwargs = json.dumps({"data_key": data_key, "record_url": REDIS_URL, "calls_key": calls_key})
+    plan_args = ["plan", "--source", "dataset", "--target", "dataset", "--source-kwargs", json.dumps({"data": source}),
+                 "--target-kwargs", target_kwargs]
+
+    def make_plan() -> str:
+        result = shardsync(*plan_args, "--json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["status"] == "dry-run" and report["summary"]["update"] == 2
+        return report["job_id"]
+
+    plan = make_plan()
+    assert read_calls(redis_db, calls_key) == []  # a plan changes nothing
+    applied = shardsync("apply", plan, "--json")
+    assert applied.returncode == 0, applied.stderr
+    report = json.loads(applied.stdout)
+    assert report["counts"] == {"update": {"success": 2}, "create": {"success": 1}}
+    calls = {(c[0], c[2]) for c in read_calls(redis_db, calls_key) if c[0] != "sync_complete"}
+    assert calls == {("update", "s-0"), ("update", "s-1"), ("create", "s-2")}
+    local_state, _, _ = local_sync(source, target, [], redis_db, REDIS_URL)
+    assert target_contents(report["job_id"], REDIS_URL) == local_state
+    again = shardsync("apply", plan)
+    assert again.returncode == 2 and f"plan {plan} was applied already, by job {report['job_id']}" in again.stderr
+    not_a_plan = shardsync("apply", report["job_id"])
+    assert not_a_plan.returncode == 2 and "is not a finished plan (a dry run)" in not_a_plan.stderr
+
+    # A change outside the subtrees the plan touches does not stop it.
+    plan = make_plan()
+    redis_db.set(data_key, json.dumps({**target, "site": [*target["site"][:2], {"name": "s-9", "region": "y"}]}))
+    assert shardsync("apply", plan).returncode == 0
+
+    # A change inside one of them does: nothing is applied, the subtree is named.
+    redis_db.set(data_key, json.dumps(target))
+    plan = make_plan()
+    redis_db.delete(calls_key)
+    changed = {**target, "site": [target["site"][0], {"name": "s-1", "region": "c"}, target["site"][2]]}
+    redis_db.set(data_key, json.dumps(changed))
+    refused = shardsync("apply", plan)
+    assert refused.returncode == 1
+    assert "the target has changed since the plan in 1 of the subtrees it touches (site s-1)" in refused.stderr
+    assert read_calls(redis_db, calls_key) == []
+    redis_db.delete(data_key, calls_key)

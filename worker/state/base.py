@@ -227,6 +227,22 @@ class JobState(ABC):
         """The diff's summary, once the diff ran."""
 
     @abstractmethod
+    def save_fingerprints(self, fingerprints: Dict[str, str]) -> None:
+        """Keep a plan's fingerprints of the target subtrees it touches (top-level position -> digest)."""
+
+    @abstractmethod
+    def fingerprints(self) -> Dict[str, str]:
+        """The fingerprints kept by ``save_fingerprints`` (empty if none)."""
+
+    @abstractmethod
+    def other(self, job_id: str) -> JobState:
+        """The state of another job in the same place (an apply reads its plan's job).
+
+        Raises:
+            LookupError: where job states are not shared (the embedded runner's memory).
+        """
+
+    @abstractmethod
     def save_plan(self, plan: Dict[str, Any]) -> None:
         """Keep the plan (waves, shards with their roots and operation counts); saved means the diff is done."""
 

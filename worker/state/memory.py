@@ -234,6 +234,20 @@ class MemoryJobState(JobState):
         """The diff's summary."""
         return unpack(self._summary)
 
+    def save_fingerprints(self, fingerprints: Dict[str, str]) -> None:
+        """Keep a plan's fingerprints of the target subtrees it touches."""
+        self._fingerprints = dict(fingerprints)
+
+    def fingerprints(self) -> Dict[str, str]:
+        """The kept fingerprints."""
+        return dict(getattr(self, "_fingerprints", {}))
+
+    def other(self, job_id: str) -> JobState:
+        """No other job lives in this process's memory: a plan to apply must be in Redis."""
+        raise LookupError(
+            f"job {job_id} is not in this process: plans are applied from the Redis job state (workers)"
+        )
+
     def save_plan(self, plan: Dict[str, Any]) -> None:
         """Keep the plan."""
         self._plan = pack(plan)

@@ -20,7 +20,7 @@ from worker.state.claims import RedisClaims
 
 _pack = pack
 
-_LONG_LIVED = ("spec", "info", "times", "workers", "loads", "summary", "diff", "journal")
+_LONG_LIVED = ("spec", "info", "times", "workers", "loads", "summary", "diff", "journal", "fingerprints")
 """Parts of a job's state kept with its report; renewed while the job runs, so a long job outlives none."""
 
 
@@ -178,6 +178,29 @@ class RedisJobState(RedisClaims, JobState):
     def summary(self) -> Optional[Dict[str, int]]:
         """The diff's summary."""
         return unpack(self.client.get(self.key("summary")))
+
+    def save_fingerprints(self, fingerprints: Dict[str, str]) -> None:
+        """Keep a plan's fingerprints of the target subtrees it touches (with the report, until it expires)."""
+        if fingerprints:
+            self.client.hset(self.key("fingerprints"), mapping=fingerprints)
+            self.client.expire(self.key("fingerprints"), get_settings().store_ttl)
+
+    def fingerprints(self) -> Dict[str, str]:
+        """The kept fingerprints."""
+        raw = self.client.hgetall(self.key("fingerprints"))
+        return {name.decode(): value.decode() for name, value in raw.items()}
+
+    def claim_apply(self, applying_job: str) -> bool:
+        """Mark this plan as applied by ``applying_job``; False if it was applied before."""
+        return bool(self.client.hsetnx(self.key("info"), "applied_by", _pack(applying_job)))
+
+    def release_apply(self) -> None:
+        """Undo ``claim_apply`` for an apply that could not be submitted."""
+        self.client.hdel(self.key("info"), "applied_by")
+
+    def other(self, job_id: str) -> RedisJobState:
+        """Another job's state on the same Redis."""
+        return RedisJobState(job_id, self.client)
 
     def save_plan(self, plan: Dict[str, Any]) -> None:
         """Keep the plan (shards with their waves, roots and operation counts)."""
