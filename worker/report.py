@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -16,6 +17,59 @@ def iso(epoch: Optional[float]) -> Optional[str]:
     if epoch is None:
         return None
     return datetime.fromtimestamp(float(epoch), tz=timezone.utc).isoformat(timespec="seconds")
+
+
+SECRET_WORDS = ("pass", "secret", "token", "key", "credential", "auth", "cookie", "private", "session", "cert")
+"""A kwarg whose name holds one of these is shown as ``"***"`` in reports (``redact``)."""
+
+
+def redact(kwargs: Any, secret_names: Sequence[str] = ()) -> Any:
+    """Adapter kwargs as a report shows them: secrets replaced by ``"***"``, passwords in URLs masked.
+
+    A kwarg is secret if its name holds a word of ``SECRET_WORDS`` or the adapter lists it in its class
+    attribute ``secret_kwargs``; nested mappings are redacted the same way.
+    """
+    if isinstance(kwargs, dict):
+        shown = {}
+        for name, value in kwargs.items():
+            lowered = str(name).lower()
+            if name in secret_names or any(word in lowered for word in SECRET_WORDS):
+                shown[name] = "***"
+            else:
+                shown[name] = redact(value, secret_names)
+        return shown
+    if isinstance(kwargs, list):
+        return [redact(value, secret_names) for value in kwargs]
+    if isinstance(kwargs, str) and "://" in kwargs and "@" in kwargs:
+        scheme, _, rest = kwargs.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        if at and ":" in userinfo:
+            return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+    return kwargs
+
+
+SHOWN_BYTES = 1024
+"""A kwarg value larger than this (as JSON) is summarised in reports, not copied (reports travel in the
+result backend and to monitors; data passed as kwargs can be large)."""
+
+
+def _shown(kwargs: Any) -> Any:
+    if not isinstance(kwargs, dict):
+        return kwargs
+    shown = {}
+    for name, value in kwargs.items():
+        size = len(json.dumps(value, default=str))
+        shown[name] = value if size <= SHOWN_BYTES else f"<{type(value).__name__} of {size} bytes, not shown>"
+    return shown
+
+
+def _secret_names(adapter_name: Any) -> Sequence[str]:
+    from worker.registry import get_adapter  # pylint: disable=import-outside-toplevel
+
+    try:
+        return tuple(getattr(get_adapter(str(adapter_name)), "secret_kwargs", ()) or ())
+    except Exception:  # noqa: BLE001 - an adapter this process lacks: the name rules still apply
+        return ()
 
 
 def _op_order(op: str) -> Tuple[int, int]:
@@ -56,6 +110,7 @@ def compose_report(
     workers: List[str],
     stores: Dict[str, str],
     times: Optional[Dict[str, Optional[float]]] = None,
+    kwargs: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """A job's report, the same keys from the distributed and the embedded runner.
 
@@ -86,6 +141,8 @@ def compose_report(
         "waves": waves,
         "workers": workers,
         "stores": stores,
+        "source_kwargs": (kwargs or {}).get("source", {}),
+        "target_kwargs": (kwargs or {}).get("target", {}),
         "submitted": iso(times.get("submitted")),
         "started": iso(times.get("started")),
         "ended": iso(times.get("ended")),
@@ -155,4 +212,8 @@ def assemble_report(
         workers=sorted(workers),
         stores=job.store_ids(),
         times={"submitted": info.get("submitted"), "started": info.get("started"), "ended": time.time()},
+        kwargs={
+            side: _shown(redact(spec_data.get(f"{side}_kwargs", {}), _secret_names(spec_data.get(side))))
+            for side in ("source", "target")
+        },
     )

@@ -193,8 +193,10 @@ class DatasetAdapter(Adapter):
         name: Optional[str] = None,
         load_steer: Union[str, Sequence[str], None] = None,
         data_key: str = "",
+        api_token: str = "",
     ) -> None:
         super().__init__(name=name)
+        self.api_token = api_token  # never used: a secret kwarg, for the tests of what reports show
         self.data = data or {}
         self.record_url = record_url
         self.calls_key = calls_key

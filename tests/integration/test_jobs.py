@@ -321,7 +321,7 @@ def test_a_job_past_its_deadline_fails_with_a_report(redis_db) -> None:
         redis_db.delete(gate, calls_key)
 
 
-def test_adapter_kwargs_stay_out_of_messages_and_the_result_backend(redis_db, worker_logs) -> None:
+def test_adapter_secrets_stay_out_of_messages_events_logs_and_the_result_backend(redis_db, worker_logs) -> None:
     marker = f"s3cret-{uuid.uuid4().hex}"
     events: List[Dict[str, Any]] = []
     receivers: List[Any] = []
@@ -339,8 +339,8 @@ def test_adapter_kwargs_stay_out_of_messages_and_the_result_backend(redis_db, wo
         handle = submit_sync(
             source="dataset",
             target="dataset",
-            source_kwargs={"data": {"site": [{"name": "s-1"}]}, "name": marker},
-            target_kwargs={"name": f"dst-{marker}"},
+            source_kwargs={"data": {"site": [{"name": "s-1"}]}, "api_token": marker},
+            target_kwargs={"name": "dst-shown", "api_token": f"dst-{marker}"},
         )
         report = handle.wait(timeout=60)
         assert report["status"] == "success"
@@ -351,6 +351,9 @@ def test_adapter_kwargs_stay_out_of_messages_and_the_result_backend(redis_db, wo
         listener.join(timeout=10)
     assert marker not in repr(events)
     assert marker not in repr(report) and marker not in repr(JobHandle(handle.id).report())
+    # The report shows the kwargs, secrets redacted (named like one, or listed in the adapter's secret_kwargs).
+    assert report["target_kwargs"] == {"name": "dst-shown", "api_token": "***"}
+    assert report["source_kwargs"] == {"data": {"site": [{"name": "s-1"}]}, "api_token": "***"}
     for log in worker_logs.glob("*.log"):
         assert marker not in log.read_text(errors="replace"), log
     # result_extended keeps every task's arguments with its result: none of them carries the kwargs.
