@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     adapter_modules: Annotated[List[str], NoDecode] = []
     """Modules imported at start-up (comma-separated); importing them registers adapters."""
     schedule_file: Optional[str] = None
-    """JSON file of scheduled syncs for ``celery -A worker beat`` (see deploy/README.md)."""
+    """TOML (``*.toml``) or JSON (``*.json``) file of scheduled syncs for ``celery -A worker beat`` (see
+    deploy/README.md)."""
     jobs_queue: str = "shardsync.jobs"
     """Queue of the short coordination tasks (start and finish of jobs)."""
     shards_queue: str = "shardsync.shards"

@@ -15,6 +15,7 @@ from worker.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = '{"syncs": [{"name": "bad", "every": -5, "job": {"source": "demo", "target": "demo"}}]}'
+BROKEN_TOML = '[[syncs]]\nname = "bad"\nevery = -5\njob = { source = "demo", target = "demo" }\n'
 
 
 def run(args, schedule_file, timeout=60):
@@ -50,6 +51,23 @@ def test_check_schedule_validates_on_request(tmp_path, capsys) -> None:
     assert "cannot be read" in capsys.readouterr().err
 
 
+def test_check_schedule_validates_toml(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BROKEN_TOML)
+    assert main(["check-schedule", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"schedule file {bad}, entry 'bad'" in err and "'every' must be a positive number" in err
+    good = tmp_path / "good.toml"
+    good.write_text('[[syncs]]\nname = "nightly"\ncron = "0 2 * * *"\njob = { source = "demo", target = "demo" }\n')
+    assert main(["check-schedule", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "nightly\t" in out and "demo -> demo" in out and "1 scheduled syncs, all valid" in out
+    odd = tmp_path / "schedule.yaml"
+    odd.write_text("syncs: []")
+    assert main(["check-schedule", str(odd)]) == 2
+    assert "unknown format '.yaml'; name it *.toml or *.json" in capsys.readouterr().err
+
+
 def test_check_schedule_without_a_file(capsys) -> None:
     from worker.settings import get_settings
 
@@ -59,9 +77,10 @@ def test_check_schedule_without_a_file(capsys) -> None:
     assert "SHARDSYNC_SCHEDULE_FILE is not set" in capsys.readouterr().err
 
 
-def test_beat_refuses_a_broken_schedule_at_start(tmp_path) -> None:
-    path = tmp_path / "schedule.json"
-    path.write_text(BROKEN)
+@pytest.mark.parametrize(("name", "text"), [("schedule.json", BROKEN), ("schedule.toml", BROKEN_TOML)])
+def test_beat_refuses_a_broken_schedule_at_start(tmp_path, name, text) -> None:
+    path = tmp_path / name
+    path.write_text(text)
     env = dict(os.environ, SHARDSYNC_SCHEDULE_FILE=str(path))
     beat = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker", "beat", "-s", str(tmp_path / "beat-state"), "-l", "info"],
@@ -79,4 +98,4 @@ def test_beat_refuses_a_broken_schedule_at_start(tmp_path) -> None:
         beat.wait(timeout=10)
         raise AssertionError("beat kept running with a broken schedule file") from None
     assert beat.returncode != 0
-    assert "'every' must be a positive number" in output
+    assert f"schedule file {path}, entry 'bad': 'every' must be a positive number" in output
