@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from core import Adapter
 from core.store.redis import RedisStore
 from worker.demo import ApiInventoryAdapter, InventoryAdapter
 
-URL = "redis://127.0.0.1:6379/13"
+URL = os.environ["SHARDSYNC_BROKER_URL"]  # the suite's database (tests/conftest.py, SHARDSYNC_TEST_REDIS_URL)
 
 
 @pytest.fixture

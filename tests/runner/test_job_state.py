@@ -1,7 +1,8 @@
-"""One contract for both job-state implementations: Redis (db 13) and memory, the same answers to the same calls."""
+"""One contract for both job-state implementations: Redis and memory, the same answers to the same calls."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -12,7 +13,7 @@ from core.store.redis import RedisStore
 from worker.connection import safe_url
 from worker.state import MemoryJobState, RedisJobState
 
-URL = "redis://127.0.0.1:6379/13"
+URL = os.environ["SHARDSYNC_BROKER_URL"]  # the suite's database (tests/conftest.py, SHARDSYNC_TEST_REDIS_URL)
 
 
 @pytest.fixture(params=["redis", "memory"])

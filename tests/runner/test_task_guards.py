@@ -1,7 +1,8 @@
-"""Guards of the pipeline's tasks, called in this process against the test Redis (db 13), no worker needed."""
+"""Guards of the pipeline's tasks, called in this process against the suite's test Redis, no worker needed."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -19,7 +20,7 @@ from worker.tasks import shard, transient
 
 @pytest.fixture
 def job():
-    state = JobState(f"test-{uuid.uuid4().hex}", Redis.from_url("redis://127.0.0.1:6379/13"))
+    state = JobState(f"test-{uuid.uuid4().hex}", Redis.from_url(os.environ["SHARDSYNC_BROKER_URL"]))
     yield state
     for key in state.client.scan_iter(match=state.key("*")):
         state.client.delete(key)
