@@ -85,6 +85,20 @@ def schedule_key(name: str) -> str:
     return f"{ROOT}:~schedule:{name}"
 
 
+def schedule_run_key(name: str) -> str:
+    """STRING holding the id of the job running for the schedule entry ``name`` (the entry's name in the file).
+
+    Taken with SET NX by the tick that starts the job (so of two ticks processed at once, one starts a job),
+    with an expiry past the job's deadline; deleted by that job's finish. A tick that finds it held by a job
+    still running is skipped.
+    """
+    return f"{ROOT}:~schedule-run:{name}"
+
+
+SCHEDULE_SKIPS = f"{ROOT}:~schedule-skips"
+"""HASH ``entry name -> count`` of the ticks skipped because the entry's previous run was still running."""
+
+
 def lock_holder_key(target: str) -> str:
     """STRING naming the last job that took the lock on ``target`` (``~released`` once it let go).
 

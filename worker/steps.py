@@ -283,6 +283,7 @@ def finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]:
     existing = job.report()
     if existing is not None:
         # Finished before: a duplicate delivery, or one whose first delivery died after saving the report.
+        job.release_schedule()  # idempotent; the first delivery may have died before it
         if not runner.end_published(job.job_id):
             runner.publish_end(job.job_id, existing)
         return existing
@@ -343,6 +344,7 @@ def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Di
     job.save_report(report, get_settings().store_ttl)
     if spec is not None and job.info().get("lock") == "held":
         job.release_lock(spec.target_identity())
+    job.release_schedule()  # after the report: however the job ended, its entry's next tick may start a run
     job.drop_scratch()
     runner.progress(job.job_id, "finish", 1, 1)
     runner.publish_end(job.job_id, report)

@@ -22,11 +22,13 @@ from worker.celery_app import app
 from worker.connection import redis_client
 from worker.errors import InvalidJob, describe
 from worker.events import end_published, publish_end, publish_progress
+from worker.schedule import entry_name
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state.base import unpack
 from worker.state.redis import RedisJobState
 from worker.steps import Busy, Delivery, run_step
+from worker.ticks import TickSkipped, admit_run, marker_ttl, record_skip, release_run
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -150,19 +152,40 @@ def finish(self: Task, job_id: str) -> Optional[Dict[str, Any]]:
 
 
 @app.task(name="shardsync.scheduled", bind=True)
-def scheduled(self: Task, entry: Any) -> str:
-    """Start one run of a scheduled sync (from beat); returns the new job's id.
+def scheduled(self: Task, entry: Any) -> Optional[str]:
+    """Start one run of a scheduled sync (from beat); returns the new job's id, or None for a skipped tick.
 
     ``entry`` names the schedule entry whose job beat published in Redis as it started (a job mapping, from
-    an earlier release's beat, is still taken as it is).
+    an earlier release's beat, is still taken as it is, without the one-run-at-a-time guard: it names no
+    entry). A tick that finds the entry's previous run still running starts nothing (``worker.ticks``).
     """
+    name: Optional[str] = None
     if isinstance(entry, dict):
         job = entry
     else:
         job = unpack(redis_client().get(keys.schedule_key(str(entry))))
         if not isinstance(job, dict):
             raise InvalidJob(f"scheduled sync {entry!r} is not published in Redis (restart beat to publish it)")
+        name = entry_name(str(entry))
     spec = JobSpec.from_data({key: value for key, value in job.items() if key != "job_id"})
-    handle = submit_spec(spec)
-    logger.info("Scheduled sync submitted", job_id=handle.id, source=spec.source, target=spec.target)
+    if name is None:
+        handle = submit_spec(spec)
+    else:
+        ttl = marker_ttl(spec.deadline)
+
+        def admit(job_id: str, entry_key: str = name) -> None:
+            admit_run(entry_key, job_id, ttl, redis_client())
+
+        try:
+            handle = submit_spec(spec, info={"schedule": name}, admit=admit)
+        except TickSkipped as skipped:
+            record_skip(skipped)
+            return None
+        except Exception:
+            try:  # taken for a job that was not enqueued (a no-op if it was not taken)
+                release_run(name, spec.job_id)
+            except Exception as err:  # noqa: BLE001 - Redis may be what failed; the marker's expiry remains
+                logger.warning("Schedule marker not released", schedule=name, job_id=spec.job_id, error=describe(err))
+            raise
+    logger.info("Scheduled sync submitted", job_id=handle.id, schedule=name, source=spec.source, target=spec.target)
     return handle.id

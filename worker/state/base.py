@@ -54,8 +54,12 @@ class JobState(ABC):
     # -- spec and info --------------------------------------------------------------------------------
 
     @abstractmethod
-    def create(self, spec: Dict[str, Any], ttl: int) -> bool:
-        """Record a new job (status queued); False if a job with this id exists already."""
+    def create(self, spec: Dict[str, Any], ttl: int, info: Optional[Dict[str, Any]] = None) -> bool:
+        """Record a new job (status queued, and the ``info`` fields given); False if a job with this id exists.
+
+        ``info`` is recorded with the job, before anything can run it: a run of a schedule entry is
+        ``{"schedule": name}``, which its finish reads to let the entry's next run start.
+        """
 
     @abstractmethod
     def forget(self) -> None:
@@ -307,6 +311,14 @@ class JobState(ABC):
     @abstractmethod
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report, once it has ended."""
+
+    @abstractmethod
+    def release_schedule(self) -> None:
+        """Let the schedule entry this job ran for (``info()["schedule"]``, if any) start its next run.
+
+        Called by the finish, again by a finish delivered again (the first may have died before it); it lets
+        go only of a marker this job holds, never of one a later run has taken since.
+        """
 
     @abstractmethod
     def drop_scratch(self) -> None:

@@ -48,12 +48,13 @@ class MemoryJobState(JobState):
 
     # -- spec and info --------------------------------------------------------------------------------
 
-    def create(self, spec: Dict[str, Any], ttl: int) -> bool:
-        """Record a new job; False if this state holds a job already."""
+    def create(self, spec: Dict[str, Any], ttl: int, info: Optional[Dict[str, Any]] = None) -> bool:
+        """Record a new job (with the ``info`` fields given); False if this state holds a job already."""
         if self._spec is not None:
             return False
         self._spec = pack(spec)
-        self._info = {"submitted": pack(time.time()), "status": pack("queued")}
+        self._info = {name: pack(value) for name, value in (info or {}).items()}
+        self._info.update(submitted=pack(time.time()), status=pack("queued"))
         return True
 
     def forget(self) -> None:
@@ -315,6 +316,9 @@ class MemoryJobState(JobState):
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report, once it has ended."""
         return unpack(self._report)
+
+    def release_schedule(self) -> None:
+        """Nothing to let go of: scheduled runs come from beat, through Redis; embedded jobs never do."""
 
     def drop_scratch(self) -> None:
         """Drop what only the running job needed; the diff, the journal and the stores stay, as on workers."""

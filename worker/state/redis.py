@@ -17,6 +17,7 @@ from worker.connection import redis_client
 from worker.settings import get_settings
 from worker.state.base import Entry, JobState, pack, unpack
 from worker.state.claims import RedisClaims
+from worker.ticks import release_run
 
 _pack = pack
 
@@ -33,12 +34,14 @@ class RedisJobState(RedisClaims, JobState):
 
     # -- spec and info --------------------------------------------------------------------------------
 
-    def create(self, spec: Dict[str, Any], ttl: int) -> bool:
-        """Record a new job; False if a job with this id exists already."""
+    def create(self, spec: Dict[str, Any], ttl: int, info: Optional[Dict[str, Any]] = None) -> bool:
+        """Record a new job (with the ``info`` fields given); False if a job with this id exists already."""
         created = self.client.set(self.key("spec"), _pack(spec), nx=True, ex=ttl)
         if created:
             now = time.time()
-            self.client.hset(self.key("info"), mapping={"submitted": _pack(now), "status": _pack("queued")})
+            fields = {name: _pack(value) for name, value in (info or {}).items()}
+            fields.update(submitted=_pack(now), status=_pack("queued"))
+            self.client.hset(self.key("info"), mapping=fields)  # type: ignore[arg-type]
             self.client.expire(self.key("info"), ttl)
             self.client.zadd(keys.JOB_INDEX, {self.job_id: now})
         return bool(created)
@@ -292,6 +295,12 @@ class RedisJobState(RedisClaims, JobState):
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report, once it has finished."""
         return unpack(self.client.get(self.key("report")))
+
+    def release_schedule(self) -> None:
+        """Delete the running marker of the job's schedule entry if it names this job (``worker.ticks``)."""
+        entry = self.info().get("schedule")
+        if isinstance(entry, str) and entry:
+            release_run(entry, self.job_id, self.client)
 
     def drop_scratch(self) -> None:
         """Delete what only the running job needed: plan, progress, claims, wave sets.
