@@ -89,8 +89,8 @@ def schedule_run_key(name: str) -> str:
     """STRING holding the id of the job running for the schedule entry ``name`` (the entry's name in the file).
 
     Taken with SET NX by the tick that starts the job (so of two ticks processed at once, one starts a job),
-    with an expiry past the job's deadline; deleted by that job's finish. A tick that finds it held by a job
-    still running is skipped.
+    for a minute until the job is enqueued, then with an expiry past the job's deadline; deleted by that job's
+    finish. A tick that finds it held by a job that has not ended is skipped.
     """
     return f"{ROOT}:~schedule-run:{name}"
 

@@ -6,7 +6,7 @@ Jobs are enqueued by task name, so a producer needs the Celery app and the job s
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from celery import states
 from celery.result import AsyncResult
@@ -271,15 +271,11 @@ def submit_sync(
     return submit_spec(JobSpec.from_data(data))
 
 
-def submit_spec(
-    spec: JobSpec, *, info: Optional[Dict[str, Any]] = None, admit: Optional[Callable[[str], None]] = None
-) -> JobHandle:
+def submit_spec(spec: JobSpec, *, info: Optional[Dict[str, Any]] = None) -> JobHandle:
     """Enqueue a validated spec (see ``submit_sync``).
 
-    ``info``: fields recorded with the job (a scheduled run's ``schedule``). ``admit``: called with the job id
-    once the job is recorded and before it is enqueued; an exception from it refuses the job (the record is
-    dropped, nothing is enqueued) and is raised. Beat's runs take their entry's running marker there, so the
-    marker never names a job that is not recorded (``worker.ticks``).
+    ``info``: fields recorded with the job before it is enqueued (a scheduled run's ``schedule``: the entry
+    whose marker its finish releases, ``worker.ticks``).
     """
     message = spec.to_message()
     with reaching_redis(f"submit job {spec.job_id}"):
@@ -287,8 +283,6 @@ def submit_spec(
         if not job.create(message, get_settings().store_ttl, info):
             raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is already taken")
         try:
-            if admit is not None:
-                admit(spec.job_id)
             app.send_task(
                 "shardsync.job",
                 args=(),  # the job id (the task id) is all it needs: the spec stays in the job state

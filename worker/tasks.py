@@ -28,7 +28,7 @@ from worker.spec import JobSpec
 from worker.state.base import unpack
 from worker.state.redis import RedisJobState
 from worker.steps import Busy, Delivery, run_step
-from worker.ticks import TickSkipped, admit_run, marker_ttl, record_skip, release_run
+from worker.ticks import TickSkipped, admit_run, confirm_run, marker_ttl, record_skip, release_run
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -171,21 +171,19 @@ def scheduled(self: Task, entry: Any) -> Optional[str]:
     if name is None:
         handle = submit_spec(spec)
     else:
-        ttl = marker_ttl(spec.deadline)
-
-        def admit(job_id: str, entry_key: str = name) -> None:
-            admit_run(entry_key, job_id, ttl, redis_client())
-
         try:
-            handle = submit_spec(spec, info={"schedule": name}, admit=admit)
+            admit_run(name, spec.job_id)  # before anything is recorded: a skipped tick leaves no job behind
         except TickSkipped as skipped:
             record_skip(skipped)
             return None
+        try:
+            handle = submit_spec(spec, info={"schedule": name})
         except Exception:
-            try:  # taken for a job that was not enqueued (a no-op if it was not taken)
+            try:  # not enqueued: the entry's next tick may start a run
                 release_run(name, spec.job_id)
-            except Exception as err:  # noqa: BLE001 - Redis may be what failed; the marker's expiry remains
+            except Exception as err:  # noqa: BLE001 - Redis may be what failed; the reservation expires soon
                 logger.warning("Schedule marker not released", schedule=name, job_id=spec.job_id, error=describe(err))
             raise
+        confirm_run(name, spec.job_id, marker_ttl(spec.deadline))
     logger.info("Scheduled sync submitted", job_id=handle.id, schedule=name, source=spec.source, target=spec.target)
     return handle.id

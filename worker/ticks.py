@@ -4,15 +4,16 @@ Beat fires an entry's ticks by the clock, whatever its last run is doing. With a
 sync takes, runs would pile up in the jobs queue and each fail at the target lock. Instead, the tick that
 starts a run takes the entry's running marker (``core.keys.schedule_run_key``), holding the new job's id, and
 that job's finish lets go of it (``JobState.release_schedule``), whether the job succeeded, failed or was
-cancelled. A tick that finds the marker held by a job still running starts nothing: it logs "Scheduled sync
-skipped" and counts itself in ``core.keys.SCHEDULE_SKIPS`` (``skipped_ticks``).
+cancelled. A tick that finds the marker held by a job not ended starts nothing and records no job: it logs
+"Scheduled sync skipped" and counts itself in ``core.keys.SCHEDULE_SKIPS`` (``skipped_ticks``).
 
-Race-free: a free marker is taken with SET NX, and one left by a job that ended without letting go (its report
-exists, or its record has expired) is taken over with a compare-and-set script, so of two ticks processed at
-once by two workers exactly one starts a job. The job's record is written before the marker is taken, so a
-marker never names a job that does not exist yet. A job that vanished without a report (the worker died
-between recording the job and enqueueing it) holds the marker until its expiry: the job's deadline plus the
-target lock's expiry, after which that job could neither run nor hold its target any more.
+Race-free: a free marker is taken with SET NX, and one left by a job that ended without letting go (it has a
+report: its finish died before the release) is taken over with a compare-and-set, so of two ticks processed
+at once by two workers exactly one starts a job. The marker is first taken for ``RESERVE_SECONDS`` only, then
+the job is recorded and enqueued, then the marker is given its full expiry (``confirm_run``): a tick whose
+worker dies in between blocks the entry for a minute at most. The full expiry is the job's deadline plus the
+target lock's expiry (``marker_ttl``), after which a job that vanished without a report (its message lost)
+could neither run nor hold its target any more.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_CONFIRM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -52,7 +57,7 @@ class TickSkipped(ShardsyncError):
 
 
 def marker_ttl(deadline: Optional[int]) -> int:
-    """Seconds the running marker of a job with this spec ``deadline`` lives: past any end of that job.
+    """Seconds the running marker of an enqueued job with this spec ``deadline`` lives: past any end of that job.
 
     The job's deadline (its own, else ``SHARDSYNC_JOB_DEADLINE``) plus ``SHARDSYNC_LOCK_TTL``: a job past its
     deadline is stopped, and one whose steps all vanished loses its target lock that much later. A job without
@@ -64,36 +69,36 @@ def marker_ttl(deadline: Optional[int]) -> int:
     return int(seconds or settings.store_ttl) + settings.lock_ttl
 
 
-def _running(client: Redis, job_id: str) -> bool:
-    """Whether a job is still running: its record exists and it has no report yet."""
-    pipe = client.pipeline(transaction=False)
-    pipe.exists(keys.job_key(job_id, "spec"))
-    pipe.exists(keys.job_key(job_id, "report"))
-    recorded, reported = pipe.execute()
-    return bool(recorded) and not reported
+RESERVE_SECONDS = 60
+"""Expiry of a marker taken for a run not yet recorded and enqueued (``admit_run`` until ``confirm_run``)."""
 
 
-def admit_run(entry: str, job_id: str, ttl: int, client: Optional[Redis] = None) -> None:
-    """Take the entry's running marker for a job recorded already (and not enqueued yet).
+def _ended(client: Redis, job_id: str) -> bool:
+    """Whether a job has ended: it has a report. A job recorded and not ended, or not yet recorded, has none."""
+    return bool(client.exists(keys.job_key(job_id, "report")))
+
+
+def admit_run(entry: str, job_id: str, client: Optional[Redis] = None) -> None:
+    """Take the entry's running marker for a new run, for ``RESERVE_SECONDS``; record and enqueue it next.
 
     Raises:
-        TickSkipped: if a job still running holds it (then ``running_job_id`` names it).
+        TickSkipped: if a job not ended holds it (then ``running_job_id`` names it).
     """
     client = client if client is not None else redis_client()
     marker = keys.schedule_run_key(entry)
     holder = ""
-    for _ in range(5):  # each pass loses only to a tick that took the marker meanwhile (and then holds it)
-        if client.set(marker, job_id, nx=True, ex=ttl):
+    for _ in range(5):  # a pass fails only to a tick that took the marker meanwhile, which then holds it
+        if client.set(marker, job_id, nx=True, ex=RESERVE_SECONDS):
             return
         raw = client.get(marker)
         if raw is None:
             continue  # let go of between the two commands: try to take it again
         holder = raw.decode(errors="replace")
         if holder == job_id:
-            return  # taken by an earlier call for this very job
-        if _running(client, holder):
+            return  # taken by an earlier call for this very run
+        if not _ended(client, holder):
             raise TickSkipped(entry, holder)
-        if client.eval(_TAKE_OVER, 1, marker, holder, job_id, ttl):
+        if client.eval(_TAKE_OVER, 1, marker, holder, job_id, RESERVE_SECONDS):
             logger.warning(
                 "Schedule marker taken over from a job that ended without letting go",
                 schedule=entry,
@@ -103,6 +108,16 @@ def admit_run(entry: str, job_id: str, ttl: int, client: Optional[Redis] = None)
             return
     raw = client.get(marker)
     raise TickSkipped(entry, raw.decode(errors="replace") if raw is not None else holder)
+
+
+def confirm_run(entry: str, job_id: str, ttl: int, client: Optional[Redis] = None) -> bool:
+    """Give the marker of an enqueued run its full expiry (``marker_ttl``); False if the run let go of it already.
+
+    A run quick enough to have finished before this (its finish deleted the marker), or a marker another run
+    holds, is left alone.
+    """
+    client = client if client is not None else redis_client()
+    return bool(client.eval(_CONFIRM, 1, keys.schedule_run_key(entry), job_id, ttl))
 
 
 def release_run(entry: str, job_id: str, client: Optional[Redis] = None) -> bool:

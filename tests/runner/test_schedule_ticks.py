@@ -56,46 +56,69 @@ def recorded(client, made: List[str], job_id: str = "", **info: Any) -> RedisJob
 
 def test_a_tick_takes_a_free_marker_and_one_finding_a_running_job_is_skipped(client, entry) -> None:
     name, made = entry
-    first, second = recorded(client, made), recorded(client, made)
-    admit_run(name, first.job_id, 120, client)
-    assert running_job(name, client) == first.job_id
-    assert 0 < client.ttl(keys.schedule_run_key(name)) <= 120
-    with pytest.raises(TickSkipped) as caught:
-        admit_run(name, second.job_id, 120, client)
-    assert caught.value.running_job_id == first.job_id and caught.value.entry == name
-    assert running_job(name, client) == first.job_id
-    admit_run(name, first.job_id, 120, client)  # asked again for the job holding it: still its
-    assert running_job(name, client) == first.job_id
+    first = f"test-ticks-job-{uuid.uuid4().hex}"
+    admit_run(name, first, client)  # reserved before the job is recorded
+    assert running_job(name, client) == first
+    assert 0 < client.ttl(keys.schedule_run_key(name)) <= ticks.RESERVE_SECONDS
+    with pytest.raises(TickSkipped) as caught:  # not recorded yet, not ended: being started
+        admit_run(name, "another", client)
+    assert caught.value.running_job_id == first and caught.value.entry == name
+    recorded(client, made, first)
+    assert ticks.confirm_run(name, first, 3600, client)  # enqueued: the full expiry
+    assert ticks.RESERVE_SECONDS < client.ttl(keys.schedule_run_key(name)) <= 3600
+    with pytest.raises(TickSkipped):
+        admit_run(name, "another", client)
+    admit_run(name, first, client)  # asked again for the run holding it: still its
+    assert running_job(name, client) == first
+
+
+def test_confirm_never_brings_back_a_marker_the_run_let_go_of(client, entry) -> None:
+    name, _ = entry
+    admit_run(name, "quick", client)
+    assert release_run(name, "quick", client)  # the run finished before its tick confirmed it
+    assert not ticks.confirm_run(name, "quick", 3600, client)
+    assert running_job(name, client) is None
+    admit_run(name, "next", client)
+    assert not ticks.confirm_run(name, "quick", 3600, client)  # another run's marker: left alone
+    assert running_job(name, client) == "next" and client.ttl(keys.schedule_run_key(name)) <= ticks.RESERVE_SECONDS
 
 
 def test_release_lets_go_only_of_its_own_marker(client, entry) -> None:
     name, made = entry
     first, second = recorded(client, made), recorded(client, made)
     assert not release_run(name, first.job_id, client)  # nothing held: nothing done
-    admit_run(name, first.job_id, 120, client)
+    admit_run(name, first.job_id, client)
     assert not release_run(name, second.job_id, client)
     assert running_job(name, client) == first.job_id
     assert release_run(name, first.job_id, client)
     assert not release_run(name, first.job_id, client)  # again: a no-op
     assert running_job(name, client) is None
-    admit_run(name, second.job_id, 120, client)
+    admit_run(name, second.job_id, client)
     assert running_job(name, client) == second.job_id
 
 
-@pytest.mark.parametrize("ended", ["reported", "expired"])
-def test_a_marker_left_by_a_job_that_ended_is_taken_over(client, entry, ended) -> None:
+def test_a_marker_left_by_a_job_that_ended_is_taken_over(client, entry) -> None:
     name, made = entry
-    old, new = recorded(client, made), recorded(client, made)
-    admit_run(name, old.job_id, 120, client)
-    if ended == "reported":  # its finish died between the report and letting go
-        old.save_report({"status": "success"}, ttl=60)
-    else:  # its record expired (or was never written): the job is gone
-        old.forget()
+    old = recorded(client, made)
+    admit_run(name, old.job_id, client)
+    ticks.confirm_run(name, old.job_id, 3600, client)
+    old.save_report({"status": "success"}, ttl=60)  # its finish died between the report and letting go
     with structlog.testing.capture_logs() as logs:
-        admit_run(name, new.job_id, 120, client)
-    assert running_job(name, client) == new.job_id
+        admit_run(name, "new", client)
+    assert running_job(name, client) == "new"
     taken = [log for log in logs if log["event"].startswith("Schedule marker taken over")]
     assert taken and taken[0]["ended_job_id"] == old.job_id and taken[0]["schedule"] == name
+
+
+def test_a_run_whose_tick_died_before_enqueueing_it_blocks_its_entry_a_minute_at_most(client, entry) -> None:
+    name, made = entry
+    admit_run(name, "never-enqueued", client)  # its worker died here: nothing recorded, nothing confirmed
+    with pytest.raises(TickSkipped):  # indistinguishable from a run being started right now
+        admit_run(name, "next", client)
+    assert 0 < client.pttl(keys.schedule_run_key(name)) <= ticks.RESERVE_SECONDS * 1000
+    client.delete(keys.schedule_run_key(name))  # as Redis does when the reservation's minute has passed
+    admit_run(name, "next", client)
+    assert running_job(name, client) == "next"
 
 
 def run_at_once(count: int, work) -> List[Any]:
@@ -123,14 +146,14 @@ def test_of_ticks_processed_at_once_exactly_one_starts_a_job(client, entry, stal
     name, made = entry
     if stale:  # all of them find the marker left by an ended job, and race to take it over
         old = recorded(client, made)
-        admit_run(name, old.job_id, 120, client)
+        admit_run(name, old.job_id, client)
         old.save_report({"status": "failed"}, ttl=60)
-    jobs = [recorded(client, made) for _ in range(8)]
+    jobs = [f"test-ticks-job-{index}-{uuid.uuid4().hex}" for index in range(8)]
     clients = [Redis.from_url(URL) for _ in jobs]  # a connection each, as on separate workers
 
     def tick(index: int) -> str:
-        admit_run(name, jobs[index].job_id, 120, clients[index])
-        return jobs[index].job_id
+        admit_run(name, jobs[index], clients[index])
+        return jobs[index]
 
     results = run_at_once(len(jobs), tick)
     admitted = [result for result in results if isinstance(result, str)]
@@ -196,7 +219,8 @@ class QuietRunner:
 def test_the_finish_releases_the_entrys_marker_however_the_job_ended(client, entry, how) -> None:
     name, made = entry
     job = recorded(client, made, schedule=name)
-    admit_run(name, job.job_id, 120, client)
+    admit_run(name, job.job_id, client)
+    ticks.confirm_run(name, job.job_id, 3600, client)
     if how == "failed":
         job.abort("load-source failed: RuntimeError: boom")
     elif how == "cancelled":
@@ -255,16 +279,15 @@ def test_the_scheduled_task_starts_one_run_and_skips_ticks_while_it_runs(client,
     made.append(first)
     assert sent == [first] and running_job(name, client) == first
     assert RedisJobState(first, client).info()["schedule"] == name
+    assert ticks.RESERVE_SECONDS < client.ttl(keys.schedule_run_key(name)) <= ticks.marker_ttl(None)
     with structlog.testing.capture_logs() as logs:
         assert tasks.scheduled(f"shardsync:{name}") is None
         assert tasks.scheduled(f"shardsync:{name}") is None
     assert sent == [first] and skipped_ticks(name, client) == 2
     assert [log["running_job_id"] for log in logs if log["event"] == "Scheduled sync skipped"] == [first, first]
     # The skipped ticks recorded no job: only the running one is known under this entry.
-    specs = [key for key in client.scan_iter(match=keys.job_key("*", "info")) if client.hget(key, "schedule")]
-    assert [key.decode() for key in specs if client.hget(key, "schedule") == pack(name)] == [
-        keys.job_key(first, "info")
-    ]
+    infos = [key.decode() for key in client.scan_iter(match=keys.job_key("*", "info"))]
+    assert [key for key in infos if client.hget(key, "schedule") == pack(name)] == [keys.job_key(first, "info")]
     # The run ends: the next tick starts the next run.
     finish(RedisJobState(first, client), QuietRunner(), Delivery(hostname="test"))
     second = tasks.scheduled(f"shardsync:{name}")
