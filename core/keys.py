@@ -79,6 +79,17 @@ retention when read)."""
 WATCHDOG = f"{ROOT}:~watchdog"
 """STRING held by the worker whose watchdog scans now (one scan per interval in a deployment)."""
 
+METRICS = f"{ROOT}:~metrics"
+"""HASH of the deployment's job counters, ``field -> number`` (``worker.metrics`` names the fields).
+
+Fields are ``|``-separated: ``jobs_started``, ``jobs_ended|<status>``, ``operations|<action>|<status>``,
+``job_seconds|<status>|sum``, ``job_seconds|<status>|count``, ``job_seconds|<status>|le|<bound>`` (jobs whose
+duration fell at or below ``bound`` and above the bound before it), and the same for ``stage_seconds|<stage>``.
+"""
+
+METRICS_RUNNING = f"{ROOT}:~metrics:running"
+"""HASH ``job id -> unix time its start step counted it`` of the jobs started and not ended (the running gauge)."""
+
 
 def schedule_key(name: str) -> str:
     """STRING holding the job of one scheduled sync, published by beat as it starts (messages name it only)."""

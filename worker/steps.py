@@ -82,6 +82,7 @@ def start(job: JobState, runner: Runner, delivery: Delivery) -> None:
         finish(job, runner, delivery)
         return
     job.set_info(status="running", started=time.time(), worker=delivery.hostname)
+    _counted(delivery, job.count_started)
     show_progress(job, runner, "load-source", 0, 2)
     for side in SIDES:
         runner.enqueue("load", job.job_id, side)
@@ -284,6 +285,7 @@ def finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]:
     if existing is not None:
         # Finished before: a duplicate delivery, or one whose first delivery died after saving the report.
         job.release_schedule()  # idempotent; the first delivery may have died before it
+        _counted(delivery, job.count_ended, existing, get_settings().store_ttl)  # counted once per job
         if not runner.end_published(job.job_id):
             runner.publish_end(job.job_id, existing)
         return existing
@@ -346,10 +348,24 @@ def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Di
         job.release_lock(spec.target_identity())
     job.release_schedule()  # after the report: however the job ended, its entry's next tick may start a run
     job.drop_scratch()
+    _counted(delivery, job.count_ended, report, get_settings().store_ttl)  # before the end shows
     runner.progress(job.job_id, "finish", 1, 1)
     runner.publish_end(job.job_id, report)
     logger.info("Job finished", status=report["status"], operations=report["operations"])
     return report
+
+
+def _counted(delivery: Delivery, count: Callable[..., None], *args: Any) -> None:
+    """Count the job in the deployment's metrics: an error doing so never fails the job (a transient one retries).
+
+    The counts are made once per job however often asked, so a step retried for them counts nothing twice.
+    """
+    try:
+        count(*args)
+    except Exception as err:  # noqa: BLE001 - monitoring only
+        if delivery.will_retry(err):
+            raise
+        logger.warning("Job metrics not counted", error=describe(err))
 
 
 def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args: Any) -> Any:

@@ -302,6 +302,22 @@ class JobState(ABC):
     def shard_results(self) -> Dict[int, Dict[str, Any]]:
         """Every recorded shard result by index."""
 
+    # -- metrics --------------------------------------------------------------------------------------
+
+    def count_started(self) -> None:  # noqa: B027 - a no-op unless the state is a deployment's (Redis)
+        """Count the job as started and running in the deployment's metrics (``worker.metrics``).
+
+        Counted once, however often called, and never after ``count_ended``. Does nothing by default: the
+        metrics are a deployment's, kept by the Redis state; a job embedded in one process counts nothing.
+        """
+
+    def count_ended(self, report: Dict[str, Any], ttl: int) -> None:  # noqa: B027 - as count_started
+        """Count the job's end from its report (status, operations, durations); it no longer counts as running.
+
+        Counted once per job however often called (a finish delivered again after a crash); ``ttl``: how long
+        the record that it was counted is kept (the report's). Does nothing by default.
+        """
+
     # -- report and clean-up --------------------------------------------------------------------------
 
     @abstractmethod

@@ -14,6 +14,7 @@ from redis import Redis
 from core import keys
 from core.store.redis import RedisStore
 from worker.connection import redis_client
+from worker.metrics import count_job_ended, count_job_started
 from worker.settings import get_settings
 from worker.state.base import Entry, JobState, pack, unpack
 from worker.state.claims import RedisClaims
@@ -283,6 +284,16 @@ class RedisJobState(RedisClaims, JobState):
     def shard_results(self) -> Dict[int, Dict[str, Any]]:
         """Every recorded shard result by index."""
         return {int(name): unpack(value) for name, value in self.client.hgetall(self.key("shards")).items()}
+
+    # -- metrics --------------------------------------------------------------------------------------
+
+    def count_started(self) -> None:
+        """Count the job as started and running in the deployment's metrics hash (once: ``worker.metrics``)."""
+        count_job_started(self.client, self.job_id)
+
+    def count_ended(self, report: Dict[str, Any], ttl: int) -> None:
+        """Count the job's end in the metrics hash, once: one script with the marker in the job's info."""
+        count_job_ended(self.client, self.job_id, report, ttl)
 
     # -- report and clean-up --------------------------------------------------------------------------
 
