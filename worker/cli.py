@@ -291,6 +291,17 @@ def cancel(job_id: str, reason: str) -> int:
     return Exit.OK
 
 
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=9808, show_default=True, help="TCP port")
+@click.option("--addr", default="0.0.0.0", show_default=True, help="address to listen on (0.0.0.0: every interface)")
+def metrics(port: int, addr: str) -> int:
+    """Serve the jobs' metrics (read from Redis) for Prometheus at /metrics, until SIGTERM or Ctrl-C."""
+    from worker.metrics import run_exporter  # here: the exporter's module stays out of the other commands
+
+    return run_exporter(port, addr)  # 0 when stopped; 2 (Exit.BAD_INPUT) if the address cannot be bound
+
+
 register_views(cli)
 
 
