@@ -83,6 +83,7 @@ METRICS = f"{ROOT}:~metrics"
 """HASH of the deployment's job counters, ``field -> number`` (``worker.metrics`` names the fields).
 
 Fields are ``|``-separated: ``jobs_started``, ``jobs_ended|<status>``, ``operations|<action>|<status>``,
+``operations_skipped``,
 ``job_seconds|<status>|sum``, ``job_seconds|<status>|count``, ``job_seconds|<status>|le|<bound>`` (jobs whose
 duration fell at or below ``bound`` and above the bound before it), and the same for ``stage_seconds|<stage>``.
 """

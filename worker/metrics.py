@@ -122,7 +122,8 @@ def _histogram(name: str, label: str, seconds: Any) -> List[Increment]:
 def end_increments(report: Mapping[str, Any]) -> List[Increment]:
     """What a job's end adds to the metrics, from its report.
 
-    Its status; its operations by action and status (``report["counts"]``); its duration from submission to
+    Its status; its operations by action and status (``report["counts"]``) and those planned that never ran
+    (``report["skipped"]``); its duration from submission to
     the end (``seconds["total"]``) in the job histogram, by status; each other entry of ``seconds`` (the
     stages: ``load-source``, ``load-target``, ``diff``, ``plan``, ``sync``, ``finish``) in the stage histogram.
     """
@@ -133,6 +134,9 @@ def end_increments(report: Mapping[str, Any]) -> List[Increment]:
         for op_status, count in sorted((per_status or {}).items()):
             if int(count) > 0:
                 found.append((_field("operations", action, op_status), "i", str(int(count))))
+    skipped = int(report.get("skipped") or 0)
+    if skipped > 0:
+        found.append(("operations_skipped", "i", str(skipped)))
     for stage, seconds in sorted((report.get("seconds") or {}).items()):
         if stage == "total":
             found += _histogram("job_seconds", status, seconds)
@@ -246,6 +250,11 @@ def families(counters: Mapping[str, float], running: Sequence[Tuple[str, float, 
     )
     for (action, status), value in sorted(operations.items()):
         operations_family.add_metric([action, status], value)
+    skipped = CounterMetricFamily(
+        f"{PREFIX}_operations_skipped",
+        "Planned operations of ended jobs that never ran (under a failed parent, or after their job stopped).",
+        counters.get("operations_skipped", 0),
+    )
     ages = [max(0.0, now - since) for _, since, _ in running]
     return [
         started,
@@ -262,6 +271,7 @@ def families(counters: Mapping[str, float], running: Sequence[Tuple[str, float, 
             max(ages, default=0.0),
         ),
         operations_family,
+        skipped,
         _histogram_family(
             f"{PREFIX}_job_duration_seconds",
             "Seconds from a job's submission to its end, by final status.",

@@ -356,10 +356,7 @@ def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Di
 
 
 def _counted(delivery: Delivery, count: Callable[..., None], *args: Any) -> None:
-    """Count the job in the deployment's metrics: an error doing so never fails the job (a transient one retries).
-
-    The counts are made once per job however often asked, so a step retried for them counts nothing twice.
-    """
+    """Count the job in the metrics (once, however often asked): an error is retried if transient, never fatal."""
     try:
         count(*args)
     except Exception as err:  # noqa: BLE001 - monitoring only

@@ -135,6 +135,7 @@ def test_a_scrape_while_a_job_runs_and_after_it_ended(redis_db, exporter) -> Non
     assert expected == {("create", "success"): 2, ("create", "error"): 1, ("delete", "success"): 1}
     for (action, status), count in expected.items():
         assert delta(after, before, "shardsync_operations_total", action=action, status=status) == count
+    assert delta(after, before, "shardsync_operations_skipped_total") == report["skipped"]
 
     job_seconds = "shardsync_job_duration_seconds"
     assert delta(after, before, f"{job_seconds}_count", status="success") == 1

@@ -70,12 +70,13 @@ def new_job(client: Redis, created: list, ttl: int = 600) -> RedisJobState:
 
 
 def test_end_increments_from_a_report() -> None:
-    found = metrics.end_increments({**report("j"), "seconds": {"diff": 0.3, "total": 4000.0}})
+    found = metrics.end_increments({**report("j"), "skipped": 3, "seconds": {"diff": 0.3, "total": 4000.0}})
     assert found == [
         ("jobs_ended|success", "i", "1"),
         ("operations|create|error", "i", "1"),
         ("operations|create|success", "i", "5"),
         ("operations|delete|success", "i", "2"),
+        ("operations_skipped", "i", "3"),
         ("stage_seconds|diff|count", "i", "1"),
         ("stage_seconds|diff|sum", "f", "0.300000"),
         ("stage_seconds|diff|le|0.5", "i", "1"),
@@ -146,7 +147,7 @@ def test_running_jobs_show_their_progress_and_leave_once_ended_or_expired(client
 def test_a_scrape_shows_counters_and_histograms(client) -> None:
     client, created = client
     quick, slow, dry = new_job(client, created), new_job(client, created), new_job(client, created)
-    quick.count_ended(report(quick.job_id), ttl=60)
+    quick.count_ended({**report(quick.job_id), "skipped": 2}, ttl=60)
     slow.count_ended(report(slow.job_id, total=9000.0, sync=8000.0), ttl=60)
     dry.count_ended({"status": "dry-run", "counts": {}, "seconds": {"diff": 2.0, "total": 3.0}}, ttl=60)
     samples = scrape(client)
@@ -156,6 +157,7 @@ def test_a_scrape_shows_counters_and_histograms(client) -> None:
     assert ended == {"success": 2, "failed": 0, "dry-run": 1}
     assert samples[("shardsync_operations_total", (("action", "create"), ("status", "success")))] == 10
     assert samples[("shardsync_operations_total", (("action", "delete"), ("status", "success")))] == 4
+    assert samples[("shardsync_operations_skipped_total", ())] == 2
     assert samples[("shardsync_jobs_running", ())] == 0
 
     def bucket(name, label, value, le):
@@ -227,7 +229,8 @@ def test_a_job_run_on_the_redis_state_is_counted_once_though_its_finish_runs_aga
     assert once["jobs_started"] == 1 and once["jobs_ended|success"] == 1
     ops = {field.split("|", 1)[1]: value for field, value in once.items() if field.startswith("operations|")}
     assert ops == {f"{a}|{s}": n for a, per in saved["counts"].items() for s, n in per.items()}
-    assert sum(ops.values()) == saved["operations"] > 0
+    assert sum(ops.values()) + saved["skipped"] == saved["operations"] > 0
+    assert once.get("operations_skipped", 0) == saved["skipped"]
     for stage, seconds in saved["seconds"].items():
         name = "job_seconds|success" if stage == "total" else f"stage_seconds|{stage}"
         assert once[f"{name}|count"] == 1 and once[f"{name}|sum"] == pytest.approx(seconds, abs=1e-5), stage
