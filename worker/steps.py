@@ -63,6 +63,8 @@ def element_flags(adapter: Adapter, element: DiffElement) -> DiffSyncModelFlags:
 
 def start(job: JobState, runner: Runner, delivery: Delivery) -> None:
     """Take the lock on the job's target, then enqueue both loads (they run in parallel)."""
+    if job.report() is not None:
+        return  # a start delivered again after its job ended (its markers went with the scratch data)
     try:
         spec = spec_of(job)
     except Exception as err:  # noqa: BLE001 - reported as the job's failure

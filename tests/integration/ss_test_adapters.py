@@ -188,7 +188,7 @@ class DatasetAdapter(Adapter):
     def __init__(
         self,
         data: Optional[Dict[str, Any]] = None,
-        record_url: str = "redis://127.0.0.1:6379/13",
+        record_url: str = os.environ.get("SHARDSYNC_BROKER_URL", "redis://127.0.0.1:6379/13"),
         calls_key: str = "",
         name: Optional[str] = None,
         load_steer: Union[str, Sequence[str], None] = None,
@@ -348,7 +348,7 @@ class GatedDatasetAdapter(DatasetAdapter):
     def __init__(
         self,
         data: Optional[Dict[str, Any]] = None,
-        record_url: str = "redis://127.0.0.1:6379/13",
+        record_url: str = os.environ.get("SHARDSYNC_BROKER_URL", "redis://127.0.0.1:6379/13"),
         calls_key: str = "",
         name: Optional[str] = None,
         attach_gate: str = "",

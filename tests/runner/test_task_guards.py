@@ -110,3 +110,16 @@ def test_deaths_count_claims_never_released(job) -> None:
     job.claim("shard-0", 30, "shard", [0])
     assert job.deaths("shard-0") == 1
     assert job.running_steps()["shard-0"][:2] == ["shard", [0]]
+
+
+def test_a_start_delivered_again_after_its_job_ended_does_nothing(job) -> None:
+    """Its "started" marker went with the scratch data: the report alone must stop it retaking the lock."""
+    from worker.tasks import run_job
+
+    spec = JobSpec.from_data({"source": "demo", "target": "demo", "job_id": job.job_id})
+    job.create(spec.to_message(), 60)
+    job.set_info(status="success")
+    job.save_report({"status": "success"}, ttl=60)
+    run_job.apply(task_id=job.job_id)  # the start task, in this process
+    assert job.info()["status"] == "success"
+    assert not job.holds_lock(spec.target_identity())
