@@ -85,7 +85,9 @@ class Follower:
         if stage != self._last[0] or now - self._last[1] >= self.plain_every:
             self._last = (stage, now)
             extra = f" (shards {shards[0]}/{shards[1]})" if stage == "sync" and shards[1] else ""
-            self.console.print(f"{now - self.started:7.1f}s  {stage} {current}/{total}{extra}", highlight=False)
+            self.console.print(
+                f"{now - self.started:7.1f}s  {stage} {current}/{total}{extra}", highlight=False, soft_wrap=True
+            )
 
     def _live(self, stage: str, current: int, total: int, shards: Tuple[int, int]) -> None:
         assert self._progress is not None
@@ -105,7 +107,7 @@ class Follower:
         """Mark every stage shown as complete (the last line never stays at ``finish 0/1``)."""
         if self.mode == "plain" and self._last[0] != "ended":
             self._last = ("ended", time.monotonic())
-            self.console.print(f"{time.monotonic() - self.started:7.1f}s  ended", highlight=False)
+            self.console.print(f"{time.monotonic() - self.started:7.1f}s  ended", highlight=False, soft_wrap=True)
         if self._progress is None:
             return
         for task in self._tasks.values():
@@ -115,7 +117,7 @@ class Follower:
     def note(self, text: str) -> None:
         """A line of its own (a warning), above a live display."""
         if self.mode != "quiet":
-            self.console.print(text, style="yellow", highlight=False)
+            self.console.print(text, style="yellow", highlight=False, soft_wrap=True)
 
 
 def print_report(console: Console, report: Dict[str, Any], as_json: bool) -> None:
@@ -125,33 +127,41 @@ def print_report(console: Console, report: Dict[str, Any], as_json: bool) -> Non
         return
     error = f" ({report['error']})" if report.get("error") else ""
     out = console.print
-    out(f"job {report['job_id']}: {report['status']}{error}", highlight=False, markup=False)
-    out(f"  {report['source']} -> {report['target']}, diff {report.get('summary')}", highlight=False)
+    out(f"job {report['job_id']}: {report['status']}{error}", highlight=False, soft_wrap=True, markup=False)
+    out(f"  {report['source']} -> {report['target']}, diff {report.get('summary')}", highlight=False, soft_wrap=True)
     out(
         f"  operations {report['operations']} in {len(report['shards'])} shards, {report['waves']} waves",
         highlight=False,
+        soft_wrap=True,
     )
     for action, per_status in sorted(report["counts"].items()):
         out(
             f"  {action}: " + ", ".join(f"{status} {count}" for status, count in sorted(per_status.items())),
             highlight=False,
+            soft_wrap=True,
         )
     if report.get("skipped"):
-        out(f"  skipped (under a failed parent, or not reached): {report['skipped']}", highlight=False)
+        out(f"  skipped (under a failed parent, or not reached): {report['skipped']}", highlight=False, soft_wrap=True)
     for failure in report["failures"][:20]:
         out(
             f"  FAILED {failure['action']} {failure['model']} {failure['unique_id']}: {failure['message']}",
             highlight=False,
+            soft_wrap=True,
             markup=False,
         )
     if len(report["failures"]) > 20:
         out(
             f"  ... and {len(report['failures']) - 20} more failures (shardsync log {report['job_id']})",
             highlight=False,
+            soft_wrap=True,
         )
     seconds = ", ".join(f"{stage} {value:.2f}s" for stage, value in report["seconds"].items())
-    out(f"  submitted {report.get('submitted')}, ended {report.get('ended')}; seconds: {seconds}", highlight=False)
-    out(f"  workers: {', '.join(report['workers'])}", highlight=False, markup=False)
+    out(
+        f"  submitted {report.get('submitted')}, ended {report.get('ended')}; seconds: {seconds}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out(f"  workers: {', '.join(report['workers'])}", highlight=False, soft_wrap=True, markup=False)
 
 
 def print_jobs(console: Console, jobs: List[Dict[str, Any]]) -> None:
@@ -168,6 +178,7 @@ def print_jobs(console: Console, jobs: List[Dict[str, Any]]) -> None:
             f"{job['job_id']}  {job['source']} -> {job['target']}  {job['state']:<8}  {changes or 'no changes'}"
             f"{failures}  {job.get('submitted') or '-'}  {seconds}",
             highlight=False,
+            soft_wrap=True,
             markup=False,
         )
 
@@ -235,6 +246,7 @@ def print_log(console: Console, entries: List[Dict[str, Any]]) -> None:
             f"{entry['op']:>9}  {entry['action']:<6}  {entry['model']:<12}  {entry['unique_id']}  "
             f"{entry['status']}{message}",
             highlight=False,
+            soft_wrap=True,
             markup=False,
         )
 
