@@ -137,7 +137,7 @@ class JobHandle:
         with reaching_redis(f"read the shards of job {self.id}"):
             job = RedisJobState(self.id, redis_client())
             try:
-                total = len(job.plan()["shards"])
+                total = int(job.plan_head()["shards"])
             except LookupError:
                 return 0, 0
             return job.shards_finished(), total

@@ -180,7 +180,7 @@ def assemble_report(
     info = job.info()
     shard_results = job.shard_results()
     try:
-        plan: Dict[str, Any] = job.plan()
+        plan: Dict[str, Any] = job.plan_head()
     except LookupError:
         plan = {}
     times = job.times()

@@ -64,14 +64,14 @@ def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> Opti
     if job.report() is not None:
         return None  # a late duplicate of a job that has finished
     try:
-        plan = job.plan()
+        plan = job.plan_head()  # a shard reads the head and its own part of the plan, not every shard's
     except LookupError:
         logger.warning("Shard of a job without a plan (expired or finished)")
         return None
-    if not isinstance(index, int) or not 0 <= index < len(plan["shards"]):
-        logger.error("Shard message names no shard of its job's plan", shard=index, shards=len(plan["shards"]))
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < plan["shards"]:
+        logger.error("Shard message names no shard of its job's plan", shard=index, shards=plan["shards"])
         return None
-    info = plan["shards"][index]
+    info = job.shard_plan(index)
     wave = info["wave"]
     if job.shard_result(index) is not None:
         # A duplicate delivery of a finished shard (the first may have died before advancing).

@@ -165,7 +165,7 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
     try:
         spec = spec_of(job)
         try:
-            saved: Optional[Dict[str, Any]] = job.plan()
+            saved: Optional[Dict[str, Any]] = job.plan_head()
         except LookupError:
             saved = None
         if saved is None:

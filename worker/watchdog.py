@@ -36,7 +36,7 @@ def step_done(job: RedisJobState, step: str, args: Sequence[Any]) -> bool:
         return job.loads().get(args[0]) is not None
     if step == "diff":
         try:
-            job.plan()
+            job.plan_head()
         except LookupError:
             return False
         return True

@@ -160,3 +160,19 @@ def test_report_outlives_scratch(job) -> None:
 def test_safe_url_masks_passwords(url, shown) -> None:
     assert safe_url(url) == shown
     assert "s3cret" not in safe_url(url)
+
+
+def test_a_shard_reads_its_own_part_of_the_plan(job) -> None:
+    shards = [{"index": i, "wave": 0, "type": "site", "roots": list(range(i * 3, i * 3 + 3)), "operations": 3}
+              for i in range(2500)]
+    with pytest.raises(LookupError):
+        job.plan_head()
+    job.save_plan({"waves": [list(range(2500))], "operations": 7500, "shards": shards})
+    assert job.plan_head() == {"waves": [list(range(2500))], "operations": 7500, "shards": 2500}
+    assert job.shard_plan(1234) == shards[1234]
+    assert job.plan()["shards"] == shards  # the whole plan still reads back, in order
+    for bad in (-1, 2500):
+        with pytest.raises(LookupError, match=f"no shard {bad}"):
+            job.shard_plan(bad)
+    if isinstance(job, RedisJobState):  # the head is one small record: no shard's roots in it
+        assert len(job.client.get(job.key("plan"))) < 20_000

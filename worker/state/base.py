@@ -258,6 +258,28 @@ class JobState(ABC):
             LookupError: if there is none (not planned yet, or the job's scratch data is gone).
         """
 
+    def plan_head(self) -> Dict[str, Any]:
+        """The plan without its shards' roots: ``waves``, ``operations`` and ``shards`` (their number).
+
+        What every shard and every progress poll needs; cheap where the state can keep it apart.
+
+        Raises:
+            LookupError: as ``plan``.
+        """
+        plan = self.plan()
+        return {"waves": plan["waves"], "operations": plan["operations"], "shards": len(plan["shards"])}
+
+    def shard_plan(self, index: int) -> Dict[str, Any]:
+        """One shard of the plan (index, wave, type, roots, operations): a shard reads only its own part.
+
+        Raises:
+            LookupError: as ``plan``, or if the plan has no such shard.
+        """
+        shards = self.plan()["shards"]
+        if not 0 <= index < len(shards):
+            raise LookupError(f"job {self.job_id} has no shard {index}")
+        return shards[index]  # type: ignore[no-any-return]
+
     # -- journal and progress -------------------------------------------------------------------------
 
     @abstractmethod

@@ -207,15 +207,40 @@ class RedisJobState(RedisClaims, JobState):
         return RedisJobState(job_id, self.client)
 
     def save_plan(self, plan: Dict[str, Any]) -> None:
-        """Keep the plan (shards with their waves, roots and operation counts)."""
-        self.client.set(self.key("plan"), _pack(plan))
+        """Keep the plan: each shard in a hash field of its own, then the head (saved means planned).
 
-    def plan(self) -> Dict[str, Any]:
-        """The plan saved by the diff step."""
+        A shard reads its own entry and the head, never every shard's roots (``shard_plan``, ``plan_head``).
+        """
+        head = {"waves": plan["waves"], "operations": plan["operations"], "shards": len(plan["shards"])}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.key("plan-shards"))
+        for start in range(0, len(plan["shards"]), 1000):
+            part = plan["shards"][start : start + 1000]
+            pipe.hset(self.key("plan-shards"), mapping={str(shard["index"]): _pack(shard) for shard in part})
+        pipe.set(self.key("plan"), _pack(head))
+        pipe.execute()
+
+    def plan_head(self) -> Dict[str, Any]:
+        """The plan's waves, operations and number of shards."""
         found = unpack(self.client.get(self.key("plan")))
         if found is None:
             raise LookupError(f"job {self.job_id} has no plan")
         return found
+
+    def shard_plan(self, index: int) -> Dict[str, Any]:
+        """One shard of the plan."""
+        head = self.plan_head()
+        found = unpack(self.client.hget(self.key("plan-shards"), str(index))) if 0 <= index < head["shards"] else None
+        if found is None:
+            raise LookupError(f"job {self.job_id} has no shard {index}")
+        return found
+
+    def plan(self) -> Dict[str, Any]:
+        """The whole plan saved by the diff step (the head with every shard)."""
+        head = self.plan_head()
+        raw = self.client.hgetall(self.key("plan-shards"))
+        shards = sorted((unpack(value) for value in raw.values()), key=lambda shard: shard["index"])
+        return {"waves": head["waves"], "operations": head["operations"], "shards": shards}
 
     # -- shards, journal, progress --------------------------------------------------------------------
 
@@ -320,13 +345,13 @@ class RedisJobState(RedisClaims, JobState):
         per-object log) until they all expire.
         """
         try:
-            plan: Dict[str, Any] = self.plan()
+            plan: Dict[str, Any] = self.plan_head()
         except LookupError:
             plan = {}
-        parts = ["plan", "progress", "shards", "abort", "once", "claims", "releases", "running"]
+        parts = ["plan", "plan-shards", "progress", "shards", "abort", "once", "claims", "releases", "running"]
         parts += [f"wave:{wave}" for wave in range(len(plan.get("waves", [])))]
         steps = ["load-source", "load-target", "diff", "finish"]
-        steps += [f"shard-{index}" for index in range(len(plan.get("shards", [])))]
+        steps += [f"shard-{index}" for index in range(int(plan.get("shards", 0)))]
         parts += [f"claim:{step}" for step in steps]
         # Named, never matched: a job id is a key prefix, and a pattern could reach other jobs' keys.
         self.client.unlink(*[self.key(part) for part in parts])
