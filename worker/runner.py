@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Protocol, Tuple
@@ -104,14 +105,38 @@ def spec_of(job: JobState) -> JobSpec:
     return spec
 
 
-def attach_adapters(job: JobState, spec: JobSpec, lazy: bool = False) -> Tuple[Adapter, Adapter]:
-    """Source and target adapters attached to the job's loaded stores (their ``on_attach`` hooks run)."""
+_attached = threading.local()
+"""Per thread (a threads pool runs shards side by side): the adapters last attached for one job's shards."""
+
+
+def attach_adapters(job: JobState, spec: JobSpec, lazy: bool = False, reuse: bool = False) -> Tuple[Adapter, Adapter]:
+    """Source and target adapters attached to the job's loaded stores (their ``on_attach`` hooks run).
+
+    With ``reuse`` (the shards), a worker process keeps the pair for the next shard of the same job: one
+    ``on_attach`` per process (and thread) per job instead of one per shard, which matters when it builds
+    an API client or reads id maps. An adapter class with ``reuse_attached = False`` opts out. Call
+    ``forget_attached`` after a shard that did not end cleanly: its stores may hold unflushed writes.
+    """
+    key = (job.job_id, lazy)
+    if reuse:
+        kept = getattr(_attached, "pair", None)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        _attached.pair = None  # another job's adapters: let them go
     adapters = []
     for side in SIDES:
         adapter = spec.build_adapter(side)
         adapter.attach_store(job.open_store(side, lazy=lazy))
         adapters.append(adapter)
-    return adapters[0], adapters[1]
+    pair = (adapters[0], adapters[1])
+    if reuse and all(getattr(type(adapter), "reuse_attached", True) for adapter in pair):
+        _attached.pair = (key, pair)
+    return pair
+
+
+def forget_attached() -> None:
+    """Drop the adapters kept by ``attach_adapters(reuse=True)`` in this thread."""
+    _attached.pair = None
 
 
 def overdue(job: JobState, spec: Any) -> Optional[str]:

@@ -24,6 +24,7 @@ from worker.runner import (
     attach_adapters,
     claim_ttl,
     claim_wait,
+    forget_attached,
     poisoned,
     show_progress,
     spec_of,
@@ -91,8 +92,10 @@ def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> Opti
         else:
             result = _apply_shard(job, runner, delivery, info, plan["operations"], token)
     except Busy:
+        forget_attached()
         raise  # ClaimLost: another delivery has the shard now
     except Exception as err:  # noqa: BLE001 - outside the syncer: the shard still ends, and its wave with it
+        forget_attached()
         if delivery.will_retry(err):
             raise
         job.abort(f"shard {index} failed: {describe(err)}")
@@ -150,7 +153,7 @@ def _apply_shard(
                 raise LockLost(lock_lost_message(job.job_id, target_id))
 
         try:
-            source, target = attach_adapters(job, spec, lazy=True)
+            source, target = attach_adapters(job, spec, lazy=True, reuse=True)
             codec = DiffCodec(source, target)
             sub_diff = Diff()
             op_ids: Dict[int, str] = {}
@@ -175,8 +178,10 @@ def _apply_shard(
             )
             result["changed"], result["stopped"] = syncer.run()
         except Busy:
+            forget_attached()  # its stores may hold writes this delivery never flushed
             raise  # ClaimLost: stand down; what this delivery journaled is replayed by the next one
         except Exception as err:  # noqa: BLE001 - a failed shard stops the job; the report names the error
+            forget_attached()  # the next shard in this process attaches fresh adapters
             if delivery.will_retry(err):
                 raise  # run again as a whole: its journal replays; nothing of this run is counted
             result["error"] = describe(err)

@@ -333,6 +333,25 @@ class ShortBatchDatasetAdapter(DatasetAdapter):
     site = ShortBatchSite
 
 
+@register_adapter("dataset-attach-counted")
+class AttachCountedDatasetAdapter(DatasetAdapter):
+    """``dataset`` recording each ``on_attach`` as ``["attach", stage, "", {}, pid]`` (stage: the step's)."""
+
+    def on_attach(self) -> None:
+        import structlog  # the step binds its stage in the context
+
+        stage = str(structlog.contextvars.get_contextvars().get("stage", ""))
+        if self.calls_key:
+            _client(self.record_url).rpush(self.calls_key, msgpack.packb(["attach", stage, "", {}, os.getpid()]))
+
+
+@register_adapter("dataset-attach-fresh")
+class FreshAttachDatasetAdapter(AttachCountedDatasetAdapter):
+    """The same, opting out of adapter reuse across a job's shards (``reuse_attached = False``)."""
+
+    reuse_attached = False
+
+
 def read_calls(client: Redis, key: str) -> List[List[Any]]:
     """The hook calls recorded under ``key``, in the order they were made."""
     return [msgpack.unpackb(raw, raw=False) for raw in client.lrange(key, 0, -1)]

@@ -361,3 +361,30 @@ def test_adapter_secrets_stay_out_of_messages_events_logs_and_the_result_backend
     assert any(handle.id.encode() in key for key in metas)
     for key in metas:
         assert marker.encode() not in (redis_db.get(key) or b""), key
+
+
+@pytest.mark.parametrize(("target", "reused"), [("dataset-attach-counted", True), ("dataset-attach-fresh", False)])
+def test_a_worker_process_attaches_a_jobs_adapters_once_for_all_its_shards(redis_db, target, reused) -> None:
+    calls_key = f"test:calls:{uuid.uuid4().hex}"
+    source = dataset(8, devices=1, ports=1, regions=0)
+    handle = submit_sync(
+        source="dataset",
+        target=target,
+        source_kwargs={"data": source},
+        target_kwargs={"record_url": REDIS_URL, "calls_key": calls_key},
+        shard_size=1,  # one shard per site: 8 shards over the two worker processes
+    )
+    report = handle.wait(timeout=90)
+    assert report["status"] == "success" and len(report["shards"]) == 8
+    attaches = [call for call in read_calls(redis_db, calls_key) if call[0] == "attach"]
+    in_shards = [call for call in attaches if call[1] == "sync"]
+    per_process = {pid: sum(1 for call in in_shards if call[4] == pid) for pid in {c[4] for c in in_shards}}
+    if reused:
+        assert set(per_process.values()) == {1}, per_process  # one on_attach per process for the job's shards
+    else:
+        assert len(in_shards) == 8  # opted out: one per shard
+    local_state, _, _ = local_sync(source, {}, [], redis_db, REDIS_URL)
+    from _compare import target_contents
+
+    assert target_contents(handle.id, REDIS_URL) == local_state
+    redis_db.delete(calls_key)

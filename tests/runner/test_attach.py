@@ -56,3 +56,42 @@ def test_attach_store_sets_both_directions() -> None:
         assert adapter.store is store and store.adapter is adapter
     finally:
         store.clear()
+
+
+def test_shards_reuse_a_jobs_attached_adapters_until_told_to_forget() -> None:
+    """One on_attach per process (thread) per job; another job, a failed shard or an opt-out get fresh ones."""
+    import threading
+
+    from worker.runner import attach_adapters, forget_attached
+    from worker.spec import JobSpec
+    from worker.state import MemoryJobState
+
+    def state(job_id: str) -> tuple:
+        spec = JobSpec.from_data({"source": "demo", "target": "demo-api", "job_id": job_id})
+        job = MemoryJobState(job_id)
+        job.create(spec.to_message(), 60)
+        job.fresh_store("source"), job.fresh_store("target")  # loaded (empty)
+        return job, spec
+
+    job, spec = state("reuse-a")
+    first = attach_adapters(job, spec, lazy=True, reuse=True)
+    assert attach_adapters(job, spec, lazy=True, reuse=True) is first
+    assert attach_adapters(job, spec, lazy=True) is not first  # without reuse (the diff, the finish): fresh
+    forget_attached()
+    second = attach_adapters(job, spec, lazy=True, reuse=True)
+    assert second is not first
+    other, other_spec = state("reuse-b")
+    assert attach_adapters(other, other_spec, lazy=True, reuse=True) is not second
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(attach_adapters(other, other_spec, lazy=True, reuse=True)))
+    thread.start()
+    thread.join()
+    assert seen[0] is not attach_adapters(other, other_spec, lazy=True, reuse=True)  # per thread
+    forget_attached()
+    ApiInventoryAdapter.reuse_attached = False
+    try:
+        kept = attach_adapters(job, spec, lazy=True, reuse=True)
+        assert attach_adapters(job, spec, lazy=True, reuse=True) is not kept
+    finally:
+        del ApiInventoryAdapter.reuse_attached
+        forget_attached()
