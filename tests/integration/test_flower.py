@@ -91,8 +91,11 @@ def test_flower_shows_job_progress_and_result(redis_db, tmp_path) -> None:
         status, workers = get(f"{base}/api/workers?refresh=1")
         assert status == 200 and not [name for name in workers if name.startswith("gen")], workers
         # A shard shows readable arguments and a result.
-        shard = poll(lambda: (get(f"{base}/api/task/info/{handle.id}.shard-0")[1] or {}).get("result") and
-                     get(f"{base}/api/task/info/{handle.id}.shard-0")[1], what="the shard's result")
+        def shard_shown():  # its events (received: args; succeeded: result) may reach Flower in any order
+            info = get(f"{base}/api/task/info/{handle.id}.shard-0")[1] or {}
+            return info if info.get("args") and info.get("result") else None
+
+        shard = poll(shard_shown, what="the shard's arguments and result in flower")
         assert shard["args"] == f"job {handle.id} shard 0"
         assert "'applied': 2" in shard["result"] and "'seconds'" in shard["result"]
     finally:
