@@ -12,6 +12,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
 
 from worker.errors import InvalidJob, JobFailed
+from worker.runner import forget_attached
 from worker.settings import get_settings
 from worker.spec import JobSpec
 from worker.state.memory import MemoryJobState
@@ -79,7 +80,10 @@ def run_local(
         raise InvalidJob(f"job state {job.job_id!r} is not a new state for job {spec.job_id!r}")
     runner = LocalRunner(callback)
     runner.enqueue("start", spec.job_id)
-    runner.run(job, Delivery(hostname=f"local@{socket.gethostname()}"))
+    try:
+        runner.run(job, Delivery(hostname=f"local@{socket.gethostname()}"))
+    finally:
+        forget_attached()  # the shards' adapters hold this job's stores: let them go with the job
     report = job.report()
     if report is None:  # every path through the steps ends in the finish: this is a bug, said plainly
         raise RuntimeError(f"embedded job {spec.job_id} ended without a report")
