@@ -18,11 +18,12 @@ from rich.console import Console
 from core.logging import enable_console_logging
 from worker.api import JobHandle, submit_spec
 from worker.display import Exit, Follower, exit_code_of, print_report
+from worker.display import complain as _err
 from worker.errors import InvalidJob, JobFailed, ShardsyncError, UnknownAdapter
 from worker.local import run_local
 from worker.options import follow_options, job_options, read_job_file, spec_data
-from worker.spec import JobSpec, check_job_id
-from worker.views import register_views
+from worker.spec import JobSpec
+from worker.views import guarded, known_job, register_views
 
 NO_WORKER_AFTER = 5.0
 """Seconds a job may stay queued before the command checks that some worker consumes its queue."""
@@ -34,10 +35,6 @@ def quiet_engine(verbose: int) -> None:
         enable_console_logging(verbosity=verbose)
     else:
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-
-
-def _err(command: str, message: str) -> None:
-    click.echo(f"shardsync {command}: {message}", err=True)
 
 
 def launch(
@@ -97,8 +94,10 @@ def follow(
     warned = False
     try:
         with follower:
-            while not handle.done():
-                stage, current, total = handle.progress()
+            while True:
+                stage, current, total = handle.progress()  # "done" / "failed" once the job's state is final
+                if stage in ("done", "failed"):
+                    break
                 follower.update(stage, current, total, handle.shards() if stage == "sync" else (0, 0))
                 if stage != "queued":
                     queued_since = time.monotonic()
@@ -252,19 +251,9 @@ def watch(job_id: str, timeout: Optional[float], as_json: bool) -> int:
 
 
 def _known(command: str, job_id: str) -> Optional[int]:
-    """None when the job is known; else the exit code, after saying why."""
-    try:
-        check_job_id(job_id)
-        if JobHandle(job_id).known():
-            return None
-    except InvalidJob as err:
-        _err(command, str(err))
-        return Exit.BAD_INPUT
-    except ShardsyncError as err:
-        _err(command, str(err))
-        return Exit.REDIS
-    _err(command, f"job {job_id} is unknown (or its record expired)")
-    return Exit.BAD_INPUT
+    """None when the job is known; else the exit code, after saying why (``worker.views.guarded``)."""
+    code = guarded(command, lambda: known_job(job_id) and Exit.OK)
+    return None if code == Exit.OK else code
 
 
 @cli.command()

@@ -8,6 +8,7 @@ logs stay readable; ``--json`` gets nothing until one JSON object at the end.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -118,6 +119,11 @@ class Follower:
         """A line of its own (a warning), above a live display."""
         if self.mode != "quiet":
             self.console.print(text, style="yellow", highlight=False, soft_wrap=True)
+
+
+def complain(command: str, message: str) -> None:
+    """An error of a command, on stderr: ``shardsync <command>: <message>``."""
+    print(f"shardsync {command}: {message}", file=sys.stderr)
 
 
 def print_report(console: Console, report: Dict[str, Any], as_json: bool) -> None:

@@ -17,6 +17,7 @@ from redis import Redis
 from core import keys
 from core.diff_codec import DiffCodec
 from core.planner import subtree_operations
+from worker.apply import number_elements
 from worker.registry import get_adapter
 from worker.report import iso, rebuild_diff
 from worker.settings import get_settings
@@ -105,24 +106,28 @@ def _planned(job: RedisJobState, spec: Dict[str, Any], journal: Dict[str, List[A
     records = job.diff_records(list(range(job.diff_size())))
     diff = rebuild_diff(records, DiffCodec(source_cls, target_cls), "source", "target", job.summary())
     for root, element in enumerate(diff.get_children()):
-        by_seq: Dict[int, Any] = {}
-        seq_of: Dict[int, int] = {}
-        stack = [element]
-        while stack:
-            current = stack.pop()
-            seq_of[id(current)] = len(by_seq)
-            by_seq[len(by_seq)] = current
-            stack.extend(reversed(list(current.get_children())))
+        op_ids: Dict[int, str] = {}
+        number_elements(root, element, op_ids)  # the shards' numbering, so the names match the journal's
+        by_op = {op_ids[id(current)]: current for current in _walk(element)}
 
-        def flags_of(current: Any, root: int = root, seq_of: Dict[int, int] = seq_of) -> int:
-            entry = journal.get(f"{root}:{seq_of[id(current)]}")
+        def flags_of(current: Any, op_ids: Dict[int, str] = op_ids) -> int:
+            entry = journal.get(op_ids[id(current)])
             return int(entry[5]) if entry is not None and len(entry) > 5 else 0
 
         for operation in subtree_operations(root, element, flags_of):  # type: ignore[arg-type]
-            current = by_seq[operation.seq]
+            op = f"{root}:{operation.seq}"
+            current = by_op[op]
             model_class = getattr(target_cls, current.type, None)
             uid = model_class.create_unique_id(**current.keys) if model_class is not None else current.name
-            yield {"op": f"{root}:{operation.seq}", "action": operation.action, "model": current.type, "unique_id": uid}
+            yield {"op": op, "action": operation.action, "model": current.type, "unique_id": uid}
+
+
+def _walk(element: Any) -> Iterator[Any]:
+    stack = [element]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(current.get_children())
 
 
 def job_log(

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from core.diff import Diff
 from core.diff_codec import DiffCodec
+from worker.connection import safe_url
 from worker.state.base import JobState
 
 
@@ -40,11 +41,11 @@ def redact(kwargs: Any, secret_names: Sequence[str] = ()) -> Any:
         return shown
     if isinstance(kwargs, list):
         return [redact(value, secret_names) for value in kwargs]
-    if isinstance(kwargs, str) and "://" in kwargs and "@" in kwargs:
-        scheme, _, rest = kwargs.partition("://")
-        userinfo, at, host = rest.rpartition("@")
-        if at and ":" in userinfo:
-            return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+    if isinstance(kwargs, str) and "://" in kwargs:
+        try:
+            return safe_url(kwargs)
+        except ValueError:  # not parseable as a URL: shown as a secret rather than guessed at
+            return "***"
     return kwargs
 
 

@@ -108,11 +108,3 @@ def copy_diff(plan: JobState, job: JobState) -> List[Any]:
     records = plan.diff_records(list(range(plan.diff_size())))
     job.save_diff(records, plan.summary() or {})
     return records
-
-
-def decode_all(records: List[Any], codec: Any, source_name: str, target_name: str) -> Diff:
-    """The plan's diff, from its records."""
-    diff = Diff()
-    for record in records:
-        diff.add(codec.decode(record, source_name, target_name))
-    return diff

@@ -178,8 +178,7 @@ def _apply_shard(
             )
             result["changed"], result["stopped"] = syncer.run()
         except Busy:
-            forget_attached()  # its stores may hold writes this delivery never flushed
-            raise  # ClaimLost: stand down; what this delivery journaled is replayed by the next one
+            raise  # ClaimLost: stand down (shard() lets its adapters go); the next delivery replays the journal
         except Exception as err:  # noqa: BLE001 - a failed shard stops the job; the report names the error
             forget_attached()  # the next shard in this process attaches fresh adapters
             if delivery.will_retry(err):

@@ -104,64 +104,52 @@ def _check_packable(side: str, kwargs: Dict[str, Any]) -> None:
 
 
 def _check_fits(cls: type, kwargs: Dict[str, Any]) -> None:
-    """Bind kwargs to the constructor, following ``**kwargs`` handed on to parent constructors.
+    """Bind kwargs to the constructor (and its parents, through ``**kwargs``), each checked against its type.
 
-    An adapter whose ``__init__`` takes ``**kwargs`` for ``super().__init__()`` would otherwise accept any
-    misspelt name, and the job would fail only when a worker builds the adapter.
+    Each is checked against the annotation of the parameter that takes it (``{"sites": "many"}`` for an
+    int). An adapter whose ``__init__`` takes ``**kwargs`` for ``super().__init__()`` would otherwise accept any
+    misspelt name, and the job would fail only when a worker builds the adapter. Types are checked as
+    pydantic's strict mode checks a field (``"3"`` is no int: the adapter would get the string; ``1`` fits a
+    float), where the annotation can be resolved.
 
     Raises:
-        TypeError: naming what does not fit.
+        TypeError: naming what does not fit (the argument, the constructor and what was expected).
     """
     inspect.signature(cls).bind(**kwargs)  # the constructor itself: required arguments, positional rules
     left = dict(kwargs)
+    taken = []  # (constructor's class, its __init__, name, value)
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None or klass is object:
             continue
         parameters = list(inspect.signature(init).parameters.values())[1:]  # without self
         named = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        taken += [(klass, init, name, value) for name, value in left.items() if name in named]
         left = {name: value for name, value in left.items() if name not in named}
         if not any(p.kind == p.VAR_KEYWORD for p in parameters):
             break  # the rest would reach this constructor, which takes no more names
     if left:
         raise TypeError(f"got an unexpected keyword argument {sorted(left)[0]!r} (passed on to a parent constructor)")
-    _check_types(cls, kwargs)
-
-
-def _check_types(cls: type, kwargs: Dict[str, Any]) -> None:
-    """Check each kwarg against its constructor parameter's annotation (``{"sites": "many"}`` for an int).
-
-    Checked as pydantic's strict mode checks a field (``"3"`` is no int: the adapter would get the string;
-    ``1`` fits a float), and only where the annotation can be resolved; a worker would otherwise fail later,
-    with an error far from the submission.
-
-    Raises:
-        TypeError: naming the argument, the constructor and what was expected.
-    """
-    left = dict(kwargs)
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None or klass is object or not left:
-            break
-        try:
-            hints = typing.get_type_hints(init)
-        except Exception:  # noqa: BLE001 - an annotation this process cannot resolve is not checked
-            hints = {}
-        for name in [name for name in left if name in inspect.signature(init).parameters]:
-            value = left.pop(name)
-            annotation = hints.get(name)
-            if annotation is None or annotation is Any:
-                continue
+    hints: Dict[Any, Dict[str, Any]] = {}
+    for klass, init, name, value in taken:
+        if init not in hints:
             try:
-                TypeAdapter(annotation).validate_python(value, strict=True)
-            except ValidationError as err:
-                problem = err.errors()[0]["msg"] if err.errors() else str(err)
-                raise TypeError(
-                    f"argument {name!r} of {klass.__qualname__}.__init__ must be {_type_name(annotation)}, "
-                    f"not {value!r} ({problem})"
-                ) from None
-            except Exception:  # noqa: BLE001, S112 - a type pydantic cannot check (a class of its own): skipped
-                continue
+                hints[init] = typing.get_type_hints(init)
+            except Exception:  # noqa: BLE001 - an annotation this process cannot resolve is not checked
+                hints[init] = {}
+        annotation = hints[init].get(name)
+        if annotation is None or annotation is Any:
+            continue
+        try:
+            TypeAdapter(annotation).validate_python(value, strict=True)
+        except ValidationError as err:
+            problem = err.errors()[0]["msg"] if err.errors() else str(err)
+            raise TypeError(
+                f"argument {name!r} of {klass.__qualname__}.__init__ must be {_type_name(annotation)}, "
+                f"not {value!r} ({problem})"
+            ) from None
+        except Exception:  # noqa: BLE001, S112 - a type pydantic cannot check (a class of its own): skipped
+            continue
 
 
 def _type_name(annotation: Any) -> str:

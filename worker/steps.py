@@ -22,7 +22,7 @@ from worker.errors import describe
 from worker.guard import delete_refusal, parse_delete_limit
 from worker.registry import get_adapter
 from worker.report import assemble_report, rebuild_diff
-from worker.review import copy_diff, decode_all, fingerprint, plan_job, refusal
+from worker.review import copy_diff, fingerprint, plan_job, refusal
 from worker.runner import (
     SIDES,
     Busy,
@@ -100,7 +100,8 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
         runner.enqueue("finish", job.job_id)  # stopped (an error elsewhere, or cancelled): the finish reports it
         return
     try:
-        if job.loads().get(side) is None and side == "source" and spec_of(job).apply_of:
+        spec = spec_of(job)
+        if job.loads().get(side) is None and side == "source" and spec.apply_of:
             # Applying a plan writes the plan's diff: the source is not read again.
             job.record_load(side, {"objects": 0, "seconds": 0.0, "worker": delivery.hostname, "skipped": True})
         if job.loads().get(side) is None:
@@ -112,7 +113,7 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
                 if reason is not None:
                     raise RuntimeError(reason)
                 if job.loads().get(side) is None:  # not loaded by a duplicate that finished meanwhile
-                    _load_side(job, runner, delivery, side, token)
+                    _load_side(job, runner, delivery, spec, side, token)
             finally:
                 job.release_claim(stage, token)
         if job.report() is not None:
@@ -129,9 +130,8 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
         fail(job, runner, stage, err)
 
 
-def _load_side(job: JobState, runner: Runner, delivery: Delivery, side: str, token: str) -> None:
+def _load_side(job: JobState, runner: Runner, delivery: Delivery, spec: JobSpec, side: str, token: str) -> None:
     stage = f"load-{side}"
-    spec = spec_of(job)
     with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim=stage, token=token) as beat:
         started = time.perf_counter()
         show_progress(job, runner, stage, len(job.loads()), 2)
@@ -243,7 +243,7 @@ def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobS
             reason = refusal(plan_state, target, spec.apply_of)
             if reason is not None:
                 raise Refused(reason)
-            the_diff = decode_all(copy_diff(plan_state, job), codec, source.name, target.name)
+            the_diff = rebuild_diff(copy_diff(plan_state, job), codec, source.name, target.name, job.summary())
         else:
             the_diff = target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress)
             job.save_diff([codec.encode(element) for element in the_diff.get_children()], the_diff.summary())

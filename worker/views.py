@@ -18,6 +18,7 @@ from core.logging import enable_console_logging
 from worker.api import JobHandle, list_jobs
 from worker.demo import demo_adapters
 from worker.display import Exit, diff_json, diff_tree, exit_code_of, print_jobs, print_log, print_report
+from worker.display import complain as _err
 from worker.errors import InvalidJob, ShardsyncError, UnknownAdapter
 from worker.history import STATES
 from worker.registry import import_adapter_modules, registered_adapters
@@ -26,11 +27,7 @@ from worker.settings import get_settings
 from worker.spec import check_job_id, parse_flags
 
 
-def _err(command: str, message: str) -> None:
-    click.echo(f"shardsync {command}: {message}", err=True)
-
-
-def _guarded(command: str, body: Callable[[], int]) -> int:
+def guarded(command: str, body: Callable[[], int]) -> int:
     """Run a command's body; bad input and an unreachable Redis become their exit codes, with a message."""
     try:
         return body()
@@ -42,7 +39,12 @@ def _guarded(command: str, body: Callable[[], int]) -> int:
         return Exit.REDIS
 
 
-def _known_job(job_id: str) -> JobHandle:
+def known_job(job_id: str) -> JobHandle:
+    """The handle of a known job.
+
+    Raises:
+        InvalidJob: if the id is not a job id, or no such job is known (or its records expired).
+    """
     check_job_id(job_id)
     handle = JobHandle(job_id)
     if not handle.known():
@@ -103,7 +105,7 @@ def jobs(state: Optional[str], target: Optional[str], source: Optional[str], lim
             print_jobs(Console(), found)
         return Exit.OK
 
-    return _guarded("jobs", body)
+    return guarded("jobs", body)
 
 
 @click.command()
@@ -113,7 +115,7 @@ def status(job_id: str, as_json: bool) -> int:
     """A job's progress while it runs, its report once it ended."""
 
     def body() -> int:
-        handle = _known_job(job_id)
+        handle = known_job(job_id)
         report = handle.report()
         if report is not None:
             print_report(Console(), report, as_json)
@@ -125,7 +127,7 @@ def status(job_id: str, as_json: bool) -> int:
             click.echo(f"job {job_id}: {stage} {current}/{total}")
         return Exit.OK
 
-    return _guarded("status", body)
+    return guarded("status", body)
 
 
 @click.command()
@@ -151,7 +153,7 @@ def diff(job_id: str, types: List[str], actions: List[str], as_json: bool) -> in
     """The diff a job computed, as a tree (elements above a selected one show where it belongs)."""
 
     def body() -> int:
-        handle = _known_job(job_id)
+        handle = known_job(job_id)
         found = handle.diff()
         if found is None:
             raise InvalidJob(f"job {job_id} has no diff yet (its diff step has not run)")
@@ -161,7 +163,7 @@ def diff(job_id: str, types: List[str], actions: List[str], as_json: bool) -> in
             Console().print(diff_tree(found, list(types), list(actions)))
         return Exit.OK
 
-    return _guarded("diff", body)
+    return guarded("diff", body)
 
 
 @click.command()
@@ -184,14 +186,14 @@ def log(
     """The per-object log of a job: action, model, unique id, status, message, in plan order."""
 
     def body() -> int:
-        entries = _known_job(job_id).log(action=action, model=model, status=status_, offset=offset, limit=limit)
+        entries = known_job(job_id).log(action=action, model=model, status=status_, offset=offset, limit=limit)
         if as_json:
             click.echo(json.dumps(entries, sort_keys=True, default=str))
         else:
             print_log(Console(), entries)
         return Exit.OK
 
-    return _guarded("log", body)
+    return guarded("log", body)
 
 
 @click.command()
@@ -241,4 +243,4 @@ def register_views(group: Any) -> None:
         group.add_command(command)
 
 
-__all__ = ["register_views"]
+__all__ = ["guarded", "known_job", "register_views"]
