@@ -6,7 +6,7 @@ import functools
 import inspect
 from copy import deepcopy
 from inspect import isclass
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Set, Tuple, Type, Union
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Set, Tuple, Type, Union
 
 import structlog
 
@@ -201,7 +201,38 @@ class Adapter:
         return value_order
 
     def load(self) -> None:
-        """Load all data from the system behind this adapter; to be overridden."""
+        """Load all data from the system behind this adapter; to be overridden.
+
+        An adapter that declares ``partitions()`` may leave this alone: it then loads every partition in
+        their order, which is the order a distributed job's partitioned load keeps too.
+        """
+        parts = self.partitions()
+        if parts is not None:
+            for part in parts:
+                self.load_partition(part)
+
+    def partitions(self) -> Optional[Sequence[Any]]:
+        """The parts this adapter's load divides into, as plain-data keys, or None to load in one piece.
+
+        A distributed job loads each partition as a task of its own, in parallel across workers, into the
+        side's store; the store keeps the objects in partition order, so the diff is the one of a load that
+        went through the partitions one after another. Keys are plain data (str, int, float, bool, None and
+        lists or dicts of them: they travel through Redis as msgpack), distinct, at most 10,000. Typical
+        keys: page numbers or cursor ranges of a paginated API, id ranges or ``WHERE`` values of a query.
+        Each partition must hold whole top-level subtrees: a child loaded with its parent.
+        """
+        return None
+
+    def load_partition(self, partition: Any) -> None:
+        """Load one of the keys ``partitions()`` returned (the whole subtrees of that part); to be overridden.
+
+        Runs in any worker, on an adapter built from the constructor kwargs, possibly at the same time as
+        other partitions of the same side in other processes: it must not depend on another partition's
+        objects being present.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} declares partitions() but does not implement load_partition(partition)"
+        )
 
     def dict(self, exclude_defaults: bool = True, **kwargs: Any) -> Dict[str, Dict[str, Dict]]:
         """Represent the contents as ``{modelname: {unique_id: fields}}``."""

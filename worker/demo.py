@@ -82,12 +82,18 @@ class Interface(_RemoteLatency):
     mtu: int = 1500
 
 
+PAGE_SIZE = 100
+"""Objects per page of the simulated paginated listing (``page_latency``)."""
+
+
 class InventoryAdapter(Adapter):
     """An inventory generated from a seed: ``sites`` sites of ``devices`` devices of ``interfaces`` interfaces.
 
     ``variant`` > 0 perturbs the data (some sites missing or extra, some attributes changed), deterministically,
     so that two adapters with the same seed and different variants differ by a few percent. ``hook_latency``
-    (seconds) makes every create/update/delete wait that long, like a call to a remote API (for benchmarks).
+    (seconds) makes every create/update/delete wait that long, like a call to a remote API (for benchmarks);
+    ``page_latency`` makes the load wait that long per page of PAGE_SIZE objects, like a paginated listing.
+    ``partitions`` > 0 declares that many partitions (ranges of sites), which a job loads in parallel.
     """
 
     site = Site
@@ -104,6 +110,8 @@ class InventoryAdapter(Adapter):
         variant: int = 0,
         hook_latency: float = 0.0,
         name: Optional[str] = None,
+        partitions: int = 0,
+        page_latency: float = 0.0,
         **kwargs: object,
     ) -> None:
         super().__init__(name=name, **kwargs)  # type: ignore[arg-type]
@@ -113,41 +121,76 @@ class InventoryAdapter(Adapter):
         self.interfaces = interfaces
         self.seed = seed
         self.variant = variant
+        self.partition_count = partitions
+        self.page_latency = page_latency
+        self._on_page = 0
 
     def load(self) -> None:
-        """Build the inventory in memory."""
+        """Build the inventory in memory (partition by partition when it declares partitions)."""
+        if self.partition_count:
+            super().load()
+        else:
+            self._load_sites(0, self.sites)
+
+    def partitions(self) -> Optional[List[List[int]]]:
+        """``partitions`` ranges ``[first, end)`` of site numbers, when asked for (benchmarks, tests)."""
+        if not self.partition_count:
+            return None
+        count = self.partition_count
+        bounds = [self.sites * index // count for index in range(count + 1)]
+        return [[bounds[index], bounds[index + 1]] for index in range(count)]
+
+    def load_partition(self, partition: Any) -> None:
+        """The sites of one range, with their devices and interfaces (the last range also the extra site)."""
+        first, end = partition
+        self._load_sites(int(first), int(end))
+
+    def _add(self, obj: DiffSyncModel) -> None:
+        if self.page_latency and self._on_page % PAGE_SIZE == 0:
+            time.sleep(self.page_latency)  # the simulated request for the next page of a listing
+        self._on_page += 1
+        self.add(obj)
+
+    def _load_sites(self, first: int, end: int) -> None:
+        # One random sequence for the whole inventory: the sites before ``first`` draw their numbers
+        # without being built, so that a range is the same as in a load of everything.
         rng = random.Random(self.seed * 1000 + self.variant)
         perturb = self.variant > 0
-        for site_index in range(self.sites):
+        for site_index in range(end):
+            build = site_index >= first
             if perturb and rng.random() < 0.1:
                 continue  # a site the other side has and this one lacks
-            site = self.site(name=f"site-{site_index:04d}", region=["emea", "amer", "apac"][site_index % 3])
-            if perturb and rng.random() < 0.1:
-                site.status = "planned"
-            self.add(site)
+            planned = perturb and rng.random() < 0.1
+            site = None
+            if build:
+                site = self.site(name=f"site-{site_index:04d}", region=["emea", "amer", "apac"][site_index % 3])
+                if planned:
+                    site.status = "planned"
+                self._add(site)
             for device_index in range(self.devices):
+                border = perturb and rng.random() < 0.1
+                changed = [perturb and rng.random() < 0.1 for _ in range(self.interfaces)]
+                if site is None:
+                    continue
                 device = self.device(
                     site=site.name,
                     name=f"dev-{device_index:02d}",
                     model="qfx5120" if device_index % 2 else "mx204",
-                    role="leaf" if device_index % 2 else "spine",
+                    role="border" if border else "leaf" if device_index % 2 else "spine",
                     serial=f"SN{site_index:04d}{device_index:02d}",
                 )
-                if perturb and rng.random() < 0.1:
-                    device.role = "border"
-                self.add(device)
+                self._add(device)
                 site.add_child(device)
                 for interface_index in range(self.interfaces):
                     interface = self.interface(
                         device=device.get_unique_id(), name=f"et-0/0/{interface_index}", mtu=9192
                     )
-                    if perturb and rng.random() < 0.1:
+                    if changed[interface_index]:
                         interface.description = "changed in source"
-                    self.add(interface)
+                    self._add(interface)
                     device.add_child(interface)
-        if perturb:
-            extra = self.site(name=f"site-{self.sites + self.variant:04d}", region="emea")
-            self.add(extra)
+        if perturb and end >= self.sites:
+            self._add(self.site(name=f"site-{self.sites + self.variant:04d}", region="emea"))
 
 
 def demo_adapters(sites: int = 3, seed: int = 1) -> Dict[str, InventoryAdapter]:

@@ -1,4 +1,4 @@
-"""The job pipeline's steps as plain functions: start, load one side, diff and plan, apply one shard, finish.
+"""The job pipeline's steps as plain functions: start, load (``worker.load``), diff and plan, shard, finish.
 
 Each step reads and writes the job only through a ``JobState`` and hands over to the next step through a
 ``Runner``: Celery tasks on workers (``worker.tasks``) or a queue in this process (``worker.local``) carry the
@@ -20,13 +20,13 @@ from core.enum import DiffSyncModelFlags
 from core.planner import plan_sync
 from worker.errors import describe
 from worker.guard import delete_refusal, parse_delete_limit
+from worker.load import load, part
 from worker.registry import get_adapter
 from worker.report import assemble_report, rebuild_diff
 from worker.review import copy_diff, fingerprint, plan_job, refusal
 from worker.runner import (
     SIDES,
     Busy,
-    ClaimLost,
     Delivery,
     Runner,
     attach_adapters,
@@ -89,70 +89,6 @@ def start(job: JobState, runner: Runner, delivery: Delivery) -> None:
     for side in SIDES:
         runner.enqueue("load", job.job_id, side)
     job.mark("started")  # after the enqueues: a start that dies before this sends them again (loads are claimed)
-
-
-def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
-    """Load one side's adapter into the job's store of that side; the second load to end enqueues the diff."""
-    stage = f"load-{side}"
-    if job.report() is not None:
-        return  # the job has ended (a late duplicate)
-    if job.aborted():
-        runner.enqueue("finish", job.job_id)  # stopped (an error elsewhere, or cancelled): the finish reports it
-        return
-    try:
-        spec = spec_of(job)
-        if job.loads().get(side) is None and side == "source" and spec.apply_of:
-            # Applying a plan writes the plan's diff: the source is not read again.
-            job.record_load(side, {"objects": 0, "seconds": 0.0, "worker": delivery.hostname, "skipped": True})
-        if job.loads().get(side) is None:
-            token = job.claim(stage, claim_ttl(), "load", [side])
-            if token is None:  # a duplicate is loading into this store now: never clear it under its feet
-                raise Busy(f"the {side} load", claim_wait())
-            try:
-                reason = poisoned(job, stage)
-                if reason is not None:
-                    raise RuntimeError(reason)
-                if job.loads().get(side) is None:  # not loaded by a duplicate that finished meanwhile
-                    _load_side(job, runner, delivery, spec, side, token)
-            finally:
-                job.release_claim(stage, token)
-        if job.report() is not None:
-            return  # the job ended while this side loaded (the other failed, say): nothing more of it
-        loaded = len(job.loads())
-        show_progress(job, runner, stage, loaded, 2)
-        if loaded == len(SIDES):
-            runner.enqueue("finish" if job.aborted() else "diff", job.job_id)
-    except Busy:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of a load ends the job with a report
-        if delivery.will_retry(err):
-            raise
-        fail(job, runner, stage, err)
-
-
-def _load_side(job: JobState, runner: Runner, delivery: Delivery, spec: JobSpec, side: str, token: str) -> None:
-    stage = f"load-{side}"
-    with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim=stage, token=token) as beat:
-        started = time.perf_counter()
-        show_progress(job, runner, stage, len(job.loads()), 2)
-        store = job.fresh_store(side)
-        adapter = spec.build_adapter(side)
-        adapter.store = store
-        store.adapter = adapter
-        adapter.load()
-        flush = getattr(store, "flush", None)
-        if flush is not None:
-            flush()
-        seconds = time.perf_counter() - started
-        count = store.count()
-        if beat.claim_lost.is_set():  # another delivery may be loading this store now: its load counts
-            raise ClaimLost(f"the {side} load", claim_wait())
-    if job.report() is not None:
-        return  # the job ended while this side loaded: its records are the finish's, and final
-    job.record_time(stage, seconds)
-    job.record_worker(stage, delivery.hostname)
-    job.record_load(side, {"objects": count, "seconds": seconds, "worker": delivery.hostname})
-    logger.info("Loaded", objects=count, seconds=round(seconds, 3))
 
 
 def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
@@ -376,6 +312,8 @@ def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args
     context: Dict[str, Any] = {"job_id": job.job_id, "stage": step}
     if step == "load":
         context["stage"] = f"load-{args[0]}"
+    elif step == "part":
+        context.update(stage=f"load-{args[0]}", partition=args[1])
     elif step == "shard":
         context.update(stage="sync", shard=args[0])
     structlog.contextvars.bind_contextvars(**context)
@@ -408,6 +346,7 @@ def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args
 STEP_FUNCTIONS: Dict[str, Callable[..., Any]] = {
     "start": start,
     "load": load,
+    "part": part,
     "diff": diff,
     "shard": shard,
     "finish": finish,

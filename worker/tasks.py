@@ -59,6 +59,13 @@ class CeleryRunner:
         # argsrepr: what monitors show as the task's arguments ("job 3f2a... shard 3", not a tuple).
         if step == "load":
             load.apply_async((job_id, *args), task_id=f"{job_id}.load-{args[0]}", argsrepr=f"job {job_id} {args[0]}")
+        elif step == "part":
+            side, index = args
+            load_part.apply_async(
+                (job_id, side, index),
+                task_id=f"{job_id}.load-{side}-{index}",
+                argsrepr=f"job {job_id} {side} partition {index}",
+            )
         elif step == "diff":
             diff.apply_async((job_id,), task_id=f"{job_id}.diff", argsrepr=f"job {job_id}")
         elif step == "shard":
@@ -128,6 +135,12 @@ def run_job(self: Task, *legacy: Any) -> None:
 def load(self: Task, job_id: str, side: str) -> None:
     """Load one side's adapter into the job's store of that side."""
     _run(self, "load", job_id, side)
+
+
+@app.task(name="shardsync.load_part", bind=True, max_retries=None)
+def load_part(self: Task, job_id: str, side: str, index: int) -> None:
+    """Load one partition of a side whose adapter declares partitions."""
+    _run(self, "part", job_id, side, index)
 
 
 @app.task(name="shardsync.diff", bind=True, max_retries=None)

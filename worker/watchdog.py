@@ -34,6 +34,8 @@ def step_done(job: RedisJobState, step: str, args: Sequence[Any]) -> bool:
     """Whether a step's result is recorded (then its claim expiring is no loss)."""
     if step == "load":
         return job.loads().get(args[0]) is not None
+    if step == "part":
+        return int(args[1]) in job.partition_results(str(args[0]))
     if step == "diff":
         try:
             job.plan_head()

@@ -226,9 +226,12 @@ class DatasetAdapter(Adapter):
         self._steer_load()
         if self.data_key:  # a system whose data changes between two loads (JSON kept in Redis by the test)
             self.data = json.loads(_client(self.record_url).get(self.data_key) or b"{}")
-        for region in self.data.get("region", []):
+        self._load_data(self.data)
+
+    def _load_data(self, data: Dict[str, Any]) -> None:
+        for region in data.get("region", []):
             self.add(self.region(**region))
-        for site_data in self.data.get("site", []):
+        for site_data in data.get("site", []):
             site_fields = {k: v for k, v in site_data.items() if k not in ("devices", "flags")}
             site = self.site(**site_fields)
             if site_data.get("flags"):
@@ -385,3 +388,54 @@ class GatedDatasetAdapter(DatasetAdapter):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"attach gate {self.attach_gate}: gave up waiting")
             time.sleep(0.01)
+
+
+@register_adapter("dataset-parts")
+class PartitionedDatasetAdapter(DatasetAdapter):
+    """``dataset`` loaded by partitions: ``parts`` chunks of the sites (the regions go with the first chunk).
+
+    ``raw_parts`` (any value) is returned by ``partitions()`` as it is, for the tests of bad declarations.
+    ``part_steer`` steers the load of one partition (``{"<index>": step}``): ``fail`` raises, ``wait:<key>``
+    waits for a Redis key, ``die-once:<key>`` writes half of the partition, then SIGKILLs its process unless
+    the Redis key ``<key>`` exists (which it sets first), so the partition's next delivery loads it whole.
+    Each partition's load records a ``["part", "", "<index>", {}, pid]`` call.
+    """
+
+    def __init__(
+        self,
+        parts: int = 0,
+        raw_parts: Any = None,
+        part_steer: Optional[Dict[str, str]] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.parts = parts
+        self.raw_parts = raw_parts
+        self.part_steer = part_steer or {}
+
+    def partitions(self) -> Any:
+        if self.raw_parts is not None:
+            return self.raw_parts
+        if not self.parts:
+            return None
+        sites = len(self.data.get("site", []))
+        bounds = [sites * index // self.parts for index in range(self.parts + 1)]
+        return [[index, bounds[index], bounds[index + 1]] for index in range(self.parts)]
+
+    def load_partition(self, partition: Any) -> None:
+        index, first, end = partition
+        self.record("part", "", str(index), {})
+        steer = self.part_steer.get(str(index), "")
+        client = _client(self.record_url)
+        if steer == "fail":
+            raise RuntimeError(f"partition {index} refused (part_steer)")
+        if steer.startswith("wait:"):
+            _wait_for(client, steer[5:], time.monotonic() + 60)
+        full = self.data
+        chunk = {"region": full.get("region", []) if index == 0 else [], "site": full.get("site", [])[first:end]}
+        if steer.startswith("die-once:") and client.set(steer[9:], 1, nx=True):
+            half = {"region": chunk["region"], "site": chunk["site"][: max(1, len(chunk["site"]) // 2)]}
+            self._load_data(half)
+            self.store.flush()  # what a dying load leaves behind: half of its objects in the store
+            os.kill(os.getpid(), signal.SIGKILL)
+        self._load_data(chunk)

@@ -208,6 +208,26 @@ class JobState(ABC):
     def loads(self) -> Dict[str, Dict[str, Any]]:
         """Load results per side."""
 
+    @abstractmethod
+    def save_partitions(self, side: str, partitions: Sequence[Any], started: float) -> None:
+        """Set the side's fresh store up for a partitioned load of ``partitions`` (plain-data keys)."""
+
+    @abstractmethod
+    def partitions(self, side: str) -> Optional[Dict[str, Any]]:
+        """``{"keys": [...], "started": unix time}`` of the side's partitioned load, or None (not partitioned)."""
+
+    @abstractmethod
+    def partition_store(self, side: str, index: int) -> BaseStore:
+        """The store one partition of a side loads into, emptied of what the partition wrote before."""
+
+    @abstractmethod
+    def record_partition(self, side: str, index: int, result: Dict[str, Any]) -> int:
+        """Record a loaded partition; returns how many partitions of the side are loaded."""
+
+    @abstractmethod
+    def partition_results(self, side: str) -> Dict[int, Dict[str, Any]]:
+        """Results of the side's loaded partitions, by index."""
+
     # -- diff and plan --------------------------------------------------------------------------------
 
     @abstractmethod

@@ -37,6 +37,8 @@ class MemoryJobState(JobState):
         self._running: Dict[str, bytes] = {}
         self._stores: Dict[str, BaseStore] = {}
         self._loads: Dict[str, bytes] = {}
+        self._partitions: Dict[str, bytes] = {}
+        self._partition_results: Dict[str, Dict[int, bytes]] = {}
         self._diff: Dict[int, bytes] = {}
         self._summary: Optional[bytes] = None
         self._plan: Optional[bytes] = None
@@ -212,6 +214,30 @@ class MemoryJobState(JobState):
     def loads(self) -> Dict[str, Dict[str, Any]]:
         """Load results per side."""
         return {side: unpack(value) for side, value in self._loads.items()}
+
+    def save_partitions(self, side: str, partitions: Sequence[Any], started: float) -> None:
+        """Keep the side's partition keys (its store is the one ``fresh_store`` made)."""
+        self._partitions[side] = pack({"keys": list(partitions), "started": started})
+        self._partition_results[side] = {}
+
+    def partitions(self, side: str) -> Optional[Dict[str, Any]]:
+        """The side's partition keys and start time, or None."""
+        raw = self._partitions.get(side)
+        return None if raw is None else unpack(raw)  # type: ignore[no-any-return]
+
+    def partition_store(self, side: str, index: int) -> BaseStore:
+        """The side's store: this process loads one partition after another into it, in their order."""
+        return self.open_store(side)
+
+    def record_partition(self, side: str, index: int, result: Dict[str, Any]) -> int:
+        """Record a loaded partition; returns how many of the side's are loaded."""
+        results = self._partition_results.setdefault(side, {})
+        results[index] = pack(result)
+        return len(results)
+
+    def partition_results(self, side: str) -> Dict[int, Dict[str, Any]]:
+        """Results of the side's loaded partitions."""
+        return {index: unpack(raw) for index, raw in self._partition_results.get(side, {}).items()}
 
     # -- diff and plan --------------------------------------------------------------------------------
 

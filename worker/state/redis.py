@@ -152,6 +152,40 @@ class RedisJobState(RedisClaims, JobState):
         """Load results per side."""
         return {name.decode(): unpack(value) for name, value in self.client.hgetall(self.key("loads")).items()}
 
+    def save_partitions(self, side: str, partitions: Sequence[Any], started: float) -> None:
+        """Set the side's (fresh) store up for the partitions, then keep their keys."""
+        self.open_store(side).reserve_partitions(len(partitions))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.key(f"partloads:{side}"))
+        pipe.set(self.key(f"partitions:{side}"), _pack({"keys": list(partitions), "started": started}))
+        pipe.expire(self.key(f"partitions:{side}"), get_settings().store_ttl)
+        pipe.execute()
+
+    def partitions(self, side: str) -> Optional[Dict[str, Any]]:
+        """The side's partition keys and start time, or None."""
+        return unpack(self.client.get(self.key(f"partitions:{side}")))  # type: ignore[no-any-return]
+
+    def partition_store(self, side: str, index: int) -> RedisStore:
+        """A store object writing partition ``index`` of the side, which it first empties."""
+        settings = get_settings()
+        store_id = keys.job_store_id(self.job_id, side)
+        store = RedisStore(url=settings.redis_url, store_id=store_id, ttl=settings.store_ttl, partition=index)
+        store.clear_partition()
+        return store
+
+    def record_partition(self, side: str, index: int, result: Dict[str, Any]) -> int:
+        """Record a loaded partition; returns how many of the side's are loaded."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.key(f"partloads:{side}"), str(index), _pack(result))
+        pipe.expire(self.key(f"partloads:{side}"), get_settings().store_ttl)
+        pipe.hlen(self.key(f"partloads:{side}"))
+        return int(pipe.execute()[2])
+
+    def partition_results(self, side: str) -> Dict[int, Dict[str, Any]]:
+        """Results of the side's loaded partitions."""
+        raw = self.client.hgetall(self.key(f"partloads:{side}"))
+        return {int(index): unpack(value) for index, value in raw.items()}
+
     # -- diff and plan --------------------------------------------------------------------------------
 
     def save_diff(self, records: Sequence[Any], summary: Dict[str, int], batch: int = 1000) -> None:
@@ -351,6 +385,11 @@ class RedisJobState(RedisClaims, JobState):
         parts = ["plan", "plan-shards", "progress", "shards", "abort", "once", "claims", "releases", "running"]
         parts += [f"wave:{wave}" for wave in range(len(plan.get("waves", [])))]
         steps = ["load-source", "load-target", "diff", "finish"]
+        for side in ("source", "target"):
+            partitioned = self.partitions(side)
+            count = len(partitioned["keys"]) if isinstance(partitioned, dict) else 0
+            steps += [f"load-{side}-{index}" for index in range(count)]
+            parts += [f"partitions:{side}", f"partloads:{side}"]
         steps += [f"shard-{index}" for index in range(int(plan.get("shards", 0)))]
         parts += [f"claim:{step}" for step in steps]
         # Named, never matched: a job id is a key prefix, and a pattern could reach other jobs' keys.

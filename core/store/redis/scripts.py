@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import msgpack
 
@@ -14,8 +14,9 @@ from core import keys
 # mode "n" (new: must not hold a different record), "p" (put), "r" (re-added: put, and moved to the end of
 # the insertion order), "c" (changed in place: put only if still present, so that a stale reference to an
 # object removed meanwhile, e.g. a deleted parent losing a child, never brings it back) or "d" (delete).
-# ARGV[4] is the namespace prefix (for TTL renewal of every key).  One packed argument instead of three per
-# object keeps the client's per-argument work out of the way.
+# ARGV[4] is the namespace prefix (for TTL renewal of every key); ARGV[5] and ARGV[6], for the store of one
+# partition of a load, the meta field counting the partition's objects and the base of its positions.
+# One packed argument instead of three per object keeps the client's per-argument work out of the way.
 # A new entry whose uid already holds a different record is not written and is returned as a conflict.
 WRITE_BATCH = """
 local now, ttl, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[4]
@@ -58,7 +59,12 @@ for t, group in ipairs(batch) do
   end
 end
 local position = 0
-if total > 0 then position = redis.call('INCRBY', KEYS[2], total) - total end
+if total > 0 and ARGV[5] ~= '' then
+  -- A partition's store: positions in the partition's own range of the order (base + its own counter).
+  position = tonumber(ARGV[6]) + redis.call('HINCRBY', KEYS[3], ARGV[5], total) - total
+elseif total > 0 then
+  position = redis.call('INCRBY', KEYS[2], total) - total
+end
 for t, group in ipairs(batch) do
   local objkey, orderkey = KEYS[2 + 2 * t], KEYS[3 + 2 * t]
   local entries = group[2]
@@ -95,6 +101,37 @@ end
 return conflicts
 """
 
+# Removes what one partition of a load wrote (a partition loaded again starts over), atomically.
+# KEYS: types, meta. ARGV: prefix, first position, last position, the partition's meta field.
+# Returns the number of objects removed.
+CLEAR_PARTITION = """
+local prefix, low, high = ARGV[1], ARGV[2], ARGV[3]
+local removed = 0
+for _, model in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local objkey, orderkey = prefix .. 'obj:' .. model, prefix .. 'order:' .. model
+  local uids = redis.call('ZRANGEBYSCORE', orderkey, low, high)
+  for i = 1, #uids, 1000 do
+    redis.call('HDEL', objkey, unpack(uids, i, math.min(i + 999, #uids)))
+  end
+  redis.call('ZREMRANGEBYSCORE', orderkey, low, high)
+  removed = removed + #uids
+end
+redis.call('HDEL', KEYS[2], ARGV[4])
+return removed
+"""
+
+PARTITION_STRIDE = 2**32
+"""Positions in the insertion order per partition of a load: partition ``i`` holds ``i * stride + 1`` on."""
+
+MAX_PARTITIONS = 10_000
+"""Most partitions of one load: their positions stay exact in Redis's scores (doubles) and Lua's numbers."""
+
+
+def partition_field(index: int) -> str:
+    """The meta field counting one partition's objects."""
+    return f"partition:{index}"
+
+
 # Removes one object atomically. KEYS: objects, order, meta. ARGV: uid, now. Returns 1 if it existed.
 REMOVE = """
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
@@ -111,16 +148,22 @@ pack_for_lua = msgpack.Packer(use_bin_type=False, autoreset=True).pack
 
 
 def write_batch_arguments(
-    store_id: str, groups: Dict[str, List[Any]], ttl: int, now: float
+    store_id: str, groups: Dict[str, List[Any]], ttl: int, now: float, partition: Optional[int] = None
 ) -> Tuple[List[str], List[Any]]:
-    """KEYS and ARGV of a WRITE_BATCH call that writes ``groups`` (``{model: [uid, record, mode, ...]}``)."""
+    """KEYS and ARGV of a WRITE_BATCH call that writes ``groups`` (``{model: [uid, record, mode, ...]}``).
+
+    ``partition``: the store writes one partition of a load; new objects take positions in its range.
+    """
     script_keys: List[str] = [keys.types_key(store_id), keys.seq_key(store_id), keys.meta_key(store_id)]
     batch: List[Any] = []
     for modelname, flat in groups.items():
         script_keys.append(keys.objects_key(store_id, modelname))
         script_keys.append(keys.order_key(store_id, modelname))
         batch.append([modelname, flat])
-    return script_keys, [now, ttl, pack_for_lua(batch), keys.namespace(store_id)]
+    args: List[Any] = [now, ttl, pack_for_lua(batch), keys.namespace(store_id)]
+    if partition is None:
+        return script_keys, args + ["", 0]
+    return script_keys, args + [partition_field(partition), partition * PARTITION_STRIDE]
 
 
 def conflict_pairs(conflicts: List[bytes]) -> List[Tuple[str, str]]:

@@ -15,9 +15,9 @@ from core.model import DiffSyncModel
 from core.store import ModelRef
 from core.store.redis.codec import RecordCodec
 from core.store.redis.namespaces import check_store_id
-from core.store.redis.scripts import CHANGE, DEL, NEW, PUT, REMOVE, WRITE_BATCH
+from core.store.redis.partitions import _PartitionedLoads
+from core.store.redis.scripts import CHANGE, CLEAR_PARTITION, DEL, MAX_PARTITIONS, NEW, PUT, REMOVE, WRITE_BATCH
 from core.store.redis.session import _LazyTypeMap
-from core.store.redis.writes import _BufferedWrites
 
 
 def _describe_client(client: Any) -> str:
@@ -31,7 +31,7 @@ def _describe_client(client: Any) -> str:
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)} (db {kwargs.get('db', 0)})"
 
 
-class RedisStore(_BufferedWrites):
+class RedisStore(_PartitionedLoads):
     """Adapter store in Redis, shared between processes (see ``core.store.redis`` for the write model)."""
 
     def __init__(
@@ -47,6 +47,7 @@ class RedisStore(_BufferedWrites):
         ttl: Optional[int] = None,
         batch_size: int = 1000,
         lazy_reads: bool = False,
+        partition: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
         """Connect to Redis and open (or create) the namespace ``store_id``.
@@ -66,10 +67,15 @@ class RedisStore(_BufferedWrites):
             lazy_reads: During a diff or sync session, read objects one by one on first use (and keep them)
                 instead of whole types at once: for a process that touches a few subtrees of a large store,
                 such as a worker applying one shard of a job.
+            partition: This store object writes partition ``partition`` of a partitioned load (see
+                ``Adapter.partitions``): the objects it adds take positions in that partition's range of
+                the insertion order, so that partitions loaded at once by several processes read back in
+                partition order. ``reserve_partitions`` sets the namespace up for them first.
             **kwargs: Passed to BaseStore (``adapter``, ``name``).
 
         Raises:
-            ValueError: if both ``url`` and ``host`` are given, ``batch_size`` < 1, or ``store_id`` has characters
+            ValueError: if both ``url`` and ``host`` are given, ``batch_size`` < 1, ``partition`` is out of
+                range, or ``store_id`` has characters
                 other than letters, digits and ``_.-`` (it is part of every key name and of SCAN patterns).
             ObjectStoreException: if Redis cannot be reached (naming host and port, never the password).
         """
@@ -78,6 +84,8 @@ class RedisStore(_BufferedWrites):
             raise ValueError("'url' and 'host' arguments can't be specified together.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be 1 or more, not {batch_size}")
+        if partition is not None and not 0 <= partition < MAX_PARTITIONS:
+            raise ValueError(f"partition must be from 0 to {MAX_PARTITIONS - 1}, not {partition}")
         if client is not None:
             self._client = client
         elif url:
@@ -95,6 +103,7 @@ class RedisStore(_BufferedWrites):
         self._ttl = ttl
         self._batch_size = batch_size
         self._lazy_reads = lazy_reads
+        self._partition = partition
         self._pending = {}
         self._codec = RecordCodec()
         self._session_depth = 0
@@ -103,6 +112,7 @@ class RedisStore(_BufferedWrites):
             self._client.ping()
             self._write_batch = self._client.register_script(WRITE_BATCH)
             self._remove = self._client.register_script(REMOVE)
+            self._clear_partition = self._client.register_script(CLEAR_PARTITION)
             now = time.time()
             pipe = self._client.pipeline(transaction=True)
             pipe.hsetnx(keys.meta_key(self._store_id), "created", now)

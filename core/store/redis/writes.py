@@ -28,6 +28,7 @@ class _BufferedWrites(BaseStore):
     _store_id: str
     _ttl: Optional[int]
     _batch_size: int
+    _partition: Optional[int]
     _codec: RecordCodec
     _write_batch: Script
     _pending: Dict[Tuple[str, str], Tuple[Optional[DiffSyncModel], str]]
@@ -153,7 +154,9 @@ class _BufferedWrites(BaseStore):
             flat.append(record)
             flat.append(mode)
         self._pending = {}
-        script_keys, args = write_batch_arguments(self._store_id, by_type, self._ttl or 0, time.time())
+        script_keys, args = write_batch_arguments(
+            self._store_id, by_type, self._ttl or 0, time.time(), self._partition
+        )
         return pending, script_keys, args
 
     def _restore(self, pending: Dict[Any, Any]) -> None:
