@@ -76,6 +76,10 @@ JOB_INDEX = f"{ROOT}:~jobs:index"
 """ZSET of every job id submitted through Redis, scored by submission time (``shardsync jobs``, trimmed to the
 retention when read)."""
 
+SLOTS = f"{ROOT}:~slots"
+"""HASH ``worker hostname -> msgpack {slots, expires}``: the pool slots of the live workers that take shards,
+renewed by each worker's main process (the planner sizes shards from their sum)."""
+
 WATCHDOG = f"{ROOT}:~watchdog"
 """STRING held by the worker whose watchdog scans now (one scan per interval in a deployment)."""
 

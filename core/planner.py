@@ -16,7 +16,7 @@ that run one after another, as the local sync does; without it all shards form o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncModelFlags
@@ -125,9 +125,28 @@ def subtree_operations(root: int, element: DiffElement, model_flags: ModelFlagsO
     return result
 
 
+DEFAULT_SHARD_SIZE = 500
+"""Operations per shard when neither the job nor the live slots say (the embedded runner, say)."""
+
+ShardSizeOf = Callable[[int], int]
+"""Gives the most operations per shard for a wave, from the number of operations in that wave."""
+
+
+def balanced_shard_size(operations: int, slots: int, rounds: int = 4, smallest: int = 10, largest: int = 1000) -> int:
+    """A shard size that gives every one of ``slots`` about ``rounds`` shards of a wave of ``operations``.
+
+    With several shards per slot, a slot that drew quick shards takes more while slow ones run, and the last
+    round of a wave is a small part of it (one shard per slot leaves slots idle behind the slowest one).
+    ``smallest`` bounds the fixed cost of each shard (its task, its claim, its share of the plan);
+    ``largest`` what a crashed shard's journal replays and how coarse progress is.
+    """
+    wanted = -(-operations // max(1, slots * rounds))  # ceiling
+    return max(1, min(largest, max(smallest, wanted)))
+
+
 def plan_sync(
     diff: Diff,
-    shard_size: int = 500,
+    shard_size: Union[int, ShardSizeOf] = DEFAULT_SHARD_SIZE,
     barrier: bool = True,
     model_flags: ModelFlagsOf = _no_flags,
 ) -> Plan:
@@ -139,19 +158,22 @@ def plan_sync(
 
     Args:
         diff: The diff to apply.
-        shard_size: Most operations per shard, unless one subtree alone has more.
+        shard_size: Most operations per shard, unless one subtree alone has more; or a function giving it
+            for each wave from the wave's number of operations (``balanced_shard_size`` for the live slots).
         barrier: Whether each top-level type waits for the types before it (one wave per type).
         model_flags: The target model's flags for an element.
 
     Raises:
-        ValueError: if ``shard_size`` is less than 1.
+        ValueError: if ``shard_size`` is (or gives) less than 1.
     """
-    if shard_size < 1:
+    size_of: ShardSizeOf = shard_size if callable(shard_size) else (lambda operations: int(shard_size))  # type: ignore[arg-type]
+    if not callable(shard_size) and shard_size < 1:
         raise ValueError(f"shard_size must be 1 or more, not {shard_size}")
-    shards: List[Shard] = []
+    # First the operations of every subtree and the waves' sizes, then the packing, wave by wave.
+    subtrees: List[Tuple[int, str, int, List[Operation]]] = []
     waves: List[List[int]] = []
-    current: Optional[Shard] = None
     wave_of_type: Dict[str, int] = {}
+    wave_operations: List[int] = []
     top_level = 0
     for root, element in enumerate(diff.get_children()):
         top_level += 1
@@ -163,13 +185,23 @@ def plan_sync(
             wave_of_type[modelname] = len(waves) if barrier or not waves else 0
             if wave_of_type[modelname] == len(waves):
                 waves.append([])
+                wave_operations.append(0)
+        wave_operations[wave_of_type[modelname]] += len(operations)
+        subtrees.append((root, modelname, wave_of_type[modelname], operations))
+    limits = [size_of(count) for count in wave_operations]
+    if any(limit < 1 for limit in limits):
+        raise ValueError(f"shard_size must be 1 or more, not {min(limits)}")
+    shards: List[Shard] = []
+    current: Optional[Shard] = None
+    for root, modelname, wave, operations in subtrees:
+        if current is not None and current.type != modelname:
             current = None  # never mix types in a shard
-        if current is not None and current.operations and len(current.operations) + len(operations) > shard_size:
+        if current is not None and current.operations and len(current.operations) + len(operations) > limits[wave]:
             current = None
         if current is None:
-            current = Shard(index=len(shards), wave=wave_of_type[modelname], type=modelname)
+            current = Shard(index=len(shards), wave=wave, type=modelname)
             shards.append(current)
-            waves[current.wave].append(current.index)
+            waves[wave].append(current.index)
         current.roots.append(root)
         current.operations.extend(operations)
     return Plan(shards=shards, waves=waves, top_level=top_level)

@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> Celery:
             "shardsync.finish": {"queue": jobs, "routing_key": jobs},
             "shardsync.scheduled": {"queue": jobs, "routing_key": jobs},
             "shardsync.load": {"queue": shards, "routing_key": shards},
+            "shardsync.load_part": {"queue": shards, "routing_key": shards},
             "shardsync.diff": {"queue": shards, "routing_key": shards},
             "shardsync.shard": {"queue": shards, "routing_key": shards},
         },

@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     """Queue of the short coordination tasks (start and finish of jobs)."""
     shards_queue: str = "shardsync.shards"
     """Queue of the long tasks (loads, diffs, shards)."""
-    shard_size: int = Field(500, ge=1)
-    """Default number of operations per shard."""
+    shard_size: Optional[int] = Field(None, ge=1)
+    """Operations per shard of a job that does not say; unset: shards sized for the live workers' slots,
+    about four per slot and wave (``core.planner.balanced_shard_size``)."""
     journal_batch: int = Field(1, ge=1)
     """Operations a shard applies between two journal writes (1: a killed worker re-runs only the operation
     in flight; more: fewer round trips, and up to that many finished operations run again after a crash)."""

@@ -171,7 +171,9 @@ class JobSpec(BaseModel):
     target_kwargs: Dict[str, Any] = Field(default_factory=dict)
     flags: List[str] = Field(default_factory=list, description="DiffSyncFlags by name")
     dry_run: bool = False
-    shard_size: int = Field(500, ge=1, le=10_000_000)
+    shard_size: Optional[int] = Field(
+        None, ge=1, le=10_000_000, description="most operations per shard; None: sized for the live workers' slots"
+    )
     batch_size: Optional[Union[StrictInt, Dict[str, StrictInt]]] = Field(
         None, description="most items per batch hook call, for all models or per model name; None: the models'"
     )

@@ -9,7 +9,7 @@ second load the diff, the last shard of a wave the next wave or the finish). Eve
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Union
 
 import structlog
 
@@ -17,7 +17,7 @@ from core.adapter import Adapter
 from core.diff import DiffElement
 from core.diff_codec import DiffCodec
 from core.enum import DiffSyncModelFlags
-from core.planner import plan_sync
+from core.planner import DEFAULT_SHARD_SIZE, balanced_shard_size, plan_sync
 from worker.errors import describe
 from worker.guard import delete_refusal, parse_delete_limit
 from worker.load import load, part
@@ -191,9 +191,10 @@ def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobS
         structlog.contextvars.bind_contextvars(stage="plan")
         started = time.perf_counter()
         show_progress(job, runner, "plan", 0, 1)
+        slots = job.live_slots() if spec.shard_size is None else None
         plan = plan_sync(
             the_diff,
-            shard_size=spec.shard_size,
+            shard_size=_shard_size(spec, slots),
             barrier=spec.top_level_barrier,
             model_flags=lambda element: element_flags(target, element),
         )
@@ -205,8 +206,19 @@ def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobS
         job.save_plan(saved)  # last: a saved plan means the diff is complete and must never be computed again
         job.record_time("plan", time.perf_counter() - started)
         show_progress(job, runner, "plan", 1, 1)
-        logger.info("Planned", shards=len(plan.shards), waves=len(plan.waves), operations=plan.operations)
+        logger.info(
+            "Planned", shards=len(plan.shards), waves=len(plan.waves), operations=plan.operations, slots=slots
+        )
     return saved
+
+
+def _shard_size(spec: JobSpec, slots: Optional[int]) -> Union[int, Callable[[int], int]]:
+    """The job's own shard size; else sized per wave for the live slots; else DEFAULT_SHARD_SIZE."""
+    if spec.shard_size is not None:
+        return spec.shard_size
+    if slots:
+        return lambda operations: balanced_shard_size(operations, slots)
+    return DEFAULT_SHARD_SIZE
 
 
 # ----------------------------------------------------------------------------------------------------

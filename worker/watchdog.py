@@ -6,6 +6,8 @@ default with Redis). Every step holds a claim that its heartbeat renews every th
 ``SHARDSYNC_WATCHDOG_INTERVAL`` seconds (one worker of the deployment per interval), and enqueues again each
 step that is recorded as running, holds no claim and has no result. A shard resumes from its journal; the
 dead host's own message, when the broker redelivers it much later, finds the step done and does nothing.
+
+The slots beacon of every worker (``worker.slots``) starts and stops with the same worker signals.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from worker.connection import redis_client
 from worker.errors import describe
 from worker.runner import overdue
 from worker.settings import get_settings
+from worker.slots import SlotsBeacon
 from worker.state.redis import RedisJobState
 from worker.steps import Runner
 from worker.tasks import RUNNER
@@ -125,3 +128,39 @@ def _start_watchdog(sender: Any = None, **_: Any) -> None:
 def _stop_watchdog(**_: Any) -> None:
     if _running is not None:
         _running.stopped.set()
+
+
+_beacon: Optional[SlotsBeacon] = None
+
+
+def _pool_slots(consumer: Any) -> int:
+    """How many shards a worker runs at once: its pool's size (the autoscaler's maximum, when it scales)."""
+    controller = getattr(consumer, "controller", None)
+    autoscaler = getattr(controller, "autoscaler", None)
+    if autoscaler is not None and getattr(autoscaler, "max_concurrency", None):
+        return int(autoscaler.max_concurrency)
+    return int(getattr(controller, "concurrency", None) or 1)
+
+
+def _takes_shards(consumer: Any) -> bool:
+    try:
+        consumed = {queue.name for queue in consumer.task_consumer.queues}
+    except AttributeError:
+        return True  # not known: count it (a wrong count only sizes shards less well)
+    return get_settings().shards_queue in consumed
+
+
+@signals.worker_ready.connect
+def _start_beacon(sender: Any = None, **_: Any) -> None:
+    global _beacon  # noqa: PLW0603 - one beacon per worker process
+    if _beacon is None and sender is not None and _takes_shards(sender):
+        hostname = getattr(sender, "hostname", None) or socket.gethostname()
+        _beacon = SlotsBeacon(hostname, _pool_slots(sender))
+        _beacon.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_beacon(**_: Any) -> None:
+    if _beacon is not None:
+        _beacon.stopped.set()
+        _beacon.join(timeout=5)

@@ -200,3 +200,32 @@ def test_plan_is_the_syncer_order_cut_into_whole_subtrees(roots, shard_size, bar
         ops = subtree_operations(index, top, lambda el: flag_names.get(el.name, 0))
         holders = [shard for shard in plan.shards if index in shard.roots]
         assert len(holders) == (1 if ops else 0)
+
+
+def test_balanced_shard_size_gives_each_slot_several_shards_within_bounds() -> None:
+    from core.planner import balanced_shard_size
+
+    assert balanced_shard_size(20_000, 16) == 313  # 64 shards: four rounds of 16 slots
+    assert balanced_shard_size(20_000, 2) == 1000  # capped: a crashed shard replays at most that much
+    assert balanced_shard_size(100, 16) == 10  # floored: each shard's fixed cost stays small beside its work
+    assert balanced_shard_size(5, 1, smallest=1) == 2
+    assert balanced_shard_size(0, 4) == 10
+
+
+def test_a_shard_size_function_sizes_each_wave_from_its_operations() -> None:
+    sites = [  # 4 operations per subtree
+        element("site", f"s{n}", "create", [element("device", f"s{n}d{m}", "create") for m in range(3)])
+        for n in range(12)
+    ]
+    diff = diff_of(*sites)
+    seen = []
+
+    def size_of(operations: int) -> int:
+        seen.append(operations)
+        return operations // 3
+
+    plan = plan_sync(diff, shard_size=size_of)
+    assert seen == [48]
+    assert [len(shard.operations) for shard in plan.shards] == [16, 16, 16]
+    with pytest.raises(ValueError, match="shard_size must be 1 or more, not 0"):
+        plan_sync(diff, shard_size=lambda operations: 0)

@@ -73,7 +73,7 @@ def test_spec_defaults_and_flags() -> None:
     )
     assert spec.flags == ["continue_on_failure", "skip_unmatched_dst"]
     assert spec.diffsync_flags == DiffSyncFlags.CONTINUE_ON_FAILURE | DiffSyncFlags.SKIP_UNMATCHED_DST
-    assert spec.top_level_barrier is True and spec.dry_run is False and spec.shard_size == 500
+    assert spec.top_level_barrier is True and spec.dry_run is False and spec.shard_size is None
     assert len(spec.job_id) == 32
     assert JobSpec.from_data(spec.to_message()) == spec
 

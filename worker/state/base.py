@@ -228,6 +228,10 @@ class JobState(ABC):
     def partition_results(self, side: str) -> Dict[int, Dict[str, Any]]:
         """Results of the side's loaded partitions, by index."""
 
+    def live_slots(self) -> Optional[int]:
+        """The pool slots of the live workers that take shards, or None where that is not known (memory)."""
+        return None
+
     # -- diff and plan --------------------------------------------------------------------------------
 
     @abstractmethod

@@ -16,6 +16,7 @@ from core.store.redis import RedisStore
 from worker.connection import redis_client
 from worker.metrics import count_job_ended, count_job_started
 from worker.settings import get_settings
+from worker.slots import live_slots
 from worker.state.base import Entry, JobState, pack, unpack
 from worker.state.claims import RedisClaims
 from worker.ticks import release_run
@@ -185,6 +186,10 @@ class RedisJobState(RedisClaims, JobState):
         """Results of the side's loaded partitions."""
         raw = self.client.hgetall(self.key(f"partloads:{side}"))
         return {int(index): unpack(value) for index, value in raw.items()}
+
+    def live_slots(self) -> Optional[int]:
+        """The pool slots the live workers announced (``worker.slots``); None when none did."""
+        return live_slots(self.client) or None
 
     # -- diff and plan --------------------------------------------------------------------------------
 
