@@ -150,21 +150,41 @@ def compose_report(
     }
 
 
+class KeptDiff(Diff):
+    """A job's diff as kept: its changed top-level subtrees, with the summary of the whole diff.
+
+    A job keeps only the subtrees with a change somewhere in them (``changed_part``): the rest is counted in
+    the summary and is what ``str()`` and ``dict()`` leave out anyway, so a diff of a million unchanged
+    objects costs its job nothing to keep, plan or rebuild.
+    """
+
+    def __init__(self, summary: Optional[Dict[str, int]] = None) -> None:
+        super().__init__()
+        self.kept_summary = dict(summary) if summary else None
+
+    def summary(self) -> Dict[str, int]:
+        """The whole diff's counts (the unchanged subtrees that were not kept included)."""
+        if self.kept_summary is None:
+            return super().summary()
+        return dict(self.kept_summary)
+
+
+def changed_part(diff: Diff) -> KeptDiff:
+    """The top-level elements of ``diff`` with a change in their subtree, in its order, and its summary."""
+    kept = KeptDiff(diff.summary())
+    for element in diff.get_children():
+        if element.has_diffs(include_children=True):
+            kept.add(element)
+    return kept
+
+
 def rebuild_diff(
     records: Sequence[Any], codec: DiffCodec, source_name: str, dest_name: str, summary: Optional[Dict[str, int]]
-) -> Diff:
+) -> KeptDiff:
     """A job's diff from the element records kept with it, with the original's summary (skips included)."""
-    result = Diff()
+    result = KeptDiff(summary)
     for record in records:
         result.add(codec.decode(record, source_name, dest_name))
-    summary = summary or {}
-    # What the differ counted: summary() derives "skip" from it.
-    result.models_processed = (
-        summary.get("skip", 0)
-        + summary.get("create", 0)
-        + summary.get("delete", 0)
-        + 2 * (summary.get("update", 0) + summary.get("no-change", 0))
-    )
     return result
 
 

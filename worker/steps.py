@@ -22,7 +22,7 @@ from worker.errors import describe
 from worker.guard import delete_refusal, parse_delete_limit
 from worker.load import load, part
 from worker.registry import get_adapter
-from worker.report import assemble_report, rebuild_diff
+from worker.report import assemble_report, changed_part, rebuild_diff
 from worker.review import copy_diff, fingerprint, plan_job, refusal
 from worker.runner import (
     SIDES,
@@ -181,7 +181,8 @@ def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobS
                 raise Refused(reason)
             the_diff = rebuild_diff(copy_diff(plan_state, job), codec, source.name, target.name, job.summary())
         else:
-            the_diff = target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress)
+            # Only the subtrees with a change are kept and planned; the unchanged ones live on in the summary.
+            the_diff = changed_part(target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress))
             job.save_diff([codec.encode(element) for element in the_diff.get_children()], the_diff.summary())
             if spec.dry_run:  # a plan: fingerprint what it touches, for an apply to check
                 job.save_fingerprints(fingerprint(the_diff, target))

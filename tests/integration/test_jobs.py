@@ -388,3 +388,36 @@ def test_a_worker_process_attaches_a_jobs_adapters_once_for_all_its_shards(redis
 
     assert target_contents(handle.id, REDIS_URL) == local_state
     redis_db.delete(calls_key)
+
+
+def test_only_changed_subtrees_are_kept_and_the_diff_is_still_whole(redis_db) -> None:
+    from ss_test_adapters import DatasetAdapter
+
+    def data(changed: bool) -> Dict[str, Any]:
+        sites = []
+        for number in range(60):
+            role = "spine" if changed and number in (5, 40) else "leaf"
+            sites.append({"name": f"s{number:02d}", "devices": [{"name": "d0", "role": role}, {"name": "d1"}]})
+        if changed:
+            sites.append({"name": "s-new"})
+        return {"region": [{"name": "r0"}], "site": sites}
+
+    handle = submit_sync(
+        source="dataset",
+        target="dataset",
+        source_kwargs={"data": data(True), "name": "src"},
+        target_kwargs={"data": data(False), "name": "dst"},
+        dry_run=True,
+    )
+    handle.wait(timeout=60)
+    # Three subtrees changed (two sites' devices, one new site): only they are kept with the job.
+    assert redis_db.hlen(keys.job_key(handle.id, "diff")) == 3
+    source, target = DatasetAdapter(data=data(True), name="src"), DatasetAdapter(data=data(False), name="dst")
+    source.load()
+    target.load()
+    local = target.diff_from(source)
+    kept = handle.diff()
+    assert kept.summary() == local.summary()  # 58 unchanged sites, 1 region, their devices: counted
+    assert kept.summary()["no-change"] == local.summary()["no-change"] > 100
+    assert kept.str() == local.str()
+    assert kept.dict() == local.dict()
