@@ -15,3 +15,5 @@ os.environ.pop("SHARDSYNC_ADAPTER_MODULES", None)
 # Generated scenarios delete whole targets; the guardrail's own tests set a job's delete_limit (or read the
 # default from a fresh Settings()).
 os.environ["SHARDSYNC_DELETE_LIMIT"] = "none"
+# Most tests read a job's stores after it ended; tests/integration/test_jobs.py checks the default (dropped).
+os.environ["SHARDSYNC_KEEP_STORES"] = "1"

@@ -240,6 +240,7 @@ def submit_sync(
     allow_deletes: bool = False,
     job_id: Optional[str] = None,
     deadline: Optional[int] = None,
+    keep_stores: Optional[bool] = None,
 ) -> JobHandle:
     """Validate a sync job and enqueue it; returns its handle at once.
 
@@ -261,6 +262,7 @@ def submit_sync(
         "dry_run": dry_run,
         "shard_size": shard_size if shard_size is not None else get_settings().shard_size,
         "top_level_barrier": top_level_barrier,
+        "keep_stores": keep_stores,
         "deadline": deadline,
         "batch_size": dict(batch_size) if isinstance(batch_size, Mapping) else batch_size,
         "delete_limit": delete_limit,

@@ -87,6 +87,12 @@ def job_options(func: Any) -> Any:
             "a share ('50%') or 'none' (default SHARDSYNC_DELETE_LIMIT, 50%)",
         ),
         click.option("--allow-deletes", is_flag=True, help="never stopped by the delete guardrail"),
+        click.option(
+            "--keep-stores/--drop-stores",
+            "keep_stores",
+            default=None,
+            help="keep the job's two stores after it ends, for inspection (default SHARDSYNC_KEEP_STORES: drop)",
+        ),
         click.option("--deadline", type=int, help="seconds after which the job fails if not ended"),
         click.option("--no-barrier", is_flag=True, help="top-level types are independent: no waves"),
     ]
@@ -122,6 +128,7 @@ def spec_data(options: Dict[str, Any], dry_run: bool) -> Dict[str, Any]:
         "deadline": options.get("deadline"),
         "delete_limit": options.get("delete_limit"),
         "allow_deletes": bool(options.get("allow_deletes", False)),
+        "keep_stores": options.get("keep_stores"),
         "batch_size": batch_sizes(tuple(options.get("batch_size") or ())),
     }
     if options.get("shard_size") is not None:
@@ -142,6 +149,7 @@ JOB_FILE_KEYS = {
     "allow_deletes",
     "deadline",
     "no_barrier",
+    "keep_stores",
 }
 
 

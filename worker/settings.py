@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(5, ge=1)
     """Times a step's worker may die under it (claims taken and never released) before its job is failed
     instead: a task that kills its worker (out of memory, say) must not loop for ever."""
+    keep_stores: bool = False
+    """Whether a job's two stores outlive it (for ``SHARDSYNC_STORE_TTL`` seconds) when the job does not say;
+    by default they are removed at its end (its report, diff and journal are kept either way)."""
     delete_limit: str = "50%"
     """The delete guardrail: a job whose diff would delete more than this many of its target's objects (a
     count, ``"1000"``) or this share of them (``"50%"``) fails before any operation; ``"none"``: no limit. A

@@ -178,6 +178,9 @@ class JobSpec(BaseModel):
         None, description="most items per batch hook call, for all models or per model name; None: the models'"
     )
     top_level_barrier: bool = True
+    keep_stores: Optional[bool] = Field(
+        None, description="keep the job's two stores after it ends (for inspection); None: SHARDSYNC_KEEP_STORES"
+    )
     delete_limit: Optional[str] = Field(
         None, description="most deletes: a count ('1000'), a share of the target ('50%') or 'none'; None: the setting"
     )

@@ -293,17 +293,28 @@ def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Di
     report = assemble_report(
         job, error=error, changed=changed, sync_complete=sync_complete, hostname=delivery.hostname, started=started
     )
+    keep_stores = _keeps_stores(spec)
+    if not keep_stores:
+        report["stores"] = {}  # removed below: the report names no store that is gone
     job.set_info(status=report["status"], finished=time.time())  # before the report, which sets its expiry
     job.save_report(report, get_settings().store_ttl)
     if spec is not None and job.info().get("lock") == "held":
         job.release_lock(spec.target_identity())
     job.release_schedule()  # after the report: however the job ended, its entry's next tick may start a run
     job.drop_scratch()
+    if not keep_stores:
+        job.drop_stores()
     _counted(delivery, job.count_ended, report, get_settings().store_ttl)  # before the end shows
     runner.progress(job.job_id, "finish", 1, 1)
     runner.publish_end(job.job_id, report)
     logger.info("Job finished", status=report["status"], operations=report["operations"])
     return report
+
+
+def _keeps_stores(spec: Optional[JobSpec]) -> bool:
+    if spec is not None and spec.keep_stores is not None:
+        return spec.keep_stores
+    return get_settings().keep_stores
 
 
 def _counted(delivery: Delivery, count: Callable[..., None], *args: Any) -> None:

@@ -421,3 +421,27 @@ def test_only_changed_subtrees_are_kept_and_the_diff_is_still_whole(redis_db) ->
     assert kept.summary()["no-change"] == local.summary()["no-change"] > 100
     assert kept.str() == local.str()
     assert kept.dict() == local.dict()
+
+
+def test_a_job_drops_its_stores_at_its_end_unless_it_keeps_them(redis_db) -> None:
+    source = {"site": [{"name": f"s{n}", "devices": [{"name": "d0"}]} for n in range(5)]}
+    dropped = submit_sync(source="dataset", target="dataset", source_kwargs={"data": source}, keep_stores=False)
+    report = dropped.wait(timeout=60)
+    assert report["stores"] == {}
+    for side in ("source", "target"):
+        store_id = keys.job_store_id(dropped.id, side)
+        assert redis_db.keys(f"{keys.namespace(store_id)}*") == []
+    # What the job's history needs stays: report, diff, journal.
+    assert dropped.diff().summary()["create"] == 10
+    assert len(RedisJobState(dropped.id).journal()) == 10
+    kept = submit_sync(source="dataset", target="dataset", source_kwargs={"data": source}, keep_stores=True)
+    report = kept.wait(timeout=60)
+    assert set(report["stores"]) == {"source", "target"}
+    assert redis_db.hlen(keys.objects_key(report["stores"]["target"], "site")) == 5
+
+
+def test_stores_are_dropped_by_default() -> None:
+    from worker.settings import Settings
+
+    assert JobSpec.from_data({"source": "dataset", "target": "dataset"}).keep_stores is None
+    assert Settings.model_fields["keep_stores"].default is False

@@ -200,6 +200,9 @@ class JobState(ABC):
     def store_ids(self) -> Dict[str, str]:
         """Where the job's stores can be inspected after it ended, per side (none for memory)."""
 
+    def drop_stores(self) -> None:  # noqa: B027 - memory stores go with their state
+        """Remove both side stores (a job that does not keep them, at its end)."""
+
     @abstractmethod
     def record_load(self, side: str, result: Dict[str, Any]) -> int:
         """Record a finished load; returns how many sides are loaded."""

@@ -142,6 +142,11 @@ class RedisJobState(RedisClaims, JobState):
         """The store ids of both sides (``RedisStore(store_id=...)`` reads them until they expire)."""
         return {side: keys.job_store_id(self.job_id, side) for side in ("source", "target")}
 
+    def drop_stores(self) -> None:
+        """Remove both side stores, each by its exact key names (``RedisStore.clear``)."""
+        for side in ("source", "target"):
+            self.open_store(side).clear()
+
     def record_load(self, side: str, result: Dict[str, Any]) -> int:
         """Record a finished load; returns how many sides are loaded."""
         pipe = self.client.pipeline(transaction=True)
