@@ -189,6 +189,18 @@ class DiffSyncDiffer:
         self.diff.complete()
         return self.diff
 
+    def diff_maps(
+        self, src_map: Mapping[str, DiffSyncModel], dst_map: Mapping[str, DiffSyncModel]
+    ) -> List[DiffElement]:
+        """Diff a slice of one top-level type: ``{uid: object}`` maps, source order first, then the rest.
+
+        What a distributed diff runs per range of top-level elements, inside both stores' sessions; the
+        elements of consecutive slices, joined, are those of one diff of everything, and ``models_processed``
+        counts this differ's share.
+        """
+        with paused_gc():
+            return self._diff_maps(src_map, len(src_map), dst_map, len(dst_map))
+
     def diff_object_list(self, src: List[DiffSyncModel], dst: List[DiffSyncModel]) -> List[DiffElement]:
         """Diff two lists of objects of the same type, matching them by unique id.
 

@@ -16,7 +16,7 @@ that run one after another, as the local sync does; without it all shards form o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncModelFlags
@@ -166,42 +166,69 @@ def plan_sync(
     Raises:
         ValueError: if ``shard_size`` is (or gives) less than 1.
     """
-    size_of: ShardSizeOf = shard_size if callable(shard_size) else (lambda operations: int(shard_size))  # type: ignore[arg-type]
     if not callable(shard_size) and shard_size < 1:
         raise ValueError(f"shard_size must be 1 or more, not {shard_size}")
-    # First the operations of every subtree and the waves' sizes, then the packing, wave by wave.
-    subtrees: List[Tuple[int, str, int, List[Operation]]] = []
-    waves: List[List[int]] = []
-    wave_of_type: Dict[str, int] = {}
-    wave_operations: List[int] = []
+    subtrees: List[Tuple[int, str, int]] = []
+    operations_of: Dict[int, List[Operation]] = {}
     top_level = 0
     for root, element in enumerate(diff.get_children()):
         top_level += 1
         operations = subtree_operations(root, element, model_flags)
-        if not operations:
-            continue
-        modelname = element.type
+        if operations:
+            subtrees.append((root, element.type, len(operations)))
+            operations_of[root] = operations
+    packed, waves = pack_subtrees(subtrees, shard_size, barrier)
+    shards = []
+    for index, (wave, modelname, roots, _) in enumerate(packed):
+        shard = Shard(index=index, wave=wave, type=modelname, roots=roots)
+        for root in roots:
+            shard.operations.extend(operations_of[root])
+        shards.append(shard)
+    return Plan(shards=shards, waves=waves, top_level=top_level)
+
+
+PackedShard = Tuple[int, str, List[int], int]
+"""A shard as packed: its wave, its type, the positions of its top-level elements, its number of operations."""
+
+
+def pack_subtrees(
+    subtrees: Iterable[Tuple[int, str, int]],
+    shard_size: Union[int, ShardSizeOf] = DEFAULT_SHARD_SIZE,
+    barrier: bool = True,
+) -> Tuple[List[PackedShard], List[List[int]]]:
+    """Pack top-level subtrees (``(position, type, operations)``, in the diff's order) into shards.
+
+    What ``plan_sync`` does once it has counted each subtree's operations, and what the join of a
+    distributed diff does with the counts its parts wrote. Returns the shards and the waves (shard indexes).
+
+    Raises:
+        ValueError: if ``shard_size`` is (or gives) less than 1.
+    """
+    size_of: ShardSizeOf = shard_size if callable(shard_size) else (lambda operations: int(shard_size))  # type: ignore[arg-type]
+    items = list(subtrees)
+    waves: List[List[int]] = []
+    wave_of_type: Dict[str, int] = {}
+    wave_operations: List[int] = []
+    for _, modelname, count in items:
         if modelname not in wave_of_type:
             wave_of_type[modelname] = len(waves) if barrier or not waves else 0
             if wave_of_type[modelname] == len(waves):
                 waves.append([])
                 wave_operations.append(0)
-        wave_operations[wave_of_type[modelname]] += len(operations)
-        subtrees.append((root, modelname, wave_of_type[modelname], operations))
+        wave_operations[wave_of_type[modelname]] += count
     limits = [size_of(count) for count in wave_operations]
     if any(limit < 1 for limit in limits):
         raise ValueError(f"shard_size must be 1 or more, not {min(limits)}")
-    shards: List[Shard] = []
-    current: Optional[Shard] = None
-    for root, modelname, wave, operations in subtrees:
-        if current is not None and current.type != modelname:
-            current = None  # never mix types in a shard
-        if current is not None and current.operations and len(current.operations) + len(operations) > limits[wave]:
-            current = None
+    shards: List[PackedShard] = []
+    current: Optional[List[Any]] = None  # [wave, type, roots, operations] of the shard being filled
+    for root, modelname, count in items:
+        wave = wave_of_type[modelname]
+        if current is not None and (current[1] != modelname or current[3] + count > limits[wave]):
+            current = None  # never mix types in a shard; a full shard is closed
         if current is None:
-            current = Shard(index=len(shards), wave=wave, type=modelname)
-            shards.append(current)
-            waves[wave].append(current.index)
-        current.roots.append(root)
-        current.operations.extend(operations)
-    return Plan(shards=shards, waves=waves, top_level=top_level)
+            current = [wave, modelname, [], 0]
+            waves[wave].append(len(shards))
+            shards.append(current)  # type: ignore[arg-type]
+        current[2].append(root)
+        current[3] += count
+    return [tuple(shard) for shard in shards], waves  # type: ignore[misc]

@@ -11,26 +11,12 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any, Dict, List, Optional, Sequence
 
-import msgpack
-
 from core.store import BaseStore
+from worker.state.codec import pack, unpack  # noqa: F401 - re-exported: the state's encoding
+from worker.state.parts import JobParts
 
 Entry = List[Any]
 """A journal entry: ``[action, status, message, modelname, unique_id, model_flags]``."""
-
-_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
-
-
-def pack(value: Any) -> bytes:
-    """Encode plain data for the job state (msgpack: never pickle)."""
-    return _pack(value)
-
-
-def unpack(raw: Optional[bytes]) -> Any:
-    """Decode a value written with ``pack`` (plain data only); None stays None."""
-    if raw is None:
-        return None
-    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
 
 
 class Heartbeat:
@@ -45,7 +31,7 @@ class Heartbeat:
         self.claim_lost = threading.Event()
 
 
-class JobState(ABC):
+class JobState(JobParts, ABC):
     """One job's records: spec, info, times, lock and claims, loads, diff, plan, journal, shards and report."""
 
     def __init__(self, job_id: str) -> None:
@@ -96,7 +82,6 @@ class JobState(ABC):
         Set after the enqueue it guards: a crash between the two repeats the enqueue, which the steps tolerate,
         rather than losing it.
         """
-
 
     @abstractmethod
     def record_time(self, stage: str, seconds: float) -> None:
@@ -210,26 +195,6 @@ class JobState(ABC):
     @abstractmethod
     def loads(self) -> Dict[str, Dict[str, Any]]:
         """Load results per side."""
-
-    @abstractmethod
-    def save_partitions(self, side: str, partitions: Sequence[Any], started: float) -> None:
-        """Set the side's fresh store up for a partitioned load of ``partitions`` (plain-data keys)."""
-
-    @abstractmethod
-    def partitions(self, side: str) -> Optional[Dict[str, Any]]:
-        """``{"keys": [...], "started": unix time}`` of the side's partitioned load, or None (not partitioned)."""
-
-    @abstractmethod
-    def partition_store(self, side: str, index: int) -> BaseStore:
-        """The store one partition of a side loads into, emptied of what the partition wrote before."""
-
-    @abstractmethod
-    def record_partition(self, side: str, index: int, result: Dict[str, Any]) -> int:
-        """Record a loaded partition; returns how many partitions of the side are loaded."""
-
-    @abstractmethod
-    def partition_results(self, side: str) -> Dict[int, Dict[str, Any]]:
-        """Results of the side's loaded partitions, by index."""
 
     def live_slots(self) -> Optional[int]:
         """The pool slots of the live workers that take shards, or None where that is not known (memory)."""

@@ -17,13 +17,16 @@ from core.store import BaseStore
 from core.store.local import LocalStore
 from worker.errors import LockLost, lock_lost_message
 from worker.state.base import Entry, Heartbeat, JobState, pack, unpack
+from worker.state.parts import MemoryParts
 
 _locks: Dict[str, str] = {}
 _locks_guard = threading.Lock()
 
 
-class MemoryJobState(JobState):
+class MemoryJobState(MemoryParts, JobState):
     """One job's records in dicts; the two sides' stores are LocalStores kept here."""
+
+    distributed = False  # one process: a diff has one range per type and side
 
     def __init__(self, job_id: str) -> None:
         super().__init__(job_id)
@@ -39,6 +42,9 @@ class MemoryJobState(JobState):
         self._loads: Dict[str, bytes] = {}
         self._partitions: Dict[str, bytes] = {}
         self._partition_results: Dict[str, Dict[int, bytes]] = {}
+        self._diff_parts: Optional[bytes] = None
+        self._diff_part_records: Dict[int, bytes] = {}
+        self._diff_part_results: Dict[int, bytes] = {}
         self._diff: Dict[int, bytes] = {}
         self._summary: Optional[bytes] = None
         self._plan: Optional[bytes] = None
@@ -91,8 +97,6 @@ class MemoryJobState(JobState):
     def mark(self, marker: str) -> None:
         """Record that something was done."""
         self._once.add(marker)
-
-
 
     def record_time(self, stage: str, seconds: float) -> None:
         """Record how long a stage took."""
@@ -215,30 +219,6 @@ class MemoryJobState(JobState):
         """Load results per side."""
         return {side: unpack(value) for side, value in self._loads.items()}
 
-    def save_partitions(self, side: str, partitions: Sequence[Any], started: float) -> None:
-        """Keep the side's partition keys (its store is the one ``fresh_store`` made)."""
-        self._partitions[side] = pack({"keys": list(partitions), "started": started})
-        self._partition_results[side] = {}
-
-    def partitions(self, side: str) -> Optional[Dict[str, Any]]:
-        """The side's partition keys and start time, or None."""
-        raw = self._partitions.get(side)
-        return None if raw is None else unpack(raw)  # type: ignore[no-any-return]
-
-    def partition_store(self, side: str, index: int) -> BaseStore:
-        """The side's store: this process loads one partition after another into it, in their order."""
-        return self.open_store(side)
-
-    def record_partition(self, side: str, index: int, result: Dict[str, Any]) -> int:
-        """Record a loaded partition; returns how many of the side's are loaded."""
-        results = self._partition_results.setdefault(side, {})
-        results[index] = pack(result)
-        return len(results)
-
-    def partition_results(self, side: str) -> Dict[int, Dict[str, Any]]:
-        """Results of the side's loaded partitions."""
-        return {index: unpack(raw) for index, raw in self._partition_results.get(side, {}).items()}
-
     # -- diff and plan --------------------------------------------------------------------------------
 
     def save_diff(self, records: Sequence[Any], summary: Dict[str, int]) -> None:
@@ -271,9 +251,7 @@ class MemoryJobState(JobState):
 
     def other(self, job_id: str) -> JobState:
         """No other job lives in this process's memory: a plan to apply must be in Redis."""
-        raise LookupError(
-            f"job {job_id} is not in this process: plans are applied from the Redis job state (workers)"
-        )
+        raise LookupError(f"job {job_id} is not in this process: plans are applied from the Redis job state (workers)")
 
     def save_plan(self, plan: Dict[str, Any]) -> None:
         """Keep the plan."""
@@ -355,4 +333,3 @@ class MemoryJobState(JobState):
         self._claims = {}
         self._running = {}
         self._once = set()
-

@@ -19,6 +19,7 @@ from worker.settings import get_settings
 from worker.slots import live_slots
 from worker.state.base import Entry, JobState, pack, unpack
 from worker.state.claims import RedisClaims
+from worker.state.parts import RedisParts
 from worker.ticks import release_run
 
 _pack = pack
@@ -27,7 +28,7 @@ _LONG_LIVED = ("spec", "info", "times", "workers", "loads", "summary", "diff", "
 """Parts of a job's state kept with its report; renewed while the job runs, so a long job outlives none."""
 
 
-class RedisJobState(RedisClaims, JobState):
+class RedisJobState(RedisClaims, RedisParts, JobState):
     """One job's state as keys of the job-state Redis, shared by every worker of the deployment."""
 
     def __init__(self, job_id: str, client: Optional[Redis] = None) -> None:
@@ -84,7 +85,6 @@ class RedisJobState(RedisClaims, JobState):
     def mark(self, marker: str) -> None:
         """Record that something was done (after the enqueue it guards)."""
         self.client.hsetnx(self.key("once"), marker, time.time())
-
 
     def record_time(self, stage: str, seconds: float) -> None:
         """Record how long a stage took."""
@@ -158,40 +158,6 @@ class RedisJobState(RedisClaims, JobState):
         """Load results per side."""
         return {name.decode(): unpack(value) for name, value in self.client.hgetall(self.key("loads")).items()}
 
-    def save_partitions(self, side: str, partitions: Sequence[Any], started: float) -> None:
-        """Set the side's (fresh) store up for the partitions, then keep their keys."""
-        self.open_store(side).reserve_partitions(len(partitions))
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.key(f"partloads:{side}"))
-        pipe.set(self.key(f"partitions:{side}"), _pack({"keys": list(partitions), "started": started}))
-        pipe.expire(self.key(f"partitions:{side}"), get_settings().store_ttl)
-        pipe.execute()
-
-    def partitions(self, side: str) -> Optional[Dict[str, Any]]:
-        """The side's partition keys and start time, or None."""
-        return unpack(self.client.get(self.key(f"partitions:{side}")))  # type: ignore[no-any-return]
-
-    def partition_store(self, side: str, index: int) -> RedisStore:
-        """A store object writing partition ``index`` of the side, which it first empties."""
-        settings = get_settings()
-        store_id = keys.job_store_id(self.job_id, side)
-        store = RedisStore(url=settings.redis_url, store_id=store_id, ttl=settings.store_ttl, partition=index)
-        store.clear_partition()
-        return store
-
-    def record_partition(self, side: str, index: int, result: Dict[str, Any]) -> int:
-        """Record a loaded partition; returns how many of the side's are loaded."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.key(f"partloads:{side}"), str(index), _pack(result))
-        pipe.expire(self.key(f"partloads:{side}"), get_settings().store_ttl)
-        pipe.hlen(self.key(f"partloads:{side}"))
-        return int(pipe.execute()[2])
-
-    def partition_results(self, side: str) -> Dict[int, Dict[str, Any]]:
-        """Results of the side's loaded partitions."""
-        raw = self.client.hgetall(self.key(f"partloads:{side}"))
-        return {int(index): unpack(value) for index, value in raw.items()}
-
     def live_slots(self) -> Optional[int]:
         """The pool slots the live workers announced (``worker.slots``); None when none did."""
         return live_slots(self.client) or None
@@ -203,9 +169,7 @@ class RedisJobState(RedisClaims, JobState):
         key = self.key("diff")
         self.client.delete(key)
         for start in range(0, len(records), batch):
-            chunk = {
-                str(start + offset): _pack(record) for offset, record in enumerate(records[start : start + batch])
-            }
+            chunk = {str(start + offset): _pack(record) for offset, record in enumerate(records[start : start + batch])}
             self.client.hset(key, mapping=chunk)  # type: ignore[arg-type]
         self.client.set(self.key("summary"), _pack(summary))
 
@@ -401,6 +365,10 @@ class RedisJobState(RedisClaims, JobState):
             steps += [f"load-{side}-{index}" for index in range(count)]
             parts += [f"partitions:{side}", f"partloads:{side}"]
         steps += [f"shard-{index}" for index in range(int(plan.get("shards", 0)))]
+        ranges = self.diff_parts()
+        count = len(ranges.get("parts", [])) if isinstance(ranges, dict) else 0
+        steps += ["join"] + [f"diff-{index}" for index in range(count)]
+        parts += ["diffparts", "diffparts-done"] + [f"diffpart:{index}" for index in range(count)]
         parts += [f"claim:{step}" for step in steps]
         # Named, never matched: a job id is a key prefix, and a pattern could reach other jobs' keys.
         self.client.unlink(*[self.key(part) for part in parts])
