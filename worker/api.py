@@ -241,6 +241,7 @@ def submit_sync(
     job_id: Optional[str] = None,
     deadline: Optional[int] = None,
     keep_stores: Optional[bool] = None,
+    diff_range: Optional[int] = None,
 ) -> JobHandle:
     """Validate a sync job and enqueue it; returns its handle at once.
 
@@ -263,6 +264,7 @@ def submit_sync(
         "shard_size": shard_size if shard_size is not None else get_settings().shard_size,
         "top_level_barrier": top_level_barrier,
         "keep_stores": keep_stores,
+        "diff_range": diff_range,
         "deadline": deadline,
         "batch_size": dict(batch_size) if isinstance(batch_size, Mapping) else batch_size,
         "delete_limit": delete_limit,

@@ -62,6 +62,8 @@ def create_app(settings: Settings) -> Celery:
             "shardsync.load": {"queue": shards, "routing_key": shards},
             "shardsync.load_part": {"queue": shards, "routing_key": shards},
             "shardsync.diff": {"queue": shards, "routing_key": shards},
+            "shardsync.diff_part": {"queue": shards, "routing_key": shards},
+            "shardsync.join": {"queue": shards, "routing_key": shards},
             "shardsync.shard": {"queue": shards, "routing_key": shards},
         },
         worker_hijack_root_logger=False,

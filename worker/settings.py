@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     shard_size: Optional[int] = Field(None, ge=1)
     """Operations per shard of a job that does not say; unset: shards sized for the live workers' slots,
     about four per slot and wave (``core.planner.balanced_shard_size``)."""
+    diff_range: int = Field(1000, ge=1)
+    """Top-level elements of one side per task of a job's diff: what bounds a diff task's memory (each reads
+    its range with the subtrees below it, from both sides)."""
     journal_batch: int = Field(1, ge=1)
     """Operations a shard applies between two journal writes (1: a killed worker re-runs only the operation
     in flight; more: fewer round trips, and up to that many finished operations run again after a crash)."""

@@ -178,6 +178,9 @@ class JobSpec(BaseModel):
         None, description="most items per batch hook call, for all models or per model name; None: the models'"
     )
     top_level_barrier: bool = True
+    diff_range: Optional[int] = Field(
+        None, ge=1, le=10_000_000, description="top-level elements per task of the diff; None: SHARDSYNC_DIFF_RANGE"
+    )
     keep_stores: Optional[bool] = Field(
         None, description="keep the job's two stores after it ends (for inspection); None: SHARDSYNC_KEEP_STORES"
     )

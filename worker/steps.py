@@ -1,4 +1,4 @@
-"""The job pipeline's steps as plain functions: start, load (``worker.load``), diff and plan, shard, finish.
+"""The job pipeline's steps as plain functions: start, load, diff (``worker.load``, ``worker.diffing``), finish.
 
 Each step reads and writes the job only through a ``JobState`` and hands over to the next step through a
 ``Runner``: Celery tasks on workers (``worker.tasks``) or a queue in this process (``worker.local``) carry the
@@ -9,21 +9,18 @@ second load the diff, the last shard of a wave the next wave or the finish). Eve
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional
 
 import structlog
 
 from core.adapter import Adapter
-from core.diff import DiffElement
 from core.diff_codec import DiffCodec
-from core.enum import DiffSyncModelFlags
-from core.planner import DEFAULT_SHARD_SIZE, balanced_shard_size, plan_sync
+from worker.diffing import diff
 from worker.errors import describe
-from worker.guard import delete_refusal, parse_delete_limit
 from worker.load import load, part
+from worker.ranges import diff_part, join
 from worker.registry import get_adapter
-from worker.report import assemble_report, changed_part, rebuild_diff
-from worker.review import copy_diff, fingerprint, plan_job, refusal
+from worker.report import assemble_report, rebuild_diff
 from worker.runner import (
     SIDES,
     Busy,
@@ -39,7 +36,7 @@ from worker.runner import (
     spec_of,
 )
 from worker.settings import get_settings
-from worker.shard import shard, start_wave
+from worker.shard import shard
 from worker.spec import JobSpec
 from worker.state.base import JobState
 
@@ -48,17 +45,6 @@ logger = structlog.get_logger("shardsync.worker")
 # ----------------------------------------------------------------------------------------------------
 # start, load, diff
 # ----------------------------------------------------------------------------------------------------
-
-
-def element_flags(adapter: Adapter, element: DiffElement) -> DiffSyncModelFlags:
-    """The target model's flags for an element (they decide where a delete's children go)."""
-    obj = getattr(element, "_dst_obj", None)
-    if obj is None:
-        model_class = getattr(adapter, element.type, None)
-        if model_class is None:
-            return DiffSyncModelFlags.NONE
-        obj = adapter.get_or_none(model_class, element.keys)
-    return obj.model_flags if obj is not None else DiffSyncModelFlags.NONE
 
 
 def start(job: JobState, runner: Runner, delivery: Delivery) -> None:
@@ -89,137 +75,6 @@ def start(job: JobState, runner: Runner, delivery: Delivery) -> None:
     for side in SIDES:
         runner.enqueue("load", job.job_id, side)
     job.mark("started")  # after the enqueues: a start that dies before this sends them again (loads are claimed)
-
-
-def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
-    """Diff the two loaded stores, keep the diff with the job, plan the shards and start the first wave."""
-    if job.report() is not None:
-        return  # the job has ended (a late duplicate)
-    if job.aborted():
-        runner.enqueue("finish", job.job_id)
-        return
-    try:
-        spec = spec_of(job)
-        try:
-            saved: Optional[Dict[str, Any]] = job.plan_head()
-        except LookupError:
-            saved = None
-        if saved is None:
-            token = job.claim("diff", claim_ttl(), "diff")
-            if token is None:  # a duplicate is diffing now: come back when it has saved the plan
-                raise Busy("the diff", claim_wait())
-            try:
-                reason = poisoned(job, "diff")
-                if reason is not None:
-                    raise RuntimeError(reason)
-                saved = _diff_and_plan(job, runner, delivery, spec, token)
-            except Refused as refused:
-                job.abort(str(refused))
-                runner.enqueue("finish", job.job_id)
-                return
-            finally:
-                job.release_claim("diff", token)
-            if not spec.dry_run and saved["shards"] and _refused(job, runner, spec):
-                return
-            if not spec.dry_run and saved["shards"]:
-                show_progress(job, runner, "sync", 0, saved["operations"])
-        # Also for a diff delivered again after its plan was saved: shards may have changed the target store
-        # since, so the diff is never computed twice; only the next step is enqueued again (that is safe).
-        elif not spec.dry_run and saved["shards"] and _refused(job, runner, spec):
-            return
-        if spec.dry_run or not saved["shards"]:
-            runner.enqueue("finish", job.job_id)
-        else:
-            start_wave(job, runner, saved["waves"][0])
-    except Busy:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of the diff ends the job with a report
-        if delivery.will_retry(err):
-            raise
-        fail(job, runner, "diff", err)
-
-
-class Refused(Exception):
-    """The diff step refuses to go on (an apply whose target changed since its plan); the job fails with it."""
-
-
-def _refused(job: JobState, runner: Runner, spec: JobSpec) -> bool:
-    """The delete guardrail (``worker.guard``): a job over its delete limit fails before its first shard."""
-    if spec.allow_deletes:
-        return False
-    deletes = int((job.summary() or {}).get("delete", 0))
-    target_objects = int(job.loads().get("target", {}).get("objects", 0))
-    limit = parse_delete_limit(spec.delete_limit if spec.delete_limit is not None else get_settings().delete_limit)
-    refusal = delete_refusal(deletes, target_objects, limit)
-    if refusal is None:
-        return False
-    logger.error("Delete guardrail", deletes=deletes, target_objects=target_objects, limit=str(limit))
-    job.abort(refusal)
-    runner.enqueue("finish", job.job_id)
-    return True
-
-
-def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobSpec, token: str) -> Dict[str, Any]:
-    """Diff the loaded stores, keep the diff and the plan with the job; returns the saved plan."""
-    with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim="diff", token=token):
-        source, target = attach_adapters(job, spec)
-        started = time.perf_counter()
-        last = [0.0]
-
-        def on_progress(stage: str, current: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 0.5 or current == total:
-                last[0] = now
-                show_progress(job, runner, "diff", current, total)
-
-        show_progress(job, runner, "diff", 0, 0)
-        codec = DiffCodec(source, target)
-        if spec.apply_of:  # apply a plan: its diff, if the target subtrees it touches are as it saw them
-            plan_state = plan_job(job, spec.apply_of)
-            reason = refusal(plan_state, target, spec.apply_of)
-            if reason is not None:
-                raise Refused(reason)
-            the_diff = rebuild_diff(copy_diff(plan_state, job), codec, source.name, target.name, job.summary())
-        else:
-            # Only the subtrees with a change are kept and planned; the unchanged ones live on in the summary.
-            the_diff = changed_part(target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress))
-            job.save_diff([codec.encode(element) for element in the_diff.get_children()], the_diff.summary())
-            if spec.dry_run:  # a plan: fingerprint what it touches, for an apply to check
-                job.save_fingerprints(fingerprint(the_diff, target))
-        job.record_time("diff", time.perf_counter() - started)
-        job.record_worker("diff", delivery.hostname)
-
-        structlog.contextvars.bind_contextvars(stage="plan")
-        started = time.perf_counter()
-        show_progress(job, runner, "plan", 0, 1)
-        slots = job.live_slots() if spec.shard_size is None else None
-        plan = plan_sync(
-            the_diff,
-            shard_size=_shard_size(spec, slots),
-            barrier=spec.top_level_barrier,
-            model_flags=lambda element: element_flags(target, element),
-        )
-        shards = [
-            {"index": s.index, "wave": s.wave, "type": s.type, "roots": s.roots, "operations": len(s.operations)}
-            for s in plan.shards
-        ]
-        saved = {"waves": plan.waves, "operations": plan.operations, "shards": shards}
-        job.save_plan(saved)  # last: a saved plan means the diff is complete and must never be computed again
-        job.record_time("plan", time.perf_counter() - started)
-        show_progress(job, runner, "plan", 1, 1)
-        logger.info(
-            "Planned", shards=len(plan.shards), waves=len(plan.waves), operations=plan.operations, slots=slots
-        )
-    return saved
-
-
-def _shard_size(spec: JobSpec, slots: Optional[int]) -> Union[int, Callable[[int], int]]:
-    """The job's own shard size; else sized per wave for the live slots; else DEFAULT_SHARD_SIZE."""
-    if spec.shard_size is not None:
-        return spec.shard_size
-    if slots:
-        return lambda operations: balanced_shard_size(operations, slots)
-    return DEFAULT_SHARD_SIZE
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -340,6 +195,10 @@ def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args
         context.update(stage=f"load-{args[0]}", partition=args[1])
     elif step == "shard":
         context.update(stage="sync", shard=args[0])
+    elif step == "diffpart":
+        context.update(stage="diff", range=args[0])
+    elif step == "join":
+        context["stage"] = "diff"
     structlog.contextvars.bind_contextvars(**context)
     try:
         try:
@@ -372,6 +231,8 @@ STEP_FUNCTIONS: Dict[str, Callable[..., Any]] = {
     "load": load,
     "part": part,
     "diff": diff,
+    "diffpart": diff_part,
+    "join": join,
     "shard": shard,
     "finish": finish,
 }

@@ -68,6 +68,12 @@ class CeleryRunner:
             )
         elif step == "diff":
             diff.apply_async((job_id,), task_id=f"{job_id}.diff", argsrepr=f"job {job_id}")
+        elif step == "diffpart":
+            diff_part.apply_async(
+                (job_id, args[0]), task_id=f"{job_id}.diff-{args[0]}", argsrepr=f"job {job_id} range {args[0]}"
+            )
+        elif step == "join":
+            join.apply_async((job_id,), task_id=f"{job_id}.join", argsrepr=f"job {job_id}")
         elif step == "shard":
             shard.apply_async(
                 (job_id, *args), task_id=f"{job_id}.shard-{args[0]}", argsrepr=f"job {job_id} shard {args[0]}"
@@ -147,6 +153,18 @@ def load_part(self: Task, job_id: str, side: str, index: int) -> None:
 def diff(self: Task, job_id: str) -> None:
     """Diff the two loaded stores, keep the diff with the job, plan the shards and start the first wave."""
     _run(self, "diff", job_id)
+
+
+@app.task(name="shardsync.diff_part", bind=True, max_retries=None)
+def diff_part(self: Task, job_id: str, index: int) -> None:
+    """Diff one range of top-level elements of both stores."""
+    _run(self, "diffpart", job_id, index)
+
+
+@app.task(name="shardsync.join", bind=True, max_retries=None)
+def join(self: Task, job_id: str) -> None:
+    """Join the diff's ranges into the job's diff and plan, then start the first wave."""
+    _run(self, "join", job_id)
 
 
 @app.task(name="shardsync.shard", bind=True, max_retries=None)

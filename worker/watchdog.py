@@ -39,7 +39,9 @@ def step_done(job: RedisJobState, step: str, args: Sequence[Any]) -> bool:
         return job.loads().get(args[0]) is not None
     if step == "part":
         return int(args[1]) in job.partition_results(str(args[0]))
-    if step == "diff":
+    if step == "diffpart":
+        return int(args[0]) in job.diff_part_results()
+    if step in ("diff", "join"):
         try:
             job.plan_head()
         except LookupError:

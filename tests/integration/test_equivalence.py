@@ -72,6 +72,7 @@ def scenarios(draw: st.DrawFn) -> Dict[str, Any]:
         "flags": flags,
         "shard_size": draw(st.integers(min_value=1, max_value=6)),
         "barrier": draw(st.booleans()),
+        "diff_range": draw(st.integers(min_value=1, max_value=4)),
     }
 
 
@@ -87,7 +88,7 @@ def test_distributed_job_equals_local_sync(redis_db, scenario: Dict[str, Any]) -
     local_state, local_calls, local_error = local_sync(source, target, flags, redis_db, REDIS_URL)
     same_job = (source, target, flags, redis_db, REDIS_URL)
     options = {"shard_size": scenario["shard_size"], "top_level_barrier": scenario["barrier"]}
-    distributed = distributed_sync(*same_job, **options)
+    distributed = distributed_sync(*same_job, diff_range=scenario["diff_range"], **options)  # a diff in ranges
     embedded = embedded_sync(*same_job, **options)
     assert local_error is None  # raising hooks only run with CONTINUE_ON_FAILURE
     for runner, (state, calls, report, failure) in (("workers", distributed), ("embedded", embedded)):
