@@ -779,7 +779,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--timeout", type=float, default=1800.0, help="seconds a job may take before the bench gives up"
     )
     group = parser.add_argument_group("io")
-    group.add_argument("--io-sites", type=int, default=1700, help="1700 sites: about 20k operations")
+    group.add_argument("--io-sites", type=int, default=2060, help="2060 sites: about 20k operations")
     group.add_argument("--hook-latency", type=float, default=0.005, help="seconds per create/update/delete")
     group.add_argument("--slots", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4, 8, 16])
     group.add_argument("--io-workers", type=int, default=2, help="worker processes; threads per worker = slots/this")
