@@ -92,6 +92,7 @@ class ProcInfo:
     role: str  # "main" (the Celery worker process) or "child" (a prefork pool process)
     hwm: int = 0  # bytes, VmHWM (peak RSS) last read
     alive: bool = True
+    stage: str = ""  # the job's stage when the peak last grew by more than 5% (which task made it)
 
 
 @dataclass
@@ -103,7 +104,7 @@ class WorkerGroup:
     log: Path
     procs: Dict[int, ProcInfo] = field(default_factory=dict)
 
-    def sample(self) -> None:
+    def sample(self, stage: str = "") -> None:
         """Read VmHWM of every process of the group; a pid that has gone keeps its last figure."""
         seen = set()
         for pid in _group_pids(self.proc.pid):
@@ -112,6 +113,8 @@ class WorkerGroup:
                 continue
             seen.add(pid)
             info = self.procs.setdefault(pid, ProcInfo(pid, "main" if pid == self.proc.pid else "child"))
+            if hwm > info.hwm * 1.05 and stage:
+                info.stage = stage
             info.hwm = max(info.hwm, hwm)
         for pid, info in self.procs.items():
             if pid not in seen:
@@ -201,10 +204,10 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"workers did not answer within {timeout} s; logs in {self.logs}")
 
-    def sample(self) -> None:
-        """Record the current peak RSS of every worker process."""
+    def sample(self, stage: str = "") -> None:
+        """Record the current peak RSS of every worker process (``stage``: the job's stage now)."""
         for group in self.groups:
-            group.sample()
+            group.sample(stage)
 
     def dead(self) -> List[str]:
         """What has died so far: worker main processes that exited, pool children that vanished."""
@@ -288,7 +291,7 @@ def run_job(
         now = time.perf_counter()
         if now - last_sample >= 0.5:
             last_sample = now
-            cluster.sample()
+            cluster.sample(handle.progress()[0])
             run.redis_peak = max(run.redis_peak, int(client.info("memory")["used_memory"]))
             problems = cluster.dead()
             if problems:
@@ -714,7 +717,8 @@ def scenario_memory(args: argparse.Namespace, app: Any, url: str) -> None:
     rows = []
     for group in cluster.groups:
         for info in sorted(group.procs.values(), key=lambda p: (p.role != "main", p.pid)):
-            rows.append([f"worker {group.index}", info.role, info.pid, info.hwm / MIB, "" if info.alive else "died"])
+            note = info.stage + ("" if info.alive else " (died)")
+            rows.append([f"worker {group.index}", info.role, info.pid, info.hwm / MIB, note])
     if local:
         rows.append(["local sync_from", "child", "-", local.get("peak", local["peak_wait4"]) / MIB,
                      "" if local["rc"] == 0 else f"rc {local['rc']}"])  # fmt: skip
@@ -726,7 +730,7 @@ def scenario_memory(args: argparse.Namespace, app: Any, url: str) -> None:
         print(f"re-diff of the job's stores after the job: {summary}")
     if local:
         print(f"local sync_from: {local.get('seconds', float('nan')):.2f} s, rc {local['rc']}")
-    print(table(["process", "role", "pid", "peak RSS MiB", "note"], rows))
+    print(table(["process", "role", "pid", "peak RSS MiB", "stage when the peak grew"], rows))
     if objects:
         grown = (run.redis_after_loads or before) - before
         peak = run.redis_peak - before
