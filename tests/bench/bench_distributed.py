@@ -833,6 +833,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except Exception as err:  # noqa: BLE001 - say which scenario broke, and go on with the others
                 print(f"\n== {name}: ERROR {type(err).__name__}: {err}")
             sys.stdout.flush()
+    except KeyboardInterrupt:
+        print("\ninterrupted: workers stopped, database emptied", file=sys.stderr)
+        return 130
     finally:
         fresh(client)
     return 0
