@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from core.diff import Diff
 from core.diff_codec import DiffCodec
@@ -78,17 +78,26 @@ def _op_order(op: str) -> Tuple[int, int]:
     return int(root), int(seq)
 
 
-def tally(journal: Dict[str, List[Any]]) -> Tuple[Dict[str, Dict[str, int]], List[Dict[str, Any]]]:
-    """Counts per action and status, and the failed operations in plan order, from journal entries."""
+def tally(
+    journal: Union[Mapping[str, List[Any]], Iterable[Tuple[str, List[Any]]]],
+) -> Tuple[Dict[str, Dict[str, int]], List[Dict[str, Any]], int]:
+    """Counts per action and status, the failed operations in plan order, and the number of entries.
+
+    Takes the entries one by one (``JobState.iter_journal``): only the failures are held, not the journal.
+    """
     counts: Dict[str, Dict[str, int]] = {}
-    failures: List[Dict[str, Any]] = []
-    for op in sorted(journal, key=_op_order):
-        action, status, message, model, uid = journal[op][:5]
+    failed: List[Tuple[Tuple[int, int], Dict[str, Any]]] = []
+    total = 0
+    for op, entry in journal.items() if isinstance(journal, Mapping) else journal:
+        total += 1
+        action, status, message, model, uid = entry[:5]
         per_action = counts.setdefault(action, {})
         per_action[status] = per_action.get(status, 0) + 1
         if status != "success":
-            failures.append({"action": action, "model": model, "unique_id": uid, "status": status, "message": message})
-    return counts, failures
+            failure = {"action": action, "model": model, "unique_id": uid, "status": status, "message": message}
+            failed.append((_op_order(op), failure))
+    failed.sort(key=lambda item: item[0])
+    return counts, [failure for _, failure in failed], total
 
 
 def compose_report(
@@ -102,7 +111,7 @@ def compose_report(
     summary: Optional[Dict[str, int]],
     loads: Dict[str, Any],
     operations: int,
-    journal: Dict[str, List[Any]],
+    journal: Union[Mapping[str, List[Any]], Iterable[Tuple[str, List[Any]]]],
     changed: bool,
     sync_complete: bool,
     seconds: Dict[str, float],
@@ -119,7 +128,7 @@ def compose_report(
     skipped, as in a local sync) or, in a job that failed or was cancelled, not reached. So ``counts`` plus
     ``skipped`` always add up to ``operations``; ``shardsync log`` lists each of them.
     """
-    counts, failures = tally(journal)
+    counts, failures, journaled = tally(journal)
     times = times or {}
     return {
         "job_id": job_id,
@@ -133,7 +142,7 @@ def compose_report(
         "loads": loads,
         "operations": operations,
         "counts": counts,
-        "skipped": 0 if dry_run else max(0, operations - len(journal)),
+        "skipped": 0 if dry_run else max(0, operations - journaled),
         "failures": failures,
         "changed": changed,
         "sync_complete": sync_complete,
@@ -224,7 +233,7 @@ def assemble_report(
         summary=job.summary(),
         loads=job.loads(),
         operations=plan.get("operations", 0),
-        journal=job.journal(),
+        journal=job.iter_journal(),
         changed=changed,
         sync_complete=sync_complete,
         seconds=times,

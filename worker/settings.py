@@ -40,9 +40,10 @@ class Settings(BaseSettings):
     diff_range: int = Field(1000, ge=1)
     """Top-level elements of one side per task of a job's diff: what bounds a diff task's memory (each reads
     its range with the subtrees below it, from both sides)."""
-    journal_batch: int = Field(1, ge=1)
-    """Operations a shard applies between two journal writes (1: a killed worker re-runs only the operation
-    in flight; more: fewer round trips, and up to that many finished operations run again after a crash)."""
+    journal_batch: int = Field(50, ge=1)
+    """Most operations a shard applies between two journal writes (which also go at least every half second):
+    one Redis transaction per batch instead of per operation. After a crash the unjournaled operations of the
+    last batch run again, each once (1: only the operation in flight)."""
     claim_ttl: int = Field(30, ge=3)
     """Seconds a running step's claim lives without renewal; its heartbeat renews it every third of that. A
     claim that expires without a result means its worker is gone: the watchdog runs the step again."""

@@ -25,6 +25,9 @@ def worker_env() -> dict:
     env["SHARDSYNC_LOCK_TTL"] = "10"
     env["SHARDSYNC_CLAIM_TTL"] = "10"  # short claims: a redelivered shard takes over within seconds
     env["SHARDSYNC_WATCHDOG_INTERVAL"] = "1"
+    # Every operation journaled before the next hook: the fault tests count exactly which hooks run again.
+    # tests/integration/test_replay.py crashes shards in batches of several too.
+    env["SHARDSYNC_JOURNAL_BATCH"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
     return env
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from core.store import BaseStore
 from worker.state.codec import pack, unpack  # noqa: F401 - re-exported: the state's encoding
@@ -293,6 +293,10 @@ class JobState(JobParts, ABC):
     @abstractmethod
     def journal(self) -> Dict[str, Entry]:
         """Every journal entry of the job."""
+
+    def iter_journal(self) -> Iterator[Tuple[str, Entry]]:
+        """The journal's ``(operation, entry)`` pairs one by one, for a reader that needs not hold them all."""
+        yield from self.journal().items()
 
     @abstractmethod
     def progress_count(self) -> int:

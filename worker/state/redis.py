@@ -7,7 +7,7 @@ to repeat (tasks may run twice).
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from redis import Redis
 
@@ -289,6 +289,17 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
     def journal(self) -> Dict[str, Entry]:
         """Every journal entry of the job."""
         return {name.decode(): unpack(value) for name, value in self.client.hgetall(self.key("journal")).items()}
+
+    def iter_journal(self) -> Iterator[Tuple[str, Entry]]:
+        """The journal read in chunks (HSCAN): the finish of a million operations holds one chunk at a time.
+
+        HSCAN may return an entry twice (a hash resized during the scan): each is yielded once.
+        """
+        seen = set()
+        for name, value in self.client.hscan_iter(self.key("journal"), count=2000):
+            if name not in seen:
+                seen.add(name)
+                yield name.decode(), unpack(value)
 
     def progress_count(self) -> int:
         """Operations finished so far."""
