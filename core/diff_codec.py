@@ -111,17 +111,24 @@ class DiffCodec:
             codec = self._codecs[key] = _FieldCodec(cls)
         return codec
 
-    def encode(self, element: DiffElement) -> ElementRecord:
-        """One element and everything below it, as plain data."""
+    def encode(self, element: DiffElement, changed_only: bool = False) -> ElementRecord:
+        """One element and everything below it, as plain data.
+
+        With ``changed_only``, children with no change anywhere below them are left out: a job keeps what its
+        shards apply and what ``Diff.str()``/``dict()`` show, not the unchanged parts of a changed subtree.
+        """
         modelname = element.type
         target_codec = self._codec(True, modelname)
+        children = element.get_children()
+        if changed_only:
+            children = (child for child in children if child.has_diffs(include_children=True))
         return [
             modelname,
             element.name,
             target_codec.encode(element.keys),
             self._codec(False, modelname).encode(element.source_attrs),
             target_codec.encode(element.dest_attrs),
-            [self.encode(child) for child in element.get_children()],
+            [self.encode(child, changed_only) for child in children],
         ]
 
     def decode(

@@ -118,7 +118,8 @@ def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobS
         else:
             # Only the subtrees with a change are kept and planned; the unchanged ones live on in the summary.
             the_diff = changed_part(target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress))
-            job.save_diff([codec.encode(element) for element in the_diff.get_children()], the_diff.summary())
+            records = [codec.encode(element, changed_only=True) for element in the_diff.get_children()]
+            job.save_diff(records, the_diff.summary())
             if spec.dry_run:  # a plan: fingerprint what it touches, for an apply to check
                 job.save_fingerprints(fingerprint(the_diff, target))
         job.record_time("diff", time.perf_counter() - started)

@@ -169,7 +169,7 @@ def _diff_range(job: JobState, delivery: Delivery, spec: JobSpec, index: int, pa
             counted.models_processed = differ.models_processed
             kept = [element for element in elements if element.has_diffs(include_children=True)]
             codec = DiffCodec(source, target)
-            records = [codec.encode(element) for element in kept]
+            records = [codec.encode(element, changed_only=True) for element in kept]
             operations = [
                 [element.type, len(subtree_operations(0, element, lambda el: element_flags(target, el)))]
                 for element in kept

@@ -144,13 +144,19 @@ def _apply_shard(
     target_id = spec.target_identity()
     with job.heartbeat(target_id, settings.lock_ttl, claim=f"shard-{index}", token=token) as beat:
 
+        checked = [float("-inf")]
+
         def fence() -> None:
-            # Before every hook: the lock is this job's (or is taken back while no other job took it since).
+            # Before every hook: the lock is this job's (or is taken back while no other job took it since),
+            # as read at most SHARDSYNC_FENCE_INTERVAL ago; the heartbeat's findings count at once.
             if beat.claim_lost.is_set():
                 raise ClaimLost(f"shard {index}", claim_wait())
+            if not beat.lost.is_set() and time.monotonic() - checked[0] < settings.fence_interval:
+                return
             if beat.lost.is_set() or not (job.holds_lock(target_id) or job.renew_lock(target_id, settings.lock_ttl)):
                 beat.lost.set()
                 raise LockLost(lock_lost_message(job.job_id, target_id))
+            checked[0] = time.monotonic()
 
         try:
             source, target = attach_adapters(job, spec, lazy=True, reuse=True)
