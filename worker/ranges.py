@@ -48,16 +48,22 @@ logger = structlog.get_logger("shardsync.worker")
 
 _COUNTS = ("create", "update", "delete", "no-change", "skip")
 
+MIN_RANGE = 50
+"""Fewest top-level elements in a range cut smaller for the live slots (each range has a fixed cost)."""
+
 
 def set_up(job: JobState, spec: JobSpec) -> Dict[str, Any]:
     """Cut the diff of the job's two stores into ranges and keep them with the job; returns them."""
     source, target = attach_adapters(job, spec, lazy=True, reuse=True)
     size = (spec.diff_range or get_settings().diff_range) if job.distributed else 0  # one process: one range each
+    slots = job.live_slots() if job.distributed and spec.diff_range is None else None
     parts: List[Dict[str, Any]] = []
     for modelname in intersection(target.top_level, source.top_level):
         for side, adapter in (("source", source), ("target", target)):
             count = adapter.store.count(model=modelname)
             step = size or max(count, 1)
+            if slots:  # at least one range per live slot, so that every slot diffs (never below MIN_RANGE)
+                step = min(step, max(MIN_RANGE, -(-count // slots)))
             for first in range(0, count, step):
                 parts.append({"type": modelname, "side": side, "first": first, "end": min(count, first + step)})
     skipped = 0  # types top-level on one side only: counted, not diffed (as a diff of everything does)

@@ -44,9 +44,11 @@ class Settings(BaseSettings):
     """Most operations a shard applies between two journal writes (which also go at least every half second):
     one Redis transaction per batch instead of per operation. After a crash the unjournaled operations of the
     last batch run again, each once (1: only the operation in flight)."""
-    fence_interval: float = Field(0.2, ge=0)
-    """Seconds a shard trusts its last read of the target lock before a hook (0: read it before every hook).
-    Another job that takes the lock must load and diff before it writes: far longer than this."""
+    fence_interval: float = Field(0.0, ge=0)
+    """Seconds a shard may trust its last read of the target lock before a hook. 0 (the default): the lock is
+    read before every hook, so no hook ever runs after the lock is lost. More trades that for one round trip
+    per interval instead of per hook: a hook may then run up to that long after another job took the lock
+    (which must load and diff before it writes)."""
     claim_ttl: int = Field(30, ge=3)
     """Seconds a running step's claim lives without renewal; its heartbeat renews it every third of that. A
     claim that expires without a result means its worker is gone: the watchdog runs the step again."""
