@@ -25,10 +25,9 @@ from worker.runner import (
     Delivery,
     Runner,
     attach_adapters,
-    claim_ttl,
-    claim_wait,
+    claimed,
+    ended_or_stopped,
     fail,
-    poisoned,
     show_progress,
     spec_of,
 )
@@ -51,10 +50,7 @@ def in_one_task(spec: JobSpec) -> bool:
 
 def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
     """Diff the two loaded stores (or set the ranges up that do), plan the shards and start the first wave."""
-    if job.report() is not None:
-        return  # the job has ended (a late duplicate)
-    if job.aborted():
-        runner.enqueue("finish", job.job_id)
+    if ended_or_stopped(job, runner):
         return
     try:
         spec = spec_of(job)
@@ -65,26 +61,20 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
         if saved is not None:  # delivered again after the plan was saved: only what comes next, again
             after_plan(job, runner, spec, saved, fresh=False)
             return
-        token = job.claim("diff", claim_ttl(), "diff")
-        if token is None:  # a duplicate is diffing now: come back when it has saved the plan
-            raise Busy("the diff", claim_wait())
-        try:
-            reason = poisoned(job, "diff")
-            if reason is not None:
-                raise RuntimeError(reason)
+        # Claimed: a duplicate diffing now makes this one come back when the plan is saved.
+        with claimed(job, "diff", "diff", [], "the diff") as token:
             if not in_one_task(spec):
                 show_progress(job, runner, "diff", 0, 0)
                 if job.diff_parts() is None:  # else delivered again: the ranges stand, those without a result go
                     set_up(job, spec)
                 enqueue_parts(job, runner)
                 return
-            saved = _diff_and_plan(job, runner, delivery, spec, token)
-        except Refused as refused:
-            job.abort(str(refused))
-            runner.enqueue("finish", job.job_id)
-            return
-        finally:
-            job.release_claim("diff", token)
+            try:
+                saved = _diff_and_plan(job, runner, delivery, spec, token)
+            except Refused as refused:
+                job.abort(str(refused))
+                runner.enqueue("finish", job.job_id)
+                return
         after_plan(job, runner, spec, saved, fresh=True)
     except Busy:
         raise

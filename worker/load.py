@@ -23,10 +23,10 @@ from worker.runner import (
     ClaimLost,
     Delivery,
     Runner,
-    claim_ttl,
     claim_wait,
+    claimed,
+    ended_or_stopped,
     fail,
-    poisoned,
     show_progress,
     spec_of,
 )
@@ -40,10 +40,7 @@ logger = structlog.get_logger("shardsync.worker")
 def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
     """Load one side's adapter into the job's store of that side (or enqueue its partitions' loads)."""
     stage = f"load-{side}"
-    if job.report() is not None:
-        return  # the job has ended (a late duplicate)
-    if job.aborted():
-        runner.enqueue("finish", job.job_id)  # stopped (an error elsewhere, or cancelled): the finish reports it
+    if ended_or_stopped(job, runner):
         return
     try:
         spec = spec_of(job)
@@ -51,17 +48,10 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
             # Applying a plan writes the plan's diff: the source is not read again.
             job.record_load(side, {"objects": 0, "seconds": 0.0, "worker": delivery.hostname, "skipped": True})
         if job.loads().get(side) is None:
-            token = job.claim(stage, claim_ttl(), "load", [side])
-            if token is None:  # a duplicate is loading into this store now: never clear it under its feet
-                raise Busy(f"the {side} load", claim_wait())
-            try:
-                reason = poisoned(job, stage)
-                if reason is not None:
-                    raise RuntimeError(reason)
+            # Claimed: a duplicate loading into this store now is never cleared under its feet.
+            with claimed(job, stage, "load", [side], f"the {side} load") as token:
                 if job.loads().get(side) is None:  # not loaded by a duplicate that finished meanwhile
                     _load_side(job, runner, delivery, spec, side, token)
-            finally:
-                job.release_claim(stage, token)
         side_loaded(job, runner, stage)
     except Busy:
         raise
@@ -162,10 +152,7 @@ def _enqueue_partitions(job: JobState, runner: Runner, side: str, count: int) ->
 def part(job: JobState, runner: Runner, delivery: Delivery, side: str, index: int) -> None:
     """Load one partition of a side; the last of the side's partitions to end records the side as loaded."""
     stage = f"load-{side}"
-    if job.report() is not None:
-        return
-    if job.aborted():
-        runner.enqueue("finish", job.job_id)
+    if ended_or_stopped(job, runner):
         return
     try:
         partitioned = job.partitions(side)
@@ -175,18 +162,10 @@ def part(job: JobState, runner: Runner, delivery: Delivery, side: str, index: in
         total = len(partitioned["keys"])
         if index not in job.partition_results(side):
             step_key = f"load-{side}-{index}"
-            token = job.claim(step_key, claim_ttl(), "part", [side, index])
-            if token is None:
-                raise Busy(f"partition {index} of the {side} load", claim_wait())
-            try:
-                reason = poisoned(job, step_key)
-                if reason is not None:
-                    raise RuntimeError(reason)
+            with claimed(job, step_key, "part", [side, index], f"partition {index} of the {side} load") as token:
                 if index not in job.partition_results(side):
                     key = partitioned["keys"][index]
                     _load_partition(job, delivery, spec_of(job), side, index, key, step_key, token)
-            finally:
-                job.release_claim(step_key, token)
         if job.report() is not None:
             return
         results = job.partition_results(side)

@@ -33,10 +33,10 @@ from worker.runner import (
     Delivery,
     Runner,
     attach_adapters,
-    claim_ttl,
     claim_wait,
+    claimed,
+    ended_or_stopped,
     fail,
-    poisoned,
     show_progress,
     spec_of,
 )
@@ -91,10 +91,7 @@ def enqueue_parts(job: JobState, runner: Runner) -> None:
 
 def diff_part(job: JobState, runner: Runner, delivery: Delivery, index: int) -> None:
     """Diff one range; the last range to end enqueues the join."""
-    if job.report() is not None:
-        return
-    if job.aborted():
-        runner.enqueue("finish", job.job_id)
+    if ended_or_stopped(job, runner):
         return
     try:
         ranges = job.diff_parts()
@@ -103,18 +100,9 @@ def diff_part(job: JobState, runner: Runner, delivery: Delivery, index: int) -> 
             return
         total = len(ranges["parts"])
         if index not in job.diff_part_results():
-            step_key = f"diff-{index}"
-            token = job.claim(step_key, claim_ttl(), "diffpart", [index])
-            if token is None:
-                raise Busy(f"range {index} of the diff", claim_wait())
-            try:
-                reason = poisoned(job, step_key)
-                if reason is not None:
-                    raise RuntimeError(reason)
-                if index not in job.diff_part_results():
+            with claimed(job, f"diff-{index}", "diffpart", [index], f"range {index} of the diff") as token:
+                if index not in job.diff_part_results():  # not diffed by a duplicate that ended meanwhile
                     _diff_range(job, delivery, spec_of(job), index, ranges["parts"][index], token)
-            finally:
-                job.release_claim(step_key, token)
         if job.report() is not None:
             return
         done = len(job.diff_part_results())
@@ -204,10 +192,7 @@ def _diff_range(job: JobState, delivery: Delivery, spec: JobSpec, index: int, pa
 
 def join(job: JobState, runner: Runner, delivery: Delivery) -> None:
     """Join the ranges into the job's diff, summary and plan, then start the first wave."""
-    if job.report() is not None:
-        return
-    if job.aborted():
-        runner.enqueue("finish", job.job_id)
+    if ended_or_stopped(job, runner):
         return
     try:
         spec = spec_of(job)
@@ -217,16 +202,8 @@ def join(job: JobState, runner: Runner, delivery: Delivery) -> None:
             saved = None
         fresh = saved is None
         if saved is None:
-            token = job.claim("join", claim_ttl(), "join")
-            if token is None:
-                raise Busy("the join of the diff", claim_wait())
-            try:
-                reason = poisoned(job, "join")
-                if reason is not None:
-                    raise RuntimeError(reason)
+            with claimed(job, "join", "join", [], "the join of the diff") as token:
                 saved = _join(job, runner, delivery, spec, token)
-            finally:
-                job.release_claim("join", token)
         after_plan(job, runner, spec, saved, fresh)
     except Busy:
         raise

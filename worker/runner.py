@@ -10,8 +10,9 @@ import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Protocol, Sequence, Tuple
 
 import structlog
 
@@ -181,6 +182,36 @@ def show_progress(job: JobState, runner: Runner, stage: str, current: int, total
         ended = job.report()  # the finish may have published the end meanwhile: publish it again after ours
     if ended is not None:
         runner.publish_end(job.job_id, ended)
+
+
+def ended_or_stopped(job: JobState, runner: Runner) -> bool:
+    """Whether a step has nothing to do: its job ended (a late duplicate), or stopped (the finish reports it)."""
+    if job.report() is not None:
+        return True
+    if job.aborted():  # an error elsewhere, or cancelled: hand over to the finish
+        runner.enqueue("finish", job.job_id)
+        return True
+    return False
+
+
+@contextmanager
+def claimed(job: JobState, step_key: str, step: str, args: Sequence[Any], what: str) -> Iterator[str]:
+    """Hold a step's claim for the block (its token), released after it.
+
+    Raises:
+        Busy: if another delivery holds the claim (this one comes back later).
+        RuntimeError: if the step's worker died under it too often (``poisoned``).
+    """
+    token = job.claim(step_key, claim_ttl(), step, list(args))
+    if token is None:
+        raise Busy(what, claim_wait())
+    try:
+        reason = poisoned(job, step_key)
+        if reason is not None:
+            raise RuntimeError(reason)
+        yield token
+    finally:
+        job.release_claim(step_key, token)
 
 
 def fail(job: JobState, runner: Runner, stage: str, err: BaseException) -> None:
