@@ -135,20 +135,22 @@ class RedisParts(JobParts):
         return unpack(self.client.get(self.key("diffparts")))  # type: ignore[no-any-return]
 
     def save_diff_part(self, index: int, records: Sequence[Any], result: Dict[str, Any], batch: int = 1000) -> int:
-        """Keep one range's records (a list, replaced as a whole) and then its result."""
+        """Keep one range's records (a list, replaced as a whole) and its result, in one transaction.
+
+        Two deliveries of a range (one whose claim expired under it) write the same thing; one transaction
+        each keeps their records from interleaving.
+        """
         key = self.key(f"diffpart:{index}")
         ttl = get_settings().store_ttl
-        self.client.delete(key)
-        for start in range(0, len(records), batch):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.rpush(key, *[pack(record) for record in records[start : start + batch]])
-            pipe.expire(key, ttl)
-            pipe.execute()
         pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        for start in range(0, len(records), batch):
+            pipe.rpush(key, *[pack(record) for record in records[start : start + batch]])
+        pipe.expire(key, ttl)
         pipe.hset(self.key("diffparts-done"), str(index), pack(result))
         pipe.expire(self.key("diffparts-done"), ttl)
         pipe.hlen(self.key("diffparts-done"))
-        return int(pipe.execute()[2])
+        return int(pipe.execute()[-1])
 
     def diff_part_results(self) -> Dict[int, Dict[str, Any]]:
         """The ranges' results so far."""
