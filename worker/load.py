@@ -132,9 +132,7 @@ def _load_side(job: JobState, runner: Runner, delivery: Delivery, spec: JobSpec,
     _record_side(job, delivery, side, count, seconds)
 
 
-def _record_side(
-    job: JobState, delivery: Delivery, side: str, count: int, seconds: float, **extra: Any
-) -> None:
+def _record_side(job: JobState, delivery: Delivery, side: str, count: int, seconds: float, **extra: Any) -> None:
     stage = f"load-{side}"
     job.record_time(stage, seconds)
     job.record_worker(stage, delivery.hostname)

@@ -219,5 +219,3 @@ def fail(job: JobState, runner: Runner, stage: str, err: BaseException) -> None:
     logger.error("Job step failed", job_id=job.job_id, stage=stage, error=describe(err))
     job.abort(f"{stage} failed: {describe(err)}")
     runner.enqueue("finish", job.job_id)
-
-

@@ -35,7 +35,6 @@ from worker.state.base import JobState
 logger = structlog.get_logger("shardsync.worker")
 
 
-
 def start_wave(job: JobState, runner: Runner, shard_indexes: List[int]) -> None:
     """Enqueue the shards of one wave (they may run in parallel)."""
     for index in shard_indexes:
@@ -143,7 +142,6 @@ def _apply_shard(
     syncer: Optional[ShardSyncer] = None
     target_id = spec.target_identity()
     with job.heartbeat(target_id, settings.lock_ttl, claim=f"shard-{index}", token=token) as beat:
-
         checked = [float("-inf")]
 
         def fence() -> None:

@@ -89,6 +89,7 @@ def test_a_partitioned_job_is_the_job_of_unpartitioned_loads(redis_db) -> None:
         (e.type, e.name) for e in plain_diff.get_children()
     ]
     assert report["operations"] == plain_report["operations"]
+
     def layout(shards: List[Dict[str, Any]]) -> List[Tuple[Any, ...]]:
         return [(s["index"], s["wave"], s["type"], s["roots"], s["operations"]) for s in shards]
 

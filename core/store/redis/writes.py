@@ -154,9 +154,7 @@ class _BufferedWrites(BaseStore):
             flat.append(record)
             flat.append(mode)
         self._pending = {}
-        script_keys, args = write_batch_arguments(
-            self._store_id, by_type, self._ttl or 0, time.time(), self._partition
-        )
+        script_keys, args = write_batch_arguments(self._store_id, by_type, self._ttl or 0, time.time(), self._partition)
         return pending, script_keys, args
 
     def _restore(self, pending: Dict[Any, Any]) -> None:
