@@ -439,3 +439,23 @@ class PartitionedDatasetAdapter(DatasetAdapter):
             self.store.flush()  # what a dying load leaves behind: half of its objects in the store
             os.kill(os.getpid(), signal.SIGKILL)
         self._load_data(chunk)
+
+
+@register_adapter("dataset-die-in-range")
+class DieInRangeDatasetAdapter(DatasetAdapter):
+    """``dataset`` whose ``on_attach`` SIGKILLs its process once while diffing a range of the job's diff.
+
+    The kwarg ``die_key`` names a Redis key set just before dying (the next attach in a range finds it and
+    lives), so exactly one range's first delivery dies and the watchdog must run it again.
+    """
+
+    def __init__(self, die_key: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.die_key = die_key
+
+    def on_attach(self) -> None:
+        import structlog  # the step binds its stage (and a range its index) in the context
+
+        context = structlog.contextvars.get_contextvars()
+        if self.die_key and "range" in context and _client(self.record_url).set(self.die_key, 1, nx=True):
+            os.kill(os.getpid(), signal.SIGKILL)

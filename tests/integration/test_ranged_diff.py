@@ -56,3 +56,28 @@ def test_a_diff_in_ranges_is_the_diff_of_everything(redis_db: Redis, scenario: D
     assert [(s["index"], s["wave"], s["type"], s["roots"], s["operations"]) for s in report["shards"]] == [
         (s.index, s.wave, s.type, len(s.roots), len(s.operations)) for s in plan.shards
     ]
+
+
+def test_a_range_whose_worker_dies_is_diffed_again(redis_db: Redis) -> None:
+    """A worker killed while diffing a range: the watchdog runs the range again, and the job ends as usual."""
+    import uuid
+
+    from _compare import local_sync, target_contents
+
+    die_key = f"test:died:{uuid.uuid4().hex}"
+    source = {"site": [{"name": f"s{n:02d}", "devices": [{"name": "d0"}, {"name": "d1"}]} for n in range(12)]}
+    try:
+        handle = submit_sync(
+            source="dataset",
+            target="dataset-die-in-range",
+            source_kwargs={"data": source},
+            target_kwargs={"record_url": REDIS_URL, "die_key": die_key},
+            diff_range=3,
+        )
+        report = handle.wait(timeout=90)
+        assert redis_db.exists(die_key), "no range's worker died: the test did not test anything"
+        assert report["status"] == "success" and report["operations"] == 36
+        local, _, _ = local_sync(source, {}, [], redis_db, REDIS_URL)
+        assert target_contents(handle.id, REDIS_URL) == local
+    finally:
+        redis_db.delete(die_key)
