@@ -439,3 +439,18 @@ def test_a_hook_may_remove_and_re_add_an_object_during_a_sync(backend, local):
     assert results[1] == results[0]
     assert ("replace", "vlan", "20") in results[0][2]
     assert results[0][1] == [10, 20]  # the replaced object was removed and added again: now last
+
+
+def test_a_parent_that_gains_a_child_after_a_sibling_was_added_keeps_its_place(backend):
+    """Insertion order is the order objects were added, whatever changed them later (children included)."""
+    adapter = backend.adapter()
+    first, second = Site(name="first"), Site(name="second")
+    adapter.add(first)
+    adapter.add(second)
+    device = Device(site_name="first", name="r1")
+    adapter.add(device)
+    first.add_child(device)  # changes ``first`` after ``second`` was added
+    assert [site.name for site in adapter.get_all("site")] == ["first", "second"]
+    reread = backend.reread(adapter)
+    assert [site.name for site in reread.get_all("site")] == ["first", "second"]
+    assert reread.get("site", "first").devices == ["first__r1"]

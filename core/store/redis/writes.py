@@ -52,6 +52,10 @@ class _BufferedWrites(BaseStore):
             if previous is not None:
                 if previous[1] == DEL:
                     return  # removed meanwhile: a stale reference changed, nothing to write
+                if previous[0] is obj:
+                    # Buffered already: its state at the flush is written, and it keeps its place in the
+                    # insertion order (a parent gaining a child after a sibling was added stays before it).
+                    return
                 mode = previous[1]  # new, re-added, put or changed: keep what the earlier write meant
             elif self._cache is not None:
                 loaded = self._cache.get(modelname)
