@@ -21,13 +21,12 @@ from worker.registry import get_adapter
 from worker.report import changed_part, rebuild_diff
 from worker.review import copy_diff, fingerprint, plan_job, refusal
 from worker.runner import (
-    Busy,
     Delivery,
     Runner,
     attach_adapters,
     claimed,
     ended_or_stopped,
-    fail,
+    failing,
     show_progress,
     spec_of,
 )
@@ -52,7 +51,7 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
     """Diff the two loaded stores (or set the ranges up that do), plan the shards and start the first wave."""
     if ended_or_stopped(job, runner):
         return
-    try:
+    with failing(job, runner, delivery, "diff"):
         spec = spec_of(job)
         try:
             saved: Optional[Dict[str, Any]] = job.plan_head()
@@ -76,12 +75,6 @@ def diff(job: JobState, runner: Runner, delivery: Delivery) -> None:
                 runner.enqueue("finish", job.job_id)
                 return
         after_plan(job, runner, spec, saved, fresh=True)
-    except Busy:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of the diff ends the job with a report
-        if delivery.will_retry(err):
-            raise
-        fail(job, runner, "diff", err)
 
 
 def _diff_and_plan(job: JobState, runner: Runner, delivery: Delivery, spec: JobSpec, token: str) -> Dict[str, Any]:

@@ -19,14 +19,13 @@ from core.store.redis.scripts import MAX_PARTITIONS
 from worker.errors import InvalidJob, describe
 from worker.runner import (
     SIDES,
-    Busy,
     ClaimLost,
     Delivery,
     Runner,
     claim_wait,
     claimed,
     ended_or_stopped,
-    fail,
+    failing,
     show_progress,
     spec_of,
 )
@@ -42,7 +41,7 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
     stage = f"load-{side}"
     if ended_or_stopped(job, runner):
         return
-    try:
+    with failing(job, runner, delivery, stage):
         spec = spec_of(job)
         if job.loads().get(side) is None and side == "source" and spec.apply_of:
             # Applying a plan writes the plan's diff: the source is not read again.
@@ -53,12 +52,6 @@ def load(job: JobState, runner: Runner, delivery: Delivery, side: str) -> None:
                 if job.loads().get(side) is None:  # not loaded by a duplicate that finished meanwhile
                     _load_side(job, runner, delivery, spec, side, token)
         side_loaded(job, runner, stage)
-    except Busy:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of a load ends the job with a report
-        if delivery.will_retry(err):
-            raise
-        fail(job, runner, stage, err)
 
 
 def side_loaded(job: JobState, runner: Runner, stage: str) -> None:
@@ -141,7 +134,7 @@ def _record_side(job: JobState, delivery: Delivery, side: str, count: int, secon
 
 
 def _enqueue_partitions(job: JobState, runner: Runner, side: str, count: int) -> None:
-    done = job.partition_results(side)
+    done = job.partitions_done(side)
     for index in range(count):
         if index not in done:
             runner.enqueue("part", job.job_id, side, index)
@@ -152,35 +145,31 @@ def part(job: JobState, runner: Runner, delivery: Delivery, side: str, index: in
     stage = f"load-{side}"
     if ended_or_stopped(job, runner):
         return
-    try:
+    with failing(job, runner, delivery, f"{stage} partition {index}"):
         partitioned = job.partitions(side)
         if partitioned is None or not isinstance(index, int) or not 0 <= index < len(partitioned["keys"]):
             logger.error("Partition message names no partition of its job's load", side=side, partition=index)
             return
         total = len(partitioned["keys"])
-        if index not in job.partition_results(side):
+        if index not in job.partitions_done(side):
             step_key = f"load-{side}-{index}"
             with claimed(job, step_key, "part", [side, index], f"partition {index} of the {side} load") as token:
-                if index not in job.partition_results(side):
+                if index not in job.partitions_done(side):
                     key = partitioned["keys"][index]
                     _load_partition(job, delivery, spec_of(job), side, index, key, step_key, token)
         if job.report() is not None:
             return
-        results = job.partition_results(side)
-        show_progress(job, runner, stage, len(results), total)
-        if len(results) == total and job.loads().get(side) is None:
+        done = len(job.partitions_done(side))
+        show_progress(job, runner, stage, done, total)
+        if done < total:
+            return
+        if job.loads().get(side) is None:  # the results are read once, by the partition that ends the side
+            results = job.partition_results(side)
             objects = sum(int(result.get("objects", 0)) for result in results.values())
             wall = max(float(result.get("ended", 0.0)) for result in results.values()) - float(partitioned["started"])
             hosts = sorted({str(result.get("worker", "")) for result in results.values()})
             _record_side(job, delivery, side, objects, max(0.0, wall), partitions=total, workers=hosts)
-        if len(results) == total:
-            side_loaded(job, runner, stage)
-    except Busy:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of a partition ends the job with a report
-        if delivery.will_retry(err):
-            raise
-        fail(job, runner, f"{stage} partition {index}", err)
+        side_loaded(job, runner, stage)
 
 
 def _load_partition(

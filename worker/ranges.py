@@ -14,7 +14,7 @@ process ever holds more than one range of both sides.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Optional
 
 import structlog
 
@@ -22,13 +22,11 @@ from core.adapter import Adapter
 from core.diff import Diff
 from core.diff_codec import DiffCodec
 from core.differ import DiffSyncDiffer
-from core.model import DiffSyncModel
 from core.planner import pack_subtrees, subtree_operations
 from core.utils import intersection, symmetric_difference
 from worker.planning import after_plan, element_flags, save_plan, shard_size_for
-from worker.review import subtree_digest
+from worker.review import fingerprint
 from worker.runner import (
-    Busy,
     ClaimLost,
     Delivery,
     Runner,
@@ -36,7 +34,7 @@ from worker.runner import (
     claim_wait,
     claimed,
     ended_or_stopped,
-    fail,
+    failing,
     show_progress,
     spec_of,
 )
@@ -78,7 +76,7 @@ def set_up(job: JobState, spec: JobSpec) -> Dict[str, Any]:
 def enqueue_parts(job: JobState, runner: Runner) -> None:
     """Enqueue every range without a result; the join when none is left (a diff delivered again, too)."""
     ranges = job.diff_parts() or {"parts": []}
-    done = job.diff_part_results()
+    done = job.diff_parts_done()
     total = len(ranges["parts"])
     if len(done) >= total:
         runner.enqueue("join", job.job_id)
@@ -93,59 +91,34 @@ def diff_part(job: JobState, runner: Runner, delivery: Delivery, index: int) -> 
     """Diff one range; the last range to end enqueues the join."""
     if ended_or_stopped(job, runner):
         return
-    try:
+    with failing(job, runner, delivery, "diff"):
         ranges = job.diff_parts()
         if ranges is None or not isinstance(index, int) or not 0 <= index < len(ranges["parts"]):
             logger.error("Diff range message names no range of its job's diff", range=index)
             return
         total = len(ranges["parts"])
-        if index not in job.diff_part_results():
+        if index not in job.diff_parts_done():
             with claimed(job, f"diff-{index}", "diffpart", [index], f"range {index} of the diff") as token:
-                if index not in job.diff_part_results():  # not diffed by a duplicate that ended meanwhile
+                if index not in job.diff_parts_done():  # not diffed by a duplicate that ended meanwhile
                     _diff_range(job, delivery, spec_of(job), index, ranges["parts"][index], token)
         if job.report() is not None:
             return
-        done = len(job.diff_part_results())
+        done = len(job.diff_parts_done())
         show_progress(job, runner, "diff", done, total)
         if done >= total:
             runner.enqueue("join", job.job_id)
-    except Busy:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of a range ends the job with a report
-        if delivery.will_retry(err):
-            raise
-        fail(job, runner, "diff", err)
-
-
-def _uids(store: Any, modelname: str, first: int, end: int) -> List[str]:
-    if hasattr(store, "uids_in_order"):
-        return store.uids_in_order(modelname, first, end)  # type: ignore[no-any-return]
-    return [obj.get_unique_id() for obj in store.get_all(model=modelname)][first:end]
-
-
-def _existing(store: Any, modelname: str, uids: List[str]) -> set:
-    if hasattr(store, "existing_uids"):
-        return store.existing_uids(modelname, uids)  # type: ignore[no-any-return]
-    held = {obj.get_unique_id() for obj in store.get_all(model=modelname)}
-    return {uid for uid in uids if uid in held}
-
-
-def _fetch(store: Any, modelname: str, uids: List[str]) -> Mapping[str, DiffSyncModel]:
-    if hasattr(store, "fetch_subtrees"):
-        return store.fetch_subtrees(modelname, uids)  # type: ignore[no-any-return]
-    return {obj.get_unique_id(): obj for obj in store.get_by_uids(uids=uids, model=modelname)}
 
 
 def _read_range(source: Adapter, target: Adapter, part: Dict[str, Any]) -> tuple:
     """The range's ``{uid: object}`` maps of both sides, their subtrees read into the stores' sessions."""
     modelname, first, end = part["type"], int(part["first"]), int(part["end"])
     if part["side"] == "source":
-        src_map = _fetch(source.store, modelname, _uids(source.store, modelname, first, end))
-        present = _existing(target.store, modelname, list(src_map))
-        return src_map, _fetch(target.store, modelname, [uid for uid in src_map if uid in present])
-    uids = _uids(target.store, modelname, first, end)
-    in_source = _existing(source.store, modelname, uids)
-    return {}, _fetch(target.store, modelname, [uid for uid in uids if uid not in in_source])
+        src_map = source.store.fetch_subtrees(modelname, source.store.uids_in_order(modelname, first, end))
+        present = target.store.existing_uids(modelname, list(src_map))
+        return src_map, target.store.fetch_subtrees(modelname, [uid for uid in src_map if uid in present])
+    uids = target.store.uids_in_order(modelname, first, end)
+    in_source = source.store.existing_uids(modelname, uids)
+    return {}, target.store.fetch_subtrees(modelname, [uid for uid in uids if uid not in in_source])
 
 
 def _diff_range(job: JobState, delivery: Delivery, spec: JobSpec, index: int, part: Dict[str, Any], token: str) -> None:
@@ -169,12 +142,11 @@ def _diff_range(job: JobState, delivery: Delivery, spec: JobSpec, index: int, pa
                 for element in kept
             ]
             fingerprints: Dict[str, str] = {}
-            if spec.dry_run:  # a plan: fingerprint what it touches, for an apply to check
-                for local, element in enumerate(kept):
-                    if operations[local][1]:
-                        uid = getattr(target, element.type).create_unique_id(**element.keys)
-                        digest = subtree_digest(target, element.type, uid)
-                        fingerprints[str(local)] = f"{element.type} {uid} {digest}"
+            if spec.dry_run:  # a plan: fingerprint what it touches (by position in the range), for an apply
+                kept_diff = Diff()
+                for element in kept:
+                    kept_diff.add(element)
+                fingerprints = fingerprint(kept_diff, target)
         if beat.claim_lost.is_set():
             raise ClaimLost(f"range {index} of the diff", claim_wait())
     summary = counted.summary()
@@ -194,7 +166,7 @@ def join(job: JobState, runner: Runner, delivery: Delivery) -> None:
     """Join the ranges into the job's diff, summary and plan, then start the first wave."""
     if ended_or_stopped(job, runner):
         return
-    try:
+    with failing(job, runner, delivery, "diff"):
         spec = spec_of(job)
         try:
             saved: Optional[Dict[str, Any]] = job.plan_head()
@@ -205,12 +177,6 @@ def join(job: JobState, runner: Runner, delivery: Delivery) -> None:
             with claimed(job, "join", "join", [], "the join of the diff") as token:
                 saved = _join(job, runner, delivery, spec, token)
         after_plan(job, runner, spec, saved, fresh)
-    except Busy:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of the join ends the job with a report
-        if delivery.will_retry(err):
-            raise
-        fail(job, runner, "diff", err)
 
 
 def _join(job: JobState, runner: Runner, delivery: Delivery, spec: JobSpec, token: str) -> Dict[str, Any]:

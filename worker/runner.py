@@ -214,6 +214,22 @@ def claimed(job: JobState, step_key: str, step: str, args: Sequence[Any], what: 
         job.release_claim(step_key, token)
 
 
+@contextmanager
+def failing(job: JobState, runner: Runner, delivery: Delivery, stage: str) -> Iterator[None]:
+    """Any error of the block fails the job at ``stage`` (the finish reports it), unless it will be retried.
+
+    ``Busy`` passes: the step comes back later.
+    """
+    try:
+        yield
+    except Busy:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure of a step ends the job with a report
+        if delivery.will_retry(err):
+            raise
+        fail(job, runner, stage, err)
+
+
 def fail(job: JobState, runner: Runner, stage: str, err: BaseException) -> None:
     """Stop the job after an error in one of its steps, and let the finish report it."""
     logger.error("Job step failed", job_id=job.job_id, stage=stage, error=describe(err))

@@ -38,9 +38,9 @@ def step_done(job: RedisJobState, step: str, args: Sequence[Any]) -> bool:
     if step == "load":
         return job.loads().get(args[0]) is not None
     if step == "part":
-        return int(args[1]) in job.partition_results(str(args[0]))
+        return int(args[1]) in job.partitions_done(str(args[0]))
     if step == "diffpart":
-        return int(args[0]) in job.diff_part_results()
+        return int(args[0]) in job.diff_parts_done()
     if step in ("diff", "join"):
         try:
             job.plan_head()

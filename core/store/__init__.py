@@ -234,6 +234,34 @@ class BaseStore:
     # ------------------------------------------------------------------------------------------------
     # Hooks for the engine and for backends
     # ------------------------------------------------------------------------------------------------
+    # Range reads: a distributed diff reads one range of a type's objects at a time
+    # ------------------------------------------------------------------------------------------------
+
+    def _index(self, modelname: str) -> Mapping[str, DiffSyncModel]:
+        index = self._uid_map(modelname)
+        if index is None:
+            index = {obj.get_unique_id(): obj for obj in self.get_all(model=modelname)}
+        return index
+
+    def uids_in_order(self, modelname: str, first: int, end: int) -> List[str]:
+        """The uids at positions ``first`` to ``end - 1`` of a type's insertion order."""
+        return list(self._index(modelname))[first:end]
+
+    def existing_uids(self, modelname: str, uids: List[str]) -> Set[str]:
+        """Which of these uids the store holds."""
+        index = self._index(modelname)
+        return {uid for uid in uids if uid in index}
+
+    def fetch_subtrees(self, modelname: str, uids: List[str]) -> Dict[str, DiffSyncModel]:
+        """Those of these objects the store holds, in the order given.
+
+        A store that reads from elsewhere (RedisStore) also reads everything below them now, so that a diff of
+        them reads nothing more.
+        """
+        index = self._index(modelname)
+        return {uid: index[uid] for uid in uids if uid in index}
+
+    # ------------------------------------------------------------------------------------------------
 
     def _after_change(self, obj: DiffSyncModel, created: bool) -> None:
         """Called after the store changed an object in place; stores that keep copies persist it here."""

@@ -7,11 +7,10 @@ write safe to repeat; a part's result is written after its data, so a result mea
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Set
 
 from redis import Redis
 
-from core import keys
 from core.store import BaseStore
 from core.store.redis import RedisStore
 from worker.settings import get_settings
@@ -38,6 +37,10 @@ class JobParts(ABC):
         """Record a loaded partition; returns how many partitions of the side are loaded."""
 
     @abstractmethod
+    def partitions_done(self, side: str) -> Set[int]:
+        """Indexes of the side's loaded partitions (their results unread)."""
+
+    @abstractmethod
     def partition_results(self, side: str) -> Dict[int, Dict[str, Any]]:
         """Results of the side's loaded partitions, by index."""
 
@@ -58,6 +61,10 @@ class JobParts(ABC):
 
         Returns how many ranges have a result.
         """
+
+    @abstractmethod
+    def diff_parts_done(self) -> Set[int]:
+        """Indexes of the ranges diffed so far (their results, which hold operation counts, unread)."""
 
     @abstractmethod
     def diff_part_results(self) -> Dict[int, Dict[str, Any]]:
@@ -86,7 +93,7 @@ class RedisParts(JobParts):
 
         def key(self, part: str) -> str: ...  # noqa: D102
 
-        def open_store(self, side: str, lazy: bool = False) -> RedisStore: ...  # noqa: D102
+        def open_store(self, side: str, lazy: bool = False, partition: Optional[int] = None) -> RedisStore: ...  # noqa: D102
 
     def save_partitions(self, side: str, partitions: Sequence[Any], started: float) -> None:
         """Set the side's (fresh) store up for the partitions, then keep their keys."""
@@ -103,9 +110,7 @@ class RedisParts(JobParts):
 
     def partition_store(self, side: str, index: int) -> RedisStore:
         """A store object writing partition ``index`` of the side, which it first empties."""
-        settings = get_settings()
-        store_id = keys.job_store_id(self.job_id, side)
-        store = RedisStore(url=settings.redis_url, store_id=store_id, ttl=settings.store_ttl, partition=index)
+        store = self.open_store(side, partition=index)
         store.clear_partition()
         return store
 
@@ -116,6 +121,10 @@ class RedisParts(JobParts):
         pipe.expire(self.key(f"partloads:{side}"), get_settings().store_ttl)
         pipe.hlen(self.key(f"partloads:{side}"))
         return int(pipe.execute()[2])
+
+    def partitions_done(self, side: str) -> Set[int]:
+        """Indexes of the side's loaded partitions (HKEYS)."""
+        return {int(index) for index in self.client.hkeys(self.key(f"partloads:{side}"))}
 
     def partition_results(self, side: str) -> Dict[int, Dict[str, Any]]:
         """Results of the side's loaded partitions."""
@@ -151,6 +160,10 @@ class RedisParts(JobParts):
         pipe.expire(self.key("diffparts-done"), ttl)
         pipe.hlen(self.key("diffparts-done"))
         return int(pipe.execute()[-1])
+
+    def diff_parts_done(self) -> Set[int]:
+        """Indexes of the ranges diffed so far (HKEYS)."""
+        return {int(index) for index in self.client.hkeys(self.key("diffparts-done"))}
 
     def diff_part_results(self) -> Dict[int, Dict[str, Any]]:
         """The ranges' results so far."""
@@ -212,6 +225,10 @@ class MemoryParts(JobParts):
         results[index] = pack(result)
         return len(results)
 
+    def partitions_done(self, side: str) -> Set[int]:
+        """Indexes of the side's loaded partitions."""
+        return set(self._partition_results.get(side, {}))
+
     def partition_results(self, side: str) -> Dict[int, Dict[str, Any]]:
         """Results of the side's loaded partitions."""
         return {index: unpack(raw) for index, raw in self._partition_results.get(side, {}).items()}
@@ -232,6 +249,10 @@ class MemoryParts(JobParts):
         self._diff_part_records[index] = pack(list(records))
         self._diff_part_results[index] = pack(result)
         return len(self._diff_part_results)
+
+    def diff_parts_done(self) -> Set[int]:
+        """Indexes of the ranges diffed so far."""
+        return set(self._diff_part_results)
 
     def diff_part_results(self) -> Dict[int, Dict[str, Any]]:
         """The ranges' results so far."""

@@ -122,14 +122,18 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
 
     # -- stores and loads ----------------------------------------------------------------------------------------
 
-    def open_store(self, side: str, lazy: bool = False) -> RedisStore:
-        """The job's store of one side (created on first use, expiring ``store_ttl`` after its last write)."""
+    def open_store(self, side: str, lazy: bool = False, partition: Optional[int] = None) -> RedisStore:
+        """The job's store of one side (created on first use, expiring ``store_ttl`` after its last write).
+
+        ``partition``: a store object that writes that partition of a partitioned load (``partition_store``).
+        """
         settings = get_settings()
         return RedisStore(
             url=settings.redis_url,
             store_id=keys.job_store_id(self.job_id, side),
             ttl=settings.store_ttl,
             lazy_reads=lazy,
+            partition=partition,
         )
 
     def fresh_store(self, side: str) -> RedisStore:
