@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Sequence, Set, Tuple, Union
 
+import pydantic.main as _pydantic_main
 from pydantic import BaseModel, ConfigDict
 
 from core._fields import FieldPlan, build_field_plan
@@ -34,6 +35,11 @@ _STATUS_NAMES = frozenset({"_status", "_status_message"})
 # Sets of field names shared by many instances (see DiffSyncModel.__init__), by content, and their ids.
 _SHARED_FIELD_SETS: Dict[frozenset, Set[str]] = {}
 _SHARED_FIELD_SET_IDS: Set[int] = set()
+# (id of a shared set, field name) -> the shared set with that name added: the step an assignment takes.
+_SHARED_FIELD_SET_STEPS: Dict[Tuple[int, str], Set[str]] = {}
+# pydantic's memoized handler for assigning a plain field (no validation, not frozen), where pydantic has
+# them (2.11 on); an older pydantic has neither the handler nor the memo, and every assignment goes through it.
+_PLAIN_FIELD_SETTER = getattr(_pydantic_main, "_SIMPLE_SETATTR_HANDLERS", {}).get("model_field")
 _object_setattr = object.__setattr__
 
 # The plan of a class whose fields were never looked at: every read takes the model_dump path.
@@ -170,10 +176,20 @@ class DiffSyncModel(BaseModel):
         if id(fields_set) in _SHARED_FIELD_SET_IDS and name not in fields_set:
             # Assigning a field adds it to the set: switch to the shared set with that name added (pydantic's
             # own add() is then a no-op), or to a private copy for anything unusual.
-            shared = None
-            if name in self.__class__.model_fields:
+            step = (id(fields_set), name)
+            shared = _SHARED_FIELD_SET_STEPS.get(step)
+            if shared is None and name in self.__class__.model_fields:
                 shared = _shared_field_set(fields_set | {name})
-            _object_setattr(self, "__pydantic_fields_set__", shared if shared is not None else set(fields_set))
+                if shared is not None:
+                    _SHARED_FIELD_SET_STEPS[step] = shared
+            fields_set = shared if shared is not None else set(fields_set)
+            _object_setattr(self, "__pydantic_fields_set__", fields_set)
+        if _PLAIN_FIELD_SETTER is not None and self.__pydantic_setattr_handlers__.get(name) is _PLAIN_FIELD_SETTER:
+            # What pydantic's memoized handler of a plain field does, without its dispatch: every object an
+            # adapter adds gets its adapter set this way, so this is paid once per object of a load.
+            self.__dict__[name] = value
+            fields_set.add(name)
+            return
         if name in _STATUS_NAMES:
             status, message = self.get_status()
             if name == "_status":
@@ -490,8 +506,11 @@ class DiffSyncModel(BaseModel):
         if self._ss_fast_uid:
             values = self.__dict__
             names = self._identifiers
-            if len(names) == 1:
+            count = len(names)
+            if count == 1:
                 return str(values[names[0]])
+            if count == 2:  # the usual compound id (a child within its parent); no comprehension to call
+                return str(values[names[0]]) + "__" + str(values[names[1]])
             return "__".join([str(values[name]) for name in names])
         return self.create_unique_id(**self.get_identifiers())
 

@@ -3,7 +3,9 @@
 A record is msgpack ``[RECORD_VERSION, fields, fields_set]`` where ``fields`` is pydantic's JSON-mode dump of
 the model (without ``adapter``).  A record is read back through a class the caller chooses, never anything
 named by the stored data, and its fields are validated through that class; nothing is ever unpickled.  The
-unpacker refuses extension types and caps the sizes of strings, binaries, arrays and maps.
+unpacker refuses extension types, and msgpack caps the sizes of strings, binaries, arrays and maps at the
+record's own length (``unpackb``'s defaults: a record can never claim more than it holds); map keys are
+strings or bytes only (``strict_map_key``, the default).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from core.exceptions import ObjectStoreException
 from core.model import _SHARED_FIELD_SET_IDS, DiffSyncModel, _shared_field_set
 
 RECORD_VERSION = 1
-_UNPACK_LIMITS = {"max_bin_len": 64 << 20, "max_str_len": 64 << 20, "max_array_len": 1 << 20, "max_map_len": 1 << 20}
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _unpackb = msgpack.unpackb
@@ -63,10 +64,11 @@ class RecordCodec:
             fast = self._fast_encode[cls] = json_native_model(cls)
         if fast:
             # Every field is JSON-native already (str, int, bool, lists of those...): skip model_dump.
-            fields = {name: value for name, value in obj.__dict__.items() if name != "adapter"}
+            fields = obj.__dict__.copy()
+            fields.pop("adapter", None)
             flags = fields.get("model_flags")
             if flags is not None:
-                fields["model_flags"] = flags.value
+                fields["model_flags"] = flags._value_
         else:
             fields = BaseModel.model_dump(obj, mode="json", exclude={"adapter"})
         fields_set = obj.__pydantic_fields_set__
@@ -92,7 +94,7 @@ class RecordCodec:
                 an object with another unique id than ``uid``.
         """
         try:
-            record = _unpackb(raw, raw=False, strict_map_key=True, ext_hook=_reject_ext, **_UNPACK_LIMITS)
+            record = _unpackb(raw, ext_hook=_reject_ext)
         except Exception as err:  # noqa: BLE001 - any decoding failure is reported the same way
             raise ObjectStoreException(
                 f"Stored value at {objects_key} field {uid!r} is not a shardsync record for model "

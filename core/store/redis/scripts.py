@@ -35,26 +35,52 @@ for t = 1, #batch do
   bad = expect(KEYS[2 + 2 * t], 'hash') or expect(KEYS[3 + 2 * t], 'zset')
   if bad then return bad end
 end
+-- Commands take many fields at once (in chunks that Lua's unpack takes): one call per type and command
+-- rather than three per object. A batch holds each uid of a type once, so grouping keeps its meaning.
+local CHUNK = 4000
+local function many(command, key, flag, args)
+  for i = 1, #args, CHUNK do
+    local last = math.min(i + CHUNK - 1, #args)
+    if flag then
+      redis.call(command, key, flag, unpack(args, i, last))
+    else
+      redis.call(command, key, unpack(args, i, last))
+    end
+  end
+end
 local conflicts = {}
 local total = 0
 for t, group in ipairs(batch) do
   local objkey = KEYS[2 + 2 * t]
   local entries = group[2]
+  local fresh = {}
   for i = 1, #entries, 3 do
     local mode = entries[i + 2]
     if mode == 'n' then
-      local current = redis.call('HGET', objkey, entries[i])
-      if current and current ~= entries[i + 1] then
+      table.insert(fresh, i)
+    elseif mode == 'p' or mode == 'r' then
+      total = total + 1
+    elseif mode == 'c' and redis.call('HEXISTS', objkey, entries[i]) == 0 then
+      entries[i + 2] = 'x'
+    end
+  end
+  for f = 1, #fresh, CHUNK do
+    local last = math.min(f + CHUNK - 1, #fresh)
+    local uids = {}
+    for k = f, last do
+      table.insert(uids, entries[fresh[k]])
+    end
+    local current = redis.call('HMGET', objkey, unpack(uids))
+    for k = f, last do
+      local i = fresh[k]
+      local held = current[k - f + 1]
+      if held and held ~= entries[i + 1] then
         table.insert(conflicts, group[1])
         table.insert(conflicts, entries[i])
         entries[i + 2] = 'x'
       else
         total = total + 1
       end
-    elseif mode == 'p' or mode == 'r' then
-      total = total + 1
-    elseif mode == 'c' and redis.call('HEXISTS', objkey, entries[i]) == 0 then
-      entries[i + 2] = 'x'
     end
   end
 end
@@ -68,24 +94,32 @@ end
 for t, group in ipairs(batch) do
   local objkey, orderkey = KEYS[2 + 2 * t], KEYS[3 + 2 * t]
   local entries = group[2]
+  local gone, put, placed, moved = {}, {}, {}, {}
   redis.call('SADD', KEYS[1], group[1])
   for i = 1, #entries, 3 do
     local uid, mode = entries[i], entries[i + 2]
     if mode == 'd' then
-      redis.call('HDEL', objkey, uid)
-      redis.call('ZREM', orderkey, uid)
+      table.insert(gone, uid)
     elseif mode == 'c' then
-      redis.call('HSET', objkey, uid, entries[i + 1])
+      table.insert(put, uid)
+      table.insert(put, entries[i + 1])
     elseif mode ~= 'x' then
       position = position + 1
-      redis.call('HSET', objkey, uid, entries[i + 1])
+      table.insert(put, uid)
+      table.insert(put, entries[i + 1])
+      local order = placed
       if mode == 'r' then
-        redis.call('ZADD', orderkey, position, uid)
-      else
-        redis.call('ZADD', orderkey, 'NX', position, uid)
+        order = moved
       end
+      table.insert(order, position)
+      table.insert(order, uid)
     end
   end
+  many('HDEL', objkey, nil, gone)
+  many('ZREM', orderkey, nil, gone)
+  many('HSET', objkey, nil, put)
+  many('ZADD', orderkey, 'NX', placed)
+  many('ZADD', orderkey, nil, moved)
 end
 redis.call('HSET', KEYS[3], 'last_used', now)
 if ttl > 0 then

@@ -105,6 +105,7 @@ class RedisStore(_PartitionedLoads):
         self._lazy_reads = lazy_reads
         self._partition = partition
         self._pending = {}
+        self._buffered_keys = {}
         self._codec = RecordCodec()
         self._session_depth = 0
         self._cache = None
@@ -204,10 +205,14 @@ class RedisStore(_PartitionedLoads):
 
     def update(self, *, obj: DiffSyncModel) -> None:
         """Store the current state of ``obj`` under its uid (written at the next flush)."""
+        if self._is_buffered(obj):
+            return  # its state at the flush is what gets written
         self._queue(obj.get_type(), obj.get_unique_id(), obj, PUT)
 
     def _after_change(self, obj: DiffSyncModel, created: bool) -> None:
         """Persist an object changed in place by the engine (children, sync updates), if it is still stored."""
+        if self._is_buffered(obj):
+            return  # its state at the flush is written, in its place in the order
         self._queue(obj.get_type(), obj.get_unique_id(), obj, CHANGE)
 
     def remove_item(self, modelname: str, uid: str) -> None:

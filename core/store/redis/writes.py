@@ -32,6 +32,7 @@ class _BufferedWrites(BaseStore):
     _codec: RecordCodec
     _write_batch: Script
     _pending: Dict[Tuple[str, str], Tuple[Optional[DiffSyncModel], str]]
+    _buffered_keys: Dict[int, Tuple[str, str]]
     _cache: Optional[Dict[str, Dict[str, DiffSyncModel]]]
 
     @contextmanager
@@ -43,6 +44,18 @@ class _BufferedWrites(BaseStore):
             raise ObjectStoreException(
                 f"Redis store {self._store_id} at {self._where} failed to {doing}: {type(err).__name__}: {err}"
             ) from err
+
+    def _is_buffered(self, obj: DiffSyncModel) -> bool:
+        """Whether this very object is buffered (a write of it pending), told without computing its uid.
+
+        A parent is changed once per child added during a load: this keeps that from costing a uid each time.
+        Stale entries are harmless, the pending entry's object is what is checked.
+        """
+        key = self._buffered_keys.get(id(obj))
+        if key is None:
+            return False
+        entry = self._pending.get(key)
+        return entry is not None and entry[0] is obj
 
     def _queue(self, modelname: str, uid: str, obj: Optional[DiffSyncModel], mode: str) -> None:
         """Buffer one write; later writes to the same object replace earlier ones, keeping their net effect."""
@@ -74,6 +87,8 @@ class _BufferedWrites(BaseStore):
                 mode = READD  # removed, then added again: replaces it, at the end of the order
         if mode:
             self._pending[key] = (obj, mode)
+            if obj is not None:
+                self._buffered_keys[id(obj)] = key
         if self._cache is not None:
             loaded = self._cache.get(modelname)
             if loaded is not None:
@@ -158,6 +173,7 @@ class _BufferedWrites(BaseStore):
             flat.append(record)
             flat.append(mode)
         self._pending = {}
+        self._buffered_keys = {}
         script_keys, args = write_batch_arguments(self._store_id, by_type, self._ttl or 0, time.time(), self._partition)
         return pending, script_keys, args
 
