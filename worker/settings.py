@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     read before every hook, so no hook ever runs after the lock is lost. More trades that for one round trip
     per interval instead of per hook: a hook may then run up to that long after another job took the lock
     (which must load and diff before it writes)."""
+    lock_tracking: bool = True
+    """Whether a shard's check of the target lock before each hook is answered by Redis's client-side
+    tracking (one read, then Redis's invalidation messages; ``worker.state.tracking``) instead of a read per
+    hook: as strict, without the round trip. Servers or proxies without ``CLIENT TRACKING`` fall back to the
+    read by themselves; false forces the read."""
     claim_ttl: int = Field(30, ge=3)
     """Seconds a running step's claim lives without renewal; its heartbeat renews it every third of that. A
     claim that expires without a result means its worker is gone: the watchdog runs the step again."""

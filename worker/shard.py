@@ -141,7 +141,10 @@ def _apply_shard(
     settings = get_settings()
     syncer: Optional[ShardSyncer] = None
     target_id = spec.target_identity()
-    with job.heartbeat(target_id, settings.lock_ttl, claim=f"shard-{index}", token=token) as beat:
+    with (
+        job.heartbeat(target_id, settings.lock_ttl, claim=f"shard-{index}", token=token) as beat,
+        job.watch_lock(target_id) as holds_lock,
+    ):
         checked = [float("-inf")]
 
         def fence() -> None:
@@ -151,7 +154,7 @@ def _apply_shard(
                 raise ClaimLost(f"shard {index}", claim_wait())
             if not beat.lost.is_set() and time.monotonic() - checked[0] < settings.fence_interval:
                 return
-            if beat.lost.is_set() or not (job.holds_lock(target_id) or job.renew_lock(target_id, settings.lock_ttl)):
+            if beat.lost.is_set() or not (holds_lock() or job.renew_lock(target_id, settings.lock_ttl)):
                 beat.lost.set()
                 raise LockLost(lock_lost_message(job.job_id, target_id))
             checked[0] = time.monotonic()

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import msgpack
 import pytest
 from _compare import local_sync, target_contents
-from _workers import ROOT, start_worker, stop_workers, worker_env
+from _workers import ROOT, free_port, start_worker, stop_workers, worker_env
 from redis import Redis
 from redis.exceptions import RedisError
 from ss_test_adapters import read_calls
@@ -53,18 +52,6 @@ DOWN_SECONDS = 6.0  # killed Redis stays down this long before it is restarted
 SHARD_SIZE = 75  # 8 sites (9 operations each) per shard of the sites wave
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
-
-
-def _free_port(start: int) -> int:
-    for port in range(start, start + 200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as redis-server binds
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {start}..{start + 199}")
 
 
 def _tail(path: Path, chars: int = 4000) -> str:
@@ -83,7 +70,7 @@ class Cluster:
         self.logs = base / "logs"
         self.data.mkdir()
         self.logs.mkdir()
-        self.port = _free_port(FIRST_PORT)
+        self.port = free_port(FIRST_PORT)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.redis: Optional[subprocess.Popen] = None
         self.redis_starts = 0

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from core.store import BaseStore
 from worker.state.codec import pack, unpack  # noqa: F401 - re-exported: the state's encoding
@@ -125,6 +125,13 @@ class JobState(JobParts, ABC):
     @abstractmethod
     def holds_lock(self, target: str) -> bool:
         """Whether this job holds the lock now (checked before every write to the target)."""
+
+    def watch_lock(self, target: str) -> AbstractContextManager[Callable[[], bool]]:
+        """A check of ``holds_lock(target)`` for a step that asks before every write (a shard, per hook).
+
+        States whose check costs a round trip answer it more cheaply (``worker.state.tracking``).
+        """
+        return nullcontext(lambda: self.holds_lock(target))
 
     @abstractmethod
     def release_lock(self, target: str) -> None:

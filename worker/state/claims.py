@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import structlog
 from redis import Redis
@@ -19,8 +19,16 @@ from core import keys
 from worker.errors import LockLost, lock_lost_message
 from worker.settings import get_settings
 from worker.state.base import Heartbeat, pack, unpack
+from worker.state.tracking import LockWatch
 
 logger = structlog.get_logger("shardsync.worker")
+
+
+@contextmanager
+def _watching(watch: LockWatch) -> Iterator[Callable[[], bool]]:
+    with watch:
+        yield watch.holds
+
 
 _RENEW_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -100,6 +108,12 @@ class RedisClaims:
     def holds_lock(self, target: str) -> bool:
         """Whether this job holds the lock now."""
         return self.client.get(keys.lock_key(target)) == self.job_id.encode()
+
+    def watch_lock(self, target: str) -> AbstractContextManager[Callable[[], bool]]:
+        """The check of ``holds_lock`` answered from Redis's invalidation messages (``worker.state.tracking``)."""
+        return _watching(
+            LockWatch(self.client, keys.lock_key(target), self.job_id.encode(), get_settings().lock_tracking)
+        )
 
     def release_lock(self, target: str) -> None:
         """Release the lock if this job holds it; it can never take it back after that."""
