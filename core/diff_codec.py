@@ -77,7 +77,12 @@ class _FieldCodec:
     def encode(self, values: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
         if values is None:
             return None
-        return {name: self.encoder(name)(value) for name, value in values.items()}
+        encoders = self._encoders
+        encoded = {}
+        for name, value in values.items():
+            encode = encoders.get(name) or self.encoder(name)
+            encoded[name] = value if encode is _identity else encode(value)
+        return encoded
 
     def decode(self, values: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
         if values is None:

@@ -516,8 +516,12 @@ class DiffSyncModel(BaseModel):
 
     def get_shortname(self) -> StrType:
         """Get the short name of this object (unique among siblings only); the unique id if none is declared."""
-        if self._shortname:
-            return "__".join([str(getattr(self, key)) for key in self._shortname])
+        names = self._shortname
+        if names:
+            values = self.__dict__
+            if len(names) == 1 and names[0] in values:  # a field (the usual case): no comprehension to call
+                return str(values[names[0]])
+            return "__".join([str(getattr(self, key)) for key in names])
         return self.get_unique_id()
 
     # ------------------------------------------------------------------------------------------------

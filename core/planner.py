@@ -83,6 +83,21 @@ def _no_flags(element: DiffElement) -> DiffSyncModelFlags:
     return DiffSyncModelFlags.NONE
 
 
+def count_operations(element: DiffElement, model_flags: ModelFlagsOf = _no_flags) -> int:
+    """How many operations ``subtree_operations`` gives for this subtree, without building them.
+
+    A distributed diff counts the operations of every changed subtree it keeps, to size the shards.
+    """
+    count = 0 if element.action is None else 1
+    if element.action == DiffSyncActions.DELETE:
+        flags = model_flags(element)
+        if int(getattr(flags, "value", flags) or 0) & _SKIP_CHILDREN:
+            return count
+    for child in element.get_children():
+        count += count_operations(child, model_flags)
+    return count
+
+
 def subtree_operations(root: int, element: DiffElement, model_flags: ModelFlagsOf = _no_flags) -> List[Operation]:
     """The operations of one top-level subtree, in the syncer's order.
 

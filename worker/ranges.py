@@ -22,7 +22,7 @@ from core.adapter import Adapter
 from core.diff import Diff
 from core.diff_codec import DiffCodec
 from core.differ import DiffSyncDiffer
-from core.planner import pack_subtrees, subtree_operations
+from core.planner import count_operations, pack_subtrees
 from core.utils import intersection, symmetric_difference
 from worker.planning import after_plan, element_flags, save_plan, shard_size_for
 from worker.review import fingerprint
@@ -138,7 +138,7 @@ def _diff_range(job: JobState, delivery: Delivery, spec: JobSpec, index: int, pa
             codec = DiffCodec(source, target)
             records = [codec.encode(element, changed_only=True) for element in kept]
             operations = [
-                [element.type, len(subtree_operations(0, element, lambda el: element_flags(target, el)))]
+                [element.type, count_operations(element, lambda el: element_flags(target, el))]
                 for element in kept
             ]
             fingerprints: Dict[str, str] = {}

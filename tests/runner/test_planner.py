@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncModelFlags
-from core.planner import plan_sync, subtree_operations
+from core.planner import count_operations, plan_sync, subtree_operations
 
 NATURAL = DiffSyncModelFlags.NATURAL_DELETION_ORDER
 SKIP = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE
@@ -198,6 +198,7 @@ def test_plan_is_the_syncer_order_cut_into_whole_subtrees(roots, shard_size, bar
             assert len(shard.operations) <= shard_size
     for index, top in enumerate(diff.get_children()):
         ops = subtree_operations(index, top, lambda el: flag_names.get(el.name, 0))
+        assert count_operations(top, lambda el: flag_names.get(el.name, 0)) == len(ops)
         holders = [shard for shard in plan.shards if index in shard.roots]
         assert len(holders) == (1 if ops else 0)
 

@@ -10,7 +10,7 @@ strings or bytes only (``strict_map_key``, the default).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Set, Tuple, Type
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Type
 
 import msgpack
 from pydantic import BaseModel, ValidationError
@@ -93,50 +93,72 @@ class RecordCodec:
             ObjectStoreException: if the stored value is not a record, does not validate as ``cls``, or holds
                 an object with another unique id than ``uid``.
         """
-        try:
-            record = _unpackb(raw, ext_hook=_reject_ext)
-        except Exception as err:  # noqa: BLE001 - any decoding failure is reported the same way
-            raise ObjectStoreException(
-                f"Stored value at {objects_key} field {uid!r} is not a shardsync record for model "
-                f"{cls.__name__} ({type(err).__name__}: {err})"
-            ) from None
-        if not (
-            record.__class__ is list
-            and len(record) == 3
-            and record[0] == RECORD_VERSION
-            and record[1].__class__ is dict
-            and record[2].__class__ is list
-        ):
-            raise ObjectStoreException(
-                f"Stored value at {objects_key} field {uid!r} is not a shardsync record for model "
-                f"{cls.__name__} (expected [version {RECORD_VERSION}, fields, fields_set])"
-            )
-        obj = cls.__new__(cls)
-        try:
-            # What model_validate does, into the new instance: validation through the caller's own class.
-            cls.__pydantic_validator__.validate_python(record[1], self_instance=obj)
-        except ValidationError as err:
-            raise ObjectStoreException(
-                f"Stored value at {objects_key} field {uid!r} does not validate as model {cls.__name__}: {err}"
-            ) from None
-        names = tuple(record[2])
-        shared_set = self._field_sets.get(names)
-        if shared_set is None:
-            if not all(isinstance(name, str) for name in names):
+        return self.decode_many(cls, objects_key, ((uid, raw),), adapter)[0]
+
+    def decode_many(
+        self, cls: Type[DiffSyncModel], objects_key: str, stored: Iterable[Tuple[str, bytes]], adapter: Optional[Any]
+    ) -> List[DiffSyncModel]:
+        """``decode`` of many ``(uid, record)`` pairs of one type, with the per-type lookups done once.
+
+        A diff range or a session reads thousands of records at once.
+
+        Raises:
+            ObjectStoreException: as ``decode``, for the first record that fails.
+        """
+        validate = cls.__pydantic_validator__.validate_python
+        new = cls.__new__
+        field_sets = self._field_sets
+        decoded: List[DiffSyncModel] = []
+        for uid, raw in stored:
+            try:
+                record = _unpackb(raw, ext_hook=_reject_ext)
+            except Exception as err:  # noqa: BLE001 - any decoding failure is reported the same way
                 raise ObjectStoreException(
-                    f"Stored value at {objects_key} field {uid!r} has a malformed fields_set for model {cls.__name__}"
+                    f"Stored value at {objects_key} field {uid!r} is not a shardsync record for model "
+                    f"{cls.__name__} ({type(err).__name__}: {err})"
+                ) from None
+            if not (
+                record.__class__ is list
+                and len(record) == 3
+                and record[0] == RECORD_VERSION
+                and record[1].__class__ is dict
+                and record[2].__class__ is list
+            ):
+                raise ObjectStoreException(
+                    f"Stored value at {objects_key} field {uid!r} is not a shardsync record for model "
+                    f"{cls.__name__} (expected [version {RECORD_VERSION}, fields, fields_set])"
                 )
-            shared_set = _shared_field_set(set(names))
+            obj = new(cls)
+            try:
+                # What model_validate does, into the new instance: validation through the caller's own class.
+                validate(record[1], self_instance=obj)
+            except ValidationError as err:
+                raise ObjectStoreException(
+                    f"Stored value at {objects_key} field {uid!r} does not validate as model {cls.__name__}: {err}"
+                ) from None
+            names = tuple(record[2])
+            shared_set = field_sets.get(names)
             if shared_set is None:
-                shared_set = set(names)
-            else:
-                self._field_sets[names] = shared_set
-        _object_setattr(obj, "__pydantic_fields_set__", shared_set)
-        obj.__dict__["adapter"] = adapter
-        actual = obj.get_unique_id()
-        if actual != uid:
+                shared_set = self._field_set(cls, objects_key, uid, names)
+            _object_setattr(obj, "__pydantic_fields_set__", shared_set)
+            obj.__dict__["adapter"] = adapter
+            actual = obj.get_unique_id()
+            if actual != uid:
+                raise ObjectStoreException(
+                    f"Stored value at {objects_key} field {uid!r} is a {cls.__name__} with unique id {actual!r}, "
+                    f"not {uid!r}"
+                )
+            decoded.append(obj)
+        return decoded
+
+    def _field_set(self, cls: type, objects_key: str, uid: str, names: Tuple[Any, ...]) -> Set[str]:
+        """The set of field names a record says were given: shared when it can be, checked first."""
+        if not all(isinstance(name, str) for name in names):
             raise ObjectStoreException(
-                f"Stored value at {objects_key} field {uid!r} is a {cls.__name__} with unique id {actual!r}, "
-                f"not {uid!r}"
+                f"Stored value at {objects_key} field {uid!r} has a malformed fields_set for model {cls.__name__}"
             )
-        return obj
+        shared_set = _shared_field_set(set(names))
+        if shared_set is None:
+            return set(names)
+        self._field_sets[names] = shared_set
+        return shared_set

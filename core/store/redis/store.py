@@ -263,15 +263,9 @@ class RedisStore(_PartitionedLoads):
             pipe.zrange(keys.order_key(self._store_id, modelname), 0, -1)
             pipe.hgetall(objects_key)
             order, records = pipe.execute()
-        decode = self._codec.decode
-        adapter = self.adapter
-        result: Dict[str, DiffSyncModel] = {}
-        for raw_uid in order:
-            raw = records.get(raw_uid)
-            if raw is not None:
-                uid = raw_uid.decode()
-                result[uid] = decode(cls, objects_key, uid, raw, adapter)
-        return result
+        stored = [(raw_uid.decode(), raw) for raw_uid in order if (raw := records.get(raw_uid)) is not None]
+        objects = self._codec.decode_many(cls, objects_key, stored, self.adapter)
+        return {uid: obj for (uid, _), obj in zip(stored, objects, strict=True)}
 
     def _uid_map(self, modelname: str) -> Optional[Mapping[str, DiffSyncModel]]:
         if self._cache is None:
@@ -303,8 +297,10 @@ class RedisStore(_PartitionedLoads):
         objects_key = keys.objects_key(self._store_id, modelname)
         with self._errors("read"):
             records = self._client.hmget(objects_key, wanted)
+        stored = [(uid, raw) for uid, raw in zip(wanted, records, strict=True) if raw is not None]
+        objects = iter(self._codec.decode_many(cls, objects_key, stored, self.adapter))
         for uid, raw in zip(wanted, records, strict=True):
-            loaded.remember(uid, None if raw is None else self._codec.decode(cls, objects_key, uid, raw, self.adapter))
+            loaded.remember(uid, None if raw is None else next(objects))
 
     def _read_one(self, modelname: str, uid: str) -> Optional[DiffSyncModel]:
         """One object straight from Redis (after a flush), or None."""
@@ -381,13 +377,10 @@ class RedisStore(_PartitionedLoads):
         objects_key = keys.objects_key(self._store_id, modelname)
         with self._errors("read"):
             records = self._client.hmget(objects_key, uids)
-        decode = self._codec.decode
-        result = []
         for uid, raw in zip(uids, records, strict=True):
             if raw is None:
                 raise ObjectNotFound(f"{modelname} {uid} not present in {self}")
-            result.append(decode(cls, objects_key, uid, raw, self.adapter))
-        return result
+        return self._codec.decode_many(cls, objects_key, zip(uids, records, strict=True), self.adapter)
 
     def count(self, *, model: Optional[ModelRef] = None) -> int:
         """Count the objects of one type, or of all types, from Redis's own counts (no scan)."""
