@@ -173,8 +173,10 @@ def plan_sync(
 
     Args:
         diff: The diff to apply.
-        shard_size: Most operations per shard, unless one subtree alone has more; or a function giving it
-            for each wave from the wave's number of operations (``balanced_shard_size`` for the live slots).
+        shard_size: Most operations per shard, unless one subtree alone has more; or a function giving a
+            size for each wave from the wave's number of operations (``balanced_shard_size`` for the live
+            slots): the wave is then cut into ``ceil(operations / size)`` shards of near-equal operations
+            (each within half a subtree of its share), so that the shards fill whole rounds of the slots.
         barrier: Whether each top-level type waits for the types before it (one wave per type).
         model_flags: The target model's flags for an element.
 
@@ -234,12 +236,27 @@ def pack_subtrees(
     limits = [size_of(count) for count in wave_operations]
     if any(limit < 1 for limit in limits):
         raise ValueError(f"shard_size must be 1 or more, not {min(limits)}")
+    # Sized per wave (for the live slots): the wave is cut into as many shards as its size asks for, of
+    # near-equal operations, at the subtree boundary nearest each even share. Filling each shard up to the
+    # size instead leaves most shards a subtree short, and one more shard than slots x rounds: a last round
+    # with one shard running and every other slot idle.
+    even = callable(shard_size)
+    pieces = [max(1, -(-total // limit)) for total, limit in zip(wave_operations, limits, strict=True)]
+    placed = [0] * len(waves)
     shards: List[PackedShard] = []
     current: Optional[List[Any]] = None  # [wave, type, roots, operations] of the shard being filled
     for root, modelname, count in items:
         wave = wave_of_type[modelname]
-        if current is not None and (current[1] != modelname or current[3] + count > limits[wave]):
-            current = None  # never mix types in a shard; a full shard is closed
+        if current is not None:
+            if current[1] != modelname:
+                current = None  # never mix types in a shard
+            elif even:
+                share_end = len(waves[wave]) * wave_operations[wave] / pieces[wave]
+                if placed[wave] + count / 2 > share_end:
+                    current = None  # this subtree lies mostly past the shard's share: the next shard's
+            elif current[3] + count > limits[wave]:
+                current = None  # a full shard is closed
+        placed[wave] += count
         if current is None:
             current = [wave, modelname, [], 0]
             waves[wave].append(len(shards))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncModelFlags
-from core.planner import count_operations, plan_sync, subtree_operations
+from core.planner import balanced_shard_size, count_operations, pack_subtrees, plan_sync, subtree_operations
 
 NATURAL = DiffSyncModelFlags.NATURAL_DELETION_ORDER
 SKIP = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE
@@ -204,7 +204,6 @@ def test_plan_is_the_syncer_order_cut_into_whole_subtrees(roots, shard_size, bar
 
 
 def test_balanced_shard_size_gives_each_slot_several_shards_within_bounds() -> None:
-    from core.planner import balanced_shard_size
 
     assert balanced_shard_size(20_000, 16) == 313  # 64 shards: four rounds of 16 slots
     assert balanced_shard_size(20_000, 2) == 1000  # capped: a crashed shard replays at most that much
@@ -230,3 +229,30 @@ def test_a_shard_size_function_sizes_each_wave_from_its_operations() -> None:
     assert [len(shard.operations) for shard in plan.shards] == [16, 16, 16]
     with pytest.raises(ValueError, match="shard_size must be 1 or more, not 0"):
         plan_sync(diff, shard_size=lambda operations: 0)
+
+
+def test_shards_sized_for_the_slots_fill_whole_rounds() -> None:
+    """Sized per wave, a wave of uneven subtrees is cut into exactly ceil(operations / size) shards (when no
+    subtree is larger than a share), each within the largest subtree of its even share. Greedy filling gave
+    one shard more: a last round with one shard running and every other slot idle."""
+    import random
+
+    rng = random.Random(11)
+    for _ in range(200):
+        counts = [rng.randint(1, rng.choice([5, 20, 60])) for _ in range(rng.randint(200, 800))]
+        total, slots = sum(counts), rng.choice([2, 4, 8, 16])
+        size = balanced_shard_size(total, slots, smallest=1)
+        subtrees = [(index, "site", count) for index, count in enumerate(counts)]
+        packed, waves = pack_subtrees(
+            subtrees, lambda operations, slots=slots: balanced_shard_size(operations, slots, smallest=1)
+        )
+        pieces = -(-total // size)
+        share = total / pieces
+        if max(counts) <= share:
+            assert len(packed) == pieces
+        else:  # subtrees larger than a share: fewer shards, never more
+            assert len(packed) <= pieces
+        assert waves == [list(range(len(packed)))]
+        for shard in packed:
+            assert abs(shard[3] - share) <= max(counts), (shard[3], share)
+        assert [root for shard in packed for root in shard[2]] == list(range(len(counts)))
