@@ -83,16 +83,21 @@ def _no_flags(element: DiffElement) -> DiffSyncModelFlags:
     return DiffSyncModelFlags.NONE
 
 
+def _flag_bits(element: DiffElement, model_flags: ModelFlagsOf) -> int:
+    """The target model's flags for an element, as bits (a flag enum or a plain int)."""
+    flags = model_flags(element)
+    return int(getattr(flags, "value", flags) or 0)
+
+
 def count_operations(element: DiffElement, model_flags: ModelFlagsOf = _no_flags) -> int:
     """How many operations ``subtree_operations`` gives for this subtree, without building them.
 
     A distributed diff counts the operations of every changed subtree it keeps, to size the shards.
     """
-    count = 0 if element.action is None else 1
-    if element.action == DiffSyncActions.DELETE:
-        flags = model_flags(element)
-        if int(getattr(flags, "value", flags) or 0) & _SKIP_CHILDREN:
-            return count
+    action = element.action
+    count = 0 if action is None else 1
+    if action == DiffSyncActions.DELETE and _flag_bits(element, model_flags) & _SKIP_CHILDREN:
+        return count
     for child in element.get_children():
         count += count_operations(child, model_flags)
     return count
@@ -121,8 +126,7 @@ def subtree_operations(root: int, element: DiffElement, model_flags: ModelFlagsO
         children_first = False
         visit_children = True
         if action == DiffSyncActions.DELETE:
-            flags = model_flags(current)
-            bits = int(getattr(flags, "value", flags) or 0)
+            bits = _flag_bits(current, model_flags)
             if bits & _SKIP_CHILDREN:
                 visit_children = False
             elif bits & _NATURAL:

@@ -91,22 +91,22 @@ class LockWatch:
         Raises:
             redis.exceptions.RedisError: if Redis cannot be read (as a GET would).
         """
-        if not self.tracking:
-            return self._client.get(self._key) == self._value
-        if self._trusted and not self._changed():
+        if self.tracking and self._trusted and not self._changed():
             return True
-        if not self.tracking:  # the subscriber broke just now
+        if not self.tracking:  # never set up, or it broke (the subscriber may have, just now)
             return self._client.get(self._key) == self._value
-        self._trusted = False
+        held = self._tracked_get() == self._value
+        self._trusted = held and self.tracking  # a lock another job holds is read again at every check
+        return held
+
+    def _tracked_get(self) -> Any:
+        """The lock's value, read on the tracked connection (so tracked again); the plain GET if that breaks."""
         try:
             self._reader.send_command("GET", self._key)
-            value = self._reader.read_response()
+            return self._reader.read_response()
         except Exception as err:  # noqa: BLE001 - a broken reader: the plain GET, which raises if Redis is gone
             self._stop(f"the tracked connection failed ({type(err).__name__}: {err})")
-            return self._client.get(self._key) == self._value
-        held = value == self._value
-        self._trusted = held  # a lock another job holds is read again at every check, as before
-        return held
+            return self._client.get(self._key)
 
     def _changed(self) -> bool:
         """Whether any invalidation came since the last read (draining them); a broken subscriber counts."""
