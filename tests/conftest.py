@@ -17,3 +17,21 @@ os.environ.pop("SHARDSYNC_ADAPTER_MODULES", None)
 os.environ["SHARDSYNC_DELETE_LIMIT"] = "none"
 # Most tests read a job's stores after it ended; tests/integration/test_jobs.py checks the default (dropped).
 os.environ["SHARDSYNC_KEEP_STORES"] = "1"
+
+
+import pytest  # noqa: E402 - after the environment above, which must be set before anything imports worker
+import structlog  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_it_was():
+    """Give every test the structlog configuration the one before it started with.
+
+    The CLI and the worker configure structlog for their process; a test that runs them in-process would
+    otherwise leave that configuration to later tests, whose captured logs then depend on test order.
+    """
+    saved = structlog.get_config()
+    yield
+    if structlog.get_config() != saved:
+        structlog.reset_defaults()
+        structlog.configure(**saved)
