@@ -627,6 +627,7 @@ def scenario_partitioned(args: argparse.Namespace, app: Any, url: str) -> None:
     sizes = dict(
         partitioned_sites=args.partitioned_sites, devices=args.devices, interfaces=args.interfaces,
         partitions=args.partitions, page_latency=args.page_latency, partitioned_slots=args.partitioned_slots,
+        partitioned_workers=args.partitioned_workers, partitioned_pool=args.partitioned_pool,
     )  # fmt: skip
     print(
         f"\n== partitioned: {args.partitioned_sites} sites, {args.partitions} partitions per side, "
@@ -657,9 +658,10 @@ def scenario_partitioned(args: argparse.Namespace, app: Any, url: str) -> None:
     )
     target_kwargs = {"sites": 1}  # a one-site target: the job's load time is the partitioned source's
     spec = {**job_spec(source_kwargs, target_kwargs, args.shard_size), "dry_run": True}  # the loads are measured
-    workers = min(2, args.partitioned_slots)
+    workers = max(1, min(args.partitioned_workers, args.partitioned_slots))
     fresh(client)
-    with Cluster(app, url, workers, "threads", max(1, args.partitioned_slots // workers), "part") as cluster:
+    pool = args.partitioned_pool
+    with Cluster(app, url, workers, pool, max(1, args.partitioned_slots // workers), "part") as cluster:
         run = run_job(cluster, spec, timeout=args.timeout, interval=0.01)
     fresh(client)
     report = run.report or {}
@@ -673,7 +675,7 @@ def scenario_partitioned(args: argparse.Namespace, app: Any, url: str) -> None:
         ["job: submit -> both loads recorded", wall, local_loads / wall if wall == wall else 0.0],
     ]
     print(
-        f"job on {workers} workers x {cluster.concurrency} threads = {cluster.slots} slots"
+        f"job on {workers} workers x {cluster.concurrency} {pool} slots = {cluster.slots} slots"
         + ("" if run.error is None else f"   JOB FAILED: {run.error}")
     )
     print(table(["load", "seconds", "speedup"], rows))
@@ -796,6 +798,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     group.add_argument("--partitions", type=int, default=16)
     group.add_argument("--page-latency", type=float, default=0.02, help="seconds per page of 100 objects loaded")
     group.add_argument("--partitioned-slots", type=int, default=16)
+    group.add_argument("--partitioned-workers", type=int, default=2, help="worker processes; slots/this each")
+    group.add_argument("--partitioned-pool", default="threads", choices=("prefork", "threads"))
     group = parser.add_argument_group("memory")
     group.add_argument("--memory-sites", type=int, default=20000)
     group.add_argument("--memory-workers", type=int, default=2)
