@@ -275,6 +275,23 @@ def test_a_broken_adapter_module_is_named_without_a_traceback(tmp_path) -> None:
         assert expected in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_worker_with_a_broken_adapter_module_stops_at_start(tmp_path) -> None:
+    """Celery swallows a start-up signal's exceptions: the worker must still stop, naming the module."""
+    from _workers import start_worker
+
+    env = {**worker_env(), "SHARDSYNC_ADAPTER_MODULES": "nothing_by_that_name"}
+    proc = start_worker("broken", tmp_path, env=env)
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    log = (tmp_path / "broken.log").read_text(errors="replace")
+    assert code != 0, log
+    assert "adapter module 'nothing_by_that_name' (SHARDSYNC_ADAPTER_MODULES) cannot be imported" in log
+    assert "Traceback" not in log
+
 def test_plan_then_apply_and_the_refusal_after_the_target_changed(redis_db: Redis) -> None:
     from _compare import REDIS_URL, local_sync, target_contents
     from ss_test_adapters import read_calls

@@ -185,3 +185,14 @@ def test_kwargs_of_a_parent_constructor_are_checked_too() -> None:
     with pytest.raises(InvalidJob, match=re.escape("argument 'sites' of InventoryAdapter.__init__ must be int")):
         JobSpec.from_data({"source": "demo", "target": "demo-api", "target_kwargs": {"sites": "x"}})
     assert JobSpec.from_data({"source": "demo", "target": "demo-api", "target_kwargs": {"hook_latency": 1}})
+
+
+def test_a_worker_fills_the_registry_before_its_pool_forks(monkeypatch) -> None:
+    """Entry points are read in the worker's main process at start, so pool processes inherit them."""
+    from worker import celery_app, registry
+
+    monkeypatch.setattr(registry, "_registry", {})
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    celery_app._import_adapters_at_start()
+    assert registry._entry_points_loaded
+    assert registry._registry["demo"].__name__ == "InventoryAdapter"
