@@ -292,6 +292,7 @@ def test_a_worker_with_a_broken_adapter_module_stops_at_start(tmp_path) -> None:
     assert "adapter module 'nothing_by_that_name' (SHARDSYNC_ADAPTER_MODULES) cannot be imported" in log
     assert "Traceback" not in log
 
+
 def test_plan_then_apply_and_the_refusal_after_the_target_changed(redis_db: Redis) -> None:
     from _compare import REDIS_URL, local_sync, target_contents
     from ss_test_adapters import read_calls
