@@ -6,16 +6,8 @@ import subprocess
 import sys
 
 import pytest
-import structlog
 
 from worker.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog():
-    """The CLI configures structlog for its process; give the next tests the defaults back."""
-    yield
-    structlog.reset_defaults()
 
 
 def test_demo_syncs_and_converges(capsys):

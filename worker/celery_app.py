@@ -22,7 +22,7 @@ from core import keys
 from worker.connection import redis_client
 from worker.errors import ShardsyncError
 from worker.logs import log_through_stdlib
-from worker.registry import import_adapter_modules, load_entry_points
+from worker.registry import import_adapter_modules, registered_adapters
 from worker.schedule import load_schedule
 from worker.settings import Settings, get_settings
 from worker.state.base import pack
@@ -91,8 +91,7 @@ def _import_adapters_at_start(**_: Any) -> None:
     partition of a job starts when 16 cold processes do it at once on two cores.
     """
     try:
-        import_adapter_modules(get_settings().adapter_modules)
-        load_entry_points()
+        registered_adapters()  # SHARDSYNC_ADAPTER_MODULES imported, entry points loaded
     except ShardsyncError as err:
         # Celery logs and swallows a receiver's exceptions: the worker would run on, failing every job that
         # names one of these adapters. SystemExit is not swallowed: the worker stops, saying why.
