@@ -84,7 +84,7 @@ WATCHDOG = f"{ROOT}:~watchdog"
 """STRING held by the worker whose watchdog scans now (one scan per interval in a deployment)."""
 
 METRICS = f"{ROOT}:~metrics"
-"""HASH of the deployment's job counters, ``field -> number`` (``worker.metrics`` names the fields).
+"""HASH of the deployment's job counters, ``field -> number`` (``worker.hooks.metrics`` names the fields).
 
 Fields are ``|``-separated: ``jobs_started``, ``jobs_ended|<status>``, ``operations|<action>|<status>``,
 ``operations_skipped``,

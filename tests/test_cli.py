@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from worker.cli import main
+from worker.cli.main import main
 
 
 def test_demo_syncs_and_converges(capsys):

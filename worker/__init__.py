@@ -5,16 +5,16 @@ Apps use ``submit_sync`` (or the ``shardsync`` command line); deployments regist
 schedule file and opens no connection.
 """
 
-from worker import (
+from worker.adapters.registry import get_adapter, register_adapter, registered_adapters
+from worker.api import JobHandle, list_jobs, submit_spec, submit_sync
+from worker.errors import InvalidJob, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
+from worker.runners.celery import (
     tasks,  # noqa: F401 - registers the tasks on the app
     watchdog,  # noqa: F401 - starts with every worker
 )
-from worker.api import JobHandle, list_jobs, submit_spec, submit_sync
-from worker.celery_app import app  # noqa: I001 - after the registry: adapter modules may import this package
-from worker.errors import InvalidJob, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
-from worker.local import run_local
-from worker.registry import get_adapter, register_adapter, registered_adapters
-from worker.schedule import load_schedule
+from worker.runners.celery.app import app  # noqa: I001 - after the registry: adapter modules may import this package
+from worker.runners.local import run_local
+from worker.schedule.entries import load_schedule
 from worker.settings import Settings, get_settings
 
 __all__ = [

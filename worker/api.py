@@ -15,15 +15,15 @@ from core.adapter import Adapter
 from core.batch import BatchSize
 from core.diff import Diff
 from core.diff_codec import DiffCodec
-from worker.celery_app import app
+from worker.adapters.registry import get_adapter, registered_adapters
 from worker.connection import reaching_redis, redis_client
 from worker.errors import InvalidJob, JobFailed
-from worker.history import job_log, job_summary
-from worker.history import list_jobs as _list_jobs
-from worker.registry import get_adapter, registered_adapters
-from worker.report import rebuild_diff
+from worker.job.history import job_log, job_summary
+from worker.job.history import list_jobs as _list_jobs
+from worker.job.report import rebuild_diff
+from worker.job.spec import JobSpec
+from worker.runners.celery.app import app
 from worker.settings import get_settings
-from worker.spec import JobSpec
 from worker.state.redis import RedisJobState
 
 
@@ -116,7 +116,7 @@ class JobHandle:
         offset: int = 0,
         limit: Optional[int] = None,
     ) -> List[Dict[str, Any]]:
-        """The per-object log: one entry per operation, in plan order (see ``worker.history.job_log``).
+        """The per-object log: one entry per operation, in plan order (see ``worker.job.history.job_log``).
 
         Raises:
             InvalidJob: if no such job is known.
@@ -146,7 +146,7 @@ class JobHandle:
         """Apply exactly this plan (a finished dry run) as a new job; returns the new job's handle.
 
         The new job loads the target again and refuses, failing before any operation, if any target subtree
-        the plan touches changed since the plan (``worker.review``). A plan is applied once.
+        the plan touches changed since the plan (``worker.job.review``). A plan is applied once.
 
         Raises:
             InvalidJob: if this job is unknown, not a finished dry run, or was applied before.
@@ -279,7 +279,7 @@ def submit_spec(spec: JobSpec, *, info: Optional[Dict[str, Any]] = None) -> JobH
     """Enqueue a validated spec (see ``submit_sync``).
 
     ``info``: fields recorded with the job before it is enqueued (a scheduled run's ``schedule``: the entry
-    whose marker its finish releases, ``worker.ticks``).
+    whose marker its finish releases, ``worker.schedule.ticks``).
     """
     message = spec.to_message()
     with reaching_redis(f"submit job {spec.job_id}"):

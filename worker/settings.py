@@ -11,7 +11,7 @@ from typing import Annotated, List, Optional
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from worker.guard import parse_delete_limit
+from worker.job.guard import parse_delete_limit
 
 
 class Settings(BaseSettings):

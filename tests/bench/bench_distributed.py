@@ -360,8 +360,8 @@ def verify(report: Optional[Dict[str, Any]], expected_operations: Optional[int] 
 
 def rediff(report: Dict[str, Any], spec: Dict[str, Any]) -> Dict[str, int]:
     """Diff the job's source store against its synced target store (both still in Redis): must be empty."""
-    from worker.runner import attach_adapters
-    from worker.spec import JobSpec
+    from worker.job.spec import JobSpec
+    from worker.pipeline.context import attach_adapters
     from worker.state.redis import RedisJobState
 
     job = RedisJobState(report["job_id"])
@@ -393,7 +393,7 @@ class LocalRun:
 
 def local_sync(source_kwargs: Dict[str, Any], target_kwargs: Dict[str, Any]) -> LocalRun:
     """Time a local sync in phases (the diff is passed to ``sync_from`` so it is not computed twice)."""
-    from worker.demo import InventoryAdapter
+    from worker.adapters.demo import InventoryAdapter
 
     started = time.perf_counter()
     source, target = InventoryAdapter(**source_kwargs), InventoryAdapter(**target_kwargs)
@@ -616,7 +616,7 @@ def scenario_cheap(args: argparse.Namespace, app: Any, url: str) -> None:
 
 def partitions_supported() -> bool:
     """Whether the demo adapter takes ``partitions`` and ``page_latency`` (the lead's contract for issue 11)."""
-    from worker.demo import InventoryAdapter
+    from worker.adapters.demo import InventoryAdapter
 
     parameters = inspect.signature(InventoryAdapter.__init__).parameters
     return "partitions" in parameters and "page_latency" in parameters
@@ -635,12 +635,12 @@ def scenario_partitioned(args: argparse.Namespace, app: Any, url: str) -> None:
     )
     if not partitions_supported():
         print(
-            "SKIPPED: needs partitioned loads (worker.demo.InventoryAdapter has no `partitions`/`page_latency` "
+            "SKIPPED: needs partitioned loads (worker.adapters.demo.InventoryAdapter has no `partitions`/`page_latency` "
             "kwargs in this checkout)"
         )
         print(command_line(args, "partitioned", **sizes))
         return
-    from worker.demo import InventoryAdapter
+    from worker.adapters.demo import InventoryAdapter
 
     client = redis_client(url)
     paged = {"page_latency": args.page_latency}

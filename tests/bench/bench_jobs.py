@@ -45,9 +45,9 @@ def main() -> int:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     from worker import app, submit_sync
-    from worker.demo import InventoryAdapter
-    from worker.local import run_local
-    from worker.spec import JobSpec
+    from worker.adapters.demo import InventoryAdapter
+    from worker.job.spec import JobSpec
+    from worker.runners.local import run_local
 
     latency = args.latency_ms / 1000.0
     source_kwargs = {"sites": args.sites, "devices": 10, "interfaces": 4, "variant": 1, "hook_latency": latency}

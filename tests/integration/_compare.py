@@ -14,8 +14,8 @@ from core.exceptions import ObjectCrudException
 from core.keys import job_store_id
 from core.store.redis import RedisStore
 from worker import JobFailed, submit_sync
-from worker.local import run_local
-from worker.spec import JobSpec, parse_flags
+from worker.job.spec import JobSpec, parse_flags
+from worker.runners.local import run_local
 from worker.state import MemoryJobState
 
 REDIS_URL = os.environ["SHARDSYNC_BROKER_URL"]

@@ -18,7 +18,7 @@ import time
 from redis import Redis
 
 from worker import submit_sync
-from worker.registry import get_adapter
+from worker.adapters.registry import get_adapter
 
 
 def main() -> int:

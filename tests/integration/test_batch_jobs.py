@@ -26,8 +26,8 @@ from test_equivalence import NATURAL, SKIP_CHILDREN, scenarios
 
 from core import keys
 from worker import JobFailed, submit_sync
-from worker.local import run_local
-from worker.spec import JobSpec
+from worker.job.spec import JobSpec
+from worker.runners.local import run_local
 from worker.state import MemoryJobState
 
 pytestmark = pytest.mark.usefixtures("workers")

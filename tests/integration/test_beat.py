@@ -19,9 +19,9 @@ from redis import Redis
 
 from core import keys
 from core.store.redis import RedisStore
-from worker.spec import JobSpec
+from worker.job.spec import JobSpec
+from worker.schedule.ticks import running_job, skipped_ticks
 from worker.state import RedisJobState
-from worker.ticks import running_job, skipped_ticks
 
 pytestmark = pytest.mark.usefixtures("workers")
 

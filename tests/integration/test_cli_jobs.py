@@ -243,7 +243,7 @@ def test_an_adapter_the_workers_lack_is_named_as_the_workers_problem(redis_db: R
     from ss_test_adapters import DatasetAdapter
 
     from worker import JobFailed, register_adapter, submit_sync
-    from worker.registry import unregister_adapter
+    from worker.adapters.registry import unregister_adapter
 
     @register_adapter("only-in-the-producer")
     class OnlyHere(DatasetAdapter):

@@ -27,7 +27,7 @@ from ss_test_adapters import read_calls
 
 from core import keys
 from worker import JobFailed, JobHandle, app, submit_sync
-from worker.spec import JobSpec
+from worker.job.spec import JobSpec
 from worker.state import RedisJobState
 
 BROKER_QUEUES = ("shardsync.jobs", "shardsync.shards", "faults.jobs", "faults.shards")

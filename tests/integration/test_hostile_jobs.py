@@ -39,7 +39,7 @@ from ss_test_adapters import read_calls
 from core import keys
 from worker import InvalidJob, JobFailed, JobHandle, UnknownAdapter, app, submit_sync
 from worker.api import submit_spec
-from worker.spec import JobSpec
+from worker.job.spec import JobSpec
 from worker.state import RedisJobState
 
 pytestmark = pytest.mark.usefixtures("workers")

@@ -15,7 +15,7 @@ from ss_test_adapters import read_calls
 
 from core import keys
 from worker import InvalidJob, JobFailed, JobHandle, UnknownAdapter, app, submit_sync
-from worker.spec import JobSpec
+from worker.job.spec import JobSpec
 from worker.state import RedisJobState
 
 pytestmark = pytest.mark.usefixtures("workers")
@@ -239,7 +239,7 @@ def test_cancel_stops_a_running_job_with_a_report(redis_db) -> None:
 
 
 def test_cli_sync_status_and_cancel_against_the_workers(redis_db, capsys) -> None:
-    from worker.cli import main
+    from worker.cli.main import main
 
     data = json.dumps({"data": dataset(2, devices=1, ports=1, regions=1)})
     assert main(["sync", "--json", "--source", "dataset", "--target", "dataset", "--source-kwargs", data]) == 0

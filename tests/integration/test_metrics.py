@@ -21,7 +21,7 @@ from redis import Redis
 
 from core import keys
 from worker import JobFailed, submit_sync
-from worker.spec import JobSpec
+from worker.job.spec import JobSpec
 
 pytestmark = pytest.mark.usefixtures("workers")
 

@@ -17,8 +17,8 @@ from _compare import REDIS_URL, contents, local_sync, target_contents
 from ss_test_adapters import DatasetAdapter, read_calls
 
 from worker import JobFailed, submit_sync
-from worker.local import run_local
-from worker.spec import JobSpec
+from worker.job.spec import JobSpec
+from worker.runners.local import run_local
 from worker.state import MemoryJobState
 
 pytestmark = pytest.mark.usefixtures("workers")

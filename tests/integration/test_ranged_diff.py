@@ -19,9 +19,9 @@ from test_equivalence import scenarios
 
 from core.planner import plan_sync
 from worker import submit_sync
-from worker.planning import element_flags
-from worker.report import changed_part
-from worker.spec import parse_flags
+from worker.job.report import changed_part
+from worker.job.spec import parse_flags
+from worker.pipeline.plan import element_flags
 
 pytestmark = pytest.mark.usefixtures("workers")
 

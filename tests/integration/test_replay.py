@@ -22,8 +22,8 @@ from test_equivalence import scenarios
 from core.diff import Diff
 from core.diff_codec import DiffCodec
 from core.store.redis import RedisStore
-from worker.apply import ShardSyncer, number_elements
-from worker.spec import parse_flags
+from worker.job.spec import parse_flags
+from worker.pipeline.journal import ShardSyncer, number_elements
 from worker.state import MemoryJobState
 
 

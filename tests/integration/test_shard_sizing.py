@@ -12,7 +12,7 @@ from redis import Redis
 from core import keys
 from core.planner import balanced_shard_size
 from worker import submit_sync
-from worker.slots import announce, live_slots
+from worker.runners.celery.slots import announce, live_slots
 
 pytestmark = pytest.mark.usefixtures("workers")
 

@@ -32,7 +32,7 @@ from ss_test_adapters import DatasetAdapter
 from core import keys
 from core.enum import DiffSyncFlags
 from worker import JobFailed, JobHandle, app
-from worker.spec import JobSpec
+from worker.job.spec import JobSpec
 
 PRODUCERS = 4
 PER_PRODUCER = 50

@@ -8,7 +8,7 @@ import pytest
 
 from core import Adapter
 from core.store.redis import RedisStore
-from worker.demo import ApiInventoryAdapter, InventoryAdapter
+from worker.adapters.demo import ApiInventoryAdapter, InventoryAdapter
 
 URL = os.environ["SHARDSYNC_BROKER_URL"]  # the suite's database (tests/conftest.py, SHARDSYNC_TEST_REDIS_URL)
 
@@ -62,8 +62,8 @@ def test_shards_reuse_a_jobs_attached_adapters_until_told_to_forget() -> None:
     """One on_attach per process (thread) per job; another job, a failed shard or an opt-out get fresh ones."""
     import threading
 
-    from worker.runner import attach_adapters, forget_attached
-    from worker.spec import JobSpec
+    from worker.job.spec import JobSpec
+    from worker.pipeline.context import attach_adapters, forget_attached
     from worker.state import MemoryJobState
 
     def state(job_id: str) -> tuple:

@@ -13,10 +13,10 @@ import pytest
 
 from core import Adapter, DiffSyncModel
 from worker import JobFailed, register_adapter
-from worker.demo import InventoryAdapter, Site
-from worker.local import run_local
+from worker.adapters.demo import InventoryAdapter, Site
+from worker.job.spec import JobSpec
+from worker.runners.local import run_local
 from worker.settings import get_settings
-from worker.spec import JobSpec
 from worker.state import MemoryJobState
 from worker.state.memory import _locks, _locks_guard
 

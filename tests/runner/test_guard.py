@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from worker import InvalidJob, JobFailed
-from worker.guard import DeleteLimit, delete_refusal, parse_delete_limit
-from worker.local import run_local
+from worker.job.guard import DeleteLimit, delete_refusal, parse_delete_limit
+from worker.job.spec import JobSpec
+from worker.runners.local import run_local
 from worker.settings import Settings, get_settings
-from worker.spec import JobSpec
 from worker.state import MemoryJobState
 
 

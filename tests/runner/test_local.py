@@ -8,10 +8,10 @@ import pytest
 
 from core.enum import DiffSyncFlags
 from worker import JobFailed
-from worker.cli import main
-from worker.demo import ApiInventoryAdapter, InventoryAdapter
-from worker.local import run_local
-from worker.spec import JobSpec
+from worker.adapters.demo import ApiInventoryAdapter, InventoryAdapter
+from worker.cli.main import main
+from worker.job.spec import JobSpec
+from worker.runners.local import run_local
 
 
 def spec(**extra) -> JobSpec:
@@ -51,7 +51,7 @@ def test_local_dry_run() -> None:
 
 def test_local_failure_without_continue_stops_with_report(monkeypatch) -> None:
     from core.exceptions import ObjectNotUpdated
-    from worker import demo
+    from worker.adapters import demo
 
     def refuse(self, attrs):
         raise ObjectNotUpdated(f"{self.get_unique_id()} refused")
@@ -112,7 +112,7 @@ def test_cli_sync_bad_input(capsys, argv, message) -> None:
 def test_cli_adapters(capsys) -> None:
     assert main(["adapters"]) == 0
     out = capsys.readouterr().out
-    assert "demo\tworker.demo.InventoryAdapter" in out and "demo-api\t" in out
+    assert "demo\tworker.adapters.demo.InventoryAdapter" in out and "demo-api\t" in out
 
 
 def test_cli_reports_a_dead_redis(monkeypatch, capsys) -> None:

@@ -1,4 +1,4 @@
-"""Job metrics in Redis (``worker.metrics``): counted once per job, read by the collector, against the real test
+"""Job metrics in Redis (``worker.hooks.metrics``): counted once per job, read by the collector, against the real test
 Redis (``SHARDSYNC_TEST_REDIS_URL``); whole jobs run in this process on the Redis job state, no worker needed."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core import keys
 from core.store.redis import RedisStore
-from worker import metrics
-from worker.local import LocalRunner, run_local
-from worker.runner import Delivery
-from worker.spec import JobSpec
+from worker.hooks import metrics
+from worker.job.spec import JobSpec
+from worker.pipeline.context import Delivery
+from worker.pipeline.dispatch import finish
+from worker.runners.local import LocalRunner, run_local
 from worker.state import MemoryJobState, RedisJobState
-from worker.steps import finish
 
 URL = os.environ["SHARDSYNC_BROKER_URL"]  # tests/conftest.py: the test database
 

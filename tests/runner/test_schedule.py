@@ -8,7 +8,7 @@ import pytest
 from celery.schedules import crontab
 
 from worker import InvalidJob
-from worker.schedule import load_schedule
+from worker.schedule.entries import load_schedule
 
 
 def write(tmp_path, data) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import main
+from worker.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = '{"syncs": [{"name": "bad", "every": -5, "job": {"source": "demo", "target": "demo"}}]}'
@@ -26,7 +26,7 @@ def run(args, schedule_file, timeout=60):
 def test_a_broken_schedule_file_does_not_break_import_or_demo(tmp_path) -> None:
     path = tmp_path / "schedule.json"
     path.write_text(BROKEN)
-    imported = run([sys.executable, "-c", "import worker, worker.tasks; print(worker.app.conf.beat_schedule)"], path)
+    imported = run([sys.executable, "-c", "import worker, worker.runners.celery.tasks; print(worker.app.conf.beat_schedule)"], path)
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip() == "{}"
     demo = run([sys.executable, "-m", "worker.cli", "demo", "--json"], path)

@@ -1,4 +1,4 @@
-"""One run at a time per schedule entry (``worker.ticks``): the running marker, skipped ticks, the finish's release.
+"""One run at a time per schedule entry (``worker.schedule.ticks``): the running marker, skipped ticks, the finish's release.
 
 Against the suite's Redis database (tests/conftest.py); every test removes the keys it made.
 """
@@ -15,14 +15,23 @@ import structlog
 from redis import Redis
 
 from core import keys
-from worker import api, tasks, ticks
+from worker import api
+from worker.runners.celery import tasks
+from worker.schedule import ticks
 from worker.errors import RedisUnavailable
-from worker.runner import Delivery
+from worker.pipeline.context import Delivery
+from worker.pipeline.dispatch import finish
+from worker.schedule.ticks import (
+    TickSkipped,
+    admit_run,
+    release_run,
+    running_job,
+    skipped_ticks,
+    skipped_ticks_by_entry,
+)
 from worker.settings import get_settings
 from worker.state import RedisJobState
 from worker.state.base import pack
-from worker.steps import finish
-from worker.ticks import TickSkipped, admit_run, release_run, running_job, skipped_ticks, skipped_ticks_by_entry
 
 URL = os.environ["SHARDSYNC_BROKER_URL"]
 SPEC = {"source": "demo", "target": "demo", "target_kwargs": {"sites": 1}}

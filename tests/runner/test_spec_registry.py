@@ -10,9 +10,9 @@ import pytest
 from core import Adapter
 from core.enum import DiffSyncFlags
 from worker import InvalidJob, UnknownAdapter, register_adapter
-from worker.registry import get_adapter, registered_adapters, unregister_adapter
+from worker.adapters.registry import get_adapter, registered_adapters, unregister_adapter
+from worker.job.spec import JobSpec
 from worker.settings import Settings
-from worker.spec import JobSpec
 
 
 class Plain(Adapter):
@@ -56,7 +56,7 @@ def test_registry_refuses_bad_names_classes_and_clashes() -> None:
 
 
 def test_entry_points_register_the_demo_adapters() -> None:
-    from worker.demo import ApiInventoryAdapter, InventoryAdapter
+    from worker.adapters.demo import ApiInventoryAdapter, InventoryAdapter
 
     assert get_adapter("demo") is InventoryAdapter
     assert get_adapter("demo-api") is ApiInventoryAdapter
@@ -189,7 +189,8 @@ def test_kwargs_of_a_parent_constructor_are_checked_too() -> None:
 
 def test_a_worker_fills_the_registry_before_its_pool_forks(monkeypatch) -> None:
     """Entry points are read in the worker's main process at start, so pool processes inherit them."""
-    from worker import celery_app, registry
+    from worker.adapters import registry
+    from worker.runners.celery import app as celery_app
 
     monkeypatch.setattr(registry, "_registry", {})
     monkeypatch.setattr(registry, "_entry_points_loaded", False)

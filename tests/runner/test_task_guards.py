@@ -13,9 +13,9 @@ from redis.exceptions import ResponseError
 
 from core.exceptions import ObjectCrudException, ObjectStoreException
 from worker.errors import LockLost
-from worker.spec import JobSpec
+from worker.job.spec import JobSpec
+from worker.runners.celery.tasks import shard, transient
 from worker.state import RedisJobState as JobState
-from worker.tasks import shard, transient
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_deaths_count_claims_never_released(job) -> None:
 
 def test_a_start_delivered_again_after_its_job_ended_does_nothing(job) -> None:
     """Its "started" marker went with the scratch data: the report alone must stop it retaking the lock."""
-    from worker.tasks import run_job
+    from worker.runners.celery.tasks import run_job
 
     spec = JobSpec.from_data({"source": "demo", "target": "demo", "job_id": job.job_id})
     job.create(spec.to_message(), 60)

@@ -330,7 +330,7 @@ class JobState(JobParts, ABC):
     # -- metrics --------------------------------------------------------------------------------------
 
     def count_started(self) -> None:  # noqa: B027 - a no-op unless the state is a deployment's (Redis)
-        """Count the job as started and running in the deployment's metrics (``worker.metrics``).
+        """Count the job as started and running in the deployment's metrics (``worker.hooks.metrics``).
 
         Counted once, however often called, and never after ``count_ended``. Does nothing by default: the
         metrics are a deployment's, kept by the Redis state; a job embedded in one process counts nothing.

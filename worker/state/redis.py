@@ -14,13 +14,13 @@ from redis import Redis
 from core import keys
 from core.store.redis import RedisStore
 from worker.connection import redis_client
-from worker.metrics import count_job_ended, count_job_started
+from worker.hooks.metrics import count_job_ended, count_job_started
+from worker.runners.celery.slots import live_slots
+from worker.schedule.ticks import release_run
 from worker.settings import get_settings
-from worker.slots import live_slots
 from worker.state.base import Entry, JobState, pack, unpack
 from worker.state.claims import RedisClaims
 from worker.state.parts import RedisParts
-from worker.ticks import release_run
 
 _pack = pack
 
@@ -163,7 +163,7 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
         return {name.decode(): unpack(value) for name, value in self.client.hgetall(self.key("loads")).items()}
 
     def live_slots(self) -> Optional[int]:
-        """The pool slots the live workers announced (``worker.slots``); None when none did."""
+        """The pool slots the live workers announced (``worker.runners.celery.slots``); None when none did."""
         return live_slots(self.client) or None
 
     # -- diff and plan --------------------------------------------------------------------------------
@@ -336,7 +336,7 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
     # -- metrics --------------------------------------------------------------------------------------
 
     def count_started(self) -> None:
-        """Count the job as started and running in the deployment's metrics hash (once: ``worker.metrics``)."""
+        """Count the job as started and running in the deployment's metrics hash (once: ``worker.hooks.metrics``)."""
         count_job_started(self.client, self.job_id)
 
     def count_ended(self, report: Dict[str, Any], ttl: int) -> None:
@@ -356,7 +356,7 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
         return unpack(self.client.get(self.key("report")))
 
     def release_schedule(self) -> None:
-        """Delete the running marker of the job's schedule entry if it names this job (``worker.ticks``)."""
+        """Delete the running marker of the job's schedule entry if it names this job (``worker.schedule.ticks``)."""
         entry = self.info().get("schedule")
         if isinstance(entry, str) and entry:
             release_run(entry, self.job_id, self.client)

@@ -7,7 +7,7 @@ default with Redis). Every step holds a claim that its heartbeat renews every th
 step that is recorded as running, holds no claim and has no result. A shard resumes from its journal; the
 dead host's own message, when the broker redelivers it much later, finds the step done and does nothing.
 
-The slots beacon of every worker (``worker.slots``) starts and stops with the same worker signals.
+The slots beacon of every worker (``worker.runners.celery.slots``) starts and stops with the same worker signals.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from redis import Redis
 from core import keys
 from worker.connection import redis_client
 from worker.errors import describe
-from worker.runner import overdue
+from worker.pipeline.context import overdue
+from worker.pipeline.dispatch import Runner
+from worker.runners.celery.slots import SlotsBeacon
+from worker.runners.celery.tasks import RUNNER
 from worker.settings import get_settings
-from worker.slots import SlotsBeacon
 from worker.state.redis import RedisJobState
-from worker.steps import Runner
-from worker.tasks import RUNNER
 
 logger = structlog.get_logger("shardsync.worker")
 

@@ -1,7 +1,7 @@
-"""The job pipeline's steps as plain functions: start, load, diff (``worker.load``, ``worker.diffing``), finish.
+"""The job pipeline's steps as plain functions: start, load, diff (``worker.pipeline.load``, ``worker.pipeline.diff``), finish.
 
 Each step reads and writes the job only through a ``JobState`` and hands over to the next step through a
-``Runner``: Celery tasks on workers (``worker.tasks``) or a queue in this process (``worker.local``) carry the
+``Runner``: Celery tasks on workers (``worker.runners.celery.tasks``) or a queue in this process (``worker.runners.local``) carry the
 very same functions. No step waits for another: the step that completes a stage enqueues the next one (the
 second load the diff, the last shard of a wave the next wave or the finish). Every step is safe to run again.
 """
@@ -15,13 +15,11 @@ import structlog
 
 from core.adapter import Adapter
 from core.diff_codec import DiffCodec
-from worker.diffing import diff
+from worker.adapters.registry import get_adapter
 from worker.errors import describe
-from worker.load import load, part
-from worker.ranges import diff_part, join
-from worker.registry import get_adapter
-from worker.report import assemble_report, rebuild_diff
-from worker.runner import (
+from worker.job.report import assemble_report, rebuild_diff
+from worker.job.spec import JobSpec
+from worker.pipeline.context import (
     SIDES,
     Busy,
     Delivery,
@@ -35,9 +33,11 @@ from worker.runner import (
     show_progress,
     spec_of,
 )
+from worker.pipeline.diff import diff
+from worker.pipeline.load import load, part
+from worker.pipeline.ranges import diff_part, join
+from worker.pipeline.shard import shard
 from worker.settings import get_settings
-from worker.shard import shard
-from worker.spec import JobSpec
 from worker.state.base import JobState
 
 logger = structlog.get_logger("shardsync.worker")

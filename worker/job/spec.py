@@ -24,9 +24,9 @@ from pydantic import (
 from core.adapter import Adapter
 from core.batch import check_batch_size
 from core.enum import DiffSyncFlags
+from worker.adapters.registry import get_adapter
 from worker.errors import InvalidJob, JobFailed
-from worker.guard import parse_delete_limit
-from worker.registry import get_adapter
+from worker.job.guard import parse_delete_limit
 
 FLAG_NAMES = {name.lower(): flag for name, flag in DiffSyncFlags.__members__.items() if name != "NONE"}
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")

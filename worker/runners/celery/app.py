@@ -19,17 +19,17 @@ from celery import Celery, signals
 from kombu import Exchange, Queue
 
 from core import keys
+from worker.adapters.registry import import_adapter_modules, registered_adapters
 from worker.connection import redis_client
 from worker.errors import ShardsyncError
-from worker.logs import log_through_stdlib
-from worker.registry import import_adapter_modules, registered_adapters
-from worker.schedule import load_schedule
+from worker.runners.celery.logs import log_through_stdlib
+from worker.schedule.entries import load_schedule
 from worker.settings import Settings, get_settings
 from worker.state.base import pack
 
 
 def create_app(settings: Settings) -> Celery:
-    """Build a Celery app for these settings (the tasks attach themselves when ``worker.tasks`` is imported)."""
+    """Build a Celery app for these settings (the tasks attach themselves when ``worker.runners.celery.tasks`` is imported)."""
     app = Celery("shardsync")
     jobs, shards = settings.jobs_queue, settings.shards_queue
     app.conf.update(

@@ -65,7 +65,7 @@ def _shown(kwargs: Any) -> Any:
 
 
 def _secret_names(adapter_name: Any) -> Sequence[str]:
-    from worker.registry import get_adapter  # pylint: disable=import-outside-toplevel
+    from worker.adapters.registry import get_adapter  # pylint: disable=import-outside-toplevel
 
     try:
         return tuple(getattr(get_adapter(str(adapter_name)), "secret_kwargs", ()) or ())

@@ -1,7 +1,7 @@
 """The shard step: apply one shard's subtrees through the target's hooks, then advance its wave.
 
 A shard is claimed (a duplicate delivery waits), fenced (it writes only while its job holds the target's
-lock) and journaled (``worker.apply``); it always ends with a result, so its wave ends too, and the last
+lock) and journaled (``worker.pipeline.journal``); it always ends with a result, so its wave ends too, and the last
 shard of a wave enqueues the next wave or the finish.
 """
 
@@ -14,9 +14,8 @@ import structlog
 
 from core.diff import Diff
 from core.diff_codec import DiffCodec
-from worker.apply import ShardSyncer, number_elements
 from worker.errors import LockLost, describe, lock_lost_message
-from worker.runner import (
+from worker.pipeline.context import (
     Busy,
     ClaimLost,
     Delivery,
@@ -29,6 +28,7 @@ from worker.runner import (
     show_progress,
     spec_of,
 )
+from worker.pipeline.journal import ShardSyncer, number_elements
 from worker.settings import get_settings
 from worker.state.base import JobState
 

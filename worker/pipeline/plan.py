@@ -1,6 +1,6 @@
 """From a diff to the first shard: the plan (shard sizes), the checks that may stop a job, the first wave.
 
-Shared by the two ways a diff is computed (``worker.diffing``: one task; ``worker.ranges``: ranges as tasks
+Shared by the two ways a diff is computed (``worker.pipeline.diff``: one task; ``worker.pipeline.ranges``: ranges as tasks
 of their own, then a join), which both end in ``save_plan`` and ``after_plan``.
 """
 
@@ -15,11 +15,11 @@ from core.adapter import Adapter
 from core.diff import DiffElement
 from core.enum import DiffSyncModelFlags
 from core.planner import DEFAULT_SHARD_SIZE, PackedShard, balanced_shard_size
-from worker.guard import delete_refusal, parse_delete_limit
-from worker.runner import Runner, show_progress
+from worker.job.guard import delete_refusal, parse_delete_limit
+from worker.job.spec import JobSpec
+from worker.pipeline.context import Runner, show_progress
+from worker.pipeline.shard import start_wave
 from worker.settings import get_settings
-from worker.shard import start_wave
-from worker.spec import JobSpec
 from worker.state.base import JobState
 
 logger = structlog.get_logger("shardsync.worker")
@@ -71,7 +71,7 @@ def save_plan(
 
 
 def refused(job: JobState, runner: Runner, spec: JobSpec) -> bool:
-    """The delete guardrail (``worker.guard``): a job over its delete limit fails before its first shard."""
+    """The delete guardrail (``worker.job.guard``): a job over its delete limit fails before its first shard."""
     if spec.allow_deletes:
         return False
     deletes = int((job.summary() or {}).get("delete", 0))

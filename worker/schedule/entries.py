@@ -27,7 +27,7 @@ and the same in JSON::
 
 Each entry runs its job (a spec without ``job_id``: each run gets a new id) every ``every`` seconds or at the
 times of a five-field ``cron`` expression (minute hour day-of-month month day-of-week, UTC). A tick that
-finds the entry's previous run still running starts nothing: it is skipped and counted (``worker.ticks``).
+finds the entry's previous run still running starts nothing: it is skipped and counted (``worker.schedule.ticks``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any, Dict, Tuple
 from celery.schedules import crontab
 
 from worker.errors import InvalidJob
-from worker.spec import JobSpec
+from worker.job.spec import JobSpec
 
 if sys.version_info >= (3, 11):
     import tomllib

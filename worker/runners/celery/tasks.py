@@ -1,6 +1,6 @@
 """The pipeline's steps as Celery tasks: each adds only what a queue needs (task ids, retries, redelivery).
 
-The work is in ``worker.steps``; a task builds the job's Redis state and the delivery it runs in, calls its
+The work is in ``worker.pipeline.dispatch``; a task builds the job's Redis state and the delivery it runs in, calls its
 step, and turns what the step asks for into Celery terms: ``Busy`` (a duplicate holds the claim) and Redis
 or broker outages become retries with backoff, a bounded number of times.
 """
@@ -18,17 +18,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import keys
 from worker.api import submit_spec
-from worker.celery_app import app
 from worker.connection import redis_client
 from worker.errors import InvalidJob, describe
-from worker.events import end_published, publish_end, publish_progress
-from worker.schedule import entry_name
+from worker.job.spec import JobSpec
+from worker.pipeline.dispatch import Busy, Delivery, run_step
+from worker.runners.celery.app import app
+from worker.runners.celery.events import end_published, publish_end, publish_progress
+from worker.schedule.entries import entry_name
+from worker.schedule.ticks import TickSkipped, admit_run, confirm_run, marker_ttl, record_skip, release_run
 from worker.settings import get_settings
-from worker.spec import JobSpec
 from worker.state.base import unpack
 from worker.state.redis import RedisJobState
-from worker.steps import Busy, Delivery, run_step
-from worker.ticks import TickSkipped, admit_run, confirm_run, marker_ttl, record_skip, release_run
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -188,7 +188,7 @@ def scheduled(self: Task, entry: Any) -> Optional[str]:
 
     ``entry`` names the schedule entry whose job beat published in Redis as it started (a job mapping, from
     an earlier release's beat, is still taken as it is, without the one-run-at-a-time guard: it names no
-    entry). A tick that finds the entry's previous run still running starts nothing (``worker.ticks``).
+    entry). A tick that finds the entry's previous run still running starts nothing (``worker.schedule.ticks``).
     """
     name: Optional[str] = None
     if isinstance(entry, dict):

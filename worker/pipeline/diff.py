@@ -1,4 +1,4 @@
-"""The diff step: diff the two loaded stores in ranges (``worker.ranges``), or in one task when it must.
+"""The diff step: diff the two loaded stores in ranges (``worker.pipeline.ranges``), or in one task when it must.
 
 Most jobs are diffed in ranges, as tasks of their own. Two kinds are diffed here, in one task: an apply
 of a plan (its diff is the plan's, copied, once the target subtrees it touches are checked unchanged), and
@@ -15,12 +15,11 @@ import structlog
 from core.adapter import Adapter
 from core.diff_codec import DiffCodec
 from core.planner import plan_sync
-from worker.planning import Refused, after_plan, element_flags, save_plan, shard_size_for
-from worker.ranges import enqueue_parts, set_up
-from worker.registry import get_adapter
-from worker.report import changed_part, rebuild_diff
-from worker.review import copy_diff, fingerprint, plan_job, refusal
-from worker.runner import (
+from worker.adapters.registry import get_adapter
+from worker.job.report import changed_part, rebuild_diff
+from worker.job.review import copy_diff, fingerprint, plan_job, refusal
+from worker.job.spec import JobSpec
+from worker.pipeline.context import (
     Delivery,
     Runner,
     attach_adapters,
@@ -30,8 +29,9 @@ from worker.runner import (
     show_progress,
     spec_of,
 )
+from worker.pipeline.plan import Refused, after_plan, element_flags, save_plan, shard_size_for
+from worker.pipeline.ranges import enqueue_parts, set_up
 from worker.settings import get_settings
-from worker.spec import JobSpec
 from worker.state.base import JobState
 
 logger = structlog.get_logger("shardsync.worker")

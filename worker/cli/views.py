@@ -1,7 +1,7 @@
 """The command line's reading commands: jobs, status, show, diff, log, adapters, check-schedule, demo.
 
 Kept apart from ``worker.cli`` (which starts and follows jobs) so each stays small; every command here
-changes nothing and exits with a code of ``worker.display.Exit``.
+changes nothing and exits with a code of ``worker.cli.display.Exit``.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import structlog
 from rich.console import Console
 
 from core.logging import enable_console_logging
+from worker.adapters.demo import demo_adapters
+from worker.adapters.registry import import_adapter_modules, registered_adapters
 from worker.api import JobHandle, list_jobs
-from worker.demo import demo_adapters
-from worker.display import Exit, diff_json, diff_tree, exit_code_of, print_jobs, print_log, print_report
-from worker.display import complain as _err
+from worker.cli.display import Exit, diff_json, diff_tree, exit_code_of, print_jobs, print_log, print_report
+from worker.cli.display import complain as _err
 from worker.errors import InvalidJob, ShardsyncError, UnknownAdapter
-from worker.history import STATES
-from worker.registry import import_adapter_modules, registered_adapters
-from worker.schedule import load_schedule
+from worker.job.history import STATES
+from worker.job.spec import check_job_id, parse_flags
+from worker.schedule.entries import load_schedule
 from worker.settings import get_settings
-from worker.spec import check_job_id, parse_flags
 
 
 def guarded(command: str, body: Callable[[], int]) -> int:

@@ -24,9 +24,9 @@ from core.diff_codec import DiffCodec
 from core.differ import DiffSyncDiffer
 from core.planner import count_operations, pack_subtrees
 from core.utils import intersection, symmetric_difference
-from worker.planning import after_plan, element_flags, save_plan, shard_size_for
-from worker.review import fingerprint
-from worker.runner import (
+from worker.job.review import fingerprint
+from worker.job.spec import JobSpec
+from worker.pipeline.context import (
     ClaimLost,
     Delivery,
     Runner,
@@ -38,8 +38,8 @@ from worker.runner import (
     show_progress,
     spec_of,
 )
+from worker.pipeline.plan import after_plan, element_flags, save_plan, shard_size_for
 from worker.settings import get_settings
-from worker.spec import JobSpec
 from worker.state.base import JobState
 
 logger = structlog.get_logger("shardsync.worker")

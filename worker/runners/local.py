@@ -1,6 +1,6 @@
 """The embedded runner: the job pipeline's very steps, in order, in this process, on in-memory state.
 
-No Redis, Celery or worker: a queue in memory carries the steps ``worker.steps`` defines (the ones workers
+No Redis, Celery or worker: a queue in memory carries the steps ``worker.pipeline.dispatch`` defines (the ones workers
 run), over a ``MemoryJobState`` whose side stores are LocalStores. For a first try, small jobs, and tests of
 adapters before they meet a cluster; a fix to a step holds here and on workers alike.
 """
@@ -12,11 +12,11 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
 
 from worker.errors import InvalidJob, JobFailed
-from worker.runner import forget_attached
+from worker.job.spec import JobSpec
+from worker.pipeline.context import forget_attached
+from worker.pipeline.dispatch import Busy, Delivery, run_step
 from worker.settings import get_settings
-from worker.spec import JobSpec
 from worker.state.memory import MemoryJobState
-from worker.steps import Busy, Delivery, run_step
 
 ProgressCallback = Callable[[str, int, int], None]
 

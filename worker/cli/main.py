@@ -1,6 +1,6 @@
-"""The ``shardsync`` command line (click, with rich): run and follow sync jobs; ``worker.views`` reads them.
+"""The ``shardsync`` command line (click, with rich): run and follow sync jobs; ``worker.cli.views`` reads them.
 
-Every command exits with one of the codes of ``worker.display.Exit``, so scripts and schedulers can tell a
+Every command exits with one of the codes of ``worker.cli.display.Exit``, so scripts and schedulers can tell a
 failed job from bad input, an unreachable Redis, a timeout or a job that completed with failures.
 """
 
@@ -17,13 +17,13 @@ from rich.console import Console
 
 from core.logging import enable_console_logging
 from worker.api import JobHandle, submit_spec
-from worker.display import Exit, Follower, exit_code_of, print_report
-from worker.display import complain as _err
+from worker.cli.display import Exit, Follower, exit_code_of, print_report
+from worker.cli.display import complain as _err
+from worker.cli.options import follow_options, job_options, read_job_file, spec_data
+from worker.cli.views import guarded, known_job, register_views
 from worker.errors import InvalidJob, JobFailed, ShardsyncError, UnknownAdapter
-from worker.local import run_local
-from worker.options import follow_options, job_options, read_job_file, spec_data
-from worker.spec import JobSpec
-from worker.views import guarded, known_job, register_views
+from worker.job.spec import JobSpec
+from worker.runners.local import run_local
 
 NO_WORKER_AFTER = 5.0
 """Seconds a job may stay queued before the command checks that some worker consumes its queue."""
@@ -136,7 +136,7 @@ def follow(
 
 def missing_consumers() -> Optional[str]:
     """A warning when no worker consumes the jobs queue (a job would wait for ever), else None."""
-    from worker.celery_app import app  # pylint: disable=import-outside-toplevel
+    from worker.runners.celery.app import app  # pylint: disable=import-outside-toplevel
     from worker.settings import get_settings  # pylint: disable=import-outside-toplevel
 
     queue = get_settings().jobs_queue
@@ -251,7 +251,7 @@ def watch(job_id: str, timeout: Optional[float], as_json: bool) -> int:
 
 
 def _known(command: str, job_id: str) -> Optional[int]:
-    """None when the job is known; else the exit code, after saying why (``worker.views.guarded``)."""
+    """None when the job is known; else the exit code, after saying why (``worker.cli.views.guarded``)."""
     code = guarded(command, lambda: known_job(job_id) and Exit.OK)
     return None if code == Exit.OK else code
 
@@ -286,7 +286,7 @@ def cancel(job_id: str, reason: str) -> int:
 @click.option("--addr", default="0.0.0.0", show_default=True, help="address to listen on (0.0.0.0: every interface)")
 def metrics(port: int, addr: str) -> int:
     """Serve the jobs' metrics (read from Redis) for Prometheus at /metrics, until SIGTERM or Ctrl-C."""
-    from worker.metrics import run_exporter  # here: the exporter's module stays out of the other commands
+    from worker.hooks.metrics import run_exporter  # here: the exporter's module stays out of the other commands
 
     return run_exporter(port, addr)  # 0 when stopped; 2 (Exit.BAD_INPUT) if the address cannot be bound
 
@@ -295,7 +295,7 @@ register_views(cli)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of the ``shardsync`` console script; returns the exit code (``worker.display.Exit``)."""
+    """Entry point of the ``shardsync`` console script; returns the exit code (``worker.cli.display.Exit``)."""
     try:
         code = cli.main(args=argv, prog_name="shardsync", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as err:

@@ -13,8 +13,8 @@ import structlog
 from celery import current_task, states
 from celery.result import AsyncResult
 
-from worker.celery_app import app
 from worker.errors import JobFailed, describe
+from worker.runners.celery.app import app
 
 logger = structlog.get_logger("shardsync.worker")
 

@@ -1,7 +1,7 @@
 """What every step shares: the runner that carries it, the delivery it runs in, the job's spec and adapters.
 
-``worker.steps`` and ``worker.apply`` are written against these; ``worker.tasks`` (Celery) and
-``worker.local`` (this process) implement ``Runner`` and build a ``Delivery`` for each step they run.
+``worker.pipeline.dispatch`` and ``worker.pipeline.journal`` are written against these; ``worker.runners.celery.tasks`` (Celery) and
+``worker.runners.local`` (this process) implement ``Runner`` and build a ``Delivery`` for each step they run.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import structlog
 
 from core.adapter import Adapter
 from worker.errors import InvalidJob, JobFailed, UnknownAdapter, describe
+from worker.job.spec import JobSpec
 from worker.settings import get_settings
-from worker.spec import JobSpec
 from worker.state.base import JobState
 
 logger = structlog.get_logger("shardsync.worker")

@@ -49,7 +49,7 @@ into a slow API hours. Stored per bucket (not cumulated) under the bound's text,
 old fields unread and the counts and sums right."""
 
 JOB_STATUSES = ("success", "failed", "dry-run")
-"""The statuses a job ends with (``worker.report``); each is shown from the start, at 0."""
+"""The statuses a job ends with (``worker.job.report``); each is shown from the start, at 0."""
 
 SEP = "|"
 """Separates the parts of a field of the metrics hash (label values never contain it: it is replaced)."""
@@ -158,7 +158,7 @@ def count_job_ended(client: Redis, job_id: str, report: Mapping[str, Any], ttl: 
     Args:
         client: The job-state Redis.
         job_id: The job.
-        report: Its report (``worker.report``).
+        report: Its report (``worker.job.report``).
         ttl: Expiry given to the job's info if it has none (the marker lives in it, as long as the report).
     """
     args: List[Any] = [job_id, msgpack.packb(time.time()), int(ttl), COUNTED]

@@ -17,7 +17,8 @@ import structlog
 from core.adapter import Adapter
 from core.store.redis.scripts import MAX_PARTITIONS
 from worker.errors import InvalidJob, describe
-from worker.runner import (
+from worker.job.spec import JobSpec
+from worker.pipeline.context import (
     SIDES,
     ClaimLost,
     Delivery,
@@ -30,7 +31,6 @@ from worker.runner import (
     spec_of,
 )
 from worker.settings import get_settings
-from worker.spec import JobSpec
 from worker.state.base import JobState, pack
 
 logger = structlog.get_logger("shardsync.worker")

@@ -1,0 +1,1 @@
+"""Job-level hooks: what happens when a job starts and ends, around the pipeline's steps (metrics, schedule markers)."""

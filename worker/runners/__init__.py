@@ -1,0 +1,1 @@
+"""What carries the pipeline's steps: this process (``local``) or Celery tasks on workers (``celery``)."""

@@ -1,0 +1,1 @@
+"""The Celery runner: the app, the steps as tasks, monitors' events, the watchdog and the workers' slots."""
