@@ -103,6 +103,25 @@ def count_operations(element: DiffElement, model_flags: ModelFlagsOf = _no_flags
     return count
 
 
+def preorder(element: DiffElement) -> Iterator[DiffElement]:
+    """Every element of a subtree, parent before children: the numbering of its operations.
+
+    An operation is named ``"{root}:{seq}"`` by its element's position here (the order ``DiffCodec.decode``
+    visits in), so the plan, the shards' journals and the per-object log name the same operation alike.
+    """
+    stack = [element]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(list(current.get_children())))
+
+
+def number_elements(root: int, element: DiffElement, op_ids: Dict[int, str]) -> None:
+    """Name every element of a top-level subtree ``"{root}:{seq}"`` in ``op_ids`` (by ``id()``, pre-order)."""
+    for seq, current in enumerate(preorder(element)):
+        op_ids[id(current)] = f"{root}:{seq}"
+
+
 def subtree_operations(root: int, element: DiffElement, model_flags: ModelFlagsOf = _no_flags) -> List[Operation]:
     """The operations of one top-level subtree, in the syncer's order.
 
@@ -111,12 +130,7 @@ def subtree_operations(root: int, element: DiffElement, model_flags: ModelFlagsO
         element: The top-level element.
         model_flags: The target model's flags for an element (NONE for all when not given).
     """
-    numbers: Dict[int, int] = {}
-    stack = [element]
-    while stack:  # pre-order numbering of every element, the numbering DiffCodec.decode visits in
-        current = stack.pop()
-        numbers[id(current)] = len(numbers)
-        stack.extend(reversed(list(current.get_children())))
+    numbers = {id(current): seq for seq, current in enumerate(preorder(element))}
 
     result: List[Operation] = []
 

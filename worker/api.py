@@ -23,6 +23,7 @@ from worker.job.history import list_jobs as _list_jobs
 from worker.job.report import rebuild_diff
 from worker.job.spec import JobSpec
 from worker.runners.celery.app import app
+from worker.runners.celery.submit import enqueue_job
 from worker.settings import get_settings
 from worker.state.redis import RedisJobState
 
@@ -276,26 +277,16 @@ def submit_sync(
 
 
 def submit_spec(spec: JobSpec, *, info: Optional[Dict[str, Any]] = None) -> JobHandle:
-    """Enqueue a validated spec (see ``submit_sync``).
+    """Enqueue a validated spec (see ``submit_sync``); returns its handle at once.
 
     ``info``: fields recorded with the job before it is enqueued (a scheduled run's ``schedule``: the entry
-    whose marker its finish releases, ``worker.schedule.ticks``).
+    whose marker its end releases, ``worker.hooks.schedule``).
+
+    Raises:
+        InvalidJob: if the job id is taken.
+        RedisUnavailable: if Redis or the broker cannot be reached.
     """
-    message = spec.to_message()
-    with reaching_redis(f"submit job {spec.job_id}"):
-        job = RedisJobState(spec.job_id, redis_client())
-        if not job.create(message, get_settings().store_ttl, info):
-            raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is already taken")
-        try:
-            app.send_task(
-                "shardsync.job",
-                args=(),  # the job id (the task id) is all it needs: the spec stays in the job state
-                task_id=spec.job_id,
-                retry_policy={"max_retries": 2, "interval_start": 0.2},
-            )
-        except Exception:
-            job.forget()  # not enqueued: the id may be used again
-            raise
+    enqueue_job(spec, info)
     return JobHandle(spec.job_id)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Optional, Tuple, Type
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from kombu.exceptions import OperationalError
@@ -17,6 +17,27 @@ from worker.errors import RedisUnavailable
 from worker.settings import get_settings
 
 _clients: Dict[int, Redis] = {}
+
+UNREACHABLE: Tuple[Type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OperationalError)
+"""The errors that mean Redis (or the broker) does not answer for now, rather than a fault of the job: what
+a step is run again after (``worker.runners.celery.tasks``), and what a caller is told as RedisUnavailable."""
+
+
+def unreachable(err: BaseException) -> bool:
+    """Whether an error is (or was caused by) Redis or the broker not answering.
+
+    Looks through the chain of causes: the stores wrap Redis errors in ObjectStoreException.
+    """
+    seen: Optional[BaseException] = err
+    depth = 0
+    while seen is not None and depth < 10:
+        if isinstance(seen, UNREACHABLE):
+            return True
+        seen = seen.__cause__ or seen.__context__
+        depth += 1
+    return False
+
+
 _SECRET_PARAMS = {"password", "passwd", "pass", "pwd", "token", "secret"}
 
 
@@ -53,7 +74,8 @@ def reaching_redis(doing: str) -> Iterator[None]:
     """Turn Redis and broker connection errors into RedisUnavailable, naming the URL and what was being done."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, OperationalError, ConnectionError, InvalidResponse) as err:
+    except (*UNREACHABLE, ConnectionError, InvalidResponse) as err:
+        # Only calls to Redis and the broker run in the block, so a socket's own ConnectionError is theirs too;
         # InvalidResponse: something else answers at that address (a web server, say), not Redis.
         settings = get_settings()
         raise RedisUnavailable(

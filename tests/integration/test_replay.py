@@ -21,9 +21,10 @@ from test_equivalence import scenarios
 
 from core.diff import Diff
 from core.diff_codec import DiffCodec
+from core.planner import number_elements
 from core.store.redis import RedisStore
 from worker.job.spec import parse_flags
-from worker.pipeline.journal import ShardSyncer, number_elements
+from worker.pipeline.journal import ShardSyncer
 from worker.state import MemoryJobState
 
 

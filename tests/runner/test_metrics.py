@@ -16,10 +16,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core import keys
 from core.store.redis import RedisStore
+from worker.cli import exporter
 from worker.hooks import metrics
 from worker.job.spec import JobSpec
+from worker.hooks.metrics import MetricsHook
+from worker.hooks.schedule import ScheduleHook
 from worker.pipeline.context import Delivery
-from worker.pipeline.dispatch import finish
+from worker.pipeline.dispatch import run_step
 from worker.runners.local import LocalRunner, run_local
 from worker.state import MemoryJobState, RedisJobState
 
@@ -54,7 +57,7 @@ def report(job_id: str, status: str = "success", **seconds: float) -> Dict:
 def scrape(client: Redis) -> Dict:
     """One scrape through the collector, parsed back from the text format: ``{(sample, labels): value}``."""
     registry = CollectorRegistry()
-    registry.register(metrics.RedisCollector(client))
+    registry.register(exporter.RedisCollector(client))
     samples = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:
@@ -97,19 +100,19 @@ def test_a_job_is_counted_once_however_often_its_steps_count_it(client) -> None:
     job = new_job(client, created)
     assert metrics.count_job_started(client, job.job_id) is True
     assert metrics.count_job_started(client, job.job_id) is False  # a start delivered twice
-    counters = metrics.read_counters(client)
+    counters = exporter.read_counters(client)
     assert counters == {"jobs_started": 1.0}
-    assert [entry[0] for entry in metrics.running_jobs(client)] == [job.job_id]
+    assert [entry[0] for entry in exporter.running_jobs(client)] == [job.job_id]
 
     assert metrics.count_job_ended(client, job.job_id, report(job.job_id), ttl=600) is True
-    once = metrics.read_counters(client)
+    once = exporter.read_counters(client)
     for _ in range(3):  # finishes delivered again, and a start delivered after the end
         assert metrics.count_job_ended(client, job.job_id, report(job.job_id), ttl=600) is False
         assert metrics.count_job_started(client, job.job_id) is False
-    assert metrics.read_counters(client) == once
+    assert exporter.read_counters(client) == once
     assert once["jobs_ended|success"] == 1 and once["operations|create|success"] == 5
     assert once["job_seconds|success|count"] == 1 and once["job_seconds|success|sum"] == pytest.approx(50.5)
-    assert metrics.running_jobs(client) == []
+    assert exporter.running_jobs(client) == []
     assert isinstance(job.info()["counted"], float)  # the marker, in the job's info: it lives as its report
     assert 0 < client.ttl(job.key("info")) <= 600
 
@@ -118,9 +121,9 @@ def test_the_end_counted_first_keeps_a_late_start_from_counting(client) -> None:
     client, created = client
     job = new_job(client, created)
     client.persist(job.key("info"))
-    job.count_ended({"status": "failed", "seconds": {"total": 1.0}}, ttl=300)  # a job cancelled as it started
-    job.count_started()
-    counters = metrics.read_counters(client)
+    count_ended(job, {"status": "failed", "seconds": {"total": 1.0}}, ttl=300)  # a job cancelled as it started
+    MetricsHook().started(job)
+    counters = exporter.read_counters(client)
     assert "jobs_started" not in counters and counters["jobs_ended|failed"] == 1
     assert client.hlen(keys.METRICS_RUNNING) == 0
     assert 0 < client.ttl(job.key("info")) <= 300  # an info without expiry gets the report's
@@ -130,11 +133,11 @@ def test_running_jobs_show_their_progress_and_leave_once_ended_or_expired(client
     client, created = client
     running, ended = new_job(client, created), new_job(client, created)
     for job in (running, ended):
-        job.count_started()
+        MetricsHook().started(job)
     running.write_journal({}, 7)
     ended.save_report({"status": "success"}, ttl=60)  # its finish has not counted it yet
     client.hset(keys.METRICS_RUNNING, "vanished", "1.0")  # records expired without an end
-    found = metrics.running_jobs(client)
+    found = exporter.running_jobs(client)
     assert [(job_id, done) for job_id, _, done in found] == [(running.job_id, 7)]
     assert not client.hexists(keys.METRICS_RUNNING, "vanished")
     assert client.hexists(keys.METRICS_RUNNING, ended.job_id)
@@ -147,9 +150,9 @@ def test_running_jobs_show_their_progress_and_leave_once_ended_or_expired(client
 def test_a_scrape_shows_counters_and_histograms(client) -> None:
     client, created = client
     quick, slow, dry = new_job(client, created), new_job(client, created), new_job(client, created)
-    quick.count_ended({**report(quick.job_id), "skipped": 2}, ttl=60)
-    slow.count_ended(report(slow.job_id, total=9000.0, sync=8000.0), ttl=60)
-    dry.count_ended({"status": "dry-run", "counts": {}, "seconds": {"diff": 2.0, "total": 3.0}}, ttl=60)
+    count_ended(quick, {**report(quick.job_id), "skipped": 2}, ttl=60)
+    count_ended(slow, report(slow.job_id, total=9000.0, sync=8000.0), ttl=60)
+    count_ended(dry, {"status": "dry-run", "counts": {}, "seconds": {"diff": 2.0, "total": 3.0}}, ttl=60)
     samples = scrape(client)
     assert samples[("shardsync_redis_up", ())] == 1
     assert samples[("shardsync_jobs_started_total", ())] == 0
@@ -178,22 +181,26 @@ def test_a_scrape_shows_counters_and_histograms(client) -> None:
 
 
 def test_a_scrape_without_redis_says_so() -> None:
-    dead = metrics.exporter_client("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    dead = exporter.exporter_client("redis://127.0.0.1:1/0")  # nothing listens on port 1
     started = time.monotonic()
     assert scrape(dead) == {("shardsync_redis_up", ()): 0}
     assert time.monotonic() - started < 2
 
 
-class FlakyFinish(RedisJobState):
-    """The Redis job state, whose first count of the job's end meets Redis gone (as at a crash)."""
+def count_ended(job, report, ttl) -> None:
+    metrics.count_job_ended(job.client, job.job_id, report, ttl)
+
+
+class FlakyMetrics(MetricsHook):
+    """The metrics hook, whose first count of the job's end meets Redis gone (as at a crash)."""
 
     failures = 1
 
-    def count_ended(self, report, ttl) -> None:
+    def ended(self, job, report) -> None:
         if self.failures:
             self.failures -= 1
             raise RedisConnectionError("Connection refused (the test's)")
-        super().count_ended(report, ttl)
+        super().ended(job, report)
 
 
 def test_a_job_run_on_the_redis_state_is_counted_once_though_its_finish_runs_again(client) -> None:
@@ -207,10 +214,10 @@ def test_a_job_run_on_the_redis_state_is_counted_once_though_its_finish_runs_aga
             "shard_size": 5,
         }
     )
-    job = FlakyFinish(spec.job_id, client)
+    job = RedisJobState(spec.job_id, client)
     created.append(job.job_id)
     assert job.create(spec.to_message(), ttl=600)
-    runner = LocalRunner()
+    runner = LocalRunner(hooks=(FlakyMetrics(), ScheduleHook()))
     runner.enqueue("start", job.job_id)
     retrying = Delivery(hostname="test", will_retry=lambda err: isinstance(err, RedisConnectionError))
     try:
@@ -218,11 +225,11 @@ def test_a_job_run_on_the_redis_state_is_counted_once_though_its_finish_runs_aga
             runner.run(job, retrying)  # type: ignore[arg-type]
         saved = job.report()
         assert saved is not None and saved["status"] == "success"
-        assert "jobs_ended|success" not in metrics.read_counters(client)
-        assert finish(job, runner, retrying) == saved  # the finish delivered again counts the end
-        once = metrics.read_counters(client)
-        assert finish(job, runner, retrying) == saved  # and once more: nothing more
-        assert metrics.read_counters(client) == once
+        assert "jobs_ended|success" not in exporter.read_counters(client)
+        assert run_step("finish", job, runner, retrying) == saved  # the finish delivered again counts the end
+        once = exporter.read_counters(client)
+        assert run_step("finish", job, runner, retrying) == saved  # and once more: nothing more
+        assert exporter.read_counters(client) == once
     finally:
         job.release_lock(spec.target_identity())
         client.delete(keys.lock_holder_key(spec.target_identity()))
@@ -234,7 +241,7 @@ def test_a_job_run_on_the_redis_state_is_counted_once_though_its_finish_runs_aga
     for stage, seconds in saved["seconds"].items():
         name = "job_seconds|success" if stage == "total" else f"stage_seconds|{stage}"
         assert once[f"{name}|count"] == 1 and once[f"{name}|sum"] == pytest.approx(seconds, abs=1e-5), stage
-    assert metrics.running_jobs(client) == []
+    assert exporter.running_jobs(client) == []
 
 
 def test_an_embedded_job_counts_nothing(client) -> None:

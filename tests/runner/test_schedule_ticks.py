@@ -20,7 +20,8 @@ from worker.runners.celery import tasks
 from worker.schedule import ticks
 from worker.errors import RedisUnavailable
 from worker.pipeline.context import Delivery
-from worker.pipeline.dispatch import finish
+from worker.hooks import DEFAULT_HOOKS
+from worker.pipeline.dispatch import run_step
 from worker.schedule.ticks import (
     TickSkipped,
     admit_run,
@@ -206,10 +207,15 @@ def test_the_marker_outlives_the_jobs_deadline(monkeypatch) -> None:
 
 
 class QuietRunner:
-    """A runner that enqueues nothing and shows nothing (the finish is called directly)."""
+    """A runner that enqueues nothing and shows nothing (the finish is run directly)."""
+
+    hooks = DEFAULT_HOOKS
 
     def __init__(self) -> None:
         self.ended: List[Dict[str, Any]] = []
+
+    def live_slots(self) -> None:
+        return None
 
     def enqueue(self, step: str, job_id: str, *args: Any) -> None:
         raise AssertionError(f"the finish enqueued {step}")
@@ -234,7 +240,7 @@ def test_the_finish_releases_the_entrys_marker_however_the_job_ended(client, ent
         job.abort("load-source failed: RuntimeError: boom")
     elif how == "cancelled":
         job.abort("cancelled: by a test")
-    report = finish(job, QuietRunner(), Delivery(hostname="test"))
+    report = run_step("finish", job, QuietRunner(), Delivery(hostname="test"))
     assert report["status"] == ("success" if how == "success" else "failed")
     assert running_job(name, client) is None
     assert job.info()["schedule"] == name  # the job still says which entry it ran for
@@ -246,7 +252,7 @@ def test_a_finish_delivered_again_releases_a_marker_the_first_left(client, entry
     job.save_report({"status": "success", "operations": 0}, ttl=60)  # the first delivery died right after this
     client.set(keys.schedule_run_key(name), job.job_id, ex=120)
     runner = QuietRunner()
-    assert finish(job, runner, Delivery(hostname="test"))["status"] == "success"
+    assert run_step("finish", job, runner, Delivery(hostname="test"))["status"] == "success"
     assert running_job(name, client) is None and runner.ended
 
 
@@ -254,7 +260,7 @@ def test_the_finish_leaves_a_marker_a_later_run_took(client, entry) -> None:
     name, made = entry
     job, later = recorded(client, made, schedule=name), recorded(client, made, schedule=name)
     client.set(keys.schedule_run_key(name), later.job_id, ex=120)
-    finish(job, QuietRunner(), Delivery(hostname="test"))
+    run_step("finish", job, QuietRunner(), Delivery(hostname="test"))
     assert running_job(name, client) == later.job_id
 
 
@@ -262,7 +268,7 @@ def test_a_job_not_from_a_schedule_touches_no_marker(client, entry) -> None:
     name, made = entry
     job = recorded(client, made)
     client.set(keys.schedule_run_key(name), job.job_id, ex=120)
-    finish(job, QuietRunner(), Delivery(hostname="test"))
+    run_step("finish", job, QuietRunner(), Delivery(hostname="test"))
     assert running_job(name, client) == job.job_id
 
 
@@ -298,7 +304,7 @@ def test_the_scheduled_task_starts_one_run_and_skips_ticks_while_it_runs(client,
     infos = [key.decode() for key in client.scan_iter(match=keys.job_key("*", "info"))]
     assert [key for key in infos if client.hget(key, "schedule") == pack(name)] == [keys.job_key(first, "info")]
     # The run ends: the next tick starts the next run.
-    finish(RedisJobState(first, client), QuietRunner(), Delivery(hostname="test"))
+    run_step("finish", RedisJobState(first, client), QuietRunner(), Delivery(hostname="test"))
     second = tasks.scheduled(f"shardsync:{name}")
     made.append(second)
     assert second != first and sent == [first, second] and running_job(name, client) == second

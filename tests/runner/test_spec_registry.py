@@ -139,8 +139,15 @@ def test_app_refuses_pickle() -> None:
     assert app.conf.accept_content == ["msgpack"] and app.conf.result_accept_content == ["msgpack"]
     assert app.conf.task_serializer == app.conf.result_serializer == "msgpack"
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
-    routes = app.conf.task_routes
-    assert routes["shardsync.job"]["queue"] != routes["shardsync.shard"]["queue"]
+    (route,) = app.conf.task_routes  # read from the steps' declarations
+
+    def queue(task: str) -> str:
+        return route(task, (), {}, {})["queue"]
+
+    assert queue("shardsync.job") == queue("shardsync.finish") == queue("shardsync.scheduled") == "shardsync.jobs"
+    for task in ("shardsync.load", "shardsync.load_part", "shardsync.diff", "shardsync.diff_part", "shardsync.join"):
+        assert queue(task) == queue("shardsync.shard") == "shardsync.shards"
+    assert route("celery.ping", (), {}, {}) is None
     assert {queue.name for queue in app.conf.task_queues} == {"shardsync.jobs", "shardsync.shards"}
 
 

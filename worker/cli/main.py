@@ -286,7 +286,7 @@ def cancel(job_id: str, reason: str) -> int:
 @click.option("--addr", default="0.0.0.0", show_default=True, help="address to listen on (0.0.0.0: every interface)")
 def metrics(port: int, addr: str) -> int:
     """Serve the jobs' metrics (read from Redis) for Prometheus at /metrics, until SIGTERM or Ctrl-C."""
-    from worker.hooks.metrics import run_exporter  # here: the exporter's module stays out of the other commands
+    from worker.cli.exporter import run_exporter  # here: the exporter's module stays out of the other commands
 
     return run_exporter(port, addr)  # 0 when stopped; 2 (Exit.BAD_INPUT) if the address cannot be bound
 

@@ -16,10 +16,9 @@ from redis import Redis
 
 from core import keys
 from core.diff_codec import DiffCodec
-from core.planner import subtree_operations
+from core.planner import number_elements, subtree_operations
 from worker.adapters.registry import get_adapter
 from worker.job.report import iso, rebuild_diff
-from worker.pipeline.journal import number_elements
 from worker.settings import get_settings
 from worker.state.redis import RedisJobState
 

@@ -1,7 +1,9 @@
-"""What every step shares: the runner that carries it, the delivery it runs in, the job's spec and adapters.
+"""What a step is given and what it may raise: the runner, the delivery, the job's spec and adapters, the outcomes.
 
-``worker.pipeline.dispatch`` and ``worker.pipeline.journal`` are written against these; ``worker.runners.celery.tasks`` (Celery) and
-``worker.runners.local`` (this process) implement ``Runner`` and build a ``Delivery`` for each step they run.
+A step of the pipeline is a plain function ``work(ctx, *args)`` over a ``StepContext``. It never takes a claim,
+checks a deadline or decides whether an error is retried: the dispatcher (``worker.pipeline.dispatch``) does that
+around every step, once. ``worker.runners.local`` and ``worker.runners.celery`` implement ``Runner`` and build a
+``Delivery`` for each step they run; both carry the very same steps.
 """
 
 from __future__ import annotations
@@ -12,23 +14,40 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Dict, Iterator, Optional, Protocol, Sequence, Tuple
 
 import structlog
 
 from core.adapter import Adapter
-from worker.errors import InvalidJob, JobFailed, UnknownAdapter, describe
+from worker.errors import InvalidJob, JobFailed, LockLost, UnknownAdapter, describe, lock_lost_message
 from worker.job.spec import JobSpec
 from worker.settings import get_settings
-from worker.state.base import JobState
+from worker.state.base import Heartbeat, JobState
 
 logger = structlog.get_logger("shardsync.worker")
 
 SIDES = ("source", "target")
 
 
+class JobHook(Protocol):
+    """Work done when a job starts and when it ends, around the steps (``worker.hooks``: metrics, schedules).
+
+    Each is called again for a step delivered again, so each must count or release once however often called.
+    """
+
+    def started(self, job: JobState) -> None:
+        """The job took its target's lock and began loading."""
+
+    def ended(self, job: JobState, report: Dict[str, Any]) -> None:
+        """The job's report is saved; its end is published right after."""
+
+
 class Runner(Protocol):
     """What carries the steps: how the next step is enqueued and where progress and the job's end are shown."""
+
+    hooks: Sequence[JobHook]
+    """Called by the dispatcher when a job starts and ends."""
 
     def enqueue(self, step: str, job_id: str, *args: Any) -> None:
         """Run ``step`` of the job later; asking twice may run it twice (every step guards against that)."""
@@ -41,6 +60,9 @@ class Runner(Protocol):
 
     def end_published(self, job_id: str) -> bool:
         """Whether the job's end has been shown already."""
+
+    def live_slots(self) -> Optional[int]:
+        """The pool slots of the live workers that take shards, or None where that is not known (one process)."""
 
 
 @dataclass(frozen=True)
@@ -67,14 +89,29 @@ class ClaimLost(Busy):
     """
 
 
+class Stop(Exception):
+    """A step stops its job (a refusal, an invalid job): the dispatcher records why and hands over to the finish.
+
+    ``reason`` None: the job was stopped already (cancelled, say); the first reason recorded stays.
+    """
+
+    def __init__(self, reason: Optional[str] = None) -> None:
+        super().__init__(reason or "the job was stopped")
+        self.reason = reason
+
+
+class _Done:
+    def __repr__(self) -> str:
+        return "DONE"
+
+
+DONE: Any = _Done()
+"""The outcome a step's ``record`` and ``then`` are given when its work was found done by an earlier delivery."""
+
+
 def claim_wait() -> int:
     """Seconds before a step whose claim is held tries again: a third of the claim's expiry, 1 at least."""
     return max(1, get_settings().claim_ttl // 3)
-
-
-def claim_ttl() -> int:
-    """Seconds a step's claim lives without renewal."""
-    return get_settings().claim_ttl
 
 
 def spec_of(job: JobState) -> JobSpec:
@@ -116,13 +153,13 @@ def attach_adapters(job: JobState, spec: JobSpec, lazy: bool = False, reuse: boo
     With ``reuse`` (the shards), a worker process keeps the pair for the next shard of the same job: one
     ``on_attach`` per process (and thread) per job instead of one per shard, which matters when it builds
     an API client or reads id maps. An adapter class with ``reuse_attached = False`` opts out. Call
-    ``forget_attached`` after a shard that did not end cleanly: its stores may hold unflushed writes.
+    ``forget_attached`` after a step that did not end cleanly: its stores may hold unflushed writes.
     """
     key = (job.job_id, lazy)
     if reuse:
         kept = getattr(_attached, "pair", None)
         if kept is not None and kept[0] == key:
-            return kept[1]
+            return kept[1]  # type: ignore[no-any-return]
         _attached.pair = None  # another job's adapters: let them go
     adapters = []
     for side in SIDES:
@@ -140,35 +177,6 @@ def forget_attached() -> None:
     _attached.pair = None
 
 
-def overdue(job: JobState, spec: Any) -> Optional[str]:
-    """Why the job must stop now because its deadline passed, or None (``spec``: its spec data, as read)."""
-    if not isinstance(spec, dict):
-        return None
-    deadline = spec.get("deadline")
-    if deadline is None:
-        deadline = get_settings().job_deadline
-    submitted = job.info().get("submitted")
-    if not deadline or submitted is None or time.time() <= float(submitted) + float(deadline):
-        return None
-    return f"the job's deadline passed: it had not ended {deadline} s after it was submitted"
-
-
-def poisoned(job: JobState, step_key: str) -> Optional[str]:
-    """Why a step must not run again: its worker died under it more than SHARDSYNC_MAX_DELIVERIES times.
-
-    Asked right after the claim is taken; a task that kills its worker (out of memory, say) would
-    otherwise be delivered again for ever.
-    """
-    dead = job.deaths(step_key)
-    limit = get_settings().max_deliveries
-    if dead < limit:
-        return None
-    return (
-        f"{step_key} was started {dead + 1} times and its worker died {dead} times without finishing it "
-        f"(SHARDSYNC_MAX_DELIVERIES={limit}): it may kill its worker (out of memory?)"
-    )
-
-
 def show_progress(job: JobState, runner: Runner, stage: str, current: int, total: int) -> None:
     """Show a job's progress, never over its end.
 
@@ -184,54 +192,126 @@ def show_progress(job: JobState, runner: Runner, stage: str, current: int, total
         runner.publish_end(job.job_id, ended)
 
 
-def ended_or_stopped(job: JobState, runner: Runner) -> bool:
-    """Whether a step has nothing to do: its job ended (a late duplicate), or stopped (the finish reports it)."""
-    if job.report() is not None:
-        return True
-    if job.aborted():  # an error elsewhere, or cancelled: hand over to the finish
-        runner.enqueue("finish", job.job_id)
-        return True
-    return False
+class Caught:
+    """What ``StepContext.caught`` caught: the error of its block, described (None if it ended well)."""
+
+    error: Optional[str] = None
 
 
-@contextmanager
-def claimed(job: JobState, step_key: str, step: str, args: Sequence[Any], what: str) -> Iterator[str]:
-    """Hold a step's claim for the block (its token), released after it.
+class StepContext:
+    """One delivery of one step: its job, runner and delivery, and what the step may ask of them.
 
-    Raises:
-        Busy: if another delivery holds the claim (this one comes back later).
-        RuntimeError: if the step's worker died under it too often (``poisoned``).
+    Built by the dispatcher, which also fills in the claim the step runs under (``claim``, ``token``) so that
+    ``kept_alive`` and ``fence`` keep and check it without the step knowing of claims.
     """
-    token = job.claim(step_key, claim_ttl(), step, list(args))
-    if token is None:
-        raise Busy(what, claim_wait())
-    try:
-        reason = poisoned(job, step_key)
-        if reason is not None:
-            raise RuntimeError(reason)
-        yield token
-    finally:
-        job.release_claim(step_key, token)
 
+    def __init__(self, job: JobState, runner: Runner, delivery: Delivery, label: str = "") -> None:
+        self.job = job
+        self.runner = runner
+        self.delivery = delivery
+        self.label = label
+        """How the step names itself in messages (``shard 3``)."""
+        self.claim: Optional[str] = None
+        self.token = ""
+        self.beat: Optional[Heartbeat] = None
+        """The running heartbeat's findings, inside ``kept_alive``."""
 
-@contextmanager
-def failing(job: JobState, runner: Runner, delivery: Delivery, stage: str) -> Iterator[None]:
-    """Any error of the block fails the job at ``stage`` (the finish reports it), unless it will be retried.
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return self.job.job_id
 
-    ``Busy`` passes: the step comes back later.
-    """
-    try:
-        yield
-    except Busy:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of a step ends the job with a report
-        if delivery.will_retry(err):
+    @property
+    def hostname(self) -> str:
+        """The worker running this delivery (``local@host`` in this process)."""
+        return self.delivery.hostname
+
+    @property
+    def redelivered(self) -> bool:
+        """Whether the broker says this delivery is a redelivery (an earlier one may have run part of it)."""
+        return self.delivery.redelivered
+
+    @cached_property
+    def spec(self) -> JobSpec:
+        """The job's validated spec (read once per delivery; see ``spec_of``)."""
+        return spec_of(self.job)
+
+    def adapters(self, lazy: bool = False, reuse: bool = False) -> Tuple[Adapter, Adapter]:
+        """Source and target adapters attached to the job's stores (``attach_adapters``)."""
+        return attach_adapters(self.job, self.spec, lazy=lazy, reuse=reuse)
+
+    def progress(self, stage: str, current: int, total: int) -> None:
+        """Show the job's progress (never over its end: ``show_progress``)."""
+        show_progress(self.job, self.runner, stage, current, total)
+
+    def hand_over(self, step: str, *args: Any) -> None:
+        """Enqueue the next step of the job (by name: a step never imports another)."""
+        self.runner.enqueue(step, self.job.job_id, *args)
+
+    def live_slots(self) -> Optional[int]:
+        """The pool slots of the live workers (None where not known): what shard and range sizes are cut for."""
+        return self.runner.live_slots()
+
+    @contextmanager
+    def caught(self) -> Iterator[Caught]:
+        """Catch the block's error, unless the runner will retry it (then it is raised: the step runs again).
+
+        For work whose failure the step reports without failing (``sync_complete``'s, in the report).
+        """
+        caught = Caught()
+        try:
+            yield caught
+        except Busy:
             raise
-        fail(job, runner, stage, err)
+        except Exception as err:  # noqa: BLE001 - described for the caller to report
+            if self.delivery.will_retry(err):
+                raise
+            caught.error = describe(err)
 
+    @contextmanager
+    def kept_alive(self) -> Iterator[Heartbeat]:
+        """Keep the job's lock, this step's claim and the job's records alive while a long part of it runs.
 
-def fail(job: JobState, runner: Runner, stage: str, err: BaseException) -> None:
-    """Stop the job after an error in one of its steps, and let the finish report it."""
-    logger.error("Job step failed", job_id=job.job_id, stage=stage, error=describe(err))
-    job.abort(f"{stage} failed: {describe(err)}")
-    runner.enqueue("finish", job.job_id)
+        Raises:
+            LockLost: at once, if the job's lock on its target is lost already.
+        """
+        with self.job.heartbeat(
+            self.spec.target_identity(), get_settings().lock_ttl, claim=self.claim, token=self.token
+        ) as beat:
+            self.beat = beat
+            try:
+                yield beat
+            finally:
+                self.beat = None
+
+    @contextmanager
+    def fence(self) -> Iterator[Callable[[], None]]:
+        """A check to call before every write to the target (a hook), inside ``kept_alive``.
+
+        It raises ``ClaimLost`` when this delivery's claim expired under it (another may run the step now), and
+        ``LockLost`` when the job no longer holds its target's lock, read at most SHARDSYNC_FENCE_INTERVAL ago
+        (``JobState.watch_lock`` answers without a round trip where it can).
+        """
+        beat = self.beat
+        if beat is None:
+            raise RuntimeError("StepContext.fence() is used inside kept_alive()")
+        settings = get_settings()
+        target = self.spec.target_identity()
+        label = self.label
+        job = self.job
+        with job.watch_lock(target) as holds_lock:
+            checked = [float("-inf")]
+
+            def check() -> None:
+                # The heartbeat's findings count at once; the lock is this job's (or is taken back while no
+                # other job took it since), as read at most fence_interval ago.
+                if beat.claim_lost.is_set():
+                    raise ClaimLost(label, claim_wait())
+                if not beat.lost.is_set() and time.monotonic() - checked[0] < settings.fence_interval:
+                    return
+                if beat.lost.is_set() or not (holds_lock() or job.renew_lock(target, settings.lock_ttl)):
+                    beat.lost.set()
+                    raise LockLost(lock_lost_message(job.job_id, target))
+                checked[0] = time.monotonic()
+
+            yield check

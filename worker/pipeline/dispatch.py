@@ -1,239 +1,239 @@
-"""The job pipeline's steps as plain functions: start, load, diff (``worker.pipeline.load``, ``worker.pipeline.diff``), finish.
+"""Run one step: what every step needs around its own work, wrapped around every step once.
 
-Each step reads and writes the job only through a ``JobState`` and hands over to the next step through a
-``Runner``: Celery tasks on workers (``worker.runners.celery.tasks``) or a queue in this process (``worker.runners.local``) carry the
-very same functions. No step waits for another: the step that completes a stage enqueues the next one (the
-second load the diff, the last shard of a wave the next wave or the finish). Every step is safe to run again.
+Steps never take claims, check deadlines, count poison or decide whether an error is retried: the dispatcher
+does, from the step's declaration (``worker.pipeline.step``), for every runner alike. Around one delivery, in
+order: the log context; a job unknown, ended or stopped; the deadline; a stray message; the claim, with the
+poison check (a step whose worker died under it too often); the heartbeat and the claim kept; the job-level
+hooks; the hand-over. An error the runner will not retry fails the job (the finish reports it), so no job is
+left waiting for a step that will never come.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import structlog
 
-from core.adapter import Adapter
-from core.diff_codec import DiffCodec
-from worker.adapters.registry import get_adapter
 from worker.errors import describe
-from worker.job.report import assemble_report, rebuild_diff
-from worker.job.spec import JobSpec
 from worker.pipeline.context import (
-    SIDES,
+    DONE,
     Busy,
+    ClaimLost,
     Delivery,
     Runner,
-    attach_adapters,
-    claim_ttl,
+    StepContext,
+    Stop,
     claim_wait,
-    fail,
-    overdue,
-    poisoned,
-    show_progress,
-    spec_of,
+    forget_attached,
 )
-from worker.pipeline.diff import diff
-from worker.pipeline.load import load, part
-from worker.pipeline.ranges import diff_part, join
-from worker.pipeline.shard import shard
+from worker.pipeline.step import Step, step_named
 from worker.settings import get_settings
 from worker.state.base import JobState
 
 logger = structlog.get_logger("shardsync.worker")
 
-# ----------------------------------------------------------------------------------------------------
-# start, load, diff
-# ----------------------------------------------------------------------------------------------------
+_ENDED: Any = object()
+"""The job ended while this delivery waited for its claim: nothing more to do."""
 
 
-def start(job: JobState, runner: Runner, delivery: Delivery) -> None:
-    """Take the lock on the job's target, then enqueue both loads (they run in parallel)."""
-    if job.report() is not None:
-        return  # a start delivered again after its job ended (its markers went with the scratch data)
-    try:
-        spec = spec_of(job)
-    except Exception as err:  # noqa: BLE001 - reported as the job's failure
-        job.abort(f"invalid job: {describe(err)}")
-        finish(job, runner, delivery)
-        return
-    if job.marked("started"):
-        return  # a redelivered start: the pipeline runs already
-    holder = job.acquire_lock(spec.target_identity(), get_settings().lock_ttl)  # idempotent for this job
-    if holder is not None:
-        job.abort(f"target {spec.target} is being synced by job {holder}; one sync into a target at a time")
-        job.set_info(lock="not held")
-        finish(job, runner, delivery)
-        return
-    job.set_info(lock="held")
-    if job.aborted():  # cancelled before it started
-        finish(job, runner, delivery)
-        return
-    job.set_info(status="running", started=time.time(), worker=delivery.hostname)
-    _counted(delivery, job.count_started)
-    show_progress(job, runner, "load-source", 0, 2)
-    for side in SIDES:
-        runner.enqueue("load", job.job_id, side)
-    job.mark("started")  # after the enqueues: a start that dies before this sends them again (loads are claimed)
+class Poisoned(RuntimeError):
+    """The step's worker died under it more than SHARDSYNC_MAX_DELIVERIES times: it must not run again."""
 
 
-# ----------------------------------------------------------------------------------------------------
-# finish
-# ----------------------------------------------------------------------------------------------------
+def overdue(job: JobState, spec: Any) -> Optional[str]:
+    """Why the job must stop now because its deadline passed, or None (``spec``: its spec data, as read)."""
+    if not isinstance(spec, dict):
+        return None
+    deadline = spec.get("deadline")
+    if deadline is None:
+        deadline = get_settings().job_deadline
+    submitted = job.info().get("submitted")
+    if not deadline or submitted is None or time.time() <= float(submitted) + float(deadline):
+        return None
+    return f"the job's deadline passed: it had not ended {deadline} s after it was submitted"
 
 
-def finish(job: JobState, runner: Runner, delivery: Delivery) -> Dict[str, Any]:
-    """Build the report, call ``sync_complete`` when something changed, release the lock and scratch data.
+def poisoned(job: JobState, key: str) -> Optional[str]:
+    """Why a step must not run again: its worker died under it more than SHARDSYNC_MAX_DELIVERIES times.
 
-    Returns the report (the one saved before, for a finish delivered again).
+    Asked right after the claim is taken; a task that kills its worker (out of memory, say) would otherwise
+    be delivered again for ever.
     """
-    existing = job.report()
-    if existing is not None:
-        # Finished before: a duplicate delivery, or one whose first delivery died after saving the report.
-        job.release_schedule()  # idempotent; the first delivery may have died before it
-        _counted(delivery, job.count_ended, existing, get_settings().store_ttl)  # counted once per job
-        if not runner.end_published(job.job_id):
-            runner.publish_end(job.job_id, existing)
-        return existing
-    token = job.claim("finish", claim_ttl(), "finish")
-    if token is None:
-        raise Busy("the finish", claim_wait())  # another delivery is finishing
-    try:
-        existing = job.report()
-        if existing is not None:  # another delivery finished between the look before the claim and the claim
-            return existing
-        reason = poisoned(job, "finish")
-        if reason is not None:
-            job.abort(reason)  # the finish still runs, without sync_complete (what killed it), to report
-        return _finish(job, runner, delivery, token)
-    finally:
-        job.release_claim("finish", token)
-
-
-def _overrides_sync_complete(spec: JobSpec) -> bool:
-    """Whether the target adapter class has a ``sync_complete`` of its own (the default does nothing)."""
-    return getattr(get_adapter(spec.target), "sync_complete", None) is not Adapter.sync_complete
-
-
-def _finish(job: JobState, runner: Runner, delivery: Delivery, token: str) -> Dict[str, Any]:
-    started = time.perf_counter()
-    runner.progress(job.job_id, "finish", 0, 1)
-    spec: Optional[JobSpec] = None
-    error = job.aborted()
-    try:
-        spec = spec_of(job)
-    except Exception as err:  # noqa: BLE001 - the report says so
-        error = error or f"invalid job: {describe(err)}"
-    changed = any(result.get("changed") for result in job.shard_results().values())
-    sync_complete = False
-    if spec is not None and not error and not spec.dry_run and changed and not _overrides_sync_complete(spec):
-        sync_complete = True  # Adapter.sync_complete does nothing: no adapter to attach, no diff to rebuild
-    elif spec is not None and not error and not spec.dry_run and changed:
-        try:
-            # Fenced and kept alive like a shard: sync_complete writes to the target, and may take long.
-            with job.heartbeat(spec.target_identity(), get_settings().lock_ttl, claim="finish", token=token):
-                source, target = attach_adapters(job, spec)
-                records = job.diff_records(list(range(job.diff_size())))
-                full = rebuild_diff(records, DiffCodec(source, target), source.name, target.name, job.summary())
-                logger_ = structlog.get_logger().new(job_id=job.job_id)
-                target.sync_complete(source, full, spec.diffsync_flags, logger_)
-                flush = getattr(target.store, "flush", None)
-                if flush is not None:
-                    flush()
-            sync_complete = True
-        except Exception as err:  # noqa: BLE001 - reported; the operations themselves were applied
-            if delivery.will_retry(err):
-                raise
-            error = f"sync_complete failed: {describe(err)}"
-    report = assemble_report(
-        job, error=error, changed=changed, sync_complete=sync_complete, hostname=delivery.hostname, started=started
+    dead = job.deaths(key)
+    limit = get_settings().max_deliveries
+    if dead < limit:
+        return None
+    return (
+        f"{key} was started {dead + 1} times and its worker died {dead} times without finishing it "
+        f"(SHARDSYNC_MAX_DELIVERIES={limit}): it may kill its worker (out of memory?)"
     )
-    keep_stores = _keeps_stores(spec)
-    if not keep_stores:
-        report["stores"] = {}  # removed below: the report names no store that is gone
-    job.set_info(status=report["status"], finished=time.time())  # before the report, which sets its expiry
-    job.save_report(report, get_settings().store_ttl)
-    if spec is not None and job.info().get("lock") == "held":
-        job.release_lock(spec.target_identity())
-    job.release_schedule()  # after the report: however the job ended, its entry's next tick may start a run
-    job.drop_scratch()
-    if not keep_stores:
-        job.drop_stores()
-    _counted(delivery, job.count_ended, report, get_settings().store_ttl)  # before the end shows
-    runner.progress(job.job_id, "finish", 1, 1)
-    runner.publish_end(job.job_id, report)
-    logger.info("Job finished", status=report["status"], operations=report["operations"])
-    return report
 
 
-def _keeps_stores(spec: Optional[JobSpec]) -> bool:
-    if spec is not None and spec.keep_stores is not None:
-        return spec.keep_stores
-    return get_settings().keep_stores
+def run_step(name: str, job: JobState, runner: Runner, delivery: Delivery, *args: Any) -> Any:
+    """Run one delivery of a step by name, with its job id, stage and arguments bound to every log event.
 
+    Returns what the step gives monitors (a shard's outcome, the finish's report), or None.
 
-def _counted(delivery: Delivery, count: Callable[..., None], *args: Any) -> None:
-    """Count the job in the metrics (once, however often asked): an error is retried if transient, never fatal."""
-    try:
-        count(*args)
-    except Exception as err:  # noqa: BLE001 - monitoring only
-        if delivery.will_retry(err):
-            raise
-        logger.warning("Job metrics not counted", error=describe(err))
-
-
-def run_step(step: str, job: JobState, runner: Runner, delivery: Delivery, *args: Any) -> Any:
-    """Run one step by name, with the job id and stage bound to every log event it makes.
-
-    An error a step did not handle, and that will not be retried, fails the job (the finish reports it)
-    rather than leaving it waiting for a step that will never come; an error of the finish itself is raised.
+    Raises:
+        Busy: if another delivery holds the step's claim (the runner runs this one again later).
+        LookupError: if no step has that name.
+        Exception: an error the runner retries (``Delivery.will_retry``), or any error of a ``raises`` step.
     """
-    context: Dict[str, Any] = {"job_id": job.job_id, "stage": step}
-    if step == "load":
-        context["stage"] = f"load-{args[0]}"
-    elif step == "part":
-        context.update(stage=f"load-{args[0]}", partition=args[1])
-    elif step == "shard":
-        context.update(stage="sync", shard=args[0])
-    elif step == "diffpart":
-        context.update(stage="diff", range=args[0])
-    elif step == "join":
-        context["stage"] = "diff"
+    step = step_named(name)
+    context = step.log_context(job.job_id, args)
     structlog.contextvars.bind_contextvars(**context)
     try:
-        try:
-            spec_data = job.spec_data()
-        except Exception:  # noqa: BLE001 - unreadable: known, and the steps report it as an invalid job
-            spec_data = {}
-        if spec_data is None:
-            # A stray message (an expired job, a typo): nothing runs, and nothing is written that would
-            # outlive it.
-            logger.warning("Step of an unknown or expired job: nothing done")
-            return None
-        late = overdue(job, spec_data) if step != "finish" else None
-        if late and job.report() is None:
-            job.abort(late)  # the step sees its job stopped, as after a cancel, and hands over to the finish
-        return STEP_FUNCTIONS[step](job, runner, delivery, *args)
-    except Busy:
-        raise
-    except Exception as err:
-        if step == "finish" or delivery.will_retry(err):
-            raise
-        logger.exception("Step failed outside its own error handling")
-        fail(job, runner, str(context["stage"]), err)
-        return None
+        return _deliver(step, StepContext(job, runner, delivery, step.label(args)), args)
     finally:
         structlog.contextvars.unbind_contextvars(*context)
 
 
-STEP_FUNCTIONS: Dict[str, Callable[..., Any]] = {
-    "start": start,
-    "load": load,
-    "part": part,
-    "diff": diff,
-    "diffpart": diff_part,
-    "join": join,
-    "shard": shard,
-    "finish": finish,
-}
-"""Every step by name: ``STEP_FUNCTIONS[step](job, runner, delivery, *args)``."""
+def _deliver(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
+    job = ctx.job
+    try:
+        if not _runs(step, ctx, args):
+            return None
+        outcome = _claimed(step, ctx, args)
+        if outcome is _ENDED:
+            return None
+        if step.event is not None:
+            _notify(step.event, ctx, outcome)
+        if job.report() is not None and not step.after_end:
+            return None  # the job ended meanwhile: what came next is the finish's, and done
+        if step.then is not None:
+            return step.then(ctx, outcome, *args)
+        return None if outcome is DONE else outcome
+    except Busy:
+        forget_attached()
+        raise
+    except Stop as stop:
+        forget_attached()
+        _stop(ctx, stop.reason)
+        return None
+    except Exception as err:
+        forget_attached()
+        if step.raises or ctx.delivery.will_retry(err):
+            raise
+        _fail(ctx, step.failure_of(args), err)
+        return None
+
+
+def _runs(step: Step, ctx: StepContext, args: Sequence[Any]) -> bool:
+    """Whether the delivery has anything to do: its job known, not ended, not stopped, its message no stray."""
+    job = ctx.job
+    try:
+        spec_data = job.spec_data()
+    except Exception:  # noqa: BLE001 - unreadable: known, and the steps report it as an invalid job
+        spec_data = {}
+    if spec_data is None:
+        # A stray message (an expired job, a typo): nothing runs, and nothing is written that would outlive it.
+        logger.warning("Step of an unknown or expired job: nothing done")
+        return False
+    if step.deadline:
+        late = overdue(job, spec_data)
+        if late and job.report() is None:
+            job.abort(late)  # the step sees its job stopped, as after a cancel, and hands over to the finish
+    if not step.after_end and job.report() is not None:
+        return False  # a late duplicate of a job that has ended
+    if not step.when_stopped and job.aborted():
+        ctx.hand_over("finish")  # an error elsewhere, or cancelled: the finish reports it
+        return False
+    stray = step.check(job, *args) if step.check is not None else None
+    if stray is not None:
+        logger.error(stray)
+        return False
+    return True
+
+
+def _claimed(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
+    """The step's work and record, under its claim (unclaimed steps: as they are), or DONE if done before."""
+    job = ctx.job
+    if step.is_done(job, args):
+        return DONE
+    if not step.claimed:
+        return _work(step, ctx, args)
+    key = step.key_of(args)
+    token = job.claim(key, get_settings().claim_ttl, step.name, list(args))
+    if token is None:  # another delivery runs it (or died, and its claim has not expired yet)
+        raise Busy(ctx.label, claim_wait())
+    ctx.claim, ctx.token = key, token
+    try:
+        if job.report() is not None and not step.after_end:
+            return _ENDED  # the job ended between the look before the claim and the claim
+        if step.is_done(job, args):
+            return DONE  # another delivery did it between the look and the claim
+        try:
+            reason = poisoned(job, key)
+            if reason is not None:
+                if not step.runs_poisoned:
+                    raise Poisoned(reason)
+                job.abort(reason)  # it runs, in a stopped job, only to report
+            return _work(step, ctx, args)
+        except (Busy, Stop):
+            raise
+        except Exception as err:
+            if step.failed is None or step.raises or ctx.delivery.will_retry(err):
+                raise
+            forget_attached()
+            return step.failed(ctx, err, *args)
+    finally:
+        ctx.claim, ctx.token = None, ""
+        try:
+            job.release_claim(key, token)
+        except Exception:  # noqa: BLE001 - an unreleased claim expires by itself
+            logger.warning("Claim not released", claim=key)
+
+
+def _work(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
+    if step.heartbeat and step.claimed:
+        with ctx.kept_alive() as beat:
+            outcome = step.work(ctx, *args)
+        if beat.claim_lost.is_set():  # another delivery may run it now: its result counts, not this one's
+            raise ClaimLost(ctx.label, claim_wait())
+    else:
+        outcome = step.work(ctx, *args)
+    if step.record is not None and outcome is not None:
+        if ctx.job.report() is not None:
+            return _ENDED  # the job ended while this step worked: its records are the finish's, and final
+        step.record(ctx, outcome, *args)
+    return outcome
+
+
+def _notify(event: str, ctx: StepContext, outcome: Any) -> None:
+    """Call the runner's job-level hooks for a job that started or ended.
+
+    A hook's error is retried when the runner retries it, never fatal: hooks count and release, they do not
+    decide how the job went.
+    """
+    job = ctx.job
+    if event == "started" and (not outcome or outcome is DONE):
+        return
+    report: Optional[Dict[str, Any]] = None
+    if event == "ended":
+        report = job.report() if outcome is DONE else outcome
+        if report is None:
+            return
+    for hook in ctx.runner.hooks:
+        try:
+            if event == "started":
+                hook.started(job)
+            else:
+                hook.ended(job, report)  # type: ignore[arg-type]
+        except Exception as err:  # noqa: BLE001 - see above
+            if ctx.delivery.will_retry(err):
+                raise
+            logger.warning("Job hook failed", hook=type(hook).__name__, event=event, error=describe(err))
+
+
+def _stop(ctx: StepContext, reason: Optional[str]) -> None:
+    """Stop the job (the first reason recorded wins) and hand over to the finish, which reports it."""
+    if reason is not None:
+        ctx.job.abort(reason)
+    ctx.hand_over("finish")
+
+
+def _fail(ctx: StepContext, what: str, err: BaseException) -> None:
+    """Stop the job after an error in one of its steps, and let the finish report it."""
+    logger.error("Job step failed", error=describe(err), exc_info=err)
+    _stop(ctx, f"{what} failed: {describe(err)}")

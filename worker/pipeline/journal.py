@@ -24,17 +24,6 @@ _CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncMode
 _SUCCESS = DiffSyncStatus.SUCCESS.value
 
 
-def number_elements(root: int, element: DiffElement, op_ids: Dict[int, str]) -> None:
-    """Name every element of a subtree ``"{root}:{seq}"`` (pre-order, as the planner numbers them)."""
-    stack = [element]
-    seq = 0
-    while stack:
-        current = stack.pop()
-        op_ids[id(current)] = f"{root}:{seq}"
-        seq += 1
-        stack.extend(reversed(list(current.get_children())))
-
-
 class ShardSyncer(DiffSyncSyncer):
     """The engine's syncer, journaling each operation and replaying those a previous delivery finished."""
 
@@ -244,4 +233,3 @@ class ShardSyncer(DiffSyncSyncer):
         self._record(element, entry)
         self.attempted = True
         return entry
-

@@ -1,122 +1,67 @@
-"""The shard step: apply one shard's subtrees through the target's hooks, then advance its wave.
+"""The shard step: apply one shard's subtrees through the target's hooks, then hand over to the next wave.
 
-A shard is claimed (a duplicate delivery waits), fenced (it writes only while its job holds the target's
-lock) and journaled (``worker.pipeline.journal``); it always ends with a result, so its wave ends too, and the last
-shard of a wave enqueues the next wave or the finish.
+A shard runs under its claim (a duplicate delivery waits), fenced (it writes only while its job holds the
+target's lock, ``StepContext.fence``) and journaled (``worker.pipeline.journal``). It always ends with a
+result, even when it fails or its job was stopped, so its wave ends too, and the last shard of a wave hands
+over to the next wave or to the finish (``worker.pipeline.plan.next_wave``).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import structlog
 
 from core.diff import Diff
 from core.diff_codec import DiffCodec
-from worker.errors import LockLost, describe, lock_lost_message
-from worker.pipeline.context import (
-    Busy,
-    ClaimLost,
-    Delivery,
-    Runner,
-    attach_adapters,
-    claim_ttl,
-    claim_wait,
-    forget_attached,
-    poisoned,
-    show_progress,
-    spec_of,
-)
-from worker.pipeline.journal import ShardSyncer, number_elements
+from core.planner import number_elements
+from worker.errors import describe
+from worker.pipeline.context import DONE, Busy, StepContext
+from worker.pipeline.journal import ShardSyncer
+from worker.pipeline.plan import next_wave
 from worker.settings import get_settings
 from worker.state.base import JobState
 
 logger = structlog.get_logger("shardsync.worker")
 
 
-def start_wave(job: JobState, runner: Runner, shard_indexes: List[int]) -> None:
-    """Enqueue the shards of one wave (they may run in parallel)."""
-    for index in shard_indexes:
-        runner.enqueue("shard", job.job_id, index)
+class ShardFailed(Exception):
+    """The shard's syncer stopped on an error: carries what it had done, for the shard's failed result."""
+
+    def __init__(
+        self, cause: BaseException, result: Dict[str, Any], syncer: Optional[ShardSyncer], started: float
+    ) -> None:
+        super().__init__(describe(cause))
+        self.result = result
+        self.syncer = syncer
+        self.started = started
 
 
-def _advance(job: JobState, runner: Runner, plan: Dict[str, Any], wave: int, finished_in_wave: int) -> None:
-    """After a shard: if its wave is complete, start the next wave, or the finish when none is left."""
-    waves = plan["waves"]
-    if finished_in_wave < len(waves[wave]):
-        return
-    if wave + 1 < len(waves) and not job.aborted():
-        marker = f"wave-{wave + 1}"
-        if not job.marked(marker):
-            start_wave(job, runner, waves[wave + 1])
-            job.mark(marker)  # after the enqueues: a crash in between sends the wave again (shards are claimed)
-        return
-    runner.enqueue("finish", job.job_id)
-
-
-def shard(job: JobState, runner: Runner, delivery: Delivery, index: int) -> Optional[Dict[str, Any]]:
-    """Apply one shard (its top-level subtrees, in order, through the target models' hooks), then advance.
-
-    Returns the shard's outcome for monitors (operations, applied, replayed, seconds, error), or None when
-    this delivery had nothing to do.
-    """
-    if job.report() is not None:
-        return None  # a late duplicate of a job that has finished
+def stray_shard(job: JobState, index: Any) -> Optional[str]:
+    """Why a shard message names no shard of its job's plan (then nothing runs), or None."""
     try:
         plan = job.plan_head()  # a shard reads the head and its own part of the plan, not every shard's
     except LookupError:
-        logger.warning("Shard of a job without a plan (expired or finished)")
-        return None
+        return "Shard of a job without a plan (expired or finished)"
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < plan["shards"]:
-        logger.error("Shard message names no shard of its job's plan", shard=index, shards=plan["shards"])
-        return None
-    info = job.shard_plan(index)
-    wave = info["wave"]
-    if job.shard_result(index) is not None:
-        # A duplicate delivery of a finished shard (the first may have died before advancing).
-        _advance(job, runner, plan, wave, job.finished_in_wave(wave))
-        return None
-    token = job.claim(f"shard-{index}", claim_ttl(), "shard", [index])
-    if token is None:
-        # Another delivery of this shard is running (or died and its claim has not expired yet).
-        raise Busy(f"shard {index}", claim_wait())
-    try:
-        if job.report() is not None:  # the job ended between the look before the claim and the claim
-            return None
-        reason = poisoned(job, f"shard-{index}")
-        if reason is not None:
-            job.abort(reason)
-            result = _result(info, delivery, error=reason)
-        else:
-            result = _apply_shard(job, runner, delivery, info, plan["operations"], token)
-    except Busy:
-        forget_attached()
-        raise  # ClaimLost: another delivery has the shard now
-    except Exception as err:  # noqa: BLE001 - outside the syncer: the shard still ends, and its wave with it
-        forget_attached()
-        if delivery.will_retry(err):
-            raise
-        job.abort(f"shard {index} failed: {describe(err)}")
-        logger.error("Shard failed", error=describe(err))
-        result = _result(info, delivery, error=describe(err))
-    finally:
-        try:
-            job.release_claim(f"shard-{index}", token)
-        except Exception:  # noqa: BLE001 - an unreleased claim expires by itself
-            logger.warning("Shard claim not released", shard=index)
-    _advance(job, runner, plan, wave, job.record_shard(index, wave, result))
-    return {key: result[key] for key in ("index", "operations", "applied", "replayed", "seconds", "error")}
+        return f"Shard message names no shard of its job's plan: shard {index!r} of {plan['shards']}"
+    return None
 
 
-def _result(info: Dict[str, Any], delivery: Delivery, error: Optional[str] = None) -> Dict[str, Any]:
+def shard_done(job: JobState, index: int) -> bool:
+    """Whether the shard's result is recorded."""
+    return job.shard_result(index) is not None
+
+
+def _result(info: Dict[str, Any], hostname: str, error: Optional[str] = None) -> Dict[str, Any]:
     return {
         "index": info["index"],
         "wave": info["wave"],
         "type": info["type"],
         "roots": len(info["roots"]),
         "operations": info["operations"],
-        "worker": delivery.hostname,
+        "worker": hostname,
         "changed": False,
         "applied": 0,
         "replayed": 0,
@@ -126,41 +71,27 @@ def _result(info: Dict[str, Any], delivery: Delivery, error: Optional[str] = Non
     }
 
 
-def _apply_shard(
-    job: JobState, runner: Runner, delivery: Delivery, info: Dict[str, Any], total: int, token: str
-) -> Dict[str, Any]:
-    index = info["index"]
-    result = _result(info, delivery)
+def apply_shard(ctx: StepContext, index: int) -> Dict[str, Any]:
+    """Apply one shard (its top-level subtrees, in order, through the target models' hooks); returns its result.
+
+    Raises:
+        ShardFailed: if its syncer stopped on an error (from the error, as its cause).
+    """
+    job = ctx.job
+    info = job.shard_plan(index)
+    total = job.plan_head()["operations"]
+    result = _result(info, ctx.hostname)
     started = time.perf_counter()
     job.mark_sync_started(time.time())
     if job.aborted():
         result["stopped"] = True
         job.write_journal({}, info["operations"])
         return result
-    spec = spec_of(job)
-    settings = get_settings()
+    spec = ctx.spec
     syncer: Optional[ShardSyncer] = None
-    target_id = spec.target_identity()
-    with (
-        job.heartbeat(target_id, settings.lock_ttl, claim=f"shard-{index}", token=token) as beat,
-        job.watch_lock(target_id) as holds_lock,
-    ):
-        checked = [float("-inf")]
-
-        def fence() -> None:
-            # Before every hook: the lock is this job's (or is taken back while no other job took it since),
-            # as read at most SHARDSYNC_FENCE_INTERVAL ago; the heartbeat's findings count at once.
-            if beat.claim_lost.is_set():
-                raise ClaimLost(f"shard {index}", claim_wait())
-            if not beat.lost.is_set() and time.monotonic() - checked[0] < settings.fence_interval:
-                return
-            if beat.lost.is_set() or not (holds_lock() or job.renew_lock(target_id, settings.lock_ttl)):
-                beat.lost.set()
-                raise LockLost(lock_lost_message(job.job_id, target_id))
-            checked[0] = time.monotonic()
-
+    with ctx.kept_alive(), ctx.fence() as fence:
         try:
-            source, target = attach_adapters(job, spec, lazy=True, reuse=True)
+            source, target = ctx.adapters(lazy=True, reuse=True)
             codec = DiffCodec(source, target)
             sub_diff = Diff()
             op_ids: Dict[int, str] = {}
@@ -177,32 +108,67 @@ def _apply_shard(
                 job=job,
                 op_ids=op_ids,
                 done=done,
-                redelivered=bool(done) or delivery.redelivered,
-                on_checkpoint=lambda current: show_progress(job, runner, "sync", current, total),
-                checkpoint_every=settings.journal_batch,
+                redelivered=bool(done) or ctx.redelivered,
+                on_checkpoint=lambda current: ctx.progress("sync", current, total),
+                checkpoint_every=get_settings().journal_batch,
                 fence=fence,
                 batch_size=spec.batch_size,
             )
             result["changed"], result["stopped"] = syncer.run()
         except Busy:
-            raise  # ClaimLost: stand down (shard() lets its adapters go); the next delivery replays the journal
-        except Exception as err:  # noqa: BLE001 - a failed shard stops the job; the report names the error
-            forget_attached()  # the next shard in this process attaches fresh adapters
-            if delivery.will_retry(err):
-                raise  # run again as a whole: its journal replays; nothing of this run is counted
-            result["error"] = describe(err)
-            job.abort(f"shard {index} failed: {describe(err)}")
-            logger.error("Shard failed", error=describe(err))
-        # The bookkeeping of a shard that ran to its end, or stopped on an error of its own.
-        remainder = info["operations"]
-        if syncer is not None:
-            syncer.finish()
-            result["changed"] = result["changed"] or syncer.attempted
-            result["applied"] = syncer.applied
-            result["replayed"] = syncer.replayed
-            remainder -= syncer.applied + syncer.replayed
-        if remainder > 0:  # operations skipped under a failed parent still count as dealt with
-            show_progress(job, runner, "sync", job.write_journal({}, remainder), total)
+            raise  # ClaimLost: stand down; the next delivery replays the journal
+        except Exception as err:
+            raise ShardFailed(err, result, syncer, started) from err
+        _account(ctx, result, syncer, info["operations"], total)
     result["seconds"] = time.perf_counter() - started
     job.mark_sync_ended(time.time())
     return result
+
+
+def _account(
+    ctx: StepContext, result: Dict[str, Any], syncer: Optional[ShardSyncer], operations: int, total: int
+) -> None:
+    """The bookkeeping of a shard that ran to its end, or stopped on an error of its own."""
+    remainder = operations
+    if syncer is not None:
+        syncer.finish()
+        result["changed"] = result["changed"] or syncer.attempted
+        result["applied"] = syncer.applied
+        result["replayed"] = syncer.replayed
+        remainder -= syncer.applied + syncer.replayed
+    if remainder > 0:  # operations skipped under a failed parent still count as dealt with
+        ctx.progress("sync", ctx.job.write_journal({}, remainder), total)
+
+
+def shard_failed(ctx: StepContext, err: BaseException, index: int) -> Dict[str, Any]:
+    """A shard that failed stops its job, and still ends with a result (naming the error), so its wave ends."""
+    job = ctx.job
+    cause = err.__cause__ if isinstance(err, ShardFailed) and err.__cause__ is not None else err
+    message = describe(cause)
+    job.abort(f"shard {index} failed: {message}")
+    logger.error("Shard failed", error=message)
+    if not isinstance(err, ShardFailed):  # outside the syncer: nothing of the shard ran
+        return _result(job.shard_plan(index), ctx.hostname, error=message)
+    result = err.result
+    result["error"] = message
+    _account(ctx, result, err.syncer, result["operations"], job.plan_head()["operations"])
+    result["seconds"] = time.perf_counter() - err.started
+    job.mark_sync_ended(time.time())
+    return result
+
+
+def shard_ended(ctx: StepContext, result: Any, index: int) -> Optional[Dict[str, Any]]:
+    """Record the shard's result and hand over to the next wave when its wave is complete.
+
+    Returns the shard's outcome for monitors (operations, applied, replayed, seconds, error), or None when
+    this delivery found it done by an earlier one.
+    """
+    job = ctx.job
+    plan = job.plan_head()
+    wave = job.shard_plan(index)["wave"]
+    if result is DONE:
+        # A duplicate delivery of a finished shard (the first may have died before handing over).
+        next_wave(ctx, plan, wave, job.finished_in_wave(wave))
+        return None
+    next_wave(ctx, plan, wave, job.record_shard(index, wave, result))
+    return {key: result[key] for key in ("index", "operations", "applied", "replayed", "seconds", "error")}

@@ -1,21 +1,24 @@
 """The embedded runner: the job pipeline's very steps, in order, in this process, on in-memory state.
 
-No Redis, Celery or worker: a queue in memory carries the steps ``worker.pipeline.dispatch`` defines (the ones workers
-run), over a ``MemoryJobState`` whose side stores are LocalStores. For a first try, small jobs, and tests of
-adapters before they meet a cluster; a fix to a step holds here and on workers alike.
+No Redis, Celery or worker: a queue in memory carries the steps of ``worker.pipeline.step`` (the ones workers
+run), through the same dispatcher, over a ``MemoryJobState`` whose side stores are LocalStores. For a first
+try, small jobs, and tests of adapters before they meet a cluster; a fix to a step holds here and on workers
+alike.
 """
 
 from __future__ import annotations
 
 import socket
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Sequence, Set, Tuple
 
 from worker.errors import InvalidJob, JobFailed
+from worker.hooks import DEFAULT_HOOKS
 from worker.job.spec import JobSpec
-from worker.pipeline.context import forget_attached
-from worker.pipeline.dispatch import Busy, Delivery, run_step
+from worker.pipeline.context import Busy, Delivery, JobHook, forget_attached
+from worker.pipeline.dispatch import run_step
 from worker.settings import get_settings
+from worker.state.base import JobState
 from worker.state.memory import MemoryJobState
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -24,8 +27,9 @@ ProgressCallback = Callable[[str, int, int], None]
 class LocalRunner:
     """Carries the steps of one job through a queue in this process, in the order they were enqueued."""
 
-    def __init__(self, callback: Optional[ProgressCallback] = None) -> None:
+    def __init__(self, callback: Optional[ProgressCallback] = None, hooks: Sequence[JobHook] = DEFAULT_HOOKS) -> None:
         self.callback = callback
+        self.hooks = hooks
         self.queue: Deque[Tuple[str, str, Tuple[Any, ...]]] = deque()
         self._sent: Set[Tuple[str, str, Tuple[Any, ...]]] = set()
         self._ended: Set[str] = set()
@@ -50,7 +54,11 @@ class LocalRunner:
         """Whether the job's end was published."""
         return job_id in self._ended
 
-    def run(self, job: MemoryJobState, delivery: Delivery) -> None:
+    def live_slots(self) -> Optional[int]:
+        """None: this process runs one shard at a time, whatever workers a deployment has."""
+        return None
+
+    def run(self, job: JobState, delivery: Delivery) -> None:
         """Run queued steps until none is left."""
         while self.queue:
             step, _, args = self.queue.popleft()
@@ -61,7 +69,7 @@ class LocalRunner:
 
 
 def run_local(
-    spec: JobSpec, callback: Optional[ProgressCallback] = None, state: Optional[MemoryJobState] = None
+    spec: JobSpec, callback: Optional[ProgressCallback] = None, state: Optional[JobState] = None
 ) -> Dict[str, Any]:
     """Run a job in this process and return its report (the distributed runner's report, same keys).
 

@@ -50,6 +50,9 @@ else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is its backport (a
 ENTRY_PREFIX = "shardsync:"
 """Beat's name of an entry is this plus the entry's name (beat's messages carry it)."""
 
+SCHEDULED_TASK = "shardsync.scheduled"
+"""The Celery task a beat entry sends: it submits one run of the entry's job (``worker.runners.celery.tasks``)."""
+
 FORMATS = (".toml", ".json")
 """Extensions of the schedule files understood, each naming its format."""
 
@@ -140,7 +143,7 @@ def _entry(path: str, position: int, entry: Any) -> Tuple[str, Dict[str, Any]]:
     except Exception as err:  # noqa: BLE001 - InvalidJob or UnknownAdapter, named with the entry
         raise InvalidJob(f"{where}: {err}") from None
     beat_entry = {
-        "task": "shardsync.scheduled",
+        "task": SCHEDULED_TASK,
         "schedule": when,
         "args": (job,),
         "options": {"expires": float(every) if "every" in entry else 3600.0},

@@ -1,6 +1,6 @@
 """A job's state: what its steps record and read, behind one interface with a Redis and an in-memory side.
 
-The pipeline's steps (``worker.pipeline.dispatch``) see only ``JobState``; workers give them ``RedisJobState`` (shared by
+The pipeline's steps (``worker.pipeline``) see only ``JobState``; workers give them ``RedisJobState`` (shared by
 every worker of a deployment), the embedded runner ``MemoryJobState`` (one process, no Redis).
 """
 

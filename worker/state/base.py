@@ -203,10 +203,6 @@ class JobState(JobParts, ABC):
     def loads(self) -> Dict[str, Dict[str, Any]]:
         """Load results per side."""
 
-    def live_slots(self) -> Optional[int]:
-        """The pool slots of the live workers that take shards, or None where that is not known (memory)."""
-        return None
-
     # -- diff and plan --------------------------------------------------------------------------------
 
     @abstractmethod
@@ -327,22 +323,6 @@ class JobState(JobParts, ABC):
     def shard_results(self) -> Dict[int, Dict[str, Any]]:
         """Every recorded shard result by index."""
 
-    # -- metrics --------------------------------------------------------------------------------------
-
-    def count_started(self) -> None:  # noqa: B027 - a no-op unless the state is a deployment's (Redis)
-        """Count the job as started and running in the deployment's metrics (``worker.hooks.metrics``).
-
-        Counted once, however often called, and never after ``count_ended``. Does nothing by default: the
-        metrics are a deployment's, kept by the Redis state; a job embedded in one process counts nothing.
-        """
-
-    def count_ended(self, report: Dict[str, Any], ttl: int) -> None:  # noqa: B027 - as count_started
-        """Count the job's end from its report (status, operations, durations); it no longer counts as running.
-
-        Counted once per job however often called (a finish delivered again after a crash); ``ttl``: how long
-        the record that it was counted is kept (the report's). Does nothing by default.
-        """
-
     # -- report and clean-up --------------------------------------------------------------------------
 
     @abstractmethod
@@ -352,14 +332,6 @@ class JobState(JobParts, ABC):
     @abstractmethod
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report, once it has ended."""
-
-    @abstractmethod
-    def release_schedule(self) -> None:
-        """Let the schedule entry this job ran for (``info()["schedule"]``, if any) start its next run.
-
-        Called by the finish, again by a finish delivered again (the first may have died before it); it lets
-        go only of a marker this job holds, never of one a later run has taken since.
-        """
 
     @abstractmethod
     def drop_scratch(self) -> None:

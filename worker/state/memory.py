@@ -321,9 +321,6 @@ class MemoryJobState(MemoryParts, JobState):
         """The job's report, once it has ended."""
         return unpack(self._report)
 
-    def release_schedule(self) -> None:
-        """Nothing to let go of: scheduled runs come from beat, through Redis; embedded jobs never do."""
-
     def drop_scratch(self) -> None:
         """Drop what only the running job needed; the diff, the journal and the stores stay, as on workers."""
         self._plan = None

@@ -14,9 +14,6 @@ from redis import Redis
 from core import keys
 from core.store.redis import RedisStore
 from worker.connection import redis_client
-from worker.hooks.metrics import count_job_ended, count_job_started
-from worker.runners.celery.slots import live_slots
-from worker.schedule.ticks import release_run
 from worker.settings import get_settings
 from worker.state.base import Entry, JobState, pack, unpack
 from worker.state.claims import RedisClaims
@@ -161,10 +158,6 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
     def loads(self) -> Dict[str, Dict[str, Any]]:
         """Load results per side."""
         return {name.decode(): unpack(value) for name, value in self.client.hgetall(self.key("loads")).items()}
-
-    def live_slots(self) -> Optional[int]:
-        """The pool slots the live workers announced (``worker.runners.celery.slots``); None when none did."""
-        return live_slots(self.client) or None
 
     # -- diff and plan --------------------------------------------------------------------------------
 
@@ -333,16 +326,6 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
         """Every recorded shard result by index."""
         return {int(name): unpack(value) for name, value in self.client.hgetall(self.key("shards")).items()}
 
-    # -- metrics --------------------------------------------------------------------------------------
-
-    def count_started(self) -> None:
-        """Count the job as started and running in the deployment's metrics hash (once: ``worker.hooks.metrics``)."""
-        count_job_started(self.client, self.job_id)
-
-    def count_ended(self, report: Dict[str, Any], ttl: int) -> None:
-        """Count the job's end in the metrics hash, once: one script with the marker in the job's info."""
-        count_job_ended(self.client, self.job_id, report, ttl)
-
     # -- report and clean-up --------------------------------------------------------------------------
 
     def save_report(self, report: Dict[str, Any], ttl: int) -> None:
@@ -354,12 +337,6 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report, once it has finished."""
         return unpack(self.client.get(self.key("report")))
-
-    def release_schedule(self) -> None:
-        """Delete the running marker of the job's schedule entry if it names this job (``worker.schedule.ticks``)."""
-        entry = self.info().get("schedule")
-        if isinstance(entry, str) and entry:
-            release_run(entry, self.job_id, self.client)
 
     def drop_scratch(self) -> None:
         """Delete what only the running job needed: plan, progress, claims, wave sets.
@@ -373,18 +350,13 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
             plan = {}
         parts = ["plan", "plan-shards", "progress", "shards", "abort", "once", "claims", "releases", "running"]
         parts += [f"wave:{wave}" for wave in range(len(plan.get("waves", [])))]
-        steps = ["load-source", "load-target", "diff", "finish"]
         for side in ("source", "target"):
-            partitioned = self.partitions(side)
-            count = len(partitioned["keys"]) if isinstance(partitioned, dict) else 0
-            steps += [f"load-{side}-{index}" for index in range(count)]
             parts += [f"partitions:{side}", f"partloads:{side}"]
-        steps += [f"shard-{index}" for index in range(int(plan.get("shards", 0)))]
         ranges = self.diff_parts()
         count = len(ranges.get("parts", [])) if isinstance(ranges, dict) else 0
-        steps += ["join"] + [f"diff-{index}" for index in range(count)]
         parts += ["diffparts", "diffparts-done"] + [f"diffpart:{index}" for index in range(count)]
-        parts += [f"claim:{step}" for step in steps]
+        # Every claim ever taken is counted in the claims hash: its keys name them all, whatever the steps.
+        parts += [f"claim:{name.decode()}" for name in self.client.hkeys(self.key("claims"))]
         # Named, never matched: a job id is a key prefix, and a pattern could reach other jobs' keys.
         self.client.unlink(*[self.key(part) for part in parts])
         self.client.srem(keys.RUNNING_JOBS, self.job_id)

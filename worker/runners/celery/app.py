@@ -13,7 +13,7 @@ structlog events through Celery's logging.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Dict, Optional
 
 from celery import Celery, signals
 from kombu import Exchange, Queue
@@ -22,14 +22,34 @@ from core import keys
 from worker.adapters.registry import import_adapter_modules, registered_adapters
 from worker.connection import redis_client
 from worker.errors import ShardsyncError
+from worker.pipeline.step import STEPS
 from worker.runners.celery.logs import log_through_stdlib
-from worker.schedule.entries import load_schedule
+from worker.schedule.entries import SCHEDULED_TASK, load_schedule
 from worker.settings import Settings, get_settings
 from worker.state.base import pack
 
 
+def _router(settings: Settings) -> Callable[..., Optional[Dict[str, str]]]:
+    """Celery's router of this app: a step's task to the queue its declaration names, read when it is sent.
+
+    Read at each send, not copied into a table at start, so a step registered later is routed too.
+    """
+    queues = {"jobs": settings.jobs_queue, "shards": settings.shards_queue}
+
+    def route(name: str, *_: Any, **__: Any) -> Optional[Dict[str, str]]:
+        if name == SCHEDULED_TASK:
+            return {"queue": queues["jobs"], "routing_key": queues["jobs"]}
+        for step in STEPS.values():
+            if step.task == name:
+                queue = queues[step.queue]
+                return {"queue": queue, "routing_key": queue}
+        return None
+
+    return route
+
+
 def create_app(settings: Settings) -> Celery:
-    """Build a Celery app for these settings (the tasks attach themselves when ``worker.runners.celery.tasks`` is imported)."""
+    """Build a Celery app for these settings (``worker.runners.celery.tasks`` attaches the tasks when imported)."""
     app = Celery("shardsync")
     jobs, shards = settings.jobs_queue, settings.shards_queue
     app.conf.update(
@@ -56,17 +76,7 @@ def create_app(settings: Settings) -> Celery:
             Queue(shards, Exchange(shards, type="direct"), routing_key=shards),
         ),
         task_default_queue=jobs,
-        task_routes={
-            "shardsync.job": {"queue": jobs, "routing_key": jobs},
-            "shardsync.finish": {"queue": jobs, "routing_key": jobs},
-            "shardsync.scheduled": {"queue": jobs, "routing_key": jobs},
-            "shardsync.load": {"queue": shards, "routing_key": shards},
-            "shardsync.load_part": {"queue": shards, "routing_key": shards},
-            "shardsync.diff": {"queue": shards, "routing_key": shards},
-            "shardsync.diff_part": {"queue": shards, "routing_key": shards},
-            "shardsync.join": {"queue": shards, "routing_key": shards},
-            "shardsync.shard": {"queue": shards, "routing_key": shards},
-        },
+        task_routes=(_router(settings),),
         worker_hijack_root_logger=False,
         # Beat's state in Redis (celery-redbeat: JSON entries, and a lock that keeps a second beat from
         # running), never in a shelve file, which is pickle.

@@ -1,8 +1,10 @@
-"""The pipeline's steps as Celery tasks: each adds only what a queue needs (task ids, retries, redelivery).
+"""The pipeline's steps as Celery tasks: one task per step of the table, each adding only what a queue needs.
 
-The work is in ``worker.pipeline.dispatch``; a task builds the job's Redis state and the delivery it runs in, calls its
-step, and turns what the step asks for into Celery terms: ``Busy`` (a duplicate holds the claim) and Redis
-or broker outages become retries with backoff, a bounded number of times.
+The work is in ``worker.pipeline``; a task builds the job's Redis state and the delivery it runs in, runs its
+step through the dispatcher, and turns what the dispatcher asks for into Celery terms: ``Busy`` (a duplicate
+holds the claim) and Redis or broker outages become retries with backoff, a bounded number of times. Task
+names, ids, routes and what monitors show of the arguments all come from the steps' declarations
+(``worker.pipeline.step``): a step added to the table gets its task here (``define_tasks``).
 """
 
 from __future__ import annotations
@@ -10,21 +12,22 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import structlog
-from celery import Task
+from celery import Task, signals
 from celery.exceptions import Ignore
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import keys
-from worker.api import submit_spec
-from worker.connection import redis_client
+from worker.connection import redis_client, unreachable
 from worker.errors import InvalidJob, describe
+from worker.hooks import DEFAULT_HOOKS
 from worker.job.spec import JobSpec
-from worker.pipeline.dispatch import Busy, Delivery, run_step
+from worker.pipeline.context import Busy, Delivery
+from worker.pipeline.dispatch import run_step
+from worker.pipeline.step import STEPS, Step, step_named
 from worker.runners.celery.app import app
 from worker.runners.celery.events import end_published, publish_end, publish_progress
-from worker.schedule.entries import entry_name
+from worker.runners.celery.slots import live_slots
+from worker.runners.celery.submit import enqueue_job
+from worker.schedule.entries import SCHEDULED_TASK, entry_name
 from worker.schedule.ticks import TickSkipped, admit_run, confirm_run, marker_ttl, record_skip, release_run
 from worker.settings import get_settings
 from worker.state.base import unpack
@@ -37,51 +40,24 @@ MAX_TRANSIENT_RETRIES = 20
 
 
 def transient(err: BaseException) -> bool:
-    """Whether an error is Redis (or the broker) being unreachable for a while, rather than a fault of the job.
-
-    Looks through the chain of causes: the stores wrap Redis errors in ObjectStoreException.
-    """
-    seen: Optional[BaseException] = err
-    depth = 0
-    while seen is not None and depth < 10:
-        if isinstance(seen, (RedisConnectionError, RedisTimeoutError, KombuOperationalError)):
-            return True
-        seen = seen.__cause__ or seen.__context__
-        depth += 1
-    return False
+    """Whether an error is Redis (or the broker) being unreachable for a while, rather than a fault of the job."""
+    return unreachable(err)
 
 
 class CeleryRunner:
     """Carries the steps as Celery tasks; each step of a job has a task id of its own (``{job}.diff``...)."""
 
+    hooks = DEFAULT_HOOKS
+
     def enqueue(self, step: str, job_id: str, *args: Any) -> None:
         """Send the step's task (its id names the step, so Flower and the result backend tell them apart)."""
-        # argsrepr: what monitors show as the task's arguments ("job 3f2a... shard 3", not a tuple).
-        if step == "load":
-            load.apply_async((job_id, *args), task_id=f"{job_id}.load-{args[0]}", argsrepr=f"job {job_id} {args[0]}")
-        elif step == "part":
-            side, index = args
-            load_part.apply_async(
-                (job_id, side, index),
-                task_id=f"{job_id}.load-{side}-{index}",
-                argsrepr=f"job {job_id} {side} partition {index}",
-            )
-        elif step == "diff":
-            diff.apply_async((job_id,), task_id=f"{job_id}.diff", argsrepr=f"job {job_id}")
-        elif step == "diffpart":
-            diff_part.apply_async(
-                (job_id, args[0]), task_id=f"{job_id}.diff-{args[0]}", argsrepr=f"job {job_id} range {args[0]}"
-            )
-        elif step == "join":
-            join.apply_async((job_id,), task_id=f"{job_id}.join", argsrepr=f"job {job_id}")
-        elif step == "shard":
-            shard.apply_async(
-                (job_id, *args), task_id=f"{job_id}.shard-{args[0]}", argsrepr=f"job {job_id} shard {args[0]}"
-            )
-        elif step == "finish":
-            finish.apply_async((job_id,), task_id=f"{job_id}.finish", argsrepr=f"job {job_id}")
-        else:
-            raise ValueError(f"no task for step {step!r}")
+        declared = step_named(step)
+        app.send_task(
+            declared.task,
+            args=() if declared.job_task else (job_id, *args),
+            task_id=declared.task_id(job_id, args),
+            argsrepr=declared.argsrepr(job_id, args),  # what monitors show: "job 3f2a... shard 3", not a tuple
+        )
 
     def progress(self, job_id: str, stage: str, current: int, total: int) -> None:
         """The job's Celery state: PROGRESS with ``{job_id, stage, current, total}``."""
@@ -94,6 +70,10 @@ class CeleryRunner:
     def end_published(self, job_id: str) -> bool:
         """Whether the job's Celery state is final."""
         return end_published(job_id)
+
+    def live_slots(self) -> Optional[int]:
+        """The pool slots the live workers announced (``worker.runners.celery.slots``); None when none did."""
+        return live_slots(redis_client()) or None
 
 
 RUNNER = CeleryRunner()
@@ -122,67 +102,62 @@ def _run(task: Task, step: str, job_id: str, *args: Any) -> Any:
         raise
 
 
-@app.task(name="shardsync.job", bind=True, max_retries=None)
-def run_job(self: Task, *legacy: Any) -> None:
-    """Start a job: take the lock on its target, then load both sides in parallel.
+def _step_task(step: Step) -> Task:
+    """The Celery task that runs one step of a job: ``(job_id, *args)`` in its message."""
+    name = step.name
 
-    The message carries the job id only (the task id): the spec, adapter kwargs included, stays in the job
-    state, out of the broker, the result backend and monitors. A message of an earlier release carrying
-    the spec as its argument is still started, from that spec, when the job state has none.
+    def run(self: Task, job_id: str, *args: Any) -> Any:
+        return _run(self, name, job_id, *args)
+
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = (step.work.__doc__ or f"The {name} step of a job.").strip().splitlines()[0]
+    return app.task(name=step.task, bind=True, max_retries=None)(run)  # type: ignore[no-any-return]
+
+
+def _job_task(step: Step) -> Task:
+    """The job's own task (its id is the job's): its Celery state is the job's, written by the steps."""
+    name = step.name
+
+    def run_job(self: Task, *legacy: Any) -> None:
+        """Start a job: take the lock on its target, then load both sides in parallel.
+
+        The message carries the job id only (the task id): the spec, adapter kwargs included, stays in the job
+        state, out of the broker, the result backend and monitors. A message of an earlier release carrying the
+        spec as its argument is still started, from that spec, when the job state has none.
+        """
+        job = RedisJobState(self.request.id)
+        if legacy and isinstance(legacy[0], dict) and job.spec_data() is None:
+            job.create(legacy[0], get_settings().store_ttl)
+        _run(self, name, self.request.id)
+        raise Ignore()  # the job's Celery state is written by its steps; its result by the finish
+
+    return app.task(name=step.task, bind=True, max_retries=None)(run_job)  # type: ignore[no-any-return]
+
+
+def define_tasks() -> Dict[str, Task]:
+    """A Celery task for every step of the table that has none yet (steps registered later get theirs here).
+
+    Called at import, and again by a worker as it starts, after the modules that may register steps.
     """
-    job = RedisJobState(self.request.id)
-    if legacy and isinstance(legacy[0], dict) and job.spec_data() is None:
-        job.create(legacy[0], get_settings().store_ttl)
-    _run(self, "start", self.request.id)
-    raise Ignore()  # the job's Celery state is written by its steps; its result by the finish
+    for step in list(STEPS.values()):
+        if step.task not in app.tasks:
+            (_job_task if step.job_task else _step_task)(step)
+    return {step.name: app.tasks[step.task] for step in STEPS.values()}
 
 
-@app.task(name="shardsync.load", bind=True, max_retries=None)
-def load(self: Task, job_id: str, side: str) -> None:
-    """Load one side's adapter into the job's store of that side."""
-    _run(self, "load", job_id, side)
+@signals.worker_init.connect
+def _define_late_steps(**_: Any) -> None:
+    """Tasks for steps the worker's adapter modules registered (imported as it started, before its pool)."""
+    define_tasks()
 
 
-@app.task(name="shardsync.load_part", bind=True, max_retries=None)
-def load_part(self: Task, job_id: str, side: str, index: int) -> None:
-    """Load one partition of a side whose adapter declares partitions."""
-    _run(self, "part", job_id, side, index)
+TASKS = define_tasks()
+"""The step tasks by step name, as of this module's import."""
+run_job = TASKS["start"]
+shard = TASKS["shard"]
 
 
-@app.task(name="shardsync.diff", bind=True, max_retries=None)
-def diff(self: Task, job_id: str) -> None:
-    """Diff the two loaded stores, keep the diff with the job, plan the shards and start the first wave."""
-    _run(self, "diff", job_id)
-
-
-@app.task(name="shardsync.diff_part", bind=True, max_retries=None)
-def diff_part(self: Task, job_id: str, index: int) -> None:
-    """Diff one range of top-level elements of both stores."""
-    _run(self, "diffpart", job_id, index)
-
-
-@app.task(name="shardsync.join", bind=True, max_retries=None)
-def join(self: Task, job_id: str) -> None:
-    """Join the diff's ranges into the job's diff and plan, then start the first wave."""
-    _run(self, "join", job_id)
-
-
-@app.task(name="shardsync.shard", bind=True, max_retries=None)
-def shard(self: Task, job_id: str, index: int) -> Optional[Dict[str, Any]]:
-    """Apply one shard: its top-level subtrees, in order, through the target models' hooks.
-
-    Returns what monitors show as its result: operations, applied, replayed, seconds, error.
-    """
-    return _run(self, "shard", job_id, index)  # type: ignore[no-any-return]
-
-
-@app.task(name="shardsync.finish", bind=True, max_retries=None)
-def finish(self: Task, job_id: str) -> Optional[Dict[str, Any]]:
-    """Gather the report, call ``sync_complete`` when something changed, release the lock and scratch data."""
-    return _run(self, "finish", job_id)  # type: ignore[no-any-return]
-
-
-@app.task(name="shardsync.scheduled", bind=True)
+@app.task(name=SCHEDULED_TASK, bind=True)
 def scheduled(self: Task, entry: Any) -> Optional[str]:
     """Start one run of a scheduled sync (from beat); returns the new job's id, or None for a skipped tick.
 
@@ -200,7 +175,7 @@ def scheduled(self: Task, entry: Any) -> Optional[str]:
         name = entry_name(str(entry))
     spec = JobSpec.from_data({key: value for key, value in job.items() if key != "job_id"})
     if name is None:
-        handle = submit_spec(spec)
+        enqueue_job(spec)
     else:
         try:
             admit_run(name, spec.job_id)  # before anything is recorded: a skipped tick leaves no job behind
@@ -208,7 +183,7 @@ def scheduled(self: Task, entry: Any) -> Optional[str]:
             record_skip(skipped)
             return None
         try:
-            handle = submit_spec(spec, info={"schedule": name})
+            enqueue_job(spec, info={"schedule": name})
         except Exception:
             try:  # not enqueued: the entry's next tick may start a run
                 release_run(name, spec.job_id)
@@ -216,5 +191,5 @@ def scheduled(self: Task, entry: Any) -> Optional[str]:
                 logger.warning("Schedule marker not released", schedule=name, job_id=spec.job_id, error=describe(err))
             raise
         confirm_run(name, spec.job_id, marker_ttl(spec.deadline))
-    logger.info("Scheduled sync submitted", job_id=handle.id, schedule=name, source=spec.source, target=spec.target)
-    return handle.id
+    logger.info("Scheduled sync submitted", job_id=spec.job_id, schedule=name, source=spec.source, target=spec.target)
+    return spec.job_id

@@ -23,8 +23,9 @@ from redis import Redis
 from core import keys
 from worker.connection import redis_client
 from worker.errors import describe
-from worker.pipeline.context import overdue
-from worker.pipeline.dispatch import Runner
+from worker.pipeline.context import Runner
+from worker.pipeline.dispatch import overdue
+from worker.pipeline.step import step_named
 from worker.runners.celery.slots import SlotsBeacon
 from worker.runners.celery.tasks import RUNNER
 from worker.settings import get_settings
@@ -34,22 +35,8 @@ logger = structlog.get_logger("shardsync.worker")
 
 
 def step_done(job: RedisJobState, step: str, args: Sequence[Any]) -> bool:
-    """Whether a step's result is recorded (then its claim expiring is no loss)."""
-    if step == "load":
-        return job.loads().get(args[0]) is not None
-    if step == "part":
-        return int(args[1]) in job.partitions_done(str(args[0]))
-    if step == "diffpart":
-        return int(args[0]) in job.diff_parts_done()
-    if step in ("diff", "join"):
-        try:
-            job.plan_head()
-        except LookupError:
-            return False
-        return True
-    if step == "shard":
-        return job.shard_result(int(args[0])) is not None
-    return job.report() is not None  # the finish
+    """Whether a step's result is recorded (then its claim expiring is no loss): the step's own ``done``."""
+    return step_named(step).is_done(job, args)
 
 
 def scan(client: Redis, runner: Runner) -> List[Tuple[str, str]]:

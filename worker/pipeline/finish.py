@@ -1,0 +1,110 @@
+"""The finish step: the one owner of a job's end, whatever ended it.
+
+It builds the report, calls ``sync_complete`` when something changed, releases the lock and the scratch
+data, and publishes the end.
+
+Every path through the pipeline ends here: a job that completed, failed, was refused, cancelled or overdue.
+A finish delivered again after the report exists publishes the end again if it was not (the first delivery may
+have died between the two); the job-level hooks (``worker.hooks``) run around it, in the dispatcher.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Optional, Tuple
+
+import structlog
+
+from core.adapter import Adapter
+from core.diff_codec import DiffCodec
+from worker.adapters.registry import get_adapter
+from worker.errors import describe
+from worker.job.report import assemble_report, rebuild_diff
+from worker.job.spec import JobSpec
+from worker.pipeline.context import DONE, StepContext
+from worker.settings import get_settings
+from worker.state.base import JobState
+
+logger = structlog.get_logger("shardsync.worker")
+
+
+def reported(job: JobState) -> bool:
+    """Whether the job's report is saved (then the job has ended)."""
+    return job.report() is not None
+
+
+def _overrides_sync_complete(spec: JobSpec) -> bool:
+    """Whether the target adapter class has a ``sync_complete`` of its own (the default does nothing)."""
+    return getattr(get_adapter(spec.target), "sync_complete", None) is not Adapter.sync_complete
+
+
+def finish(ctx: StepContext) -> Dict[str, Any]:
+    """Build and save the report, release the lock, drop what only the running job needed; returns the report."""
+    job = ctx.job
+    started = time.perf_counter()
+    ctx.runner.progress(job.job_id, "finish", 0, 1)
+    spec: Optional[JobSpec] = None
+    error = job.aborted()
+    try:
+        spec = ctx.spec
+    except Exception as err:  # noqa: BLE001 - the report says so
+        error = error or f"invalid job: {describe(err)}"
+    changed = any(result.get("changed") for result in job.shard_results().values())
+    sync_complete = False
+    if spec is not None and not error and not spec.dry_run and changed and not _overrides_sync_complete(spec):
+        sync_complete = True  # Adapter.sync_complete does nothing: no adapter to attach, no diff to rebuild
+    elif spec is not None and not error and not spec.dry_run and changed:
+        error, sync_complete = _sync_complete(ctx)
+    report = assemble_report(
+        job, error=error, changed=changed, sync_complete=sync_complete, hostname=ctx.hostname, started=started
+    )
+    keep_stores = _keeps_stores(spec)
+    if not keep_stores:
+        report["stores"] = {}  # removed below: the report names no store that is gone
+    job.set_info(status=report["status"], finished=time.time())  # before the report, which sets its expiry
+    job.save_report(report, get_settings().store_ttl)
+    if spec is not None and job.info().get("lock") == "held":
+        job.release_lock(spec.target_identity())
+    job.drop_scratch()
+    if not keep_stores:
+        job.drop_stores()
+    ctx.runner.progress(job.job_id, "finish", 1, 1)
+    return report
+
+
+def _sync_complete(ctx: StepContext) -> Tuple[Optional[str], bool]:
+    """Call the target adapter's ``sync_complete`` with the job's whole diff; returns (error, whether it ran).
+
+    Its errors are the report's, not the step's: the operations themselves were applied (one the runner
+    retries is raised, for the finish to run again).
+    """
+    job = ctx.job
+    with ctx.caught() as caught:
+        # Kept alive and fenced like a shard: sync_complete writes to the target, and may take long.
+        with ctx.kept_alive():
+            source, target = ctx.adapters()
+            records = job.diff_records(list(range(job.diff_size())))
+            full = rebuild_diff(records, DiffCodec(source, target), source.name, target.name, job.summary())
+            target.sync_complete(source, full, ctx.spec.diffsync_flags, structlog.get_logger().new(job_id=job.job_id))
+            flush = getattr(target.store, "flush", None)
+            if flush is not None:
+                flush()
+    if caught.error is not None:
+        return f"sync_complete failed: {caught.error}", False
+    return None, True
+
+
+def _keeps_stores(spec: Optional[JobSpec]) -> bool:
+    if spec is not None and spec.keep_stores is not None:
+        return spec.keep_stores
+    return get_settings().keep_stores
+
+
+def publish(ctx: StepContext, outcome: Any) -> Dict[str, Any]:
+    """Publish the job's end (again, for a finish delivered again whose first delivery died before it)."""
+    report = ctx.job.report() if outcome is DONE else outcome
+    if outcome is not DONE or not ctx.runner.end_published(ctx.job_id):
+        ctx.runner.publish_end(ctx.job_id, report)
+    if outcome is not DONE:
+        logger.info("Job finished", status=report["status"], operations=report["operations"])
+    return report  # type: ignore[no-any-return]

@@ -1,0 +1,47 @@
+"""The start step: take the lock on the job's target, then hand over to both loads (they run in parallel)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from worker.errors import describe
+from worker.pipeline.context import DONE, SIDES, StepContext, Stop
+from worker.settings import get_settings
+
+
+def started(job: Any) -> bool:
+    """Whether the job's start handed over to its loads already (a start delivered again does nothing)."""
+    return bool(job.marked("started"))
+
+
+def start(ctx: StepContext) -> bool:
+    """Take the target's lock for the job and record it as running; returns True (the job started).
+
+    Raises:
+        Stop: if the job's spec is invalid, another job holds the target's lock, or it was cancelled meanwhile.
+    """
+    job = ctx.job
+    try:
+        spec = ctx.spec
+    except Exception as err:  # noqa: BLE001 - reported as the job's failure
+        raise Stop(f"invalid job: {describe(err)}") from None
+    holder = job.acquire_lock(spec.target_identity(), get_settings().lock_ttl)  # idempotent for this job
+    if holder is not None:
+        job.set_info(lock="not held")
+        raise Stop(f"target {spec.target} is being synced by job {holder}; one sync into a target at a time")
+    job.set_info(lock="held")
+    if job.aborted():  # cancelled before it started
+        raise Stop()
+    job.set_info(status="running", started=time.time(), worker=ctx.hostname)
+    return True
+
+
+def hand_over(ctx: StepContext, outcome: Any) -> None:
+    """Enqueue both loads, then mark the job started (a start that dies in between sends them again)."""
+    if outcome is DONE:
+        return  # a redelivered start: the pipeline runs already
+    ctx.progress("load-source", 0, 2)
+    for side in SIDES:
+        ctx.hand_over("load", side)
+    ctx.job.mark("started")  # after the enqueues: loads are claimed, so sending them twice is harmless

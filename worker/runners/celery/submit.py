@@ -1,0 +1,44 @@
+"""Enqueueing a job on Celery: its state recorded in Redis, then its own task sent (the producer's side).
+
+``worker.api.submit_spec`` (apps, the command line) and beat's scheduled runs both come through here, so a job
+is recorded and enqueued the same way whoever submits it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from worker.connection import reaching_redis, redis_client
+from worker.errors import InvalidJob
+from worker.job.spec import JobSpec
+from worker.pipeline.step import step_named
+from worker.runners.celery.app import app
+from worker.settings import get_settings
+from worker.state.redis import RedisJobState
+
+
+def enqueue_job(spec: JobSpec, info: Optional[Dict[str, Any]] = None) -> None:
+    """Record a validated job in Redis and send its start task (task id: the job id).
+
+    ``info``: fields recorded with the job before it is enqueued (a scheduled run's ``schedule``: the entry
+    whose marker its end releases, ``worker.hooks.schedule``).
+
+    Raises:
+        InvalidJob: if the job id is taken.
+        RedisUnavailable: if Redis or the broker cannot be reached (nothing is left recorded).
+    """
+    start = step_named("start")
+    with reaching_redis(f"submit job {spec.job_id}"):
+        job = RedisJobState(spec.job_id, redis_client())
+        if not job.create(spec.to_message(), get_settings().store_ttl, info):
+            raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is already taken")
+        try:
+            app.send_task(
+                start.task,
+                args=(),  # the job id (the task id) is all it needs: the spec stays in the job state
+                task_id=start.task_id(spec.job_id, ()),
+                retry_policy={"max_retries": 2, "interval_start": 0.2},
+            )
+        except Exception:
+            job.forget()  # not enqueued: the id may be used again
+            raise
