@@ -227,6 +227,10 @@ def _by_name(side: str, adapter: Any, kwargs: Optional[Dict[str, Any]]) -> Tuple
     return sorted(names)[0], found
 
 
+SUBMIT_FIELDS = frozenset(JobSpec.model_fields) - {"apply_of"}
+"""The spec's fields ``submit_sync`` takes, as keyword arguments of the same names (a test holds them equal)."""
+
+
 def submit_sync(
     source: Any,
     target: Any,
@@ -253,26 +257,14 @@ def submit_sync(
         UnknownAdapter: if ``source`` or ``target`` is not a registered adapter name.
         InvalidJob: if anything else in the spec is invalid (every problem is named), or the job id is taken.
     """
-    source, source_kwargs = _by_name("source", source, source_kwargs)
-    target, target_kwargs = _by_name("target", target, target_kwargs)
-    data: Dict[str, Any] = {
-        "source": source,
-        "target": target,
-        "source_kwargs": source_kwargs,
-        "target_kwargs": target_kwargs,
-        "flags": list(flags) if isinstance(flags, (list, tuple, set, frozenset)) else flags,  # else: named error
-        "dry_run": dry_run,
-        "shard_size": shard_size if shard_size is not None else get_settings().shard_size,
-        "top_level_barrier": top_level_barrier,
-        "keep_stores": keep_stores,
-        "diff_range": diff_range,
-        "deadline": deadline,
-        "batch_size": dict(batch_size) if isinstance(batch_size, Mapping) else batch_size,
-        "delete_limit": delete_limit,
-        "allow_deletes": allow_deletes,
-    }
-    if job_id is not None:
-        data["job_id"] = job_id
+    data: Dict[str, Any] = {name: value for name, value in locals().items() if name in SUBMIT_FIELDS}
+    data["source"], data["source_kwargs"] = _by_name("source", source, source_kwargs)
+    data["target"], data["target_kwargs"] = _by_name("target", target, target_kwargs)
+    data["flags"] = list(flags) if isinstance(flags, (list, tuple, set, frozenset)) else flags  # else: named error
+    data["shard_size"] = shard_size if shard_size is not None else get_settings().shard_size
+    data["batch_size"] = dict(batch_size) if isinstance(batch_size, Mapping) else batch_size
+    if job_id is None:
+        del data["job_id"]  # a new one
     return submit_spec(JobSpec.from_data(data))
 
 

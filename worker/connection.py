@@ -1,11 +1,13 @@
-"""The Redis connection of job state, and the error a caller sees when Redis or the broker is unreachable."""
+"""The Redis connection of job state, and the error a caller sees when Redis or the broker is unreachable.
+
+``safe_url`` (``worker.redaction``) is re-exported here: URLs are shown only through it.
+"""
 
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
 from typing import Dict, Iterator, Optional, Tuple, Type
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from kombu.exceptions import OperationalError
 from redis import Redis
@@ -14,6 +16,7 @@ from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker.errors import RedisUnavailable
+from worker.redaction import safe_url, without_secrets
 from worker.settings import get_settings
 
 _clients: Dict[int, Redis] = {}
@@ -38,24 +41,6 @@ def unreachable(err: BaseException) -> bool:
     return False
 
 
-_SECRET_PARAMS = {"password", "passwd", "pass", "pwd", "token", "secret"}
-
-
-def safe_url(url: str) -> str:
-    """A URL fit for messages and logs: a password, in the user part or a query parameter, shown as ``***``."""
-    parsed = urlsplit(url)
-    netloc = parsed.netloc
-    if parsed.password is not None:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostport}"
-    query = parsed.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name.lower() in _SECRET_PARAMS for name, _ in pairs):
-            masked = [(name, "***" if name.lower() in _SECRET_PARAMS else value) for name, value in pairs]
-            query = urlencode(masked, safe="*")
-    return urlunsplit(parsed._replace(netloc=netloc, query=query))
 
 
 def redis_client() -> Redis:
@@ -81,13 +66,8 @@ def reaching_redis(doing: str) -> Iterator[None]:
         raise RedisUnavailable(
             f"cannot {doing}: Redis at {safe_url(settings.redis_url)} (SHARDSYNC_STORE_URL, else "
             f"SHARDSYNC_BROKER_URL; broker {safe_url(settings.broker_url)}) does not answer: "
-            f"{_without_secrets(str(err), settings.redis_url, settings.broker_url)}"
+            f"{without_secrets(str(err), settings.redis_url, settings.broker_url)}"
         ) from None
 
 
-def _without_secrets(message: str, *urls: str) -> str:
-    for url in urls:
-        password = urlsplit(url).password
-        if password:
-            message = message.replace(password, "***")
-    return message
+__all__ = ["UNREACHABLE", "reaching_redis", "redis_client", "safe_url", "unreachable"]

@@ -635,8 +635,8 @@ def scenario_partitioned(args: argparse.Namespace, app: Any, url: str) -> None:
     )
     if not partitions_supported():
         print(
-            "SKIPPED: needs partitioned loads (worker.adapters.demo.InventoryAdapter has no `partitions`/`page_latency` "
-            "kwargs in this checkout)"
+            "SKIPPED: needs partitioned loads (worker.adapters.demo.InventoryAdapter has no `partitions`/"
+            "`page_latency` kwargs in this checkout)"
         )
         print(command_line(args, "partitioned", **sizes))
         return

@@ -385,7 +385,8 @@ def test_a_late_duplicate_step_after_the_end_writes_nothing(cluster: Cluster) ->
     late = f"{job_id}.shard-1.late"
     sent = subprocess.run(
         [sys.executable, "-c",
-         "import sys; from worker.runners.celery.tasks import shard; shard.apply_async((sys.argv[1], 1), task_id=sys.argv[2])",
+         "import sys; from worker.runners.celery.tasks import shard; "
+         "shard.apply_async((sys.argv[1], 1), task_id=sys.argv[2])",
          job_id, late],
         cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

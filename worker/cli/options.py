@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 import click
 
 from worker.errors import InvalidJob
+from worker.job.spec import JobSpec
 
 
 class _Json(click.ParamType):
@@ -94,6 +95,9 @@ def job_options(func: Any) -> Any:
             help="keep the job's two stores after it ends, for inspection (default SHARDSYNC_KEEP_STORES: drop)",
         ),
         click.option("--deadline", type=int, help="seconds after which the job fails if not ended"),
+        click.option(
+            "--diff-range", type=_Positive(), help="top-level elements per diff task (default SHARDSYNC_DIFF_RANGE)"
+        ),
         click.option("--no-barrier", is_flag=True, help="top-level types are independent: no waves"),
     ]
     for option in reversed(options):
@@ -115,42 +119,39 @@ def follow_options(func: Any) -> Any:
     return func
 
 
+SPEC_FIELDS = tuple(name for name in JobSpec.model_fields if name not in ("job_id", "apply_of"))
+"""The spec's fields a command line or a job file sets: read from ``JobSpec``, never listed again here."""
+
+OPTION_NAMES = {"top_level_barrier": "no_barrier"}
+"""Spec fields whose option (and job file key) has a name of its own: ``--no-barrier`` negates the barrier."""
+
+JOB_FILE_KEYS = frozenset(OPTION_NAMES.get(name, name) for name in SPEC_FIELDS)
+"""A job file's keys: the spec's fields, by their option's name."""
+
+
 def spec_data(options: Dict[str, Any], dry_run: bool) -> Dict[str, Any]:
-    """The job spec from command options (or a job file's keys, which use the same names)."""
-    data: Dict[str, Any] = {
-        "source": options["source"],
-        "target": options["target"],
-        "source_kwargs": options.get("source_kwargs") or {},
-        "target_kwargs": options.get("target_kwargs") or {},
-        "flags": list(options.get("flags") or []),
-        "dry_run": dry_run,
-        "top_level_barrier": not options.get("no_barrier", False),
-        "deadline": options.get("deadline"),
-        "delete_limit": options.get("delete_limit"),
-        "allow_deletes": bool(options.get("allow_deletes", False)),
-        "keep_stores": options.get("keep_stores"),
-        "batch_size": batch_sizes(tuple(options.get("batch_size") or ())),
-    }
-    if options.get("shard_size") is not None:
-        data["shard_size"] = options["shard_size"]
+    """The job spec from command options (or a job file's keys, which use the same names).
+
+    Every spec field an option sets, by the option's name; an option not given leaves the spec's default.
+    """
+    data: Dict[str, Any] = {}
+    for name in SPEC_FIELDS:
+        value = options.get(OPTION_NAMES.get(name, name))
+        if name in ("source_kwargs", "target_kwargs"):
+            value = value or {}
+        elif name == "flags":
+            value = list(value or [])
+        elif name == "top_level_barrier":
+            value = not value
+        elif name == "batch_size":
+            value = batch_sizes(tuple(value or ()))
+        elif name == "allow_deletes":
+            value = bool(value)
+        elif name == "dry_run":
+            value = dry_run
+        if value is not None:
+            data[name] = value
     return data
-
-
-JOB_FILE_KEYS = {
-    "source",
-    "target",
-    "source_kwargs",
-    "target_kwargs",
-    "flags",
-    "dry_run",
-    "shard_size",
-    "batch_size",
-    "delete_limit",
-    "allow_deletes",
-    "deadline",
-    "no_barrier",
-    "keep_stores",
-}
 
 
 def read_job_file(path: str) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from core.diff import Diff
 from core.diff_codec import DiffCodec
-from worker.connection import safe_url
+from worker.redaction import MASK, safe_url, secret_name
 from worker.state.base import JobState
 
 
@@ -20,22 +20,17 @@ def iso(epoch: Optional[float]) -> Optional[str]:
     return datetime.fromtimestamp(float(epoch), tz=timezone.utc).isoformat(timespec="seconds")
 
 
-SECRET_WORDS = ("pass", "secret", "token", "key", "credential", "auth", "cookie", "private", "session", "cert")
-"""A kwarg whose name holds one of these is shown as ``"***"`` in reports (``redact``)."""
-
-
 def redact(kwargs: Any, secret_names: Sequence[str] = ()) -> Any:
     """Adapter kwargs as a report shows them: secrets replaced by ``"***"``, passwords in URLs masked.
 
-    A kwarg is secret if its name holds a word of ``SECRET_WORDS`` or the adapter lists it in its class
-    attribute ``secret_kwargs``; nested mappings are redacted the same way.
+    A kwarg is secret if its name holds a word of ``worker.redaction.SECRET_WORDS`` or the adapter lists it in
+    its class attribute ``secret_kwargs``; nested mappings are redacted the same way.
     """
     if isinstance(kwargs, dict):
         shown = {}
         for name, value in kwargs.items():
-            lowered = str(name).lower()
-            if name in secret_names or any(word in lowered for word in SECRET_WORDS):
-                shown[name] = "***"
+            if name in secret_names or secret_name(name):
+                shown[name] = MASK
             else:
                 shown[name] = redact(value, secret_names)
         return shown
@@ -45,7 +40,7 @@ def redact(kwargs: Any, secret_names: Sequence[str] = ()) -> Any:
         try:
             return safe_url(kwargs)
         except ValueError:  # not parseable as a URL: shown as a secret rather than guessed at
-            return "***"
+            return MASK
     return kwargs
 
 

@@ -46,7 +46,8 @@ def overdue(job: JobState, spec: Any) -> Optional[str]:
     if not isinstance(spec, dict):
         return None
     deadline = spec.get("deadline")
-    if deadline is None:
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline < 0:
+        # None, or not a deadline at all: the setting's (a spec that does not validate is the step's to report)
         deadline = get_settings().job_deadline
     submitted = job.info().get("submitted")
     if not deadline or submitted is None or time.time() <= float(submitted) + float(deadline):
@@ -223,7 +224,7 @@ def _notify(event: str, ctx: StepContext, outcome: Any) -> None:
         except Exception as err:  # noqa: BLE001 - see above
             if ctx.delivery.will_retry(err):
                 raise
-            logger.warning("Job hook failed", hook=type(hook).__name__, event=event, error=describe(err))
+            logger.warning("Job hook failed", hook=type(hook).__name__, hook_event=event, error=describe(err))
 
 
 def _stop(ctx: StepContext, reason: Optional[str]) -> None:

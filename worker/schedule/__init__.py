@@ -1,5 +1,1 @@
-"""Scheduled syncs: schedule files into beat entries, and one run at a time per entry (ticks)."""
-
-from worker.schedule.entries import load_schedule
-
-__all__ = ["load_schedule"]
+"""Scheduled syncs: schedule files into beat entries (``entries``), and one run at a time per entry (``ticks``)."""

@@ -45,7 +45,7 @@ EXAMPLES_FACTOR = float(os.environ.get("SHARDSYNC_DIFF_EXAMPLES", "1"))
 RANDOM_RUN = os.environ.get("SHARDSYNC_DIFF_RANDOM", "") not in ("", "0")
 SKIP_CHECKS = [key for key in os.environ.get("SHARDSYNC_DIFF_SKIP", "").split(",") if key]
 
-if ENGINE_NAME == "core" and not (Path(__file__).resolve().parents[1] / "core" / "__init__.py").exists():
+if ENGINE_NAME == "core" and not (Path(__file__).resolve().parents[2] / "core" / "__init__.py").exists():
     pytest.skip("core/__init__.py does not exist yet", allow_module_level=True)
 
 

@@ -19,7 +19,8 @@ from collections import Counter
 
 import pytest
 from hypothesis import given
-from test_differential import CONTINUE, REF, SUT, _settings, norm, run_scenario, scenarios
+
+from .test_differential import CONTINUE, REF, SUT, _settings, norm, run_scenario, scenarios
 
 NATURAL = 0b10000  # DiffSyncModelFlags.NATURAL_DELETION_ORDER
 SKIP_CHILDREN = 0b01000  # DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE
@@ -123,7 +124,7 @@ def test_looping_batch_hooks_give_diffsyncs_results(scenario):
 @pytest.mark.parametrize("fail", ["raise", "raise_base"])
 def test_exception_without_continue_stops_after_the_batch(fail):
     """Without CONTINUE_ON_FAILURE a failed item stops the sync once its whole batch is recorded."""
-    from test_differential import Scenario, device_node, site_node
+    from .test_differential import Scenario, device_node, site_node
 
     nodes = [site_node(f"s{i}", src={}, fail=fail if i == 1 else "ok") for i in range(3)]
     nodes += [device_node(f"s{i}", "d0", src={}) for i in range(3)]

@@ -13,7 +13,7 @@ import pytest
 
 from worker.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BROKEN = '{"syncs": [{"name": "bad", "every": -5, "job": {"source": "demo", "target": "demo"}}]}'
 BROKEN_TOML = '[[syncs]]\nname = "bad"\nevery = -5\njob = { source = "demo", target = "demo" }\n'
 
@@ -26,7 +26,8 @@ def run(args, schedule_file, timeout=60):
 def test_a_broken_schedule_file_does_not_break_import_or_demo(tmp_path) -> None:
     path = tmp_path / "schedule.json"
     path.write_text(BROKEN)
-    imported = run([sys.executable, "-c", "import worker, worker.runners.celery.tasks; print(worker.app.conf.beat_schedule)"], path)
+    code = "import worker, worker.runners.celery.tasks; print(worker.app.conf.beat_schedule)"
+    imported = run([sys.executable, "-c", code], path)
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip() == "{}"
     demo = run([sys.executable, "-m", "worker.cli", "demo", "--json"], path)

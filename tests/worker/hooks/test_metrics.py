@@ -18,9 +18,9 @@ from core import keys
 from core.store.redis import RedisStore
 from worker.cli import exporter
 from worker.hooks import metrics
-from worker.job.spec import JobSpec
 from worker.hooks.metrics import MetricsHook
 from worker.hooks.schedule import ScheduleHook
+from worker.job.spec import JobSpec
 from worker.pipeline.context import Delivery
 from worker.pipeline.dispatch import run_step
 from worker.runners.local import LocalRunner, run_local

@@ -22,7 +22,7 @@ from core.store.redis import RedisStore
 from ._models import DB, HOST, PORT, SOURCE, TARGET, Network, Vlan, children_tree, content, populate
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = HERE.parents[2]
 DEADLINE = 60  # seconds; only reached if the subprocess hangs
 
 HELPER = textwrap.dedent(

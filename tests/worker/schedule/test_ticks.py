@@ -1,4 +1,4 @@
-"""One run at a time per schedule entry (``worker.schedule.ticks``): the running marker, skipped ticks, the finish's release.
+"""One run at a time per schedule entry (``worker.schedule.ticks``): the marker, skipped ticks, the end's release.
 
 Against the suite's Redis database (tests/conftest.py); every test removes the keys it made.
 """
@@ -16,12 +16,12 @@ from redis import Redis
 
 from core import keys
 from worker import api
+from worker.errors import RedisUnavailable
+from worker.hooks import DEFAULT_HOOKS
+from worker.pipeline.context import Delivery
+from worker.pipeline.dispatch import run_step
 from worker.runners.celery import tasks
 from worker.schedule import ticks
-from worker.errors import RedisUnavailable
-from worker.pipeline.context import Delivery
-from worker.hooks import DEFAULT_HOOKS
-from worker.pipeline.dispatch import run_step
 from worker.schedule.ticks import (
     TickSkipped,
     admit_run,

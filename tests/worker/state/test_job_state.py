@@ -10,7 +10,6 @@ from redis import Redis
 
 from core.store.local import LocalStore
 from core.store.redis import RedisStore
-from worker.connection import safe_url
 from worker.state import MemoryJobState, RedisJobState
 
 URL = os.environ["SHARDSYNC_BROKER_URL"]  # the suite's database (tests/conftest.py, SHARDSYNC_TEST_REDIS_URL)
@@ -145,21 +144,6 @@ def test_report_outlives_scratch(job) -> None:
         job.plan()
     # the journal is the per-object log (JobHandle.log): kept with the report
     assert job.journal() == {"0:0": ["create", "success", "", "site", "s", 0]} and job.progress_count() == 0
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
-        ("redis://user:s3cret@host:6379/0", "redis://user:***@host:6379/0"),
-        ("redis://host:6379/0?password=s3cret&db=1", "redis://host:6379/0?password=***&db=1"),
-        ("rediss://host/0?ssl_cert_reqs=none&Token=abc", "rediss://host/0?ssl_cert_reqs=none&Token=***"),
-    ],
-)
-def test_safe_url_masks_passwords(url, shown) -> None:
-    assert safe_url(url) == shown
-    assert "s3cret" not in safe_url(url)
 
 
 def test_a_shard_reads_its_own_part_of_the_plan(job) -> None:

@@ -1,0 +1,131 @@
+"""The finish step (``worker.pipeline.finish``): the report, the lock and scratch data released, the end published."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.worker.pipeline import _adapters
+from tests.worker.pipeline._steps import HOST, DyingState, RecordingHook, RecordingRunner, drive, run_all
+from worker.job.spec import JobSpec
+from worker.settings import get_settings
+
+
+def finished_job(jobs, runner, **fields):
+    """A job run up to its finish (not run)."""
+    job = jobs.new(**fields)
+    assert run_all(runner, job, drive(runner, job, "finish")[1:]) is None
+    return job
+
+
+def test_the_finish_reports_releases_and_publishes(jobs) -> None:
+    hook = RecordingHook()
+    runner = RecordingRunner(hooks=[hook])
+    job = finished_job(jobs, runner)
+    target = JobSpec.from_data(job.spec_data()).target_identity()
+    assert job.holds_lock(target) and job.marked("started")
+    hook.calls.clear()
+
+    report = runner.deliver(job, "finish")
+
+    assert report == job.report()
+    assert report["status"] == "success" and report["error"] is None and report["sync_complete"] is True
+    assert report["operations"] == 11 and report["counts"]["delete"] == {"success": 7}
+    assert len(report["shards"]) == 1 and HOST in report["workers"]
+    assert job.info()["status"] == "success" and "finished" in job.info()
+    assert not job.holds_lock(target)
+    with pytest.raises(LookupError):
+        job.plan()  # scratch data dropped
+    assert not job.marked("started") and job.progress_count() == 0 and job.shard_results() == {}
+    assert job.summary() == report["summary"]  # the diff stays with the report
+    assert runner.published == [(job.job_id, report)]
+    assert hook.calls == [("ended", job.job_id, "success")]
+    assert runner.progressed == [("finish", 0, 1), ("finish", 1, 1)]
+    assert runner.handed == []
+
+
+def test_a_finish_delivered_again_publishes_only_if_not_published(jobs) -> None:
+    hook = RecordingHook()
+    runner = RecordingRunner(hooks=[hook])
+    job = finished_job(jobs, runner)
+    report = runner.deliver(job, "finish")
+    hook.calls.clear()
+
+    assert runner.deliver(job, "finish") == report
+
+    assert runner.published == [(job.job_id, report)]  # published already
+    assert hook.calls == [("ended", job.job_id, "success")]  # hooks are called again (they count once)
+    assert job.report() == report
+
+    other = RecordingRunner(hooks=[hook])  # a runner that never saw the end: the first delivery died before it
+    assert other.deliver(job, "finish") == report
+    assert other.published == [(job.job_id, report)]
+
+
+def test_an_adapters_sync_complete_runs_with_the_whole_diff(jobs, runner) -> None:
+    job = finished_job(jobs, runner, target="pipeline-test-completing")
+
+    report = runner.deliver(job, "finish")
+
+    assert report["status"] == "success" and report["sync_complete"] is True
+    assert _adapters.COMPLETED == [report["summary"]]
+
+
+def test_a_sync_complete_that_raises_is_the_reports_error(jobs, runner) -> None:
+    job = finished_job(jobs, runner, target="pipeline-test-completing", target_kwargs={"sites": 4, "refuse": "no"})
+    target = JobSpec.from_data(job.spec_data()).target_identity()
+
+    report = runner.deliver(job, "finish")
+
+    assert report["error"] == "sync_complete failed: RuntimeError: no"
+    assert report["status"] == "failed" and report["sync_complete"] is False
+    assert report["operations"] == 11 and report["counts"]["delete"] == {"success": 7}  # the operations stand
+    assert runner.published == [(job.job_id, report)]
+    assert not job.holds_lock(target)
+
+
+@pytest.mark.parametrize("fields", [{"dry_run": True}, {"source_kwargs": {"sites": 4}}])
+def test_no_sync_complete_without_a_change(jobs, runner, fields) -> None:
+    job = finished_job(jobs, runner, target="pipeline-test-completing", **fields)
+
+    report = runner.deliver(job, "finish")
+
+    assert report["sync_complete"] is False and report["error"] is None
+    assert _adapters.COMPLETED == []
+
+
+def test_a_poisoned_finish_still_reports(jobs, runner) -> None:
+    job = finished_job(jobs, runner, state=DyingState)
+    limit = get_settings().max_deliveries
+    job.dead["finish"] = limit
+    target = JobSpec.from_data(job.spec_data()).target_identity()
+
+    report = runner.deliver(job, "finish")
+
+    assert report is not None and report == job.report()
+    assert report["status"] == "failed"
+    assert report["error"].startswith(f"finish was started {limit + 1} times and its worker died {limit} times")
+    assert runner.published == [(job.job_id, report)]
+    assert not job.holds_lock(target)
+    assert report["operations"] == 11  # what the shards did is reported
+
+
+def test_a_poisoned_finish_keeps_the_first_error(jobs, runner) -> None:
+    job = jobs.new(state=DyingState)
+    job.dead["finish"] = get_settings().max_deliveries
+    job.abort("cancelled by the operator")
+
+    report = runner.deliver(job, "finish")
+
+    assert report["error"] == "cancelled by the operator"
+    assert runner.published == [(job.job_id, report)]
+
+
+def test_the_finish_of_a_job_that_never_started(jobs, runner) -> None:
+    job = jobs.new()
+    job.abort("cancelled by the operator")
+
+    report = runner.deliver(job, "finish")
+
+    assert report["status"] == "failed" and report["error"] == "cancelled by the operator"
+    assert report["operations"] == 0 and report["shards"] == [] and report["summary"] is None
+    assert runner.published == [(job.job_id, report)]
