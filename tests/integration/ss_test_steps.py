@@ -38,7 +38,7 @@ def hand_over(ctx: StepContext, outcome: Any, value: int) -> str:
 
 PROBE = register(
     Step(
-        "probe", task="shardsync.test_probe", work=probe, record=record, then=hand_over, done=done,
-        key="probe-{0}", shown="probe {0}", context=("probe",), queue="jobs",
+        "remote_probe", task="shardsync.test_remote_probe", work=probe, record=record, then=hand_over, done=done,
+        key="remote-probe-{0}", shown="remote probe {0}", context=("probe",), queue="jobs",
     )
 )  # fmt: skip

@@ -26,17 +26,19 @@ def test_a_step_added_through_the_table_runs_on_the_workers(workers, redis_db: R
     target = spec.target_identity()
     assert job.acquire_lock(target, 60) is None  # its heartbeat keeps the job's lock, as every step's does
     try:
-        assert define_tasks()["probe"].name == "shardsync.test_probe"  # this process's task, from the table
-        RUNNER.enqueue("probe", job.job_id, 21)
+        assert (
+            define_tasks()["remote_probe"].name == "shardsync.test_remote_probe"
+        )  # this process's task, from the table
+        RUNNER.enqueue("remote_probe", job.job_id, 21)
         poll(lambda: "probe-21" in job.info(), timeout=30, what="the probe step run by a worker")
         found = job.info()["probe-21"]
-        assert found["value"] == 42 and found["claim"] == "probe-21" and found["kept"]
+        assert found["value"] == 42 and found["claim"] == "remote-probe-21" and found["kept"]
         assert found["worker"].split("@")[0] in ("alpha", "beta")
-        result = AsyncResult(f"{job.job_id}.probe-21", app=app)
+        result = AsyncResult(f"{job.job_id}.remote-probe-21", app=app)
         poll(lambda: result.state == "SUCCESS", timeout=30, what="the probe's task to succeed")
         assert result.result == "probed 21"
-        assert not job.claim_held("probe-21") and "probe-21" not in job.running_steps()
-        RUNNER.enqueue("probe", job.job_id, 21)  # delivered again: found done, its work does not run twice
+        assert not job.claim_held("remote-probe-21") and "remote-probe-21" not in job.running_steps()
+        RUNNER.enqueue("remote_probe", job.job_id, 21)  # delivered again: found done, its work does not run twice
         deliveries = keys.job_key(job.job_id, "probe-deliveries")
         poll(lambda: redis_db.llen(deliveries) == 2, timeout=30, what="the second delivery of the probe")
         assert redis_db.lrange(deliveries, 0, -1) == [b"ran", b"done before"]

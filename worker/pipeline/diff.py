@@ -74,7 +74,7 @@ def diff(ctx: StepContext) -> Optional[Dict[str, Any]]:
     job, spec = ctx.job, ctx.spec
     if not in_one_task(spec):
         ctx.progress("diff", 0, 0)
-        if job.diff_parts() is None:  # else delivered again: the ranges stand, those without a result go
+        if job.ranges() is None:  # else delivered again: the ranges stand, those without a result go
             set_up(ctx)
         hand_over_ranges(ctx)
         return None
@@ -147,7 +147,7 @@ def set_up(ctx: StepContext) -> Dict[str, Any]:
     for modelname in symmetric_difference(target.top_level, source.top_level):
         skipped += (target if modelname in target.top_level else source).store.count(model=modelname)
     ranges = {"parts": parts, "skipped": skipped, "started": time.time()}
-    job.save_diff_parts(ranges)
+    job.save_ranges(ranges)
     logger.info("Diff in ranges", ranges=len(parts), size=size or None)
     return ranges
 
@@ -155,8 +155,8 @@ def set_up(ctx: StepContext) -> Dict[str, Any]:
 def hand_over_ranges(ctx: StepContext) -> None:
     """Hand over to every range without a result; to the join when none is left (a diff delivered again, too)."""
     job = ctx.job
-    ranges = job.diff_parts() or {"parts": []}
-    done = job.diff_parts_done()
+    ranges = job.ranges() or {"parts": []}
+    done = job.ranges_done()
     total = len(ranges["parts"])
     if len(done) >= total:
         ctx.hand_over("join")
@@ -164,7 +164,7 @@ def hand_over_ranges(ctx: StepContext) -> None:
     ctx.progress("diff", len(done), total)
     for index in range(total):
         if index not in done:
-            ctx.hand_over("diff_part", index)
+            ctx.hand_over("range", index)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def hand_over_ranges(ctx: StepContext) -> None:
 
 def stray_range(job: JobState, index: Any) -> Optional[str]:
     """Why a range message names no range of its job's diff (then nothing runs), or None."""
-    ranges = job.diff_parts()
+    ranges = job.ranges()
     if ranges is None or not isinstance(index, int) or not 0 <= index < len(ranges["parts"]):
         return f"Diff range message names no range of its job's diff: range {index!r}"
     return None
@@ -182,7 +182,7 @@ def stray_range(job: JobState, index: Any) -> Optional[str]:
 
 def range_done(job: JobState, index: int) -> bool:
     """Whether the range is diffed (its result recorded)."""
-    return index in job.diff_parts_done()
+    return index in job.ranges_done()
 
 
 def _read_range(source: Adapter, target: Adapter, part: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -200,7 +200,7 @@ def _read_range(source: Adapter, target: Adapter, part: Dict[str, Any]) -> Tuple
 def diff_range(ctx: StepContext, index: int) -> Tuple[List[Any], Dict[str, Any]]:
     """Diff one range; returns its kept records and its result (counts, operations per kept subtree...)."""
     spec = ctx.spec
-    part = ctx.job.diff_parts()["parts"][index]  # type: ignore[index]
+    part = ctx.job.ranges()["parts"][index]  # type: ignore[index]
     started = time.perf_counter()
     source, target = ctx.adapters(lazy=True, reuse=True)
     differ = DiffSyncDiffer(source, target, spec.diffsync_flags)
@@ -238,15 +238,15 @@ def diff_range(ctx: StepContext, index: int) -> Tuple[List[Any], Dict[str, Any]]
 def record_range(ctx: StepContext, diffed: Tuple[List[Any], Dict[str, Any]], index: int) -> None:
     """Keep one range's records and result (one transaction: two deliveries never interleave their records)."""
     records, result = diffed
-    ctx.job.save_diff_part(index, records, result)
+    ctx.job.save_range(index, records, result)
     logger.info("Diff range done", range=index, elements=result["elements"], kept=len(records))
 
 
 def range_diffed(ctx: StepContext, outcome: Any, index: int) -> None:
     """After a range: show the diff's progress; the last range hands over to the join."""
     job = ctx.job
-    total = len((job.diff_parts() or {"parts": []})["parts"])
-    done = len(job.diff_parts_done())
+    total = len((job.ranges() or {"parts": []})["parts"])
+    done = len(job.ranges_done())
     ctx.progress("diff", done, total)
     if done >= total:
         ctx.hand_over("join")
@@ -260,8 +260,8 @@ def range_diffed(ctx: StepContext, outcome: Any, index: int) -> None:
 def join(ctx: StepContext) -> Dict[str, Any]:
     """Join the ranges into the job's diff, summary and plan; returns the saved plan."""
     job, spec = ctx.job, ctx.spec
-    ranges = job.diff_parts() or {"parts": [], "skipped": 0, "started": time.time()}
-    results = job.diff_part_results()
+    ranges = job.ranges() or {"parts": [], "skipped": 0, "started": time.time()}
+    results = job.range_results()
     missing = [index for index in range(len(ranges["parts"])) if index not in results]
     if missing:
         raise RuntimeError(f"the join found ranges {missing[:10]} of the diff without a result")
@@ -275,7 +275,7 @@ def join(ctx: StepContext) -> Dict[str, Any]:
         result = results[index]
         for name in _COUNTS:
             summary[name] += int(result["summary"].get(name, 0))
-        copied = job.join_diff_part(index, offset)
+        copied = job.join_range(index, offset)
         if copied != len(result["operations"]):
             raise RuntimeError(f"range {index} of the diff kept {copied} records for {len(result['operations'])}")
         subtrees.extend(

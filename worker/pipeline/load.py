@@ -117,7 +117,7 @@ def _hand_over_partitions(ctx: StepContext, side: str, count: int) -> None:
     done = ctx.job.partitions_done(side)
     for index in range(count):
         if index not in done:
-            ctx.hand_over("load_part", side, index)
+            ctx.hand_over("partition", side, index)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ register(Step(
     done=load.side_done, key="load-{0}", stage="load-{0}", shown="{0}",
 ))  # fmt: skip
 register(Step(
-    "load_part", task="shardsync.load_part", work=load.load_partition, record=load.record_partition,
+    "partition", task="shardsync.load_part", work=load.load_partition, record=load.record_partition,
     then=load.partition_loaded, done=load.partition_done, check=load.stray_partition,
     key="load-{0}-{1}", stage="load-{0}", context=("", "partition"), shown="{0} partition {1}",
     failure="load-{0} partition {1}",
@@ -162,7 +162,7 @@ register(Step(
     "diff", task="shardsync.diff", work=diff.diff, then=diff.planned_then, done=diff.planned,
 ))  # fmt: skip
 register(Step(
-    "diff_part", task="shardsync.diff_part", work=diff.diff_range, record=diff.record_range,
+    "range", task="shardsync.diff_part", work=diff.diff_range, record=diff.record_range,
     then=diff.range_diffed, done=diff.range_done, check=diff.stray_range,
     key="diff-{0}", stage="diff", context=("range",), shown="range {0}",
 ))  # fmt: skip

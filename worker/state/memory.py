@@ -42,9 +42,9 @@ class MemoryJobState(MemoryParts, JobState):
         self._loads: Dict[str, bytes] = {}
         self._partitions: Dict[str, bytes] = {}
         self._partition_results: Dict[str, Dict[int, bytes]] = {}
-        self._diff_parts: Optional[bytes] = None
-        self._diff_part_records: Dict[int, bytes] = {}
-        self._diff_part_results: Dict[int, bytes] = {}
+        self._ranges: Optional[bytes] = None
+        self._range_records: Dict[int, bytes] = {}
+        self._range_results: Dict[int, bytes] = {}
         self._diff: Dict[int, bytes] = {}
         self._summary: Optional[bytes] = None
         self._plan: Optional[bytes] = None

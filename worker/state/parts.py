@@ -48,30 +48,30 @@ class JobParts(ABC):
     """Whether the job's steps may run in several processes (a diff in ranges); False for a memory state."""
 
     @abstractmethod
-    def save_diff_parts(self, parts: Dict[str, Any]) -> None:
+    def save_ranges(self, parts: Dict[str, Any]) -> None:
         """Keep the ranges of a distributed diff (``{"parts": [...], ...}``) and forget any earlier results."""
 
     @abstractmethod
-    def diff_parts(self) -> Optional[Dict[str, Any]]:
+    def ranges(self) -> Optional[Dict[str, Any]]:
         """The ranges of the job's distributed diff, or None before they are set."""
 
     @abstractmethod
-    def save_diff_part(self, index: int, records: Sequence[Any], result: Dict[str, Any]) -> int:
+    def save_range(self, index: int, records: Sequence[Any], result: Dict[str, Any]) -> int:
         """Keep one range's element records and result (records first: a result means they are whole).
 
         Returns how many ranges have a result.
         """
 
     @abstractmethod
-    def diff_parts_done(self) -> Set[int]:
+    def ranges_done(self) -> Set[int]:
         """Indexes of the ranges diffed so far (their results, which hold operation counts, unread)."""
 
     @abstractmethod
-    def diff_part_results(self) -> Dict[int, Dict[str, Any]]:
+    def range_results(self) -> Dict[int, Dict[str, Any]]:
         """The results of the ranges diffed so far, by index."""
 
     @abstractmethod
-    def join_diff_part(self, index: int, offset: int) -> int:
+    def join_range(self, index: int, offset: int) -> int:
         """Copy one range's records into the kept diff from position ``offset``; returns how many."""
 
     @abstractmethod
@@ -131,7 +131,7 @@ class RedisParts(JobParts):
         raw = self.client.hgetall(self.key(f"partloads:{side}"))
         return {int(index): unpack(value) for index, value in raw.items()}
 
-    def save_diff_parts(self, parts: Dict[str, Any]) -> None:
+    def save_ranges(self, parts: Dict[str, Any]) -> None:
         """Keep the diff's ranges; forget earlier results (and their records)."""
         count = len(parts.get("parts", []))
         pipe = self.client.pipeline(transaction=True)
@@ -139,11 +139,11 @@ class RedisParts(JobParts):
         pipe.set(self.key("diffparts"), pack(parts), ex=get_settings().store_ttl)
         pipe.execute()
 
-    def diff_parts(self) -> Optional[Dict[str, Any]]:
+    def ranges(self) -> Optional[Dict[str, Any]]:
         """The diff's ranges, or None."""
         return unpack(self.client.get(self.key("diffparts")))  # type: ignore[no-any-return]
 
-    def save_diff_part(self, index: int, records: Sequence[Any], result: Dict[str, Any], batch: int = 1000) -> int:
+    def save_range(self, index: int, records: Sequence[Any], result: Dict[str, Any], batch: int = 1000) -> int:
         """Keep one range's records (a list, replaced as a whole) and its result, in one transaction.
 
         Two deliveries of a range (one whose claim expired under it) write the same thing; one transaction
@@ -161,16 +161,16 @@ class RedisParts(JobParts):
         pipe.hlen(self.key("diffparts-done"))
         return int(pipe.execute()[-1])
 
-    def diff_parts_done(self) -> Set[int]:
+    def ranges_done(self) -> Set[int]:
         """Indexes of the ranges diffed so far (HKEYS)."""
         return {int(index) for index in self.client.hkeys(self.key("diffparts-done"))}
 
-    def diff_part_results(self) -> Dict[int, Dict[str, Any]]:
+    def range_results(self) -> Dict[int, Dict[str, Any]]:
         """The ranges' results so far."""
         raw = self.client.hgetall(self.key("diffparts-done"))
         return {int(index): unpack(value) for index, value in raw.items()}
 
-    def join_diff_part(self, index: int, offset: int, batch: int = 1000) -> int:
+    def join_range(self, index: int, offset: int, batch: int = 1000) -> int:
         """Copy one range's records (as stored bytes, never decoded) into the kept diff."""
         key = self.key(f"diffpart:{index}")
         total = int(self.client.llen(key))
@@ -197,9 +197,9 @@ class MemoryParts(JobParts):
     _summary: Optional[bytes]
     _partitions: Dict[str, bytes]
     _partition_results: Dict[str, Dict[int, bytes]]
-    _diff_parts: Optional[bytes]
-    _diff_part_records: Dict[int, bytes]
-    _diff_part_results: Dict[int, bytes]
+    _ranges: Optional[bytes]
+    _range_records: Dict[int, bytes]
+    _range_results: Dict[int, bytes]
 
     if TYPE_CHECKING:  # MemoryJobState's
 
@@ -233,34 +233,34 @@ class MemoryParts(JobParts):
         """Results of the side's loaded partitions."""
         return {index: unpack(raw) for index, raw in self._partition_results.get(side, {}).items()}
 
-    def save_diff_parts(self, parts: Dict[str, Any]) -> None:
+    def save_ranges(self, parts: Dict[str, Any]) -> None:
         """Keep the diff's ranges; forget earlier results."""
-        self._diff_parts = pack(parts)
-        self._diff_part_records = {}
-        self._diff_part_results = {}
+        self._ranges = pack(parts)
+        self._range_records = {}
+        self._range_results = {}
 
-    def diff_parts(self) -> Optional[Dict[str, Any]]:
+    def ranges(self) -> Optional[Dict[str, Any]]:
         """The diff's ranges, or None."""
-        raw = self._diff_parts
+        raw = self._ranges
         return None if raw is None else unpack(raw)  # type: ignore[no-any-return]
 
-    def save_diff_part(self, index: int, records: Sequence[Any], result: Dict[str, Any]) -> int:
+    def save_range(self, index: int, records: Sequence[Any], result: Dict[str, Any]) -> int:
         """Keep one range's records and result."""
-        self._diff_part_records[index] = pack(list(records))
-        self._diff_part_results[index] = pack(result)
-        return len(self._diff_part_results)
+        self._range_records[index] = pack(list(records))
+        self._range_results[index] = pack(result)
+        return len(self._range_results)
 
-    def diff_parts_done(self) -> Set[int]:
+    def ranges_done(self) -> Set[int]:
         """Indexes of the ranges diffed so far."""
-        return set(self._diff_part_results)
+        return set(self._range_results)
 
-    def diff_part_results(self) -> Dict[int, Dict[str, Any]]:
+    def range_results(self) -> Dict[int, Dict[str, Any]]:
         """The ranges' results so far."""
-        return {index: unpack(raw) for index, raw in self._diff_part_results.items()}
+        return {index: unpack(raw) for index, raw in self._range_results.items()}
 
-    def join_diff_part(self, index: int, offset: int) -> int:
+    def join_range(self, index: int, offset: int) -> int:
         """Copy one range's records into the kept diff."""
-        records = unpack(self._diff_part_records[index])
+        records = unpack(self._range_records[index])
         for position, record in enumerate(records, start=offset):
             self._diff[position] = pack(record)
         return len(records)

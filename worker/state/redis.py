@@ -352,7 +352,7 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
         parts += [f"wave:{wave}" for wave in range(len(plan.get("waves", [])))]
         for side in ("source", "target"):
             parts += [f"partitions:{side}", f"partloads:{side}"]
-        ranges = self.diff_parts()
+        ranges = self.ranges()
         count = len(ranges.get("parts", [])) if isinstance(ranges, dict) else 0
         parts += ["diffparts", "diffparts-done"] + [f"diffpart:{index}" for index in range(count)]
         # Every claim ever taken is counted in the claims hash: its keys name them all, whatever the steps.

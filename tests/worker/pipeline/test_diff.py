@@ -33,34 +33,34 @@ def test_the_diff_sets_up_one_range_per_type_and_side(jobs, runner) -> None:
     assert runner.deliver(job, "diff") is None
 
     counts = {side: job.open_store(side).count(model="site") for side in ("source", "target")}
-    assert job.diff_parts()["parts"] == [
+    assert job.ranges()["parts"] == [
         {"type": "region", "side": "source", "first": 0, "end": 2},
         {"type": "region", "side": "target", "first": 0, "end": 2},
         {"type": "site", "side": "source", "first": 0, "end": counts["source"]},
         {"type": "site", "side": "target", "first": 0, "end": counts["target"]},
     ]
-    assert runner.handed == [("diff_part", index) for index in range(4)]
+    assert runner.handed == [("range", index) for index in range(4)]
     assert runner.progressed == [("diff", 0, 0), ("diff", 0, 4)]
-    assert job.diff_parts_done() == set()
+    assert job.ranges_done() == set()
     with pytest.raises(LookupError):
         job.plan()
 
 
 def test_each_range_records_its_result_and_the_last_hands_over_the_join(jobs, runner) -> None:
     job = jobs.new(**REGIONS)
-    assert drive(runner, job, "diff_part") == [("diff_part", index) for index in range(4)]
+    assert drive(runner, job, "range") == [("range", index) for index in range(4)]
 
     for index, host in ((3, "w2"), (0, "w1"), (1, "w1")):
-        runner.deliver(job, "diff_part", index, delivery=Delivery(hostname=host))
+        runner.deliver(job, "range", index, delivery=Delivery(hostname=host))
         assert runner.handed == []
-    assert job.diff_parts_done() == {0, 1, 3}
+    assert job.ranges_done() == {0, 1, 3}
     assert runner.progressed == [("diff", 3, 4)]
-    region_source = job.diff_part_results()[0]
+    region_source = job.range_results()[0]
     assert region_source["summary"]["create"] == 1 and region_source["summary"]["no-change"] == 1  # amer; emea
     assert region_source["operations"] == [["region", 1]] and region_source["worker"] == "w1"
-    assert job.diff_part_results()[1]["summary"]["delete"] == 1  # apac: in the target only
+    assert job.range_results()[1]["summary"]["delete"] == 1  # apac: in the target only
 
-    runner.deliver(job, "diff_part", 2)
+    runner.deliver(job, "range", 2)
 
     assert runner.handed == [("join",)]
     assert runner.progressed == [("diff", 4, 4)]
@@ -92,13 +92,13 @@ def test_the_join_saves_the_plan_and_hands_over_the_first_wave(jobs, runner) -> 
 def test_a_diff_delivered_again_after_the_plan_hands_over_the_first_wave_again(jobs, runner) -> None:
     job = jobs.new(**REGIONS)
     first_wave = drive(runner, job, "shard")
-    ranges, results, plan = job.diff_parts(), job.diff_part_results(), job.plan()
+    ranges, results, plan = job.ranges(), job.range_results(), job.plan()
 
     for step in ("diff", "join"):
         runner.deliver(job, step)
 
         assert runner.handed == first_wave
-        assert job.diff_parts() == ranges and job.diff_part_results() == results  # nothing diffed again
+        assert job.ranges() == ranges and job.range_results() == results  # nothing diffed again
         assert job.plan() == plan
         assert not any(stage in ("diff", "plan") for stage, _, _ in runner.progressed)
         assert ("sync", 0, plan["operations"]) not in runner.progressed  # no fresh start of the sync shown
@@ -106,15 +106,15 @@ def test_a_diff_delivered_again_after_the_plan_hands_over_the_first_wave_again(j
 
 def test_a_diff_delivered_again_before_the_join_hands_over_the_ranges_left(jobs, runner) -> None:
     job = jobs.new(**REGIONS)
-    drive(runner, job, "diff_part")
-    runner.deliver(job, "diff_part", 1)
-    started = job.diff_parts()["started"]
+    drive(runner, job, "range")
+    runner.deliver(job, "range", 1)
+    started = job.ranges()["started"]
 
     runner.deliver(job, "diff")
 
-    assert runner.handed == [("diff_part", 0), ("diff_part", 2), ("diff_part", 3)]
-    assert job.diff_parts_done() == {1}  # the ranges stand, with their results
-    assert job.diff_parts()["started"] == started
+    assert runner.handed == [("range", 0), ("range", 2), ("range", 3)]
+    assert job.ranges_done() == {1}  # the ranges stand, with their results
+    assert job.ranges()["started"] == started
 
 
 def test_adapters_with_their_own_diff_are_diffed_in_one_task(jobs, runner) -> None:
@@ -124,7 +124,7 @@ def test_adapters_with_their_own_diff_are_diffed_in_one_task(jobs, runner) -> No
     runner.deliver(job, "diff")
 
     assert _adapters.OWN_DIFFS == ["own"]
-    assert job.diff_parts() is None  # no ranges
+    assert job.ranges() is None  # no ranges
     expected = local_diff(InventoryAdapter, {"sites": 4, "variant": 1}, {"sites": 4})
     assert job.summary() == expected.summary()
     plan = job.plan()
@@ -136,12 +136,12 @@ def test_adapters_with_their_own_diff_are_diffed_in_one_task(jobs, runner) -> No
 @pytest.mark.parametrize("index", [2, -1, "0", None])
 def test_a_stray_range_message_does_nothing(jobs, runner, index) -> None:
     job = jobs.new()
-    drive(runner, job, "diff_part")  # the demo has one top-level type: ranges 0 and 1
+    drive(runner, job, "range")  # the demo has one top-level type: ranges 0 and 1
 
-    assert runner.deliver(job, "diff_part", index) is None
+    assert runner.deliver(job, "range", index) is None
 
     assert runner.handed == [] and runner.progressed == []
-    assert job.diff_parts_done() == set() and job.aborted() is None
+    assert job.ranges_done() == set() and job.aborted() is None
     assert job.running_steps() == {}
 
 
@@ -149,9 +149,9 @@ def test_a_range_before_the_ranges_are_set_up_is_a_stray(jobs, runner) -> None:
     job = jobs.new()
     drive(runner, job, "diff")
 
-    runner.deliver(job, "diff_part", 0)
+    runner.deliver(job, "range", 0)
 
-    assert runner.handed == [] and job.diff_parts() is None and job.aborted() is None
+    assert runner.handed == [] and job.ranges() is None and job.aborted() is None
 
 
 def test_no_change_plans_no_shard_and_hands_over_the_finish(jobs, runner) -> None:

@@ -165,7 +165,7 @@ def test_errors_of_the_finish_are_raised(jobs, runner) -> None:
 
 
 @pytest.mark.parametrize(
-    "step", [("start",), ("load", "source"), ("load_part", "source", 0), ("diff",), ("diff_part", 0), ("join",),
+    "step", [("start",), ("load", "source"), ("partition", "source", 0), ("diff",), ("range", 0), ("join",),
              ("shard", 0), ("finish",)]
 )  # fmt: skip
 def test_an_unknown_job_runs_nothing(runner, step) -> None:
@@ -178,7 +178,7 @@ def test_an_unknown_job_runs_nothing(runner, step) -> None:
     assert job.running_steps() == {} and job.loads() == {}
 
 
-@pytest.mark.parametrize("step", [("load", "source"), ("diff",), ("diff_part", 0), ("join",), ("shard", 0)])
+@pytest.mark.parametrize("step", [("load", "source"), ("diff",), ("range", 0), ("join",), ("shard", 0)])
 def test_after_the_report_every_step_is_a_no_op(jobs, runner, step) -> None:
     job = jobs.new()
     pending = drive(runner, job, "shard")
@@ -199,7 +199,7 @@ def test_a_stopped_job_hands_over_to_the_finish_instead_of_a_step(jobs, runner) 
 
     runner.deliver(job, "diff")
 
-    assert runner.handed == [("finish",)] and job.diff_parts() is None
+    assert runner.handed == [("finish",)] and job.ranges() is None
 
 
 def test_a_job_that_ended_while_the_step_took_its_claim(jobs, runner) -> None:
@@ -234,11 +234,11 @@ def test_the_log_context_is_bound_during_the_step(jobs, runner) -> None:
     drive(runner, job, "load")
     runner.deliver(job, "load", "source")
 
-    runner.deliver(job, "load_part", "source", 1)
+    runner.deliver(job, "partition", "source", 1)
 
     assert _adapters.CONTEXTS == [{"job_id": job.job_id, "stage": "load-source", "partition": 1}]
     assert structlog.contextvars.get_contextvars() == {}  # unbound after the step
-    runner.deliver(job, "load_part", "source", 0)
+    runner.deliver(job, "partition", "source", 0)
     runner.deliver(job, "load", "target")
     assert drive(runner, job, "shard", pending=runner.handed)[0] == ("shard", 0)
     assert structlog.contextvars.get_contextvars() == {}  # the join binds stage=plan: unbound too

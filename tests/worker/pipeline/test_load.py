@@ -64,18 +64,18 @@ def test_a_partitioned_side_is_loaded_by_its_partitions(jobs, runner) -> None:
 
     runner.deliver(job, "load", "source")
 
-    assert runner.handed == [("load_part", "source", 0), ("load_part", "source", 1), ("load_part", "source", 2)]
+    assert runner.handed == [("partition", "source", 0), ("partition", "source", 1), ("partition", "source", 2)]
     assert job.partitions("source")["keys"] == [[0, 2], [2, 4], [4, 6]]
     assert "source" not in job.loads()
 
     for index, host in ((2, "w3"), (0, "w1")):
-        runner.deliver(job, "load_part", "source", index, delivery=Delivery(hostname=host))
+        runner.deliver(job, "partition", "source", index, delivery=Delivery(hostname=host))
         assert runner.handed == []
         assert "source" not in job.loads()
     assert job.partitions_done("source") == {0, 2}
     assert runner.progressed == [("load-source", 2, 3)]
 
-    runner.deliver(job, "load_part", "source", 1, delivery=Delivery(hostname="w1"))
+    runner.deliver(job, "partition", "source", 1, delivery=Delivery(hostname="w1"))
 
     results = job.partition_results("source")
     assert sorted(results) == [0, 1, 2] and all(result["objects"] > 0 for result in results.values())
@@ -92,12 +92,12 @@ def test_a_load_delivered_again_hands_over_only_the_partitions_left(jobs, runner
     )
     drive(runner, job, "load")
     runner.deliver(job, "load", "source")
-    runner.deliver(job, "load_part", "source", 1)
+    runner.deliver(job, "partition", "source", 1)
     assert _adapters.LOADS["src"] == 1
 
     runner.deliver(job, "load", "source")
 
-    assert runner.handed == [("load_part", "source", 0), ("load_part", "source", 2)]
+    assert runner.handed == [("partition", "source", 0), ("partition", "source", 2)]
     assert job.partitions_done("source") == {1}  # the partitions kept, never cleared
     assert _adapters.LOADS["src"] == 1
 
@@ -108,7 +108,7 @@ def test_a_stray_partition_message_does_nothing(jobs, runner, side, index) -> No
     drive(runner, job, "load")
     runner.deliver(job, "load", "source")
 
-    assert runner.deliver(job, "load_part", side, index) is None
+    assert runner.deliver(job, "partition", side, index) is None
 
     assert runner.handed == [] and runner.progressed == []
     assert job.partitions_done("source") == set()
@@ -155,7 +155,7 @@ def test_a_partition_that_raises_fails_the_job(jobs, runner) -> None:
     drive(runner, job, "load")
     runner.deliver(job, "load", "source")
 
-    runner.deliver(job, "load_part", "source", 1)
+    runner.deliver(job, "partition", "source", 1)
 
     assert job.aborted() == "load-source partition 1 failed: RuntimeError: partition [2, 4] is down"
     assert runner.handed == [("finish",)]

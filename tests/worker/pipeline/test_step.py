@@ -14,7 +14,7 @@ from worker.pipeline.context import DONE, Delivery
 from worker.pipeline.step import STEPS, Step, register, step_named, unregister
 from worker.runners.local import LocalRunner
 
-PIPELINE = {"start", "load", "load_part", "diff", "diff_part", "join", "shard", "finish"}
+PIPELINE = {"start", "load", "partition", "diff", "range", "join", "shard", "finish"}
 
 
 def test_every_step_is_declared_with_a_task_of_its_own() -> None:
@@ -33,10 +33,10 @@ def test_every_step_is_declared_with_a_task_of_its_own() -> None:
     [
         ("start", (), "start", "start", "job X", "start"),
         ("load", ("source",), "load-source", "load-source", "job X source", "load-source"),
-        ("load_part", ("target", 2), "load-target-2", "load-target", "job X target partition 2",
+        ("partition", ("target", 2), "load-target-2", "load-target", "job X target partition 2",
          "load-target partition 2"),
         ("diff", (), "diff", "diff", "job X", "diff"),
-        ("diff_part", (4,), "diff-4", "diff", "job X range 4", "diff"),
+        ("range", (4,), "diff-4", "diff", "job X range 4", "diff"),
         ("join", (), "join", "diff", "job X", "diff"),
         ("shard", (3,), "shard-3", "sync", "job X shard 3", "sync"),
         ("finish", (), "finish", "finish", "job X", "finish"),
@@ -53,8 +53,8 @@ def test_keys_task_ids_and_how_monitors_show_a_step(name, args, key, stage, show
 
 def test_the_log_context_of_a_step() -> None:
     assert STEPS["shard"].log_context("X", [3]) == {"job_id": "X", "stage": "sync", "shard": 3}
-    assert STEPS["load_part"].log_context("X", ["source", 1]) == {"job_id": "X", "stage": "load-source", "partition": 1}
-    assert STEPS["diff_part"].log_context("X", [0]) == {"job_id": "X", "stage": "diff", "range": 0}
+    assert STEPS["partition"].log_context("X", ["source", 1]) == {"job_id": "X", "stage": "load-source", "partition": 1}
+    assert STEPS["range"].log_context("X", [0]) == {"job_id": "X", "stage": "diff", "range": 0}
     assert STEPS["load"].log_context("X", ["target"]) == {"job_id": "X", "stage": "load-target"}
 
 
@@ -65,7 +65,7 @@ def test_a_task_name_is_one_steps_only() -> None:
 
 
 def test_an_unknown_step_is_named_with_the_known_ones() -> None:
-    with pytest.raises(LookupError, match="no step 'nope'; steps: .*diff_part.*shard"):
+    with pytest.raises(LookupError, match="no step 'nope'; steps: .*range.*shard"):
         step_named("nope")
 
 
