@@ -107,7 +107,7 @@ class DiffSyncSyncer:
         """
         changed = False
         self.base_logger.info("Beginning sync")
-        with frozen_heap(), self.src_diffsync.store._session(), self.dst_diffsync.store._session():
+        with frozen_heap(), self.src_diffsync.store.session(), self.dst_diffsync.store.session():
             changed = self.sync_top_level(self.diff.get_children())
         self.base_logger.info("Sync complete")
         return changed

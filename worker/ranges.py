@@ -127,7 +127,7 @@ def _diff_range(job: JobState, delivery: Delivery, spec: JobSpec, index: int, pa
         started = time.perf_counter()
         source, target = attach_adapters(job, spec, lazy=True, reuse=True)
         differ = DiffSyncDiffer(source, target, spec.diffsync_flags)
-        with source.store._session(), target.store._session():
+        with source.store.session(), target.store.session():
             src_map, dst_map = _read_range(source, target, part)
             elements = differ.diff_maps(src_map, dst_map)
             counted = Diff()
