@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, Type, Union
 
+from core._operation import no_model_message, precheck
 from core.diff import DiffElement
-from core.enum import DiffSyncActions, DiffSyncModelFlags, DiffSyncStatus
-from core.exceptions import ObjectCrudException, ObjectNotCreated, ObjectNotDeleted, ObjectNotUpdated
+from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncStatus
+from core.exceptions import ObjectCrudException
 
 if TYPE_CHECKING:
     from core.model import DiffSyncModel
@@ -36,12 +37,8 @@ _CREATE = DiffSyncActions.CREATE
 _UPDATE = DiffSyncActions.UPDATE
 _DELETE = DiffSyncActions.DELETE
 _HOOKS = {_CREATE: "create_batch", _UPDATE: "update_batch", _DELETE: "delete_batch"}
-_NATURAL = DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
-_SKIP_CHILDREN = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value
-_UNKNOWN = DiffSyncStatus.UNKNOWN
 _FAILURE = DiffSyncStatus.FAILURE
 _ERROR = DiffSyncStatus.ERROR
-_MODEL_NONE = DiffSyncModelFlags.NONE
 
 
 class BatchHookError(TypeError):
@@ -167,13 +164,16 @@ Level = List[Tuple[DiffElement, Optional["DiffSyncModel"]]]
 class LevelRun:
     """Applies the subtrees of one top-level type level by level, grouping batched operations.
 
-    It works through the syncer's own steps (look-ups, logging, ``_operation_done``, ``_replayed``,
-    ``_before_hook``, ``_batch_done``), so a runner that overrides them journals and fences batches too.
+    Each element's visit starts as in ``sync_diff_element`` (the syncer's ``_start_visit``), a single hook
+    runs through the syncer's ``_sync_model``, and every step calls the syncer's hooks (``SyncHooks``:
+    ``should_stop``, ``replay``, ``before_hook``, ``operation_done``, ``batch_done``), so a runner that
+    overrides them journals and fences batches too.
     """
 
     def __init__(self, syncer: DiffSyncSyncer) -> None:
         self.syncer = syncer
         self.dst = syncer.dst_diffsync
+        self._continue_on_failure = bool(syncer.flags & DiffSyncFlags.CONTINUE_ON_FAILURE)
         self.stopped = False
         self.changed = False
         self._started: set = set()
@@ -208,45 +208,20 @@ class LevelRun:
     # -- visiting -------------------------------------------------------------------------------------
 
     def _visit(self, element: DiffElement, parent: Any, ops: List[_Op], deferred: List[_Op], slot: Level) -> bool:
-        """The start of the syncer's ``sync_diff_element`` for one element: look-ups, status, what comes next."""
-        syncer = self.syncer
+        """Start an element's visit as ``sync_diff_element`` does; its operation waits in ``ops`` or ``deferred``.
+
+        Returns:
+            Whether the element counts as a change already (a replayed operation).
+        """
         action = element.action
-        if action is not None:
-            replay = syncer._replayed(element)
-            if replay is not None:
-                visit_children, children_parent = replay
-                if visit_children:
-                    slot.extend((child, children_parent) for child in element.get_children())
-                return True
-        model_class = getattr(self.dst, element.type)
-        syncer._lookup_src(model_class, element)
-        uid, dst_model = syncer._lookup_dst(model_class, element)
+        started = self.syncer._start_visit(element, action, slot)
+        if started is True:  # replayed: the reference's syncer never started it (see _deferred_context)
+            return True
         self._started.add(id(element))
-        if dst_model is not None:
-            dst_model.set_status(_UNKNOWN)
-        natural = skip_children = False
-        if dst_model is not None and dst_model.model_flags is not _MODEL_NONE:
-            bits = dst_model.model_flags.value
-            natural = bool(bits & _NATURAL)
-            skip_children = bool(bits & _SKIP_CHILDREN)
-        if action is None:
-            if syncer._log_unchanged:
-                syncer._bind(element, action, uid, None).debug(
-                    "No changes to apply; no action needed", status=DiffSyncStatus.SUCCESS.value
-                )
-            if dst_model is None:
-                syncer._bind(element, action, uid, None).warning(
-                    "No object resulted from sync, will not process child objects."
-                )
-                return False
-            syncer.incr_elements_processed()
-            if element._child_diff is not None:
-                slot.extend((child, dst_model) for child in element.get_children())
+        if started is False:  # no operation to run; its children, if any, wait in the slot
             return False
-        diffs = element.get_attrs_diffs()
-        logger = syncer._bind(element, action, uid, diffs)
+        model_class, uid, dst_model, natural, skip_children, logger, attrs = started
         children_first = natural and action == _DELETE and not skip_children
-        attrs = diffs.get("+", {})
         op = _Op(element, model_class, uid, dst_model, parent, logger, attrs, skip_children, children_first, slot)
         if children_first:
             slot.extend((child, dst_model) for child in element.get_children())
@@ -287,10 +262,10 @@ class LevelRun:
         buffers: Dict[Tuple[Any, str], List[_Op]] = {}
         for op in ops:
             if op.action in self._batched(op.model_class):
-                error = self._precheck(op)
+                error = precheck(op.action, op.log_class, op.dst_model, op.ids)
                 if error is not None:
                     self._failed(op, error)
-                    if not syncer._continue_on_failure:
+                    if not self._continue_on_failure:
                         raise error
                     self._after(op, None)
                     continue
@@ -303,42 +278,30 @@ class LevelRun:
                 continue
             self._check_stop()
             self.changed = True
-            syncer._current_op = (op.element, op.uid)
-            _, result = syncer._sync_model(op.logger, op.log_class, op.action, op.dst_model, op.ids, op.attrs)
+            _, result = syncer._sync_model(
+                op.element, op.uid, op.logger, op.log_class, op.action, op.dst_model, op.attrs
+            )
             self._after(op, result)
         for (model_class, action), buffer in buffers.items():
             if buffer:
                 self._run_batch(model_class, action, buffer)
 
     def _check_stop(self) -> None:
-        if self.syncer._should_stop():
+        if self.syncer.should_stop():
             raise _Stopped
-
-    @staticmethod
-    def _precheck(op: _Op) -> Optional[ObjectCrudException]:
-        """The single hook path's own checks, made before an item joins a batch."""
-        name = op.log_class.get_type()
-        if op.action == _CREATE and op.dst_model is not None:
-            return ObjectNotCreated(f"Failed to create {name} {op.ids} - it already exists!")
-        if op.action == _UPDATE and op.dst_model is None:
-            return ObjectNotUpdated(f"Failed to update {name} {op.ids} - not found!")
-        if op.action == _DELETE and op.dst_model is None:
-            return ObjectNotDeleted(f"Failed to delete {name} {op.ids} - not found!")
-        return None
 
     def _failed(self, op: _Op, error: ObjectCrudException) -> None:
         syncer = self.syncer
         self.changed = True
-        syncer._current_op = (op.element, op.uid)
         syncer.log_sync_status(op.logger, op.action, _ERROR, str(error))
-        syncer._operation_done(op.action, _ERROR, str(error), None)
+        syncer.operation_done(op.element, op.uid, op.action, _ERROR, str(error), None)
 
     def _run_batch(self, model_class: Any, action: str, ops: List[_Op]) -> None:
         """One batch hook call, then every item's outcome as the single hook path records it."""
         syncer = self.syncer
         self._check_stop()
         self.changed = True
-        syncer._before_hook()
+        syncer.before_hook()
         if syncer._debug:
             for op in ops:
                 op.logger.debug(f"Attempting model {action}")
@@ -362,10 +325,9 @@ class LevelRun:
         crud: Optional[ObjectCrudException] = None  # stops it without CONTINUE_ON_FAILURE
         store = self.dst.store
         for op, result in zip(ops, results, strict=True):
-            syncer._current_op = (op.element, op.uid)
             if isinstance(result, ObjectCrudException):
                 self._failed(op, result)
-                if not syncer._continue_on_failure:
+                if not self._continue_on_failure:
                     crud = crud or result
                 else:
                     self._after(op, None)  # as a single hook's: "No object resulted", children skipped
@@ -374,7 +336,7 @@ class LevelRun:
                 fatal = fatal or result
                 continue
             if result is None:
-                status, message = _FAILURE, f"{op.log_class.get_type()} {action} did not return the model object."
+                status, message = _FAILURE, no_model_message(op.log_class, action)
             elif not hasattr(result, "get_status"):
                 raise BatchHookError(
                     f"{model_class.__qualname__}.{name} returned {type(result).__qualname__} for an item "
@@ -385,9 +347,9 @@ class LevelRun:
                     store._after_change(result, False)
                 status, message = result.get_status()
             syncer.log_sync_status(op.logger, action, status, message)
-            syncer._operation_done(action, status, message, result)
+            syncer.operation_done(op.element, op.uid, action, status, message, result)
             self._after(op, result)
-        syncer._batch_done()
+        syncer.batch_done()
         if fatal is not None:
             raise fatal
         if crud is not None:

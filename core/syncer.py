@@ -3,20 +3,25 @@
 Order of operations, skipped children after a failure, flags, statuses, log events and progress counts are
 the reference's (see ARCHITECTURE.md, "Operation order").  Per-element state lives in local variables, not
 on the syncer, and the work for an unchanged element is one store lookup.
+
+A runner that applies a diff its own way (``worker.apply.ShardSyncer`` journals each operation and replays
+those a previous delivery made) subclasses ``DiffSyncSyncer`` and overrides the methods of ``SyncHooks``, its
+published extension points; everything else here is the engine's own.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple, Type, Union
 
 import structlog
 
 from core._gc import frozen_heap
 from core._log import level_enabled
-from core.batch import BatchSize, LevelRun, batched_actions, check_batch_size
+from core._operation import no_model_message, precheck
+from core.batch import BatchSize, Level, LevelRun, batched_actions, check_batch_size
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
-from core.exceptions import ObjectCrudException, ObjectNotCreated, ObjectNotDeleted, ObjectNotFound, ObjectNotUpdated
+from core.exceptions import ObjectCrudException, ObjectNotFound
 from core.store import reads_through_index
 from core.store.local import LocalStore
 
@@ -35,8 +40,118 @@ _SUCCESS = DiffSyncStatus.SUCCESS
 _FAILURE = DiffSyncStatus.FAILURE
 _ERROR = DiffSyncStatus.ERROR
 
+_Started = Tuple[Type["DiffSyncModel"], str, Optional["DiffSyncModel"], bool, bool, Any, Dict[str, Any]]
+"""An element whose operation is to run: (model class, unique id, destination object or None, whether its
+model has NATURAL_DELETION_ORDER, whether it has SKIP_CHILDREN_ON_DELETE, bound logger, attributes to apply)."""
 
-class DiffSyncSyncer:
+
+class SyncHooks(Protocol):
+    """The points where a runner may change how a sync runs; by default each does nothing (nothing stops it).
+
+    A runner (the distributed one journals every operation so that a redelivered shard skips what it already
+    made, and fences its writes with the job's lock) subclasses ``DiffSyncSyncer``, which inherits these
+    defaults, and overrides only these methods; the engine's other members stay free to change.  The syncer
+    calls them:
+
+    - ``should_stop()`` before each top-level element applied one by one, and before each hook (single or
+      batch) of a level-by-level run (a type with batch hooks, see ``core.batch``);
+    - ``before_element(element)`` as ``sync_diff_element`` starts an element; the level-by-level path does
+      not call it (there ``before_hook`` and ``batch_done`` mark the points between operations);
+    - ``replay(element)`` for each element that has an action, before anything is looked up: a runner that
+      knows the operation was made already says how to go on, and no hook runs for it;
+    - ``before_hook()`` before each create/update/delete hook and each batch hook call;
+    - ``operation_done(...)`` once for every operation, when its outcome is known and logged, before the
+      syncer adds, links or removes the object in the destination store;
+    - ``batch_done()`` after a batch hook call, once every item's outcome and store writes are made.
+
+    Every one of them runs between complete operations except ``operation_done``, which runs inside one (its
+    store writes still to come): that is where a runner records what happened but does not yet persist it.
+    An exception raised in any of them stops the sync and propagates out of ``perform_sync``.
+    """
+
+    def should_stop(self) -> bool:
+        """Whether to stop the sync here, leaving the rest undone (``stopped`` is set).
+
+        A runner overrides it to honour an abort request without killing the process mid-operation. Asked
+        often: keep it cheap (the distributed runner asks Redis at most four times a second).
+
+        Returns:
+            True to stop before the next top-level element (or the next hook of a level).
+        """
+        return False
+
+    def before_element(self, element: DiffElement) -> None:
+        """Called as ``sync_diff_element`` starts an element, before its replay check and look-ups.
+
+        Every operation recorded so far is complete, store writes included, so a runner may persist its
+        records here (the distributed runner writes its journal when a checkpoint is due). Override it in a
+        subclass: the syncer checks once, when it is created, whether there is anything to call.
+
+        Args:
+            element: The element about to be visited.
+        """
+        return None
+
+    def replay(self, element: DiffElement) -> Optional[Tuple[bool, Optional[DiffSyncModel]]]:
+        """How to go on with an element whose operation an earlier run already made, or None to run it.
+
+        A runner with a journal overrides it so that a redelivered job does not run a hook twice: it answers
+        from its journal (or from what it can see in the store) and counts the element as replayed. Called
+        for elements that have an action only; a replayed element counts as a change.
+
+        Args:
+            element: The element about to be visited.
+
+        Returns:
+            None when the operation must run; else (whether to visit its children, the destination object to
+            give them as their parent, None if there is none).
+        """
+        return None
+
+    def before_hook(self) -> None:
+        """Called before each create/update/delete hook and each batch hook call, between complete operations.
+
+        The last point before the destination system is touched: a runner persists what is done (a crash in
+        the hook then repeats that hook alone) and checks that it still may write (its lock).
+        """
+        return None
+
+    def operation_done(
+        self,
+        element: DiffElement,
+        uid: str,
+        action: str,
+        status: DiffSyncStatus,
+        message: str,
+        model: Optional[DiffSyncModel],
+    ) -> None:
+        """Called once per create/update/delete with its outcome, after it is logged.
+
+        A runner records it here (a journal entry, counts). The syncer has yet to add, link or remove the
+        object in the destination store, so a record must wait for the next ``before_hook``, ``before_element``
+        or ``batch_done`` to be persisted: a journal must never claim what the store lacks.
+
+        Args:
+            element: The element whose operation ran.
+            uid: The unique id of its object.
+            action: ``DiffSyncActions.CREATE``, ``UPDATE`` or ``DELETE``.
+            status: SUCCESS or FAILURE from the model (FAILURE when the hook returned None), ERROR when it
+                raised an ObjectCrudException or a check refused it.
+            message: The message logged with the status.
+            model: What the hook returned, None when it failed or raised.
+        """
+        return None
+
+    def batch_done(self) -> None:
+        """Called after a batch hook call, once every item's outcome is recorded and its store writes made.
+
+        A batch is one remote call: a runner persists its records as one unit here, so that a crash repeats
+        the whole batch or none of it.
+        """
+        return None
+
+
+class DiffSyncSyncer(SyncHooks):
     """Applies a Diff from a source adapter to a destination adapter (use ``Adapter.sync_from``)."""
 
     def __init__(
@@ -52,7 +167,7 @@ class DiffSyncSyncer:
         self.batch_size = check_batch_size(batch_size)
         """Most items per batch hook call, for every model or per model name (None: each model's own)."""
         self.stopped = False
-        """Whether the sync stopped early because ``_should_stop`` said so (a runner's abort)."""
+        """Whether the sync stopped early because ``should_stop`` said so (a runner's abort)."""
         self.src_diffsync = src_diffsync
         self.dst_diffsync = dst_diffsync
         self.flags = flags
@@ -66,9 +181,9 @@ class DiffSyncSyncer:
             self.base_logger, "debug"
         )
         self._debug = level_enabled(self.base_logger, "debug")
+        """Whether debug events are emitted at all (shared with LevelRun: "Attempting model ..." events)."""
         self._uid_maps: Dict[str, Any] = {}
         self._last_started: Tuple[Any, Any, str] = (None, None, "")
-        self._current_op: Tuple[Any, str] = (None, "")
         # A direct look-up in the destination store's index is only equivalent to Adapter.get when neither
         # the adapter nor the store changes how get works.
         self._direct_get = reads_through_index(dst_diffsync, "get")
@@ -80,6 +195,8 @@ class DiffSyncSyncer:
         )
         self._src_registered: set = set()
         self._batching: Dict[str, bool] = {}
+        # Called only when overridden: a call that does nothing, made for every element, costs a few per cent.
+        self._before_element = type(self).before_element is not SyncHooks.before_element
 
     @property
     def total_elements(self) -> int:
@@ -107,7 +224,7 @@ class DiffSyncSyncer:
         """
         changed = False
         self.base_logger.info("Beginning sync")
-        with frozen_heap(), self.src_diffsync.store._session(), self.dst_diffsync.store._session():
+        with frozen_heap(), self.src_diffsync.store.session(), self.dst_diffsync.store.session():
             changed = self.sync_top_level(self.diff.get_children())
         self.base_logger.info("Sync complete")
         return changed
@@ -116,7 +233,7 @@ class DiffSyncSyncer:
         """Apply top-level elements in order: one by one, or level by level for a type batch hooks touch.
 
         Stops (setting ``stopped``) between top-level elements, and between hooks of a level, when
-        ``_should_stop`` says so.
+        ``should_stop`` says so.
 
         Returns:
             True if any change was made (or attempted), else False.
@@ -132,7 +249,7 @@ class DiffSyncSyncer:
             if self._batched_type(element.type):
                 group.append(element)
                 continue
-            if self._should_stop():
+            if self.should_stop():
                 self.stopped = True
                 return changed
             changed |= self.sync_diff_element(element)
@@ -164,40 +281,20 @@ class DiffSyncSyncer:
             self._batching[modelname] = found
         return found
 
-    # -- what a runner may override (each does nothing here) ------------------------------------------
+    def lookup_dst(self, model_class: Type[DiffSyncModel], element: DiffElement) -> Tuple[str, Any]:
+        """Find an element's object in the destination, as the syncer does before its operation.
 
-    def _should_stop(self) -> bool:
-        """Asked between top-level elements and between the hooks of a level: True stops the sync there."""
-        return False
+        A runner calls it to see what an earlier run left in the store (whether a create already happened,
+        the object to give a replayed element's children). It reads the store's index directly where that is
+        equivalent to ``Adapter.get``, and reuses the unique id the differ computed.
 
-    def _replayed(self, element: DiffElement) -> Optional[Tuple[bool, Optional[DiffSyncModel]]]:
-        """For a runner with a journal: None when the element's operation must run, else how to go on.
+        Args:
+            model_class: The destination adapter's class for the element's type.
+            element: The element.
 
-        Returns (whether to visit its children, the parent object to give them) for an operation an earlier
-        run already made.
+        Returns:
+            (unique id, destination object or None).
         """
-        return None
-
-    def _before_hook(self) -> None:
-        """Called before each create/update/delete hook or batch hook call, between complete operations."""
-
-    def _batch_done(self) -> None:
-        """Called once the outcome of every item of a batch hook call is recorded (its store writes made)."""
-
-    def _lookup_src(self, model_class: Type[DiffSyncModel], element: DiffElement) -> None:
-        """Make diffsync's (unused) source look-up, or reproduce its only visible effect (see __init__)."""
-        if self._real_src_lookup:
-            self.src_diffsync.get_or_none(model_class, element.keys)
-            return
-        modelname = model_class.get_type()
-        if modelname not in self._src_registered:
-            self._src_registered.add(modelname)
-            store = self.src_diffsync.store
-            if isinstance(store, LocalStore):
-                store._uid_map(modelname)
-
-    def _lookup_dst(self, model_class: Type[DiffSyncModel], element: DiffElement) -> Tuple[str, Any]:
-        """Find the destination object of an element; returns (unique id, object or None)."""
         dst_obj = element._dst_obj
         uid = element._uid
         if uid is None or dst_obj is None or dst_obj.__class__ is not model_class:
@@ -213,36 +310,67 @@ class DiffSyncSyncer:
         except ObjectNotFound:
             return uid, None
 
+    def _lookup_src(self, model_class: Type[DiffSyncModel], element: DiffElement) -> None:
+        """Make diffsync's (unused) source look-up, or reproduce its only visible effect (see __init__)."""
+        if self._real_src_lookup:
+            self.src_diffsync.get_or_none(model_class, element.keys)
+            return
+        modelname = model_class.get_type()
+        if modelname not in self._src_registered:
+            self._src_registered.add(modelname)
+            store = self.src_diffsync.store
+            if isinstance(store, LocalStore):
+                store._uid_map(modelname)
+
+    # -- shared with core.batch.LevelRun, which visits and applies elements level by level --------------
+    # Internal: the two paths must keep one behaviour, so each step they have in common is written once here.
+
     def _bind(self, element: DiffElement, action: Optional[str], uid: str, diffs: Optional[Dict]) -> Any:
+        """The logger of one element's events, with the fields the reference binds."""
         if diffs is None:
             diffs = element.get_attrs_diffs()
         return self.base_logger.bind(action=action, model=element.type, unique_id=uid, diffs=diffs)
 
-    def sync_diff_element(self, element: DiffElement, parent_model: Optional[DiffSyncModel] = None) -> bool:
-        """Apply one element and then its children (children first for a NATURAL_DELETION_ORDER delete).
+    def _start_visit(
+        self, element: DiffElement, action: Optional[str], next_level: Optional[Level]
+    ) -> Union[bool, _Started]:
+        """The beginning of every element's visit: replay, look-ups, status, model flags, an unchanged element.
+
+        Settles the elements that run no operation: one the runner replays (``replay``) and one without an
+        action (logged, counted, its children visited). Their children are visited at once, depth-first, when
+        ``next_level`` is None (``sync_diff_element``), or appended to ``next_level`` with their parent object
+        (``LevelRun``).
+
+        Args:
+            element: The element to visit.
+            action: Its action, as read once by the caller (reading it compares the attributes again).
+            next_level: Where to put the element's children instead of visiting them now.
 
         Returns:
-            True if this element or any below it led to a change (or an attempted one).
+            For a settled element, whether anything changed: True when the runner replayed it; for an
+            unchanged one, whether anything below it changed (False when its children went to ``next_level``).
+            For an element whose operation is to run, what running it takes (``_Started``).
         """
-        action = element.action
         if action is not None:
-            replay = self._replayed(element)
+            replay = self.replay(element)
             if replay is not None:
                 visit_children, children_parent = replay
                 if visit_children:
-                    for child in element.get_children():
-                        self.sync_diff_element(child, parent_model=children_parent)
+                    if next_level is None:
+                        for child in element.get_children():
+                            self.sync_diff_element(child, parent_model=children_parent)
+                    else:
+                        next_level.extend((child, children_parent) for child in element.get_children())
                 return True
         model_class = getattr(self.dst_diffsync, element.type)
         self._lookup_src(model_class, element)
-        uid, dst_model = self._lookup_dst(model_class, element)
+        uid, dst_model = self.lookup_dst(model_class, element)
         self._last_started = (element, model_class, uid)
-        if dst_model is not None:
-            dst_model.set_status(_UNKNOWN)
 
         natural_deletion_order = False
         skip_children = False
         if dst_model is not None:
+            dst_model.set_status(_UNKNOWN)
             model_flags = dst_model.model_flags
             if model_flags is not _MODEL_NONE:
                 bits = model_flags.value
@@ -263,12 +391,78 @@ class DiffSyncSyncer:
             self.incr_elements_processed()
             changed = False
             if element._child_diff is not None:
-                for child in element.get_children():
-                    changed |= self.sync_diff_element(child, parent_model=dst_model)
+                if next_level is None:
+                    for child in element.get_children():
+                        changed |= self.sync_diff_element(child, parent_model=dst_model)
+                else:
+                    next_level.extend((child, dst_model) for child in element.get_children())
             return changed
 
         diffs = element.get_attrs_diffs()
         logger = self._bind(element, action, uid, diffs)
+        return model_class, uid, dst_model, natural_deletion_order, skip_children, logger, diffs.get("+", {})
+
+    def _sync_model(
+        self,
+        element: DiffElement,
+        uid: str,
+        logger: Any,
+        model_class: Type[DiffSyncModel],
+        action: str,
+        dst_model: Optional[DiffSyncModel],
+        attrs: Dict,
+    ) -> Tuple[bool, Optional[DiffSyncModel]]:
+        """Run one element's create/update/delete hook; returns (changed, resulting model or None on failure).
+
+        ``model_class`` is the class the operation is logged and named with (see ``sync_diff_element``).
+        """
+        self.before_hook()
+        try:
+            if self._debug:
+                logger.debug(f"Attempting model {action}")
+            error = precheck(action, model_class, dst_model, element.keys)
+            if error is not None:
+                raise error
+            if action == _CREATE:
+                dst_model = model_class.create(adapter=self.dst_diffsync, ids=element.keys, attrs=attrs)
+            elif action == _UPDATE:
+                dst_model = dst_model.update(attrs=attrs)  # type: ignore[union-attr]  # precheck: not None
+                if dst_model is not None:
+                    self.dst_diffsync.store._after_change(dst_model, False)
+            else:
+                dst_model = dst_model.delete()  # type: ignore[union-attr]  # precheck: not None
+
+            if dst_model is not None:
+                status, message = dst_model.get_status()
+            else:
+                status = _FAILURE
+                message = no_model_message(model_class, action)
+        except ObjectCrudException as exception:
+            self.log_sync_status(logger, action, _ERROR, str(exception))
+            self.operation_done(element, uid, action, _ERROR, str(exception), None)
+            if self._continue_on_failure:
+                return True, None
+            raise
+
+        self.log_sync_status(logger, action, status, message)
+        self.operation_done(element, uid, action, status, message, dst_model)
+        return True, dst_model
+
+    # -- the depth-first path -------------------------------------------------------------------------
+
+    def sync_diff_element(self, element: DiffElement, parent_model: Optional[DiffSyncModel] = None) -> bool:
+        """Apply one element and then its children (children first for a NATURAL_DELETION_ORDER delete).
+
+        Returns:
+            True if this element or any below it led to a change (or an attempted one).
+        """
+        if self._before_element:
+            self.before_element(element)
+        action = element.action
+        started = self._start_visit(element, action, None)
+        if started is False or started is True:
+            return started
+        model_class, uid, dst_model, natural_deletion_order, skip_children, logger, attrs = started
         log_class = model_class
         changed = False
         if natural_deletion_order and action == _DELETE and not skip_children:
@@ -282,10 +476,7 @@ class DiffSyncSyncer:
                 logger = self._bind(last_element, last_element.action, last_uid, None)
                 log_class = last_class
 
-        self._current_op = (element, uid)
-        changed, modified_model = self._sync_model(
-            logger, log_class, action, dst_model, element.keys, diffs.get("+", {})
-        )
+        changed, modified_model = self._sync_model(element, uid, logger, log_class, action, dst_model, attrs)
         if modified_model is not None:
             dst_model = modified_model
         if modified_model is None or dst_model is None:
@@ -309,63 +500,6 @@ class DiffSyncSyncer:
             for child in element.get_children():
                 changed |= self.sync_diff_element(child, parent_model=dst_model)
         return changed
-
-    def _sync_model(
-        self,
-        logger: Any,
-        model_class: Type[DiffSyncModel],
-        action: str,
-        dst_model: Optional[DiffSyncModel],
-        ids: Dict,
-        attrs: Dict,
-    ) -> Tuple[bool, Optional[DiffSyncModel]]:
-        """Run the create/update/delete hook; returns (changed, resulting model or None on failure)."""
-        self._before_hook()
-        try:
-            if self._debug:
-                logger.debug(f"Attempting model {action}")
-            if action == _CREATE:
-                if dst_model is not None:
-                    raise ObjectNotCreated(f"Failed to create {model_class.get_type()} {ids} - it already exists!")
-                dst_model = model_class.create(adapter=self.dst_diffsync, ids=ids, attrs=attrs)
-            elif action == _UPDATE:
-                if dst_model is None:
-                    raise ObjectNotUpdated(f"Failed to update {model_class.get_type()} {ids} - not found!")
-                dst_model = dst_model.update(attrs=attrs)
-                if dst_model is not None:
-                    self.dst_diffsync.store._after_change(dst_model, False)
-            elif action == _DELETE:
-                if dst_model is None:
-                    raise ObjectNotDeleted(f"Failed to delete {model_class.get_type()} {ids} - not found!")
-                dst_model = dst_model.delete()
-            else:
-                raise ObjectCrudException(f'Unknown action "{action}"!')
-
-            if dst_model is not None:
-                status, message = dst_model.get_status()
-            else:
-                status = _FAILURE
-                message = f"{model_class.get_type()} {action} did not return the model object."
-        except ObjectCrudException as exception:
-            self.log_sync_status(logger, action, _ERROR, str(exception))
-            self._operation_done(action, _ERROR, str(exception), None)
-            if self._continue_on_failure:
-                return True, None
-            raise
-
-        self.log_sync_status(logger, action, status, message)
-        self._operation_done(action, status, message, dst_model)
-        return True, dst_model
-
-    def _operation_done(
-        self, action: str, status: DiffSyncStatus, message: str, model: Optional[DiffSyncModel]
-    ) -> None:
-        """Called once per create/update/delete with its outcome; ``self._current_op`` is (element, uid).
-
-        ``model`` is what the hook returned (None when it failed or raised).
-
-        Does nothing here: a distributed runner overrides it to journal and count operations.
-        """
 
     def log_sync_status(self, logger: Any, action: Optional[str], status: DiffSyncStatus, message: str) -> None:
         """Log the outcome of one element at the level its status calls for."""

@@ -77,7 +77,7 @@ class ShardSyncer(DiffSyncSyncer):
         reporter = threading.Thread(target=self._report_while_running, args=(stop,), daemon=True)
         reporter.start()
         try:
-            with self.src_diffsync.store._session(), self.dst_diffsync.store._session():
+            with self.src_diffsync.store.session(), self.dst_diffsync.store.session():
                 self._prefetch_targets()
                 changed = self.sync_top_level(self.diff.get_children())
             return changed, self.stopped
@@ -115,7 +115,8 @@ class ShardSyncer(DiffSyncSyncer):
         for modelname, uids in by_type.items():
             prefetch(modelname, uids)
 
-    def _should_stop(self) -> bool:
+    def should_stop(self) -> bool:
+        """Whether the job was aborted (asked of the job state at most four times a second)."""
         now = time.monotonic()
         if now - self._last_abort_check < 0.25:
             return False
@@ -124,10 +125,16 @@ class ShardSyncer(DiffSyncSyncer):
 
     # -- journal --------------------------------------------------------------------------------------
 
-    def _operation_done(
-        self, action: str, status: DiffSyncStatus, message: str, model: Optional[DiffSyncModel]
+    def operation_done(
+        self,
+        element: DiffElement,
+        uid: str,
+        action: str,
+        status: DiffSyncStatus,
+        message: str,
+        model: Optional[DiffSyncModel],
     ) -> None:
-        element, uid = self._current_op
+        """Buffer the operation's journal entry (written at the next checkpoint) and count it."""
         flags = model.model_flags.value if model is not None else 0
         self._record(element, [action, status.value, message, element.type, uid, flags])
         self.applied += 1
@@ -171,12 +178,11 @@ class ShardSyncer(DiffSyncSyncer):
 
     # -- replay ---------------------------------------------------------------------------------------
 
-    def sync_diff_element(self, element: DiffElement, parent_model: Optional[DiffSyncModel] = None) -> bool:
-        """Apply an element (or replay it, see ``_replayed``), writing the journal first when it is due."""
+    def before_element(self, element: DiffElement) -> None:
+        """Write the journal when it is due, before an element is applied (or replayed, see ``replay``)."""
         self._checkpoint_if_due()
-        return super().sync_diff_element(element, parent_model)
 
-    def _replayed(self, element: DiffElement) -> Optional[Tuple[bool, Optional[DiffSyncModel]]]:
+    def replay(self, element: DiffElement) -> Optional[Tuple[bool, Optional[DiffSyncModel]]]:
         """Replay an operation a previous delivery of this shard journaled (or visibly applied)."""
         entry = self._done.get(self._op_ids[id(element)])
         if entry is None and self._redelivered:
@@ -190,7 +196,7 @@ class ShardSyncer(DiffSyncSyncer):
         if action == DiffSyncActions.DELETE:
             return not entry[5] & _CHILDREN_DONE, None  # children deleted with it or before it, or still to do
         model_class = getattr(self.dst_diffsync, element.type)
-        _, dst_model = self._lookup_dst(model_class, element)
+        _, dst_model = self.lookup_dst(model_class, element)
         return True, dst_model
 
     def _checkpoint_if_due(self) -> None:
@@ -202,7 +208,7 @@ class ShardSyncer(DiffSyncSyncer):
         ):
             self.checkpoint()
 
-    def _before_hook(self) -> None:
+    def before_hook(self) -> None:
         """Journal what is done, then fence, before a hook (or a batch hook) runs.
 
         A crash in the hook then re-runs that hook (that batch) alone; and a hook runs only while the job
@@ -212,7 +218,7 @@ class ShardSyncer(DiffSyncSyncer):
         if self._fence is not None:
             self._fence()
 
-    def _batch_done(self) -> None:
+    def batch_done(self) -> None:
         """Journal a batch as one unit as soon as its hook returned (one transaction with its store writes)."""
         self.checkpoint()
 
@@ -222,7 +228,7 @@ class ShardSyncer(DiffSyncSyncer):
         Its effect is visible in the store: a create whose object exists, a delete whose object is gone.
         """
         model_class = getattr(self.dst_diffsync, element.type)
-        uid, dst_model = self._lookup_dst(model_class, element)
+        uid, dst_model = self.lookup_dst(model_class, element)
         action = element.action
         found = (action == DiffSyncActions.CREATE and dst_model is not None) or (
             action == DiffSyncActions.DELETE and dst_model is None
