@@ -132,7 +132,7 @@ class DiffSyncDiffer:
         self.callback = callback
         self.diff: Optional[Diff] = None
         self.models_processed = 0
-        with src_diffsync.store.session(), dst_diffsync.store.session():
+        with src_diffsync.store.engine_session(), dst_diffsync.store.engine_session():
             self.total_models = len(src_diffsync) + len(dst_diffsync)
         self._debug = level_enabled(self.logger, "debug")
         if self._debug:
@@ -160,7 +160,7 @@ class DiffSyncDiffer:
         """Compute (once) and return the Diff between the source and destination adapters."""
         if self.diff is not None:
             return self.diff
-        with self.src_diffsync.store.session(), self.dst_diffsync.store.session():
+        with self.src_diffsync.store.engine_session(), self.dst_diffsync.store.engine_session():
             return self._calculate()
 
     def _calculate(self) -> Diff:

@@ -4,9 +4,9 @@ Order of operations, skipped children after a failure, flags, statuses, log even
 the reference's (see ARCHITECTURE.md, "Operation order").  Per-element state lives in local variables, not
 on the syncer, and the work for an unchanged element is one store lookup.
 
-A runner that applies a diff its own way (``worker.apply.ShardSyncer`` journals each operation and replays
-those a previous delivery made) subclasses ``DiffSyncSyncer`` and overrides the methods of ``SyncHooks``, its
-published extension points; everything else here is the engine's own.
+A runner that applies a diff its own way (``worker.pipeline.journal.ShardSyncer`` journals each operation and
+replays those a previous delivery made) subclasses ``DiffSyncSyncer`` and overrides the methods of ``SyncHooks``,
+its published extension points; everything else here is the engine's own.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ class DiffSyncSyncer(SyncHooks):
         """
         changed = False
         self.base_logger.info("Beginning sync")
-        with frozen_heap(), self.src_diffsync.store.session(), self.dst_diffsync.store.session():
+        with frozen_heap(), self.src_diffsync.store.engine_session(), self.dst_diffsync.store.engine_session():
             changed = self.sync_top_level(self.diff.get_children())
         self.base_logger.info("Sync complete")
         return changed

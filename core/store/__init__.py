@@ -273,12 +273,13 @@ class BaseStore:
     def _after_load(self) -> None:
         """Called when the adapter's ``load()`` returns; buffering stores write out what it added."""
 
-    def session(self) -> ContextManager[None]:
+    def engine_session(self) -> ContextManager[None]:
         """A context for one diff or sync (or a runner's step), inside which the store may cache and batch.
 
         The engine enters it around each diff and sync, so a store that talks to a server can read objects in
         bulk and keep them, and write its changes once, instead of one round trip per object. Sessions nest:
-        only the outermost one begins and ends the caching. This store needs none, so it does nothing.
+        only the outermost one begins and ends the caching. This store needs none, so it does nothing. (Named
+        so that it clashes with no attribute a diffsync store of one's own may have, a database ``session``.)
 
         Returns:
             A context manager; when the outermost one exits, the store's buffered writes have been made.

@@ -211,5 +211,5 @@ def test_lookup_dst_finds_the_destination_object() -> None:
 
 def test_store_sessions_nest() -> None:
     store = LocalStore()
-    with store.session(), store.session():
+    with store.engine_session(), store.engine_session():
         pass

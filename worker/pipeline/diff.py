@@ -204,7 +204,7 @@ def diff_range(ctx: StepContext, index: int) -> Tuple[List[Any], Dict[str, Any]]
     started = time.perf_counter()
     source, target = ctx.adapters(lazy=True, reuse=True)
     differ = DiffSyncDiffer(source, target, spec.diffsync_flags)
-    with source.store._session(), target.store._session():
+    with source.store.engine_session(), target.store.engine_session():
         src_map, dst_map = _read_range(source, target, part)
         elements = differ.diff_maps(src_map, dst_map)
         counted = Diff()

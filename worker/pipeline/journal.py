@@ -77,7 +77,7 @@ class ShardSyncer(DiffSyncSyncer):
         reporter = threading.Thread(target=self._report_while_running, args=(stop,), daemon=True)
         reporter.start()
         try:
-            with self.src_diffsync.store.session(), self.dst_diffsync.store.session():
+            with self.src_diffsync.store.engine_session(), self.dst_diffsync.store.engine_session():
                 self._prefetch_targets()
                 changed = self.sync_top_level(self.diff.get_children())
             return changed, self.stopped

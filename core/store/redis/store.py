@@ -313,7 +313,7 @@ class RedisStore(_PartitionedLoads):
         return self._codec.decode(self._model_class(modelname), objects_key, uid, raw, self.adapter)
 
     @contextmanager  # type: ignore[override]
-    def session(self) -> Iterator[None]:
+    def engine_session(self) -> Iterator[None]:
         """Read objects in bulk and keep them until the outermost session ends; flush writes at the end."""
         if self._session_depth == 0:
             self.flush()  # if this raises, no session was opened

@@ -52,7 +52,7 @@ def test_lazy_session_reads_only_what_it_touches(rbackend) -> None:
     populate(loaded, TARGET)
     loaded.store.flush()
     adapter = lazy_adapter(loaded.store.store_id)
-    with adapter.store.session():
+    with adapter.store.engine_session():
         site = adapter.get("site", "ams")
         assert adapter.get("site", "ams") is site  # kept for the session
         assert adapter.get_or_none("site", "nowhere") is None
@@ -81,7 +81,7 @@ def test_lazy_session_iteration_reads_the_type_once_and_keeps_identities(rbacken
     loaded.store.flush()
     store = RedisStore(host=HOST, port=PORT, db=DB, store_id=loaded.store.store_id, lazy_reads=True)
     adapter = Network(name="lazy", internal_storage_engine=store)
-    with adapter.store.session():
+    with adapter.store.engine_session():
         lon = adapter.get("site", "lon")
         adapter.remove(adapter.get("site", "sfo"))
         every = adapter.get_all("site")
@@ -116,7 +116,7 @@ def test_prefetch_fills_a_lazy_session_in_one_read(rbackend) -> None:
     store = adapter.store
     reads = []
     store._read_one = lambda modelname, uid: reads.append(uid)  # type: ignore[method-assign]
-    with store.session():
+    with store.engine_session():
         store.prefetch("site", ["ams", "lon", "nowhere", "ams"])
         assert adapter.get("site", "ams").region == "europe"
         assert adapter.get_or_none("site", "nowhere") is None
