@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from core import Adapter
-from worker import InvalidJob, register_adapter
-from worker.adapters.registry import unregister_adapter
+from tests.worker._plain import Plain, plain  # noqa: F401 - plain: the autouse fixture
+from worker import InvalidJob
 from worker.job.spec import JobSpec
-
-
-class Plain(Adapter):
-    top_level: list = []
-
-    def __init__(self, url: str = "", retries: int = 0, name: Any = None) -> None:
-        super().__init__(name=name)
-        self.url = url
-
-
-@pytest.fixture(autouse=True)
-def plain():
-    register_adapter("plain", Plain)
-    yield
-    unregister_adapter("plain")
 
 
 def test_submit_with_adapter_instances_uses_their_registered_name_and_kwargs(monkeypatch) -> None:

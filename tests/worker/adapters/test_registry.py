@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from core import Adapter
+from tests.worker._plain import Plain, plain  # noqa: F401 - plain: the autouse fixture
 from worker import UnknownAdapter, register_adapter
 from worker.adapters.registry import get_adapter, registered_adapters, unregister_adapter
 from worker.job.spec import JobSpec
-
-
-class Plain(Adapter):
-    top_level: list = []
-
-    def __init__(self, url: str = "", retries: int = 0, name: Any = None) -> None:
-        super().__init__(name=name)
-        self.url = url
-
-
-@pytest.fixture(autouse=True)
-def plain():
-    register_adapter("plain", Plain)
-    yield
-    unregister_adapter("plain")
 
 
 def test_register_as_decorator_and_call() -> None:

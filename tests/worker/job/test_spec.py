@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 
-from core import Adapter
 from core.enum import DiffSyncFlags
-from worker import InvalidJob, register_adapter
-from worker.adapters.registry import unregister_adapter
+from tests.worker._plain import Plain, plain  # noqa: F401 - plain: the autouse fixture
+from worker import InvalidJob
 from worker.job.spec import JobSpec
-
-
-class Plain(Adapter):
-    top_level: list = []
-
-    def __init__(self, url: str = "", retries: int = 0, name: Any = None) -> None:
-        super().__init__(name=name)
-        self.url = url
-
-
-@pytest.fixture(autouse=True)
-def plain():
-    register_adapter("plain", Plain)
-    yield
-    unregister_adapter("plain")
 
 
 def test_spec_defaults_and_flags() -> None:
