@@ -210,7 +210,7 @@ class StepContext:
         self.runner = runner
         self.delivery = delivery
         self.label = label
-        """How the step names itself in messages (``shard 3``)."""
+        """How the step names itself in messages: its key (``shard-3``)."""
         self.claim: Optional[str] = None
         self.token = ""
         self.beat: Optional[Heartbeat] = None
