@@ -10,9 +10,10 @@ from core import helpers
 from core.adapter import Adapter
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
-from core.exceptions import DiffClassMismatch, ObjectAlreadyExists, ObjectNotFound, ObjectStoreWrongType
+from core.exceptions import DiffClassMismatch, ObjectAlreadyExists, ObjectNotFound, ObjectStoreWrongType, TransientError
 from core.helpers import DiffSyncDiffer, DiffSyncSyncer
 from core.model import DiffSyncModel, StrType
+from core.retry import RetryBudget
 from core.store import BaseStore
 from core.store.local import LocalStore
 from core.utils import get_path, set_key, tree_string
@@ -44,7 +45,9 @@ __all__ = [
     "ObjectAlreadyExists",
     "ObjectNotFound",
     "ObjectStoreWrongType",
+    "RetryBudget",
     "StrType",
+    "TransientError",
     "get_path",
     "helpers",
     "set_key",

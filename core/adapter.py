@@ -15,6 +15,7 @@ from core.diff import Diff
 from core.enum import DiffSyncFlags
 from core.exceptions import DiffClassMismatch, ObjectNotFound
 from core.model import DiffSyncModel
+from core.retry import RetryBudget
 from core.store import BaseStore
 from core.store.local import LocalStore
 from core.utils import get_path, set_key, tree_string
@@ -71,6 +72,14 @@ class Adapter:
 
     top_level: ClassVar[List[str]] = []
     """Model names the diff and sync start from, in this order."""
+
+    transient_errors: ClassVar[Tuple[Type[BaseException], ...]] = ()
+    """Exception types that mean "try later" when a hook of this adapter's models raises them (a client
+    library's timeouts and connection errors, say), as ``TransientError`` does: the call is made again."""
+
+    retry_budget: ClassVar[Optional[RetryBudget]] = None
+    """How long a hook of this adapter's models is called again after transient failures (``core.retry``);
+    None: the sync's (or job's) budget, else ``RetryBudget()``."""
 
     _meta_kwargs: Dict[str, Any]
     """The keyword arguments of the constructor as they were when it was called (diffsync's name for them)."""
@@ -283,6 +292,7 @@ class Adapter:
         diff: Optional[Diff] = None,
         *,
         batch_size: Optional[BatchSize] = None,
+        retry: Optional[RetryBudget] = None,
     ) -> Diff:
         """Make this adapter's data match ``source``, through the models' create/update/delete hooks.
 
@@ -294,6 +304,8 @@ class Adapter:
             diff: A diff computed before, used instead of computing a new one.
             batch_size: Most items per batch hook call, one number or per model name (default: each
                 model's ``_batch_size``); only models that override a batch hook are grouped.
+            retry: How long a hook whose remote says "try later" (``TransientError``, or one of
+                ``transient_errors``) is called again (default: ``retry_budget``, else ``RetryBudget()``).
 
         Returns:
             The diff that was applied.
@@ -314,7 +326,13 @@ class Adapter:
         if not _has_elements(diff):
             diff = self.diff_from(source, diff_class=diff_class, flags=flags, callback=callback)
         syncer = DiffSyncSyncer(
-            diff=diff, src_diffsync=source, dst_diffsync=self, flags=flags, callback=callback, batch_size=batch_size
+            diff=diff,
+            src_diffsync=source,
+            dst_diffsync=self,
+            flags=flags,
+            callback=callback,
+            batch_size=batch_size,
+            retry=retry,
         )
         result = syncer.perform_sync()
         if result:
@@ -330,6 +348,7 @@ class Adapter:
         diff: Optional[Diff] = None,
         *,
         batch_size: Optional[BatchSize] = None,
+        retry: Optional[RetryBudget] = None,
     ) -> Diff:
         """Make ``target``'s data match this adapter's (see ``sync_from``).
 
@@ -340,7 +359,7 @@ class Adapter:
             DiffClassMismatch: if ``diff`` is not an instance of ``diff_class``.
         """
         return target.sync_from(
-            self, diff_class=diff_class, flags=flags, callback=callback, diff=diff, batch_size=batch_size
+            self, diff_class=diff_class, flags=flags, callback=callback, diff=diff, batch_size=batch_size, retry=retry
         )
 
     def sync_complete(

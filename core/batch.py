@@ -25,6 +25,7 @@ from core._operation import no_model_message, precheck
 from core.diff import DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncStatus
 from core.exceptions import ObjectCrudException
+from core.retry import retry_after_of
 
 if TYPE_CHECKING:
     from core.model import DiffSyncModel
@@ -306,21 +307,7 @@ class LevelRun:
             for op in ops:
                 op.logger.debug(f"Attempting model {action}")
         name = _HOOKS[action]
-        try:
-            if action == _CREATE:
-                results = model_class.create_batch(adapter=self.dst, items=[(op.ids, op.attrs) for op in ops])
-            elif action == _UPDATE:
-                results = model_class.update_batch(adapter=self.dst, items=[(op.dst_model, op.attrs) for op in ops])
-            else:
-                results = model_class.delete_batch(adapter=self.dst, items=[op.dst_model for op in ops])
-        except ObjectCrudException as error:  # the call as a whole failed: every item failed with it
-            results = [error] * len(ops)
-        results = list(results) if results is not None else []
-        if len(results) != len(ops):
-            raise BatchHookError(
-                f"{model_class.__qualname__}.{name} returned {len(results)} results for {len(ops)} items "
-                "(it must return one per item, in order: the model, None or an exception)"
-            )
+        results = self._batch_results(model_class, action, ops)
         fatal: Optional[BaseException] = None  # stops the sync whatever the flags, as from a single hook
         crud: Optional[ObjectCrudException] = None  # stops it without CONTINUE_ON_FAILURE
         store = self.dst.store
@@ -354,6 +341,67 @@ class LevelRun:
             raise fatal
         if crud is not None:
             raise crud
+
+    def _call_batch(self, model_class: Any, action: str, ops: List[_Op]) -> List[Any]:
+        """One batch hook call for these operations; its results, one per item, checked to be as many."""
+        if action == _CREATE:
+            results = model_class.create_batch(adapter=self.dst, items=[(op.ids, op.attrs) for op in ops])
+        elif action == _UPDATE:
+            results = model_class.update_batch(adapter=self.dst, items=[(op.dst_model, op.attrs) for op in ops])
+        else:
+            results = model_class.delete_batch(adapter=self.dst, items=[op.dst_model for op in ops])
+        results = list(results) if results is not None else []
+        if len(results) != len(ops):
+            raise BatchHookError(
+                f"{model_class.__qualname__}.{_HOOKS[action]} returned {len(results)} results for {len(ops)} "
+                "items (it must return one per item, in order: the model, None or an exception)"
+            )
+        return results
+
+    def _batch_results(self, model_class: Any, action: str, ops: List[_Op]) -> List[Any]:
+        """Every item's result of the batch hook, the items its remote said "try later" for called again.
+
+        A call that fails as a whole with a transient error is made again for every item; items whose own
+        result is a transient error are sent again, alone, in the next call; within the retry budget
+        (``core.retry``). An item still failing when it is spent gets the TransientError naming it (an
+        ObjectCrudException, as the whole call's own ObjectCrudException is every item's result).
+        """
+        syncer = self.syncer
+        retrier = syncer._retrier
+        results: List[Any] = [None] * len(ops)
+        pending = list(range(len(ops)))
+
+        def call() -> None:
+            nonlocal pending
+            got = self._call_batch(model_class, action, [ops[index] for index in pending])
+            left = []
+            for index, result in zip(pending, got, strict=True):
+                results[index] = result
+                if isinstance(result, BaseException) and retrier.transient(result):
+                    left.append(index)
+            pending = left
+            if left:  # the item that asks for the longest wait speaks for all of them
+                raise max((results[index] for index in left), key=retry_after_of)
+
+        try:
+            call()
+        except Exception as error:
+            failure: Optional[BaseException] = error
+            if retrier.transient(error):
+                logger = syncer.base_logger.bind(action=action, model=model_class.get_type(), items=len(pending))
+                retrier.on_retry = lambda attempt, seconds, err: syncer._retrying(logger, attempt, seconds, err)
+                what = f"{_HOOKS[action]} of {model_class.get_type()} ({len(pending)} of {len(ops)} items)"
+                try:
+                    retrier.again(call, error, what, syncer.before_hook)
+                    failure = None
+                except ObjectCrudException as final:  # the budget spent, or the whole call refused
+                    failure = final
+            if failure is not None:
+                if not isinstance(failure, ObjectCrudException):
+                    raise  # stops the sync whatever the flags, as from a single hook
+                for index in pending:  # the call as a whole failed: every item still pending failed with it
+                    results[index] = failure
+        return results
 
     def _after(self, op: _Op, result: Any) -> None:
         """The end of the syncer's ``sync_diff_element`` for an operation that ran: store, progress, children."""

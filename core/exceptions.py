@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 if TYPE_CHECKING:
     from core import DiffSyncModel
@@ -23,6 +23,21 @@ class ObjectNotUpdated(ObjectCrudException):
 
 class ObjectNotDeleted(ObjectCrudException):
     """A model could not be deleted."""
+
+
+class TransientError(ObjectCrudException):
+    """The remote said "try later" (429, 502/503/504, a timeout, a reset connection): the call is tried again.
+
+    Raised by a hook (single or batch; a batch hook may also return it as one item's result). The syncer calls
+    the hook again after a backoff, never before ``retry_after`` seconds, within the operation's retry budget
+    (``core.retry``); only when that is spent is it the hook's failure, as any ``ObjectCrudException``.
+    Not in diffsync: it is raised only by adapters written for it.
+    """
+
+    def __init__(self, message: str = "", retry_after: Optional[float] = None) -> None:
+        """Args: message: what the remote said; retry_after: seconds it asked to wait (its ``Retry-After``)."""
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ObjectStoreException(Exception):

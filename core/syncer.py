@@ -11,6 +11,7 @@ its published extension points; everything else here is the engine's own.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple, Type, Union
 
 import structlog
@@ -22,6 +23,7 @@ from core.batch import BatchSize, Level, LevelRun, batched_actions, check_batch_
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.exceptions import ObjectCrudException, ObjectNotFound
+from core.retry import DEFAULT_RETRY_BUDGET, Retrier, RetryBudget
 from core.store import reads_through_index
 from core.store.local import LocalStore
 
@@ -62,7 +64,9 @@ class SyncHooks(Protocol):
     - ``before_hook()`` before each create/update/delete hook and each batch hook call;
     - ``operation_done(...)`` once for every operation, when its outcome is known and logged, before the
       syncer adds, links or removes the object in the destination store;
-    - ``batch_done()`` after a batch hook call, once every item's outcome and store writes are made.
+    - ``batch_done()`` after a batch hook call, once every item's outcome and store writes are made;
+    - ``backoff(seconds)`` between two calls of a hook whose remote said "try later" (``core.retry``), each
+      new call preceded by ``before_hook()`` again.
 
     Every one of them runs between complete operations except ``operation_done``, which runs inside one (its
     store writes still to come): that is where a runner records what happened but does not yet persist it.
@@ -150,6 +154,17 @@ class SyncHooks(Protocol):
         """
         return None
 
+    def backoff(self, seconds: float) -> None:
+        """Wait before a hook is called again after a transient failure (``core.retry``).
+
+        A runner may wait its own way (watching for a stop, keeping its claim alive); it is called between
+        complete operations, the failed call's records persisted or not as at any ``before_hook``.
+
+        Args:
+            seconds: How long to wait (the backoff, at least the remote's Retry-After).
+        """
+        time.sleep(seconds)
+
 
 class DiffSyncSyncer(SyncHooks):
     """Applies a Diff from a source adapter to a destination adapter (use ``Adapter.sync_from``)."""
@@ -162,6 +177,7 @@ class DiffSyncSyncer(SyncHooks):
         flags: DiffSyncFlags,
         callback: Optional[Callable[[str, int, int], None]] = None,
         batch_size: Optional[BatchSize] = None,
+        retry: Optional[RetryBudget] = None,
     ) -> None:
         self.diff = diff
         self.batch_size = check_batch_size(batch_size)
@@ -181,6 +197,13 @@ class DiffSyncSyncer(SyncHooks):
             self.base_logger, "debug"
         )
         self._debug = level_enabled(self.base_logger, "debug")
+        self.retry_budget: RetryBudget = retry or getattr(dst_diffsync, "retry_budget", None) or DEFAULT_RETRY_BUDGET
+        """How long an operation is tried again after transient failures: the sync's, else its target's."""
+        self.retries = 0
+        """Hook calls made again after a transient failure (a batch call counts once)."""
+        self._retrier = Retrier(
+            self.retry_budget, tuple(getattr(dst_diffsync, "transient_errors", ()) or ()), self.backoff
+        )
         """Whether debug events are emitted at all (shared with LevelRun: "Attempting model ..." events)."""
         self._uid_maps: Dict[str, Any] = {}
         self._last_started: Tuple[Any, Any, str] = (None, None, "")
@@ -423,14 +446,19 @@ class DiffSyncSyncer(SyncHooks):
             error = precheck(action, model_class, dst_model, element.keys)
             if error is not None:
                 raise error
-            if action == _CREATE:
-                dst_model = model_class.create(adapter=self.dst_diffsync, ids=element.keys, attrs=attrs)
-            elif action == _UPDATE:
-                dst_model = dst_model.update(attrs=attrs)  # type: ignore[union-attr]  # precheck: not None
-                if dst_model is not None:
-                    self.dst_diffsync.store._after_change(dst_model, False)
-            else:
-                dst_model = dst_model.delete()  # type: ignore[union-attr]  # precheck: not None
+            try:  # the hook, called here rather than through _call_hook: the path every operation takes
+                if action == _CREATE:
+                    dst_model = model_class.create(adapter=self.dst_diffsync, ids=element.keys, attrs=attrs)
+                elif action == _UPDATE:
+                    dst_model = dst_model.update(attrs=attrs)  # type: ignore[union-attr]  # precheck: not None
+                else:
+                    dst_model = dst_model.delete()  # type: ignore[union-attr]  # precheck: not None
+            except Exception as err:
+                if not self._retrier.transient(err):
+                    raise
+                dst_model = self._call_again(err, logger, action, model_class, dst_model, element, uid, attrs)
+            if action == _UPDATE and dst_model is not None:
+                self.dst_diffsync.store._after_change(dst_model, False)
 
             if dst_model is not None:
                 status, message = dst_model.get_status()
@@ -447,6 +475,51 @@ class DiffSyncSyncer(SyncHooks):
         self.log_sync_status(logger, action, status, message)
         self.operation_done(element, uid, action, status, message, dst_model)
         return True, dst_model
+
+    def _call_hook(
+        self,
+        action: str,
+        model_class: Type[DiffSyncModel],
+        dst_model: Optional[DiffSyncModel],
+        ids: Dict,
+        attrs: Dict,
+    ) -> Optional[DiffSyncModel]:
+        """Call one operation's create/update/delete hook (its checks made); returns what the hook returned."""
+        if action == _CREATE:
+            return model_class.create(adapter=self.dst_diffsync, ids=ids, attrs=attrs)
+        if action == _UPDATE:
+            return dst_model.update(attrs=attrs)  # type: ignore[union-attr]  # precheck: not None
+        return dst_model.delete()  # type: ignore[union-attr]  # precheck: not None
+
+    def _call_again(
+        self,
+        first: BaseException,
+        logger: Any,
+        action: str,
+        model_class: Type[DiffSyncModel],
+        dst_model: Optional[DiffSyncModel],
+        element: DiffElement,
+        uid: str,
+        attrs: Dict,
+    ) -> Optional[DiffSyncModel]:
+        """Call a hook again after its remote said "try later", within the retry budget.
+
+        Raises:
+            TransientError: (an ObjectCrudException) when the budget is spent, naming the operation.
+        """
+        self._retrier.on_retry = lambda attempt, seconds, err: self._retrying(logger, attempt, seconds, err)
+        return self._retrier.again(
+            lambda: self._call_hook(action, model_class, dst_model, element.keys, attrs),
+            first,
+            f"{action} {model_class.get_type()} {uid}",
+            self.before_hook,
+        )
+
+    def _retrying(self, logger: Any, attempt: int, seconds: float, err: BaseException) -> None:
+        """Count a call made again and log why (a warning: a remote that throttles wants an operator's eye)."""
+        self.retries += 1
+        error = f"{type(err).__name__}: {err}"
+        logger.warning("Transient error, calling again", attempt=attempt, wait=round(seconds, 3), error=error)
 
     # -- the depth-first path -------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ Jobs are enqueued by task name, so a producer needs the Celery app and the job s
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from celery import states
 from celery.result import AsyncResult
@@ -15,6 +16,7 @@ from core.adapter import Adapter
 from core.batch import BatchSize
 from core.diff import Diff
 from core.diff_codec import DiffCodec
+from core.retry import RetryBudget
 from worker.adapters.registry import get_adapter, registered_adapters
 from worker.connection import reaching_redis, redis_client
 from worker.errors import InvalidJob, JobFailed
@@ -247,11 +249,14 @@ def submit_sync(
     deadline: Optional[int] = None,
     keep_stores: Optional[bool] = None,
     diff_range: Optional[int] = None,
+    retry: Optional[Union[RetryBudget, Mapping[str, float]]] = None,
 ) -> JobHandle:
     """Validate a sync job and enqueue it; returns its handle at once.
 
     ``source`` and ``target`` are registered adapter names (with their ``*_kwargs``), or adapter instances
     of registered classes, whose constructor arguments (``Adapter.get_constructor_kwargs()``) are used.
+    ``retry``: how long a hook whose remote says "try later" is called again (a ``RetryBudget``, or some of
+    its fields by name); the rest is the target adapter's ``retry_budget``, else the settings'.
 
     Raises:
         UnknownAdapter: if ``source`` or ``target`` is not a registered adapter name.
@@ -263,6 +268,7 @@ def submit_sync(
     data["flags"] = list(flags) if isinstance(flags, (list, tuple, set, frozenset)) else flags  # else: named error
     data["shard_size"] = shard_size if shard_size is not None else get_settings().shard_size
     data["batch_size"] = dict(batch_size) if isinstance(batch_size, Mapping) else batch_size
+    data["retry"] = dataclasses.asdict(retry) if isinstance(retry, RetryBudget) else retry
     if job_id is None:
         del data["job_id"]  # a new one
     return submit_spec(JobSpec.from_data(data))

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     """The delete guardrail: a job whose diff would delete more than this many of its target's objects (a
     count, ``"1000"``) or this share of them (``"50%"``) fails before any operation; ``"none"``: no limit. A
     job's ``delete_limit`` overrides it, and a job with ``allow_deletes`` is never stopped."""
+    retry_attempts: int = Field(5, ge=1)
+    """Calls in all of a hook whose remote says "try later" (``TransientError``, or an adapter's
+    ``transient_errors``) before it is the hook's failure; an adapter's ``retry_budget`` or a job's ``retry``
+    overrides it."""
+    retry_seconds: float = Field(120.0, ge=0)
+    """Most seconds one operation is tried again after its first transient failure (as retry_attempts)."""
     visibility_timeout: int = Field(3600, ge=60)
     """Seconds before the Redis broker redelivers an unacknowledged task: longer than the longest task."""
 

@@ -1769,7 +1769,12 @@ def test_method_signatures(class_name):
             assert (found.kind, found.default) == (inspect.Parameter.KEYWORD_ONLY, default), (name, param)
 
 
-EXTENSIONS = {("sync_from", "batch_size"): None, ("sync_to", "batch_size"): None}
+EXTENSIONS = {
+    ("sync_from", "batch_size"): None,
+    ("sync_to", "batch_size"): None,
+    ("sync_from", "retry"): None,
+    ("sync_to", "retry"): None,
+}
 """Parameters shardsync adds: keyword-only, with a default that keeps diffsync's behaviour."""
 
 

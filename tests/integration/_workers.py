@@ -22,7 +22,7 @@ WORKER_NAMES = ("alpha", "beta")
 def worker_env() -> dict:
     env = dict(os.environ)
     env["SHARDSYNC_BROKER_URL"] = REDIS_URL
-    env["SHARDSYNC_ADAPTER_MODULES"] = "ss_test_adapters,ss_test_steps"  # the test's adapters, and a step
+    env["SHARDSYNC_ADAPTER_MODULES"] = "ss_test_adapters,ss_test_steps,ss_http_target"  # test adapters, a step
     env["SHARDSYNC_LOCK_TTL"] = "10"
     env["SHARDSYNC_CLAIM_TTL"] = "10"  # short claims: a redelivered shard takes over within seconds
     env["SHARDSYNC_WATCHDOG_INTERVAL"] = "1"

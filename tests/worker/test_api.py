@@ -49,7 +49,7 @@ def test_submit_sync_builds_the_spec_from_its_arguments(monkeypatch) -> None:
     api.submit_sync(
         "plain", "plain", flags=("continue_on_failure",), dry_run=True, shard_size=7, top_level_barrier=False,
         batch_size=3, delete_limit="10", allow_deletes=True, job_id="a-job", deadline=60, keep_stores=True,
-        diff_range=9, source_kwargs={"url": "a"},
+        diff_range=9, source_kwargs={"url": "a"}, retry={"attempts": 2},
     )  # fmt: skip
     (spec,) = sent
     assert spec.model_dump() == {
@@ -57,4 +57,5 @@ def test_submit_sync_builds_the_spec_from_its_arguments(monkeypatch) -> None:
         "flags": ["continue_on_failure"], "dry_run": True, "shard_size": 7, "batch_size": 3,
         "top_level_barrier": False, "diff_range": 9, "keep_stores": True, "delete_limit": "10",
         "allow_deletes": True, "apply_of": None, "deadline": 60, "job_id": "a-job",
+        "retry": {"attempts": 2, "seconds": None, "initial": None, "maximum": None},
     }  # fmt: skip

@@ -99,6 +99,12 @@ def job_options(func: Any) -> Any:
             "--diff-range", type=_Positive(), help="top-level elements per diff task (default SHARDSYNC_DIFF_RANGE)"
         ),
         click.option("--no-barrier", is_flag=True, help="top-level types are independent: no waves"),
+        click.option(
+            "--retry-attempts",
+            type=_Positive(),
+            help="calls in all of a hook whose remote says 'try later' (default 5)",
+        ),
+        click.option("--retry-seconds", type=float, help="most seconds an operation is tried again (default 120)"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -125,7 +131,10 @@ SPEC_FIELDS = tuple(name for name in JobSpec.model_fields if name not in ("job_i
 OPTION_NAMES = {"top_level_barrier": "no_barrier"}
 """Spec fields whose option (and job file key) has a name of its own: ``--no-barrier`` negates the barrier."""
 
-JOB_FILE_KEYS = frozenset(OPTION_NAMES.get(name, name) for name in SPEC_FIELDS)
+RETRY_OPTIONS = {"retry_attempts": "attempts", "retry_seconds": "seconds"}
+"""The options that set fields of the spec's ``retry`` (a job file gives ``retry`` as a table, or these)."""
+
+JOB_FILE_KEYS = frozenset(OPTION_NAMES.get(name, name) for name in SPEC_FIELDS) | frozenset(RETRY_OPTIONS)
 """A job file's keys: the spec's fields, by their option's name."""
 
 
@@ -149,6 +158,11 @@ def spec_data(options: Dict[str, Any], dry_run: bool) -> Dict[str, Any]:
             value = bool(value)
         elif name == "dry_run":
             value = dry_run
+        elif name == "retry":
+            value = dict(value or {})
+            given = {option: options.get(option) for option in RETRY_OPTIONS}
+            value.update({RETRY_OPTIONS[option]: got for option, got in given.items() if got is not None})
+            value = value or None
         if value is not None:
             data[name] = value
     return data

@@ -116,9 +116,11 @@ def compose_report(
     stores: Dict[str, str],
     times: Optional[Dict[str, Optional[float]]] = None,
     kwargs: Optional[Dict[str, Any]] = None,
+    retries: int = 0,
 ) -> Dict[str, Any]:
     """A job's report, the same keys from the distributed and the embedded runner.
 
+    ``retries`` counts the hook calls made again after their remote said "try later" (``core.retry``).
     ``skipped`` counts the planned operations that never ran: under a failed parent (their own subtree is
     skipped, as in a local sync) or, in a job that failed or was cancelled, not reached. So ``counts`` plus
     ``skipped`` always add up to ``operations``; ``shardsync log`` lists each of them.
@@ -138,6 +140,7 @@ def compose_report(
         "operations": operations,
         "counts": counts,
         "skipped": 0 if dry_run else max(0, operations - journaled),
+        "retries": retries,
         "failures": failures,
         "changed": changed,
         "sync_complete": sync_complete,
@@ -236,6 +239,7 @@ def assemble_report(
         waves=len(plan.get("waves", [])),
         workers=sorted(workers),
         stores=job.store_ids(),
+        retries=sum(int(result.get("retries") or 0) for result in shard_results.values()),
         times={"submitted": info.get("submitted"), "started": info.get("started"), "ended": time.time()},
         kwargs={
             side: _shown(redact(spec_data.get(f"{side}_kwargs", {}), _secret_names(spec_data.get(side))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import re
@@ -24,6 +25,7 @@ from pydantic import (
 from core.adapter import Adapter
 from core.batch import check_batch_size
 from core.enum import DiffSyncFlags
+from core.retry import RetryBudget
 from worker.adapters.registry import get_adapter
 from worker.errors import InvalidJob, JobFailed
 from worker.job.guard import parse_delete_limit
@@ -156,6 +158,36 @@ def _type_name(annotation: Any) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
+class RetrySpec(BaseModel):
+    """A job's retry budget for hooks whose remote says "try later" (``core.retry.RetryBudget``).
+
+    A field left out is the target adapter's (``Adapter.retry_budget``), else the setting's
+    (``SHARDSYNC_RETRY_ATTEMPTS``, ``SHARDSYNC_RETRY_SECONDS``), else ``RetryBudget``'s default.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: Optional[int] = Field(None, ge=1, le=1000, description="calls of one operation in all")
+    seconds: Optional[float] = Field(None, ge=0, le=86400, description="most seconds from its first failure")
+    initial: Optional[float] = Field(None, ge=0, le=3600, description="the first wait")
+    maximum: Optional[float] = Field(None, ge=0, le=3600, description="the longest wait of the backoff")
+
+    @model_validator(mode="after")
+    def _waits(self) -> RetrySpec:
+        if self.initial is not None and self.maximum is not None and self.initial > self.maximum:
+            raise ValueError(f"retry initial wait {self.initial} is longer than its maximum {self.maximum}")
+        return self
+
+    def budget(self, base: RetryBudget) -> RetryBudget:
+        """``base`` with the fields this job sets."""
+        given = {name: value for name, value in self.model_dump().items() if value is not None}
+        if "initial" in given and "maximum" not in given:
+            given["maximum"] = max(base.maximum, given["initial"])
+        elif "maximum" in given and "initial" not in given:
+            given["initial"] = min(base.initial, given["maximum"])
+        return dataclasses.replace(base, **given)
+
+
 class JobSpec(BaseModel):
     """A sync job: make ``target`` match ``source``.
 
@@ -191,6 +223,9 @@ class JobSpec(BaseModel):
     apply_of: Optional[str] = Field(None, description="the id of a plan (a dry run) whose diff this job applies")
     deadline: Optional[int] = Field(
         None, ge=0, description="seconds after submission the job fails if not ended; None: the setting; 0: none"
+    )
+    retry: Optional[RetrySpec] = Field(
+        None, description="how long a hook whose remote says 'try later' is called again; None: adapter, setting"
     )
     job_id: str = Field(default_factory=_new_job_id)
 

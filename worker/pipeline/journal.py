@@ -17,11 +17,16 @@ from core.batch import BatchSize
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.model import DiffSyncModel
+from core.retry import RetryBudget
 from core.syncer import DiffSyncSyncer
 from worker.state.base import JobState
 
 _CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
 _SUCCESS = DiffSyncStatus.SUCCESS.value
+
+
+class _StoppedWaiting(Exception):
+    """The job stopped while an operation waited to call its remote again (raised out of the engine's syncer)."""
 
 
 class ShardSyncer(DiffSyncSyncer):
@@ -48,8 +53,11 @@ class ShardSyncer(DiffSyncSyncer):
         checkpoint_every: Optional[int] = None,
         fence: Optional[Callable[[], None]] = None,
         batch_size: Optional[BatchSize] = None,
+        retry: Optional[RetryBudget] = None,
     ) -> None:
-        super().__init__(diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags, batch_size=batch_size)
+        super().__init__(
+            diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags, batch_size=batch_size, retry=retry
+        )
         self._job = job
         self._op_ids = op_ids
         self._done = done
@@ -79,7 +87,11 @@ class ShardSyncer(DiffSyncSyncer):
         try:
             with self.src_diffsync.store.engine_session(), self.dst_diffsync.store.engine_session():
                 self._prefetch_targets()
-                changed = self.sync_top_level(self.diff.get_children())
+                try:
+                    changed = self.sync_top_level(self.diff.get_children())
+                except _StoppedWaiting:  # the operation that waited was not made: no journal entry, "not run"
+                    self.stopped = True
+                    changed = True
             return changed, self.stopped
         finally:
             stop.set()
@@ -114,6 +126,21 @@ class ShardSyncer(DiffSyncSyncer):
             stack.extend(element.get_children())
         for modelname, uids in by_type.items():
             prefetch(modelname, uids)
+
+    def backoff(self, seconds: float) -> None:
+        """Wait before calling a hook again (its remote said "try later"), a second at a time.
+
+        The job may be stopped meanwhile (a cancel, its deadline): then the shard stops here, leaving the
+        operation that waited unmade, rather than calling the remote again for a job that has ended.
+        """
+        until = time.monotonic() + seconds
+        while True:
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 1.0))
+            if self._job.aborted() is not None:
+                raise _StoppedWaiting()
 
     def should_stop(self) -> bool:
         """Whether the job was aborted (asked of the job state at most four times a second)."""

@@ -13,10 +13,13 @@ from typing import Any, Dict, Optional
 
 import structlog
 
+from core.adapter import Adapter
 from core.diff import Diff
 from core.diff_codec import DiffCodec
 from core.planner import number_elements
+from core.retry import RetryBudget
 from worker.errors import describe
+from worker.job.spec import JobSpec
 from worker.pipeline.context import DONE, Busy, StepContext
 from worker.pipeline.journal import ShardSyncer
 from worker.pipeline.plan import next_wave
@@ -54,6 +57,19 @@ def shard_done(job: JobState, index: int) -> bool:
     return job.shard_result(index) is not None
 
 
+def retry_budget(spec: JobSpec, target: Adapter) -> RetryBudget:
+    """How long the shard's hooks are called again after "try later" (``core.retry``).
+
+    The job's fields over the target adapter's ``retry_budget``, else over the settings'
+    (``SHARDSYNC_RETRY_ATTEMPTS``, ``SHARDSYNC_RETRY_SECONDS``).
+    """
+    settings = get_settings()
+    base = getattr(target, "retry_budget", None) or RetryBudget(
+        attempts=settings.retry_attempts, seconds=settings.retry_seconds
+    )
+    return spec.retry.budget(base) if spec.retry is not None else base
+
+
 def _result(info: Dict[str, Any], hostname: str, error: Optional[str] = None) -> Dict[str, Any]:
     return {
         "index": info["index"],
@@ -65,6 +81,7 @@ def _result(info: Dict[str, Any], hostname: str, error: Optional[str] = None) ->
         "changed": False,
         "applied": 0,
         "replayed": 0,
+        "retries": 0,
         "stopped": error is not None,
         "error": error,
         "seconds": 0.0,
@@ -113,6 +130,7 @@ def apply_shard(ctx: StepContext, index: int) -> Dict[str, Any]:
                 checkpoint_every=get_settings().journal_batch,
                 fence=fence,
                 batch_size=spec.batch_size,
+                retry=retry_budget(spec, target),
             )
             result["changed"], result["stopped"] = syncer.run()
         except Busy:
@@ -135,6 +153,7 @@ def _account(
         result["changed"] = result["changed"] or syncer.attempted
         result["applied"] = syncer.applied
         result["replayed"] = syncer.replayed
+        result["retries"] = syncer.retries
         remainder -= syncer.applied + syncer.replayed
     if remainder > 0:  # operations skipped under a failed parent still count as dealt with
         ctx.progress("sync", ctx.job.write_journal({}, remainder), total)
@@ -171,4 +190,5 @@ def shard_ended(ctx: StepContext, result: Any, index: int) -> Optional[Dict[str,
         next_wave(ctx, plan, wave, job.finished_in_wave(wave))
         return None
     next_wave(ctx, plan, wave, job.record_shard(index, wave, result))
-    return {key: result[key] for key in ("index", "operations", "applied", "replayed", "seconds", "error")}
+    shown = ("index", "operations", "applied", "replayed", "retries", "seconds", "error")
+    return {key: result.get(key) for key in shown}

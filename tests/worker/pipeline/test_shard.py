@@ -32,7 +32,8 @@ def test_a_shard_applies_its_subtrees_and_records_its_result(jobs, runner) -> No
     assert result["applied"] == result["operations"] == 7 and result["replayed"] == 0
     assert result["changed"] is True and result["stopped"] is False and result["error"] is None
     assert result["worker"] == HOST and result["wave"] == 0 and result["roots"] == 1
-    assert outcome == {key: result[key] for key in ("index", "operations", "applied", "replayed", "seconds", "error")}
+    shown = ("index", "operations", "applied", "replayed", "retries", "seconds", "error")
+    assert outcome == {key: result[key] for key in shown} and result["retries"] == 0
     assert job.progress_count() == 7 and len(job.journal()) == 7
     assert all(entry[1] == "success" for entry in job.journal().values())
     assert runner.handed == []  # not the last of its wave

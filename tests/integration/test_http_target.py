@@ -1,0 +1,77 @@
+"""A sync into a real HTTP API that throttles and fails for a while: hooks say "try later", the runner calls again.
+
+The API (``_target_server.py``) answers a share of the writes with 503, and 429 with ``Retry-After`` over its
+rate; the target adapter (``ss_http_target``, httpx) raises ``TransientError`` for those. On the two session
+workers and on the embedded runner, with single hooks and with batch hooks (items deferred one by one): the job
+succeeds, every object is written exactly once, the target converges, and the report counts the calls made
+again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import pytest
+import ss_http_target  # noqa: F401 - registers http-target and http-target-bulk in this process too
+from _target_api import TargetApi, target_api  # noqa: F401 - target_api: the fixture
+
+from worker import submit_sync
+from worker.adapters.demo import InventoryAdapter
+from worker.job.spec import JobSpec
+from worker.runners.local import run_local
+
+SOURCE = {"sites": 10, "variant": 1}
+RETRY = {"attempts": 30, "seconds": 60, "initial": 0.02, "maximum": 0.2}
+
+
+def converged(api: TargetApi) -> bool:
+    source = InventoryAdapter(**SOURCE)
+    source.load()
+    target = ss_http_target.HttpTarget(url=api.url)
+    target.load()
+    return not target.diff_from(source).has_diffs()
+
+
+def check(api: TargetApi, report: Dict[str, Any]) -> Dict[str, Any]:
+    stats = api.stats()
+    assert report["status"] == "success" and not report["failures"], report.get("error")
+    assert report["retries"] > 0, "the API deferred no call: the test did not test anything"
+    written = stats["writes"]
+    assert set(written.values()) == {1}, {key: count for key, count in written.items() if count != 1}
+    assert len(written) == report["operations"]
+    assert converged(api)
+    return stats
+
+
+@pytest.mark.parametrize("target", ["http-target", "http-target-bulk"])
+def test_a_throttling_api_on_the_workers(workers, target_api: TargetApi, target: str) -> None:  # noqa: F811
+    target_api.configure(error_rate=0.2, item_error_rate=0.2, rate=40, retry_after=0.5)
+    handle = submit_sync(
+        "demo", target, source_kwargs=SOURCE, target_kwargs={"url": target_api.url}, retry=RETRY, shard_size=20
+    )
+    stats = check(target_api, handle.wait(timeout=180))
+    assert stats["statuses"].get("503", 0) > 0
+
+
+def test_a_throttling_api_on_the_embedded_runner(target_api: TargetApi) -> None:  # noqa: F811
+    target_api.configure(error_rate=0.3)
+    spec = JobSpec.from_data(
+        {"source": "demo", "target": "http-target", "source_kwargs": SOURCE, "target_kwargs": {"url": target_api.url},
+         "retry": RETRY}
+    )  # fmt: skip
+    check(target_api, run_local(spec))
+
+
+def test_a_batch_job_through_faults_reports_as_one_without(target_api: TargetApi) -> None:  # noqa: F811
+    def counts(**faults: Any) -> Dict[str, Any]:
+        target_api.reset()
+        target_api.configure(**{"error_rate": 0.0, "item_error_rate": 0.0, **faults})
+        spec = JobSpec.from_data(
+            {"source": "demo", "target": "http-target-bulk", "source_kwargs": SOURCE,
+             "target_kwargs": {"url": target_api.url}, "retry": RETRY, "batch_size": 7}
+        )  # fmt: skip
+        report = run_local(spec)
+        assert converged(target_api) and set(target_api.stats()["writes"].values()) == {1}
+        return {key: report[key] for key in ("status", "operations", "counts", "failures", "skipped", "summary")}
+
+    assert counts(error_rate=0.25, item_error_rate=0.3) == counts()
