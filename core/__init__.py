@@ -12,6 +12,7 @@ from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.exceptions import DiffClassMismatch, ObjectAlreadyExists, ObjectNotFound, ObjectStoreWrongType, TransientError
 from core.helpers import DiffSyncDiffer, DiffSyncSyncer
+from core.limits import Limits
 from core.model import DiffSyncModel, StrType
 from core.retry import RetryBudget
 from core.store import BaseStore
@@ -41,6 +42,7 @@ __all__ = [
     "DiffSyncModelFlags",
     "DiffSyncStatus",
     "DiffSyncSyncer",
+    "Limits",
     "LocalStore",
     "ObjectAlreadyExists",
     "ObjectNotFound",

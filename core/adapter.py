@@ -14,6 +14,7 @@ from core.batch import BatchSize, check_batch_size
 from core.diff import Diff
 from core.enum import DiffSyncFlags
 from core.exceptions import DiffClassMismatch, ObjectNotFound
+from core.limits import Limits
 from core.model import DiffSyncModel
 from core.retry import RetryBudget
 from core.store import BaseStore
@@ -80,6 +81,20 @@ class Adapter:
     retry_budget: ClassVar[Optional[RetryBudget]] = None
     """How long a hook of this adapter's models is called again after transient failures (``core.retry``);
     None: the sync's (or job's) budget, else ``RetryBudget()``."""
+
+    limits: ClassVar[Optional[Limits]] = None
+    """What the system behind this adapter can take (``core.limits``): calls in flight, calls per second;
+    enforced by the distributed and embedded runners over every job that writes to it."""
+
+    def limits_key(self) -> Optional[str]:
+        """The name ``limits`` are counted under: adapters that return the same key share one budget.
+
+        Override it when several adapters (or the same adapter with other arguments) write to one system.
+
+        Returns:
+            The key, or None for the runner's default: the job's target (the identity its lock is taken on).
+        """
+        return None
 
     _meta_kwargs: Dict[str, Any]
     """The keyword arguments of the constructor as they were when it was called (diffsync's name for them)."""

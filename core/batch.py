@@ -344,6 +344,12 @@ class LevelRun:
 
     def _call_batch(self, model_class: Any, action: str, ops: List[_Op]) -> List[Any]:
         """One batch hook call for these operations; its results, one per item, checked to be as many."""
+        syncer = self.syncer
+        if syncer._guarded:
+            return syncer.call_hook(lambda: self._batch_call(model_class, action, ops))
+        return self._batch_call(model_class, action, ops)
+
+    def _batch_call(self, model_class: Any, action: str, ops: List[_Op]) -> List[Any]:
         if action == _CREATE:
             results = model_class.create_batch(adapter=self.dst, items=[(op.ids, op.attrs) for op in ops])
         elif action == _UPDATE:

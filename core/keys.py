@@ -126,3 +126,13 @@ def lock_holder_key(target: str) -> str:
 def job_store_id(job_id: str, side: str) -> str:
     """Store id of a job's source or target namespace."""
     return f"job-{job_id}-{side}"
+
+
+def slots_key(target: str) -> str:
+    """ZSET ``call token -> expiry`` of the calls in flight to one target, over every worker (its limits)."""
+    return f"{ROOT}:~slots:{target}"
+
+
+def rate_prefix() -> str:
+    """Prefix of the keys of the targets' call-rate windows (kept by the ``limits`` library)."""
+    return f"{ROOT}:~rate"

@@ -12,7 +12,8 @@ its published extension points; everything else here is the engine's own.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple, Type, Union
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple, Type, TypeVar, Union
 
 import structlog
 
@@ -42,6 +43,8 @@ _SUCCESS = DiffSyncStatus.SUCCESS
 _FAILURE = DiffSyncStatus.FAILURE
 _ERROR = DiffSyncStatus.ERROR
 
+T = TypeVar("T")
+
 _Started = Tuple[Type["DiffSyncModel"], str, Optional["DiffSyncModel"], bool, bool, Any, Dict[str, Any]]
 """An element whose operation is to run: (model class, unique id, destination object or None, whether its
 model has NATURAL_DELETION_ORDER, whether it has SKIP_CHILDREN_ON_DELETE, bound logger, attributes to apply)."""
@@ -65,6 +68,7 @@ class SyncHooks(Protocol):
     - ``operation_done(...)`` once for every operation, when its outcome is known and logged, before the
       syncer adds, links or removes the object in the destination store;
     - ``batch_done()`` after a batch hook call, once every item's outcome and store writes are made;
+    - ``call_hook(call)`` around every call of a hook or a batch hook, when overridden (a runner's limits);
     - ``backoff(seconds)`` between two calls of a hook whose remote said "try later" (``core.retry``), each
       new call preceded by ``before_hook()`` again.
 
@@ -154,6 +158,21 @@ class SyncHooks(Protocol):
         """
         return None
 
+    def call_hook(self, call: Callable[[], T]) -> T:
+        """Make one call of a create/update/delete hook or of a batch hook (``call()``), and return its result.
+
+        A runner wraps every call to the remote system here: to hold it to the system's limits (calls in
+        flight, calls per second), to time it, to watch its failures. Called only when overridden (the syncer
+        checks once, when it is created), after ``before_hook``, and again for each call made again.
+
+        Args:
+            call: Makes the call; what it returns or raises is the hook's.
+
+        Returns:
+            What ``call()`` returned.
+        """
+        return call()
+
     def backoff(self, seconds: float) -> None:
         """Wait before a hook is called again after a transient failure (``core.retry``).
 
@@ -220,6 +239,7 @@ class DiffSyncSyncer(SyncHooks):
         self._batching: Dict[str, bool] = {}
         # Called only when overridden: a call that does nothing, made for every element, costs a few per cent.
         self._before_element = type(self).before_element is not SyncHooks.before_element
+        self._guarded = type(self).call_hook is not SyncHooks.call_hook
 
     @property
     def total_elements(self) -> int:
@@ -447,7 +467,11 @@ class DiffSyncSyncer(SyncHooks):
             if error is not None:
                 raise error
             try:  # the hook, called here rather than through _call_hook: the path every operation takes
-                if action == _CREATE:
+                if self._guarded:
+                    dst_model = self.call_hook(
+                        partial(self._call_hook, action, model_class, dst_model, element.keys, attrs)
+                    )
+                elif action == _CREATE:
                     dst_model = model_class.create(adapter=self.dst_diffsync, ids=element.keys, attrs=attrs)
                 elif action == _UPDATE:
                     dst_model = dst_model.update(attrs=attrs)  # type: ignore[union-attr]  # precheck: not None
@@ -508,8 +532,9 @@ class DiffSyncSyncer(SyncHooks):
             TransientError: (an ObjectCrudException) when the budget is spent, naming the operation.
         """
         self._retrier.on_retry = lambda attempt, seconds, err: self._retrying(logger, attempt, seconds, err)
+        call = partial(self._call_hook, action, model_class, dst_model, element.keys, attrs)
         return self._retrier.again(
-            lambda: self._call_hook(action, model_class, dst_model, element.keys, attrs),
+            partial(self.call_hook, call) if self._guarded else call,
             first,
             f"{action} {model_class.get_type()} {uid}",
             self.before_hook,

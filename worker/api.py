@@ -16,6 +16,7 @@ from core.adapter import Adapter
 from core.batch import BatchSize
 from core.diff import Diff
 from core.diff_codec import DiffCodec
+from core.limits import Limits
 from core.retry import RetryBudget
 from worker.adapters.registry import get_adapter, registered_adapters
 from worker.connection import reaching_redis, redis_client
@@ -250,13 +251,16 @@ def submit_sync(
     keep_stores: Optional[bool] = None,
     diff_range: Optional[int] = None,
     retry: Optional[Union[RetryBudget, Mapping[str, float]]] = None,
+    limits: Optional[Union[Limits, Mapping[str, float]]] = None,
 ) -> JobHandle:
     """Validate a sync job and enqueue it; returns its handle at once.
 
     ``source`` and ``target`` are registered adapter names (with their ``*_kwargs``), or adapter instances
     of registered classes, whose constructor arguments (``Adapter.get_constructor_kwargs()``) are used.
     ``retry``: how long a hook whose remote says "try later" is called again (a ``RetryBudget``, or some of
-    its fields by name); the rest is the target adapter's ``retry_budget``, else the settings'.
+    its fields by name); the rest is the target adapter's ``retry_budget``, else the settings'. ``limits``:
+    what the target can take (``core.Limits``: calls in flight, calls per second, over every worker), over
+    the target adapter's ``limits``.
 
     Raises:
         UnknownAdapter: if ``source`` or ``target`` is not a registered adapter name.
@@ -269,6 +273,7 @@ def submit_sync(
     data["shard_size"] = shard_size if shard_size is not None else get_settings().shard_size
     data["batch_size"] = dict(batch_size) if isinstance(batch_size, Mapping) else batch_size
     data["retry"] = dataclasses.asdict(retry) if isinstance(retry, RetryBudget) else retry
+    data["limits"] = dataclasses.asdict(limits) if isinstance(limits, Limits) else limits
     if job_id is None:
         del data["job_id"]  # a new one
     return submit_spec(JobSpec.from_data(data))

@@ -33,7 +33,9 @@ def worker_env() -> dict:
     return env
 
 
-def start_worker(name: str, log_dir: Path, concurrency: int = 1, env: Optional[dict] = None) -> subprocess.Popen:
+def start_worker(
+    name: str, log_dir: Path, concurrency: int = 1, env: Optional[dict] = None, pool: Optional[str] = None
+) -> subprocess.Popen:
     """Start one real worker process consuming both queues (in a process group of its own: a node)."""
     log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
@@ -54,6 +56,7 @@ def start_worker(name: str, log_dir: Path, concurrency: int = 1, env: Optional[d
             "--without-mingle",
             "-l",
             "warning",
+            *(["-P", pool] if pool else []),
         ],
         cwd=str(ROOT),
         env=env if env is not None else worker_env(),

@@ -9,11 +9,12 @@ again.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 import pytest
 import ss_http_target  # noqa: F401 - registers http-target and http-target-bulk in this process too
 from _target_api import TargetApi, target_api  # noqa: F401 - target_api: the fixture
+from _workers import start_worker, stop_workers, wait_for_workers
 
 from worker import submit_sync
 from worker.adapters.demo import InventoryAdapter
@@ -75,3 +76,37 @@ def test_a_batch_job_through_faults_reports_as_one_without(target_api: TargetApi
         return {key: report[key] for key in ("status", "operations", "counts", "failures", "skipped", "summary")}
 
     assert counts(error_rate=0.25, item_error_rate=0.3) == counts()
+
+
+@pytest.fixture
+def wide(workers, worker_logs) -> Iterator[None]:
+    """Two more workers of 8 threads each: 18 slots calling the API at once."""
+    procs = [start_worker(name, worker_logs, concurrency=8, pool="threads") for name in ("gamma", "delta")]
+    try:
+        wait_for_workers(["gamma", "delta"], procs)
+        yield
+    finally:
+        stop_workers(procs)
+
+
+def test_declared_limits_hold_over_every_worker(wide, target_api: TargetApi) -> None:  # noqa: F811
+    """Limits(concurrency=4, rate=50): never more than 4 calls in flight, nor 50 started in one second."""
+
+    def run(**limits: Any) -> Dict[str, Any]:
+        target_api.reset()
+        target_api.configure(service_time=0.02)
+        handle = submit_sync(
+            "demo", "http-target", source_kwargs={"sites": 24, "variant": 1},
+            target_kwargs={"url": target_api.url}, shard_size=8, limits=limits or None,
+        )  # fmt: skip
+        report = handle.wait(timeout=180)
+        assert report["status"] == "success" and len(report["shards"]) > 4
+        return {**target_api.stats(), "report": report}
+
+    unlimited = run()
+    assert unlimited["most_in_flight"] > 4, "18 slots never had 5 calls in flight: the test tests nothing"
+    limited = run(concurrency=4, rate=50)
+    assert 2 <= limited["most_in_flight"] <= 4
+    assert limited["most_per_second"] <= 50
+    assert limited["report"]["throttled"] > 0 and limited["report"]["waited"] > 0
+    assert set(limited["writes"].values()) == {1}

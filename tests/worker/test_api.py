@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core import Adapter
+from core import Adapter, Limits
 from tests.worker._plain import Plain, plain  # noqa: F401 - plain: the autouse fixture
 from worker import InvalidJob
 from worker.job.spec import JobSpec
@@ -49,7 +49,7 @@ def test_submit_sync_builds_the_spec_from_its_arguments(monkeypatch) -> None:
     api.submit_sync(
         "plain", "plain", flags=("continue_on_failure",), dry_run=True, shard_size=7, top_level_barrier=False,
         batch_size=3, delete_limit="10", allow_deletes=True, job_id="a-job", deadline=60, keep_stores=True,
-        diff_range=9, source_kwargs={"url": "a"}, retry={"attempts": 2},
+        diff_range=9, source_kwargs={"url": "a"}, retry={"attempts": 2}, limits=Limits(concurrency=3),
     )  # fmt: skip
     (spec,) = sent
     assert spec.model_dump() == {
@@ -58,4 +58,5 @@ def test_submit_sync_builds_the_spec_from_its_arguments(monkeypatch) -> None:
         "top_level_barrier": False, "diff_range": 9, "keep_stores": True, "delete_limit": "10",
         "allow_deletes": True, "apply_of": None, "deadline": 60, "job_id": "a-job",
         "retry": {"attempts": 2, "seconds": None, "initial": None, "maximum": None},
+        "limits": {"concurrency": 3, "rate": None},
     }  # fmt: skip

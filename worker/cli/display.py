@@ -148,6 +148,12 @@ def print_report(console: Console, report: Dict[str, Any], as_json: bool) -> Non
         )
     if report.get("retries"):
         out(f"  calls made again after 'try later': {report['retries']}", highlight=False, soft_wrap=True)
+    if report.get("throttled"):
+        out(
+            f"  calls that waited for the target's limits: {report['throttled']} ({report.get('waited', 0):.1f} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if report.get("skipped"):
         out(f"  skipped (under a failed parent, or not reached): {report['skipped']}", highlight=False, soft_wrap=True)
     for failure in report["failures"][:20]:

@@ -105,6 +105,8 @@ def job_options(func: Any) -> Any:
             help="calls in all of a hook whose remote says 'try later' (default 5)",
         ),
         click.option("--retry-seconds", type=float, help="most seconds an operation is tried again (default 120)"),
+        click.option("--max-concurrency", type=_Positive(), help="most calls in flight to the target, all workers"),
+        click.option("--max-rate", type=float, help="most calls per second to the target, all workers"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -134,7 +136,13 @@ OPTION_NAMES = {"top_level_barrier": "no_barrier"}
 RETRY_OPTIONS = {"retry_attempts": "attempts", "retry_seconds": "seconds"}
 """The options that set fields of the spec's ``retry`` (a job file gives ``retry`` as a table, or these)."""
 
-JOB_FILE_KEYS = frozenset(OPTION_NAMES.get(name, name) for name in SPEC_FIELDS) | frozenset(RETRY_OPTIONS)
+LIMITS_OPTIONS = {"max_concurrency": "concurrency", "max_rate": "rate"}
+"""The options that set fields of the spec's ``limits`` (a job file gives ``limits`` as a table, or these)."""
+
+GROUPED = {"retry": RETRY_OPTIONS, "limits": LIMITS_OPTIONS}
+"""Spec fields that are tables, each set by options of its own."""
+
+JOB_FILE_KEYS = frozenset(OPTION_NAMES.get(name, name) for name in SPEC_FIELDS).union(*GROUPED.values())
 """A job file's keys: the spec's fields, by their option's name."""
 
 
@@ -158,10 +166,10 @@ def spec_data(options: Dict[str, Any], dry_run: bool) -> Dict[str, Any]:
             value = bool(value)
         elif name == "dry_run":
             value = dry_run
-        elif name == "retry":
+        elif name in GROUPED:
             value = dict(value or {})
-            given = {option: options.get(option) for option in RETRY_OPTIONS}
-            value.update({RETRY_OPTIONS[option]: got for option, got in given.items() if got is not None})
+            given = {option: options.get(option) for option in GROUPED[name]}
+            value.update({GROUPED[name][option]: got for option, got in given.items() if got is not None})
             value = value or None
         if value is not None:
             data[name] = value

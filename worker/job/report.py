@@ -117,10 +117,13 @@ def compose_report(
     times: Optional[Dict[str, Optional[float]]] = None,
     kwargs: Optional[Dict[str, Any]] = None,
     retries: int = 0,
+    throttled: int = 0,
+    waited: float = 0.0,
 ) -> Dict[str, Any]:
     """A job's report, the same keys from the distributed and the embedded runner.
 
-    ``retries`` counts the hook calls made again after their remote said "try later" (``core.retry``).
+    ``retries`` counts the hook calls made again after their remote said "try later" (``core.retry``);
+    ``throttled`` the calls that waited for the target's limits, ``waited`` the seconds they waited.
     ``skipped`` counts the planned operations that never ran: under a failed parent (their own subtree is
     skipped, as in a local sync) or, in a job that failed or was cancelled, not reached. So ``counts`` plus
     ``skipped`` always add up to ``operations``; ``shardsync log`` lists each of them.
@@ -141,6 +144,8 @@ def compose_report(
         "counts": counts,
         "skipped": 0 if dry_run else max(0, operations - journaled),
         "retries": retries,
+        "throttled": throttled,
+        "waited": round(waited, 3),
         "failures": failures,
         "changed": changed,
         "sync_complete": sync_complete,
@@ -240,6 +245,8 @@ def assemble_report(
         workers=sorted(workers),
         stores=job.store_ids(),
         retries=sum(int(result.get("retries") or 0) for result in shard_results.values()),
+        throttled=sum(int(result.get("throttled") or 0) for result in shard_results.values()),
+        waited=sum(float(result.get("waited") or 0.0) for result in shard_results.values()),
         times={"submitted": info.get("submitted"), "started": info.get("started"), "ended": time.time()},
         kwargs={
             side: _shown(redact(spec_data.get(f"{side}_kwargs", {}), _secret_names(spec_data.get(side))))

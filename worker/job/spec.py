@@ -25,6 +25,7 @@ from pydantic import (
 from core.adapter import Adapter
 from core.batch import check_batch_size
 from core.enum import DiffSyncFlags
+from core.limits import Limits
 from core.retry import RetryBudget
 from worker.adapters.registry import get_adapter
 from worker.errors import InvalidJob, JobFailed
@@ -188,6 +189,19 @@ class RetrySpec(BaseModel):
         return dataclasses.replace(base, **given)
 
 
+class LimitsSpec(BaseModel):
+    """A job's limits on its target (``core.limits.Limits``); a field left out is the target adapter's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    concurrency: Optional[int] = Field(None, ge=1, le=100_000, description="most calls in flight at once")
+    rate: Optional[float] = Field(None, gt=0, le=1_000_000, description="most calls started per second")
+
+    def to_limits(self) -> Limits:
+        """As ``core.limits.Limits`` (fields left out: None)."""
+        return Limits(**self.model_dump())
+
+
 class JobSpec(BaseModel):
     """A sync job: make ``target`` match ``source``.
 
@@ -226,6 +240,9 @@ class JobSpec(BaseModel):
     )
     retry: Optional[RetrySpec] = Field(
         None, description="how long a hook whose remote says 'try later' is called again; None: adapter, setting"
+    )
+    limits: Optional[LimitsSpec] = Field(
+        None, description="what the target can take (calls in flight, per second); None: the adapter's"
     )
     job_id: str = Field(default_factory=_new_job_id)
 

@@ -20,10 +20,12 @@ from typing import Any, Callable, Dict, Iterator, Optional, Protocol, Sequence, 
 import structlog
 
 from core.adapter import Adapter
+from core.limits import Limits
 from worker.errors import InvalidJob, JobFailed, LockLost, UnknownAdapter, describe, lock_lost_message
 from worker.job.spec import JobSpec
 from worker.settings import get_settings
 from worker.state.base import Heartbeat, JobState
+from worker.target.limiter import Limiter
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -63,6 +65,12 @@ class Runner(Protocol):
 
     def live_slots(self) -> Optional[int]:
         """The pool slots of the live workers that take shards, or None where that is not known (one process)."""
+
+    def target_limiter(self, key: str, limits: Limits) -> Limiter:
+        """What holds calls to the target counted under ``key`` to ``limits``.
+
+        Shared by every worker (Redis), or within this process (the embedded runner).
+        """
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from core.adapter import Adapter
 from core.batch import BatchSize
@@ -20,9 +20,12 @@ from core.model import DiffSyncModel
 from core.retry import RetryBudget
 from core.syncer import DiffSyncSyncer
 from worker.state.base import JobState
+from worker.target.guard import TargetGuard
 
 _CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
 _SUCCESS = DiffSyncStatus.SUCCESS.value
+
+T = TypeVar("T")
 
 
 class _StoppedWaiting(Exception):
@@ -54,10 +57,13 @@ class ShardSyncer(DiffSyncSyncer):
         fence: Optional[Callable[[], None]] = None,
         batch_size: Optional[BatchSize] = None,
         retry: Optional[RetryBudget] = None,
+        guard: Optional[TargetGuard] = None,
     ) -> None:
         super().__init__(
             diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags, batch_size=batch_size, retry=retry
         )
+        self._guard = guard
+        self._guarded = guard is not None  # calls go through call_hook only when there is something to hold
         self._job = job
         self._op_ids = op_ids
         self._done = done
@@ -126,6 +132,19 @@ class ShardSyncer(DiffSyncSyncer):
             stack.extend(element.get_children())
         for modelname, uids in by_type.items():
             prefetch(modelname, uids)
+
+    def guard_figures(self) -> Dict[str, Any]:
+        """What the shard's calls waited for their target's limits (none without limits); the guard let go."""
+        if self._guard is None:
+            return {}
+        figures = self._guard.figures()
+        self._guard.close()
+        return figures
+
+    def call_hook(self, call: Callable[[], T]) -> T:
+        """Make one call to the target once its limits let it start (``worker.target``)."""
+        assert self._guard is not None
+        return self._guard.call(call)
 
     def backoff(self, seconds: float) -> None:
         """Wait before calling a hook again (its remote said "try later"), a second at a time.

@@ -25,6 +25,7 @@ from worker.pipeline.journal import ShardSyncer
 from worker.pipeline.plan import next_wave
 from worker.settings import get_settings
 from worker.state.base import JobState
+from worker.target.guard import TargetGuard, limits_key, limits_of
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -70,6 +71,14 @@ def retry_budget(spec: JobSpec, target: Adapter) -> RetryBudget:
     return spec.retry.budget(base) if spec.retry is not None else base
 
 
+def _guard(ctx: StepContext, spec: JobSpec, target: Adapter) -> Optional[TargetGuard]:
+    """What holds the shard's calls to its target's limits (the job's over the adapter's), if it has any."""
+    limits = limits_of(spec.limits.to_limits() if spec.limits is not None else None, target)
+    if limits is None or (limits.concurrency is None and limits.rate is None):
+        return None
+    return TargetGuard(ctx.runner.target_limiter(limits_key(target, spec.target_identity()), limits))
+
+
 def _result(info: Dict[str, Any], hostname: str, error: Optional[str] = None) -> Dict[str, Any]:
     return {
         "index": info["index"],
@@ -82,6 +91,8 @@ def _result(info: Dict[str, Any], hostname: str, error: Optional[str] = None) ->
         "applied": 0,
         "replayed": 0,
         "retries": 0,
+        "throttled": 0,
+        "waited": 0.0,
         "stopped": error is not None,
         "error": error,
         "seconds": 0.0,
@@ -131,6 +142,7 @@ def apply_shard(ctx: StepContext, index: int) -> Dict[str, Any]:
                 fence=fence,
                 batch_size=spec.batch_size,
                 retry=retry_budget(spec, target),
+                guard=_guard(ctx, spec, target),
             )
             result["changed"], result["stopped"] = syncer.run()
         except Busy:
@@ -150,6 +162,7 @@ def _account(
     remainder = operations
     if syncer is not None:
         syncer.finish()
+        result.update(syncer.guard_figures())
         result["changed"] = result["changed"] or syncer.attempted
         result["applied"] = syncer.applied
         result["replayed"] = syncer.replayed

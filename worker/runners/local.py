@@ -12,6 +12,7 @@ import socket
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Optional, Sequence, Set, Tuple
 
+from core.limits import Limits
 from worker.errors import InvalidJob, JobFailed
 from worker.hooks import DEFAULT_HOOKS
 from worker.job.spec import JobSpec
@@ -20,6 +21,7 @@ from worker.pipeline.dispatch import run_step
 from worker.settings import get_settings
 from worker.state.base import JobState
 from worker.state.memory import MemoryJobState
+from worker.target.limiter import Limiter, limiter_for
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -57,6 +59,10 @@ class LocalRunner:
     def live_slots(self) -> Optional[int]:
         """None: this process runs one shard at a time, whatever workers a deployment has."""
         return None
+
+    def target_limiter(self, key: str, limits: Limits) -> Limiter:
+        """The target's limits held in this process."""
+        return limiter_for(key, limits, None)
 
     def run(self, job: JobState, delivery: Delivery) -> None:
         """Run queued steps until none is left."""

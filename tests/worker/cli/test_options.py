@@ -5,15 +5,17 @@ from __future__ import annotations
 import pytest
 
 from worker.cli.main import cli
-from worker.cli.options import JOB_FILE_KEYS, OPTION_NAMES, RETRY_OPTIONS, SPEC_FIELDS, read_job_file, spec_data
+from worker.cli.options import GROUPED, JOB_FILE_KEYS, OPTION_NAMES, SPEC_FIELDS, read_job_file, spec_data
 from worker.job.spec import JobSpec
 
 
 def test_every_spec_field_has_an_option_of_sync_and_plan() -> None:
     for command in ("sync", "plan"):
         names = {param.name for param in cli.commands[command].params}
-        wanted = [OPTION_NAMES.get(field, field) for field in SPEC_FIELDS if field not in ("dry_run", "retry")]
-        missing = [name for name in wanted + list(RETRY_OPTIONS) if name not in names]
+        plain = [field for field in SPEC_FIELDS if field != "dry_run" and field not in GROUPED]
+        wanted = [OPTION_NAMES.get(field, field) for field in plain]
+        wanted += [option for options in GROUPED.values() for option in options]
+        missing = [name for name in wanted if name not in names]
         assert not missing, f"shardsync {command} has no option for {missing}"
     assert "dry_run" in {param.name for param in cli.commands["sync"].params}
 
@@ -21,12 +23,14 @@ def test_every_spec_field_has_an_option_of_sync_and_plan() -> None:
 def test_spec_data_turns_options_into_a_valid_spec() -> None:
     options = {name: None for name in JOB_FILE_KEYS}
     options.update(source="demo", target="demo-api", flags=("continue-on-failure",), no_barrier=True,
-                   batch_size=((None, 5),), diff_range=3, keep_stores=False, retry_seconds=0.0)  # fmt: skip
+                   batch_size=((None, 5),), diff_range=3, keep_stores=False)  # fmt: skip
+    options.update(retry_seconds=0.0, max_rate=2.5)
     spec = JobSpec.from_data(spec_data(options, dry_run=True))
     assert spec.dry_run and not spec.top_level_barrier and spec.batch_size == 5 and spec.diff_range == 3
     assert spec.flags == ["continue_on_failure"] and spec.keep_stores is False and spec.shard_size is None
     assert spec.source_kwargs == {} and spec.allow_deletes is False
     assert spec.retry is not None and spec.retry.seconds == 0 and spec.retry.attempts is None
+    assert spec.limits is not None and spec.limits.rate == 2.5 and spec.limits.concurrency is None
 
 
 def test_a_job_file_takes_the_same_keys(tmp_path) -> None:

@@ -16,6 +16,7 @@ from celery import Task, signals
 from celery.exceptions import Ignore
 
 from core import keys
+from core.limits import Limits
 from worker.connection import redis_client, unreachable
 from worker.errors import InvalidJob, describe
 from worker.hooks import DEFAULT_HOOKS
@@ -32,6 +33,7 @@ from worker.schedule.ticks import TickSkipped, admit_run, confirm_run, marker_tt
 from worker.settings import get_settings
 from worker.state.base import unpack
 from worker.state.redis import RedisJobState
+from worker.target.limiter import Limiter, limiter_for
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -74,6 +76,10 @@ class CeleryRunner:
     def live_slots(self) -> Optional[int]:
         """The pool slots the live workers announced (``worker.runners.celery.slots``); None when none did."""
         return live_slots(redis_client()) or None
+
+    def target_limiter(self, key: str, limits: Limits) -> Limiter:
+        """The target's limits held by every worker, through the job-state Redis."""
+        return limiter_for(key, limits, redis_client())
 
 
 RUNNER = CeleryRunner()
