@@ -133,6 +133,11 @@ def slots_key(target: str) -> str:
     return f"{ROOT}:~slots:{target}"
 
 
+def target_key(target: str) -> str:
+    """HASH of one target's condition, shared by every worker: pause, adaptive limit, circuit breaker."""
+    return f"{ROOT}:~target:{target}"
+
+
 def rate_prefix() -> str:
     """Prefix of the keys of the targets' call-rate windows (kept by the ``limits`` library)."""
     return f"{ROOT}:~rate"

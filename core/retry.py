@@ -23,7 +23,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_before_delay,
     wait_exponential_jitter,
 )
 
@@ -44,7 +43,8 @@ class RetryBudget:
     """Calls in all, the first included (1: never tried again)."""
     seconds: float = 120.0
     """Most seconds from the first failure to the start of the last call (a wait that would end later is
-    not waited: the operation fails at once)."""
+    not waited: the operation fails at once); time a runner held a call back for the target (an outage,
+    a shared pause) does not count."""
     initial: float = 0.5
     """The first wait; each next one about doubles, with up to as much again of random jitter."""
     maximum: float = 30.0
@@ -110,6 +110,9 @@ class Retrier:
         self.also = tuple(also)
         self.sleep = sleep
         self.on_retry = on_retry
+        self.paused: Callable[[], float] = lambda: 0.0
+        """Seconds the calls spent waiting for the target before they started (a runner's circuit breaker or
+        shared pause): not counted against the budget's seconds, which measure trying, not waiting."""
         self._backoff = wait_exponential_jitter(multiplier=budget.initial, max=budget.maximum, jitter=budget.initial)
 
     def transient(self, err: BaseException) -> bool:
@@ -144,8 +147,14 @@ class Retrier:
         if budget.attempts < 2 or first_wait > budget.seconds:
             raise self._spent(what, first, 1, started) from first
         self._waiting(1, first_wait, first)
+        paused_before = self.paused()
+
+        def spent(state: RetryCallState) -> bool:
+            trying = state.seconds_since_start - (self.paused() - paused_before)
+            return trying + (state.upcoming_sleep or 0.0) > budget.seconds - first_wait
+
         retrying = Retrying(
-            stop=stop_after_attempt(budget.attempts - 1) | stop_before_delay(budget.seconds - first_wait),
+            stop=stop_after_attempt(budget.attempts - 1) | spent,
             wait=lambda state: self.wait(state.attempt_number + 1, _error_of(state)),
             retry=retry_if_exception(self.transient),
             sleep=self.sleep,

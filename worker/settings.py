@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     overrides it."""
     retry_seconds: float = Field(120.0, ge=0)
     """Most seconds one operation is tried again after its first transient failure (as retry_attempts)."""
+    outage_budget: float = Field(600.0, ge=0)
+    """Seconds a target may stay unavailable (every call failing, its circuit breaker open) before the job
+    fails, naming the outage; until then its calls wait instead of hammering it."""
     visibility_timeout: int = Field(3600, ge=60)
     """Seconds before the Redis broker redelivers an unacknowledged task: longer than the longest task."""
 

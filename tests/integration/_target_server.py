@@ -16,7 +16,8 @@ in the current second), 429 with ``Retry-After``; at random (``error_rate``), 50
 
 ``POST /config`` changes any of those (``{"capacity": 6, "outage_seconds": 20, ...}``); ``GET /stats`` reads
 the counters: calls by status, writes per object (every item applied once?), the most calls in flight, the
-most calls started in one second, and each 429's ``Retry-After`` with the first call that came after it;
+most calls started in one second, and each 429's ``Retry-After`` with the first call that came after it (after
+``grace`` seconds: calls already on their way as the 429 went back are not the runner's to stop);
 ``POST /reset`` empties objects and counters.
 """
 
@@ -43,6 +44,7 @@ DEFAULTS: Dict[str, Any] = {
     "item_error_rate": 0.0,
     "outage_until": 0.0,
     "fault_reads": False,
+    "grace": 0.05,
 }
 
 
@@ -86,8 +88,8 @@ class Target:
         with self.lock:
             if method == "GET" and not self.config["fault_reads"]:
                 return None, {}
-            for pending in self.retry_afters:
-                if pending["first_after"] is None and now > pending["at"]:
+            for pending in self.retry_afters:  # calls sent as the 429 travelled back are not counted (grace)
+                if pending["first_after"] is None and now > pending["at"] + self.config["grace"]:
                     pending["first_after"] = now
             self.started_per_second[int(now)] += 1
             config = self.config

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator
 import pytest
 import ss_http_target  # noqa: F401 - registers http-target and http-target-bulk in this process too
 from _target_api import TargetApi, target_api  # noqa: F401 - target_api: the fixture
-from _workers import start_worker, stop_workers, wait_for_workers
+from _workers import poll, start_worker, stop_workers, wait_for_workers
 
 from worker import submit_sync
 from worker.adapters.demo import InventoryAdapter
@@ -110,3 +110,37 @@ def test_declared_limits_hold_over_every_worker(wide, target_api: TargetApi) -> 
     assert limited["most_per_second"] <= 50
     assert limited["report"]["throttled"] > 0 and limited["report"]["waited"] > 0
     assert set(limited["writes"].values()) == {1}
+
+
+def test_a_retry_after_holds_every_worker_back(wide, target_api: TargetApi) -> None:  # noqa: F811
+    """Over its rate the API answers 429 with Retry-After: 2: no worker calls it again before the 2 s are up."""
+    target_api.configure(rate=25, retry_after=2, service_time=0.01)
+    handle = submit_sync(
+        "demo", "http-target", source_kwargs={"sites": 12, "variant": 1}, target_kwargs={"url": target_api.url},
+        shard_size=8, limits={"concurrency": 6}, retry={"attempts": 20, "seconds": 120},
+    )  # fmt: skip
+    report = handle.wait(timeout=180)
+    stats = target_api.stats()
+    assert report["status"] == "success" and set(stats["writes"].values()) == {1}
+    answered = [entry for entry in stats["retry_afters"] if entry["first_after"] is not None]
+    assert answered, "no 429 was answered: the test tested nothing"
+    early = [entry for entry in answered if entry["first_after"] - entry["at"] < entry["retry_after"]]
+    assert not early, early
+    assert report["paused"] > 0
+
+
+def test_an_outage_pauses_the_job_and_it_completes(wide, target_api: TargetApi) -> None:  # noqa: F811
+    target_api.configure(service_time=0.03)
+    handle = submit_sync(
+        "demo", "http-target", source_kwargs={"sites": 16, "variant": 1}, target_kwargs={"url": target_api.url},
+        shard_size=8, limits={"concurrency": 6}, retry={"attempts": 6, "initial": 0.2, "maximum": 2},
+    )  # fmt: skip
+    poll(lambda: len(target_api.stats()["writes"]) >= 20, timeout=60, what="the job writing")
+    before = target_api.stats()["statuses"].get("503", 0)
+    target_api.configure(outage_seconds=8)
+    report = handle.wait(timeout=180)
+    stats = target_api.stats()
+    during = stats["statuses"].get("503", 0) - before
+    assert report["status"] == "success" and set(stats["writes"].values()) == {1}, report.get("error")
+    assert report["paused"] > 0 and report["lowest_limit"] is not None
+    assert during < 60, f"{during} calls during an 8 s outage: the runner hammered the target"

@@ -148,6 +148,13 @@ def print_report(console: Console, report: Dict[str, Any], as_json: bool) -> Non
         )
     if report.get("retries"):
         out(f"  calls made again after 'try later': {report['retries']}", highlight=False, soft_wrap=True)
+    if report.get("paused") or report.get("lowest_limit"):
+        out(
+            f"  the target asked to wait: {report.get('paused', 0):.1f} s of calls held back; calls in flight "
+            f"lowered to {report.get('lowest_limit') or 'no lower limit'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if report.get("throttled"):
         out(
             f"  calls that waited for the target's limits: {report['throttled']} ({report.get('waited', 0):.1f} s)",

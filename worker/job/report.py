@@ -119,11 +119,15 @@ def compose_report(
     retries: int = 0,
     throttled: int = 0,
     waited: float = 0.0,
+    paused: float = 0.0,
+    lowest_limit: Optional[int] = None,
 ) -> Dict[str, Any]:
     """A job's report, the same keys from the distributed and the embedded runner.
 
     ``retries`` counts the hook calls made again after their remote said "try later" (``core.retry``);
-    ``throttled`` the calls that waited for the target's limits, ``waited`` the seconds they waited.
+    ``throttled`` the calls that waited for the target's limits, ``waited`` the seconds they waited,
+    ``paused`` the seconds calls waited for the target's condition (its Retry-After, its circuit breaker),
+    ``lowest_limit`` the lowest adaptive limit on calls in flight (None: it never fell).
     ``skipped`` counts the planned operations that never ran: under a failed parent (their own subtree is
     skipped, as in a local sync) or, in a job that failed or was cancelled, not reached. So ``counts`` plus
     ``skipped`` always add up to ``operations``; ``shardsync log`` lists each of them.
@@ -146,6 +150,8 @@ def compose_report(
         "retries": retries,
         "throttled": throttled,
         "waited": round(waited, 3),
+        "paused": round(paused, 3),
+        "lowest_limit": lowest_limit,
         "failures": failures,
         "changed": changed,
         "sync_complete": sync_complete,
@@ -247,6 +253,11 @@ def assemble_report(
         retries=sum(int(result.get("retries") or 0) for result in shard_results.values()),
         throttled=sum(int(result.get("throttled") or 0) for result in shard_results.values()),
         waited=sum(float(result.get("waited") or 0.0) for result in shard_results.values()),
+        paused=sum(float(result.get("paused") or 0.0) for result in shard_results.values()),
+        lowest_limit=min(
+            (int(result["lowest_limit"]) for result in shard_results.values() if result.get("lowest_limit")),
+            default=None,
+        ),
         times={"submitted": info.get("submitted"), "started": info.get("started"), "ended": time.time()},
         kwargs={
             side: _shown(redact(spec_data.get(f"{side}_kwargs", {}), _secret_names(spec_data.get(side))))

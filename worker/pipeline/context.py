@@ -25,7 +25,7 @@ from worker.errors import InvalidJob, JobFailed, LockLost, UnknownAdapter, descr
 from worker.job.spec import JobSpec
 from worker.settings import get_settings
 from worker.state.base import Heartbeat, JobState
-from worker.target.limiter import Limiter
+from worker.target.guard import TargetGuard
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -66,10 +66,11 @@ class Runner(Protocol):
     def live_slots(self) -> Optional[int]:
         """The pool slots of the live workers that take shards, or None where that is not known (one process)."""
 
-    def target_limiter(self, key: str, limits: Limits) -> Limiter:
-        """What holds calls to the target counted under ``key`` to ``limits``.
+    def target_guard(self, key: str, limits: Optional[Limits], also: tuple) -> TargetGuard:
+        """What holds a shard's calls to the target counted under ``key`` to its limits and condition.
 
-        Shared by every worker (Redis), or within this process (the embedded runner).
+        Shared by every worker (Redis), or within this process (the embedded runner); ``also``: exception
+        types the target adapter lists as transient.
         """
 
 

@@ -64,6 +64,10 @@ class ShardSyncer(DiffSyncSyncer):
         )
         self._guard = guard
         self._guarded = guard is not None  # calls go through call_hook only when there is something to hold
+        if guard is not None:
+            guard.sleep = self.backoff  # its waits, as the retries', stop the shard when its job stops
+            self._retrier.paused = lambda: guard.paused  # an outage waited out spends no retry budget
+            guard.before = self.before_hook
         self._job = job
         self._op_ids = op_ids
         self._done = done

@@ -71,12 +71,12 @@ def retry_budget(spec: JobSpec, target: Adapter) -> RetryBudget:
     return spec.retry.budget(base) if spec.retry is not None else base
 
 
-def _guard(ctx: StepContext, spec: JobSpec, target: Adapter) -> Optional[TargetGuard]:
-    """What holds the shard's calls to its target's limits (the job's over the adapter's), if it has any."""
+def _guard(ctx: StepContext, spec: JobSpec, target: Adapter) -> TargetGuard:
+    """What holds the shard's calls to its target's limits (the job's over the adapter's) and condition."""
     limits = limits_of(spec.limits.to_limits() if spec.limits is not None else None, target)
-    if limits is None or (limits.concurrency is None and limits.rate is None):
-        return None
-    return TargetGuard(ctx.runner.target_limiter(limits_key(target, spec.target_identity()), limits))
+    key = limits_key(target, spec.target_identity())
+    also = tuple(getattr(target, "transient_errors", ()) or ())
+    return ctx.runner.target_guard(key, limits, also)
 
 
 def _result(info: Dict[str, Any], hostname: str, error: Optional[str] = None) -> Dict[str, Any]:
@@ -93,6 +93,8 @@ def _result(info: Dict[str, Any], hostname: str, error: Optional[str] = None) ->
         "retries": 0,
         "throttled": 0,
         "waited": 0.0,
+        "paused": 0.0,
+        "lowest_limit": None,
         "stopped": error is not None,
         "error": error,
         "seconds": 0.0,

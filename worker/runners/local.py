@@ -21,7 +21,7 @@ from worker.pipeline.dispatch import run_step
 from worker.settings import get_settings
 from worker.state.base import JobState
 from worker.state.memory import MemoryJobState
-from worker.target.limiter import Limiter, limiter_for
+from worker.target.guard import TargetGuard, guard_for
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -60,9 +60,9 @@ class LocalRunner:
         """None: this process runs one shard at a time, whatever workers a deployment has."""
         return None
 
-    def target_limiter(self, key: str, limits: Limits) -> Limiter:
-        """The target's limits held in this process."""
-        return limiter_for(key, limits, None)
+    def target_guard(self, key: str, limits: Optional[Limits], also: tuple) -> TargetGuard:
+        """The target's limits and condition held in this process."""
+        return guard_for(key, limits, None, also, get_settings().outage_budget)
 
     def run(self, job: JobState, delivery: Delivery) -> None:
         """Run queued steps until none is left."""

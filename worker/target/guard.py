@@ -1,18 +1,41 @@
-"""The guard of one shard's calls to its target: each call held to the target's limits, and counted.
+"""The guard of one shard's calls to its target: held to its limits, paused, adapted, and stopped in an outage.
 
 The shard's syncer passes every hook call (and batch hook call, and each call made again) through
-``TargetGuard.call``; what the calls waited is in the shard's result and the job's report.
+``TargetGuard.call``. Before a call: the target's shared condition (``worker.target.condition``) may ask to
+wait (a Retry-After, an open circuit breaker) and sets the adaptive limit on calls in flight; then the limiter
+(``worker.target.limiter``) holds the call to that and to the declared limits. After it: a transient failure
+halves the adaptive limit, may pause or open the breaker; a success closes it and grows the limit. A target
+that stays unavailable longer than the outage budget fails the shard with ``TargetUnavailable``.
+
+A guard with no declared limits reads the shared condition twice a second, not before every call, until the
+condition is not clean (a failure anywhere): then before every call, as with declared limits.
 """
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Optional, TypeVar
+
+from redis import Redis
 
 from core.adapter import Adapter
 from core.limits import Limits
-from worker.target.limiter import Limiter
+from core.retry import is_transient, retry_after_of
+from worker.errors import ShardsyncError
+from worker.target.condition import CEILING, Admission, Condition, condition_for
+from worker.target.limiter import Limiter, limiter_for
 
 T = TypeVar("T")
+
+LOOK_EVERY = 0.5
+"""Seconds between two reads of a clean target's condition by a guard without declared limits."""
+
+_CLEAN = Admission(wait=0.0, limit=CEILING)
+
+
+class TargetUnavailable(ShardsyncError):
+    """The target has not answered well for longer than the outage budget (SHARDSYNC_OUTAGE_BUDGET)."""
 
 
 def limits_of(job_limits: Optional[Limits], target: Adapter) -> Optional[Limits]:
@@ -30,20 +53,136 @@ def limits_key(target: Adapter, default: str) -> str:
 
 
 class TargetGuard:
-    """Holds each call of one shard to its target's limits (calls in flight, calls per second)."""
+    """Holds each call of one shard to its target's limits and condition.
 
-    def __init__(self, limiter: Limiter) -> None:
+    Args:
+        limiter: Holds calls to the declared and the adaptive limit.
+        condition: The target's shared condition.
+        also: Exception types that mean "try later" besides TransientError (the adapter's).
+        outage_budget: Seconds the target may stay unavailable before the shard fails.
+        sleep: How to wait (the shard's: it stops when its job stops).
+    """
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        condition: Condition,
+        also: tuple = (),
+        outage_budget: float = 600.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.limiter = limiter
+        self.condition = condition
+        self.also = also
+        self.outage_budget = outage_budget
+        self.sleep = sleep
+        declared = limiter.limits
+        self.declared = declared.concurrency is not None or declared.rate is not None
+        self.engaged = self.declared
+        self._next_look = 0.0
+        self._failed_since_success = False
+        self.paused = 0.0
+        """Seconds this guard's calls waited for the target's condition (a pause, the breaker)."""
+        self.lowest_limit = condition.ceiling
+        """The lowest adaptive limit this guard held calls to."""
+        self.probes_failed = 0
+        """Probes of a half-open breaker this guard made that failed (the target still down)."""
+        self.before: Callable[[], None] = lambda: None
+        """Called before a call is made again after a failed probe (the shard's journal and fence)."""
 
     def call(self, call: Callable[[], T]) -> T:
-        """Make one call once the target's limits let it start."""
-        with self.limiter.held():
-            return call()
+        """Make one call once the target's condition and limits let it start; tell the condition how it went.
+
+        A probe of a half-open breaker that fails opens it again and this call waits for the next probe (each
+        new try preceded by ``before``): an operation held back by an outage spends none of its retries on it;
+        only the outage budget ends the wait.
+        """
+        while True:
+            admission = self._admission()
+            if admission.wait > 0:
+                self._wait(admission)
+                continue
+            limit = None if admission.limit >= self.condition.ceiling else max(1, int(admission.limit))
+            if limit is not None:
+                self.lowest_limit = min(self.lowest_limit, limit)
+            try:
+                with self.limiter.held(limit) as waited:
+                    if waited and not admission.probe:  # the target may have asked to wait meanwhile: look
+                        admission = self._admission()  # again, holding the slot (a probe must go: it is awaited)
+                        if admission.wait > 0:
+                            continue  # the slot goes back; wait as asked
+                    result = call()
+            except Exception as err:
+                if not is_transient(err, self.also):
+                    if admission.probe:  # the target answered (a refusal is an answer): the breaker closes
+                        self.condition.succeeded(True)
+                    raise
+                self.condition.failed(retry_after_of(err), admission.probe)
+                self._failed_since_success = True
+                self.engaged = True
+                if not admission.probe:
+                    raise
+                self.probes_failed += 1
+                self.before()
+                continue
+            if admission.probe or self._failed_since_success or (self.engaged and limit is not None):
+                self.condition.succeeded(admission.probe)
+                self._failed_since_success = False
+            return result
+
+    def _admission(self) -> Admission:
+        now = time.monotonic()
+        if not self.engaged and now < self._next_look:
+            return _CLEAN
+        admission = self.condition.admit()
+        self._next_look = now + LOOK_EVERY
+        clean = admission.wait <= 0 and not admission.probe and admission.limit >= self.condition.ceiling
+        self.engaged = self.declared or not clean or admission.down_since is not None
+        return admission
+
+    def _wait(self, admission: Admission) -> None:
+        """Wait as the condition asks (at most a second at a time); fail once the outage outlasts its budget."""
+        down = admission.down_since
+        if down is not None and time.time() - down > self.outage_budget:
+            since = datetime.fromtimestamp(down, tz=timezone.utc).isoformat(timespec="seconds")
+            raise TargetUnavailable(
+                f"target {self.condition.key} unavailable since {since} (every call failed, the circuit breaker "
+                f"open), longer than the outage budget of {self.outage_budget:g} s (SHARDSYNC_OUTAGE_BUDGET)"
+            )
+        seconds = min(admission.wait, 1.0)
+        self.paused += seconds
+        self.sleep(seconds)
 
     def figures(self) -> Dict[str, Any]:
-        """What this shard's calls waited: ``throttled`` calls, ``waited`` seconds."""
-        return {"throttled": self.limiter.throttled, "waited": round(self.limiter.waited, 3)}
+        """What this shard's calls waited, for its result and the job's report.
+
+        ``throttled`` calls and ``waited`` seconds for the limits, ``paused`` seconds for the target's
+        condition (a pause, the breaker), the ``lowest_limit`` the adaptive limit fell to (None: never).
+        """
+        lowest = None if self.lowest_limit >= self.condition.ceiling else int(self.lowest_limit)
+        return {
+            "throttled": self.limiter.throttled,
+            "waited": round(self.limiter.waited, 3),
+            "paused": round(self.paused, 3),
+            "lowest_limit": lowest,
+        }
 
     def close(self) -> None:
         """Let the limiter go (its renewing thread)."""
         self.limiter.close()
+
+
+def guard_for(
+    key: str,
+    limits: Optional[Limits],
+    client: Optional[Redis],
+    also: tuple = (),
+    outage_budget: float = 600.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TargetGuard:
+    """A guard for one shard's calls to the target under ``key``: shared through Redis, else in this process."""
+    limits = limits or Limits()
+    ceiling = float(limits.concurrency) if limits.concurrency else CEILING
+    return TargetGuard(
+        limiter_for(key, limits, client), condition_for(key, ceiling, client), also, outage_budget, sleep
+    )

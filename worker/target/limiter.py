@@ -74,11 +74,14 @@ class Limiter:
         self._rate = rate_item(limits_.rate) if limits_.rate else None
 
     @contextmanager
-    def held(self, concurrency: Optional[int] = None) -> Iterator[None]:
+    def held(self, concurrency: Optional[int] = None) -> Iterator[float]:
         """Hold a slot (at most ``concurrency``, else the declared one) and a place in the rate for one call.
 
         Args:
             concurrency: A lower limit than the declared one for now (the adaptive limit).
+
+        Yields:
+            The seconds the call waited for them (0.0: none).
         """
         started = time.monotonic()
         limit = min((x for x in (concurrency, self.limits.concurrency) if x), default=None)
@@ -89,7 +92,7 @@ class Limiter:
             if waited > 0.001:
                 self.waited += waited
                 self.throttled += 1
-            yield
+            yield waited if waited > 0.001 else 0.0
         finally:
             if token is not None:
                 self._free_slot(token)

@@ -15,6 +15,7 @@ from worker.pipeline.context import Delivery
 from worker.pipeline.dispatch import run_step
 from worker.settings import get_settings
 from worker.state.memory import MemoryJobState, _locks, _locks_guard
+from worker.target.guard import guard_for
 
 HOST = "worker-1@test"
 DELIVERY = Delivery(hostname=HOST)
@@ -47,6 +48,9 @@ class RecordingRunner:
 
     def live_slots(self) -> Optional[int]:
         return self.slots
+
+    def target_guard(self, key: str, limits: Any, also: tuple) -> Any:
+        return guard_for(key, limits, None, also)
 
     def expect(self, job: MemoryJobState) -> None:
         """Forget what was handed over and shown; take hand-overs of ``job`` only from now on."""

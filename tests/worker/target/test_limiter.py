@@ -19,7 +19,7 @@ from redis import Redis
 from core import keys
 from core.limits import Limits
 from worker.target import limiter as limiter_module
-from worker.target.guard import TargetGuard, limits_key, limits_of
+from worker.target.guard import guard_for, limits_key, limits_of
 from worker.target.limiter import MemoryLimiter, RedisLimiter, rate_item
 
 URL = os.environ["SHARDSYNC_BROKER_URL"]
@@ -103,8 +103,9 @@ def test_the_embedded_runners_limiter_holds_the_same_limits() -> None:
 def test_rates_below_one_call_a_second_and_the_guard() -> None:
     assert (rate_item(50).amount, rate_item(50).multiples) == (50, 1)
     assert (rate_item(0.2).amount, rate_item(0.2).multiples) == (1, 5)
-    guard = TargetGuard(MemoryLimiter(f"memory-{uuid.uuid4().hex}", Limits(concurrency=1)))
-    assert guard.call(lambda: 42) == 42 and guard.figures() == {"throttled": 0, "waited": 0.0}
+    guard = guard_for(f"memory-{uuid.uuid4().hex}", Limits(concurrency=1), None)
+    assert guard.call(lambda: 42) == 42
+    assert guard.figures() == {"throttled": 0, "waited": 0.0, "paused": 0.0, "lowest_limit": None}
 
 
 def test_limits_resolve_job_over_adapter_and_keys_default_to_the_target() -> None:

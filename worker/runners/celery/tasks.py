@@ -33,7 +33,7 @@ from worker.schedule.ticks import TickSkipped, admit_run, confirm_run, marker_tt
 from worker.settings import get_settings
 from worker.state.base import unpack
 from worker.state.redis import RedisJobState
-from worker.target.limiter import Limiter, limiter_for
+from worker.target.guard import TargetGuard, guard_for
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -77,9 +77,9 @@ class CeleryRunner:
         """The pool slots the live workers announced (``worker.runners.celery.slots``); None when none did."""
         return live_slots(redis_client()) or None
 
-    def target_limiter(self, key: str, limits: Limits) -> Limiter:
-        """The target's limits held by every worker, through the job-state Redis."""
-        return limiter_for(key, limits, redis_client())
+    def target_guard(self, key: str, limits: Optional[Limits], also: tuple) -> TargetGuard:
+        """The target's limits and condition held by every worker, through the job-state Redis."""
+        return guard_for(key, limits, redis_client(), also, get_settings().outage_budget)
 
 
 RUNNER = CeleryRunner()
