@@ -105,6 +105,8 @@ class TargetGuard:
             limit = None if admission.limit >= self.condition.ceiling else max(1, int(admission.limit))
             if limit is not None:
                 self.lowest_limit = min(self.lowest_limit, limit)
+            if limit is None and not self.declared and not admission.probe and not self.engaged:
+                return self._plain(call)  # nothing to hold it to: the common case, at no cost
             try:
                 with self.limiter.held(limit) as waited:
                     if waited and not admission.probe:  # the target may have asked to wait meanwhile: look
@@ -129,6 +131,17 @@ class TargetGuard:
                 self.condition.succeeded(admission.probe)
                 self._failed_since_success = False
             return result
+
+    def _plain(self, call: Callable[[], T]) -> T:
+        """A call to a clean target without declared limits: made at once, watched for its failure."""
+        try:
+            return call()
+        except Exception as err:
+            if is_transient(err, self.also):
+                self.condition.failed(retry_after_of(err), False)
+                self._failed_since_success = True
+                self.engaged = True
+            raise
 
     def _admission(self) -> Admission:
         now = time.monotonic()
