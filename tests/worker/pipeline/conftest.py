@@ -8,6 +8,17 @@ from tests.worker.pipeline import _adapters
 from tests.worker.pipeline._steps import Jobs, RecordingRunner
 from worker.adapters.registry import register_adapter, unregister_adapter
 from worker.pipeline.context import forget_attached
+from worker.target import condition, limiter
+
+
+@pytest.fixture(autouse=True)
+def _fresh_targets():
+    """Each test's embedded targets start healthy: no pause, breaker or adaptive limit left by another test."""
+    condition._records.clear()
+    limiter._memory_slots.clear()
+    yield
+    condition._records.clear()
+    limiter._memory_slots.clear()
 
 
 @pytest.fixture(autouse=True)
