@@ -64,6 +64,14 @@ def test_flower_shows_job_progress_and_result(redis_db, tmp_path) -> None:
     gate = f"test:gate:{uuid.uuid4().hex}"
     try:
         poll(lambda: get(f"{base}/healthcheck")[0] == 200, what="flower to answer")
+        # Flower answers before its event receiver is bound: a job's first events could be lost. A warm-up job
+        # shown complete means events flow.
+        warm_up = submit_sync(source="dataset", target="dataset", source_kwargs={"data": {"site": [{"name": "w"}]}})
+        warm_up.wait(timeout=60)
+        poll(
+            lambda: (get(f"{base}/api/task/info/{warm_up.id}.finish")[1] or {}).get("state") == "SUCCESS",
+            what="flower to see events",
+        )
         source = {"site": [{"name": "s-0"}, {"name": "s-1", "note": f"wait:{gate}"}]}
         handle = submit_sync(source="dataset", target="dataset", source_kwargs={"data": source})
 
