@@ -125,6 +125,7 @@ class Target:
             return {
                 "statuses": {str(code): count for code, count in self.statuses.items()},
                 "writes": dict(self.writes),
+                "in_flight": self.in_flight,
                 "most_in_flight": self.most_in_flight,
                 "most_per_second": max(self.started_per_second.values(), default=0),
                 "retry_afters": list(self.retry_afters),
