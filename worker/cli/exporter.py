@@ -36,6 +36,7 @@ from worker.hooks.metrics import (
     JOB_STATUSES,
     PREFIX,
     SEP,
+    TARGET_FIGURES,
     bound_name,
     field_name,
 )
@@ -133,6 +134,24 @@ def families(counters: Mapping[str, float], running: Sequence[Tuple[str, float, 
         "Planned operations of ended jobs that never ran (under a failed parent, or after their job stopped).",
         counters.get("operations_skipped", 0),
     )
+    target = [
+        CounterMetricFamily(
+            f"{PREFIX}_target_{name}" + ("_seconds" if kind == "f" else ""),
+            doc,
+            counters.get(field_name("target", name), 0),
+        )
+        for (name, kind), doc in zip(
+            TARGET_FIGURES,
+            (
+                "Hook calls of ended jobs made again after their target said 'try later' (429, 503, a timeout).",
+                "Hook calls of ended jobs that waited for their target's limits (calls in flight, per second).",
+                "Seconds hook calls of ended jobs waited for their target's limits.",
+                "Seconds hook calls of ended jobs were held back by their target's condition (a Retry-After, "
+                "the circuit breaker open).",
+            ),
+            strict=True,
+        )
+    ]
     ages = [max(0.0, now - since) for _, since, _ in running]
     return [
         started,
@@ -150,6 +169,7 @@ def families(counters: Mapping[str, float], running: Sequence[Tuple[str, float, 
         ),
         operations_family,
         skipped,
+        *target,
         _histogram_family(
             f"{PREFIX}_job_duration_seconds",
             "Seconds from a job's submission to its end, by final status.",

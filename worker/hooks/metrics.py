@@ -32,6 +32,10 @@ into a slow API hours. Stored per bucket (not cumulated) under the bound's text,
 old fields unread and the counts and sums right."""
 
 JOB_STATUSES = ("success", "failed", "dry-run")
+
+TARGET_FIGURES = (("retries", "i"), ("throttled", "i"), ("waited", "f"), ("paused", "f"))
+"""What ended jobs' reports say of their targets (``worker.target``): calls made again after "try later",
+calls that waited for the limits, seconds they waited, seconds calls were held back (pause, breaker)."""
 """The statuses a job ends with (``worker.job.report``); each is shown from the start, at 0."""
 
 SEP = "|"
@@ -108,7 +112,7 @@ def end_increments(report: Mapping[str, Any]) -> List[Increment]:
     """What a job's end adds to the metrics, from its report.
 
     Its status; its operations by action and status (``report["counts"]``) and those planned that never ran
-    (``report["skipped"]``); its duration from submission to
+    (``report["skipped"]``); what its target made it do (``TARGET_FIGURES``); its duration from submission to
     the end (``seconds["total"]``) in the job histogram, by status; each other entry of ``seconds`` (the
     stages: ``load-source``, ``load-target``, ``diff``, ``plan``, ``sync``, ``finish``) in the stage histogram.
     """
@@ -122,6 +126,13 @@ def end_increments(report: Mapping[str, Any]) -> List[Increment]:
     skipped = int(report.get("skipped") or 0)
     if skipped > 0:
         found.append(("operations_skipped", "i", str(skipped)))
+    for name, kind in TARGET_FIGURES:
+        try:
+            value = float(report.get(name) or 0)
+        except (TypeError, ValueError):
+            continue
+        if value > 0:
+            found.append((field_name("target", name), kind, str(int(value)) if kind == "i" else f"{value:.6f}"))
     for stage, seconds in sorted((report.get("seconds") or {}).items()):
         if stage == "total":
             found += _histogram("job_seconds", status, seconds)

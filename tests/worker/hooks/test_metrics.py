@@ -73,13 +73,17 @@ def new_job(client: Redis, created: list, ttl: int = 600) -> RedisJobState:
 
 
 def test_end_increments_from_a_report() -> None:
-    found = metrics.end_increments({**report("j"), "skipped": 3, "seconds": {"diff": 0.3, "total": 4000.0}})
+    found = metrics.end_increments(
+        {**report("j"), "skipped": 3, "seconds": {"diff": 0.3, "total": 4000.0}, "retries": 4, "paused": 1.5}
+    )
     assert found == [
         ("jobs_ended|success", "i", "1"),
         ("operations|create|error", "i", "1"),
         ("operations|create|success", "i", "5"),
         ("operations|delete|success", "i", "2"),
         ("operations_skipped", "i", "3"),
+        ("target|retries", "i", "4"),
+        ("target|paused", "f", "1.500000"),
         ("stage_seconds|diff|count", "i", "1"),
         ("stage_seconds|diff|sum", "f", "0.300000"),
         ("stage_seconds|diff|le|0.5", "i", "1"),
@@ -150,12 +154,16 @@ def test_running_jobs_show_their_progress_and_leave_once_ended_or_expired(client
 def test_a_scrape_shows_counters_and_histograms(client) -> None:
     client, created = client
     quick, slow, dry = new_job(client, created), new_job(client, created), new_job(client, created)
-    count_ended(quick, {**report(quick.job_id), "skipped": 2}, ttl=60)
-    count_ended(slow, report(slow.job_id, total=9000.0, sync=8000.0), ttl=60)
+    count_ended(quick, {**report(quick.job_id), "skipped": 2, "retries": 3, "throttled": 1, "waited": 0.5}, ttl=60)
+    count_ended(slow, {**report(slow.job_id, total=9000.0, sync=8000.0), "retries": 2, "paused": 20.0}, ttl=60)
     count_ended(dry, {"status": "dry-run", "counts": {}, "seconds": {"diff": 2.0, "total": 3.0}}, ttl=60)
     samples = scrape(client)
     assert samples[("shardsync_redis_up", ())] == 1
     assert samples[("shardsync_jobs_started_total", ())] == 0
+    assert samples[("shardsync_target_retries_total", ())] == 5
+    assert samples[("shardsync_target_throttled_total", ())] == 1
+    assert samples[("shardsync_target_waited_seconds_total", ())] == 0.5
+    assert samples[("shardsync_target_paused_seconds_total", ())] == 20.0
     ended = {dict(labels)["status"]: v for (name, labels), v in samples.items() if name == "shardsync_jobs_ended_total"}
     assert ended == {"success": 2, "failed": 0, "dry-run": 1}
     assert samples[("shardsync_operations_total", (("action", "create"), ("status", "success")))] == 10
