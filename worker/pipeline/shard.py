@@ -119,6 +119,7 @@ def apply_shard(ctx: StepContext, index: int) -> Dict[str, Any]:
         return result
     spec = ctx.spec
     syncer: Optional[ShardSyncer] = None
+    guard: Optional[TargetGuard] = None
     with ctx.kept_alive(), ctx.fence() as fence:
         try:
             source, target = ctx.adapters(lazy=True, reuse=True)
@@ -144,13 +145,16 @@ def apply_shard(ctx: StepContext, index: int) -> Dict[str, Any]:
                 fence=fence,
                 batch_size=spec.batch_size,
                 retry=retry_budget(spec, target),
-                guard=_guard(ctx, spec, target),
+                guard=(guard := _guard(ctx, spec, target)),
             )
             result["changed"], result["stopped"] = syncer.run()
         except Busy:
             raise  # ClaimLost: stand down; the next delivery replays the journal
         except Exception as err:
             raise ShardFailed(err, result, syncer, started) from err
+        finally:
+            if guard is not None:
+                guard.close()  # its slot renewer, however the shard ends (its figures stay readable)
         _account(ctx, result, syncer, info["operations"], total)
     result["seconds"] = time.perf_counter() - started
     job.mark_sync_ended(time.time())
