@@ -19,6 +19,7 @@ other exception, from the call or as an item's result, stops the sync as it does
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, Type, Union
 
 from core._operation import no_model_message, precheck
@@ -395,10 +396,9 @@ class LevelRun:
             failure: Optional[BaseException] = error
             if retrier.transient(error):
                 logger = syncer.base_logger.bind(action=action, model=model_class.get_type(), items=len(pending))
-                retrier.on_retry = lambda attempt, seconds, err: syncer._retrying(logger, attempt, seconds, err)
                 what = f"{_HOOKS[action]} of {model_class.get_type()} ({len(pending)} of {len(ops)} items)"
                 try:
-                    retrier.again(call, error, what, syncer.before_hook)
+                    retrier.again(call, error, what, syncer.before_hook, partial(syncer._retrying, logger))
                     failure = None
                 except ObjectCrudException as final:  # the budget spent, or the whole call refused
                     failure = final

@@ -96,7 +96,9 @@ class Retrier:
         budget: Attempts and seconds one operation may take.
         also: Exception types that mean "try later" besides ``TransientError`` (the adapter's).
         sleep: How to wait (a runner may wait while watching for a stop).
-        on_retry: Called before each wait with (attempt that failed, seconds to wait, its error).
+        held_back: Seconds the calls have spent so far waiting for the target before they started (a
+            runner's circuit breaker or shared pause): not counted against the budget's seconds, which
+            measure trying, not waiting.
     """
 
     def __init__(
@@ -104,15 +106,12 @@ class Retrier:
         budget: RetryBudget,
         also: Tuple[Type[BaseException], ...] = (),
         sleep: Callable[[float], None] = time.sleep,
-        on_retry: Optional[Callable[[int, float, BaseException], None]] = None,
+        held_back: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.budget = budget
         self.also = tuple(also)
         self.sleep = sleep
-        self.on_retry = on_retry
-        self.paused: Callable[[], float] = lambda: 0.0
-        """Seconds the calls spent waiting for the target before they started (a runner's circuit breaker or
-        shared pause): not counted against the budget's seconds, which measure trying, not waiting."""
+        self.held_back = held_back
         self._backoff = wait_exponential_jitter(multiplier=budget.initial, max=budget.maximum, jitter=budget.initial)
 
     def transient(self, err: BaseException) -> bool:
@@ -125,7 +124,14 @@ class Retrier:
         state.attempt_number = attempt
         return max(float(self._backoff(state)), retry_after_of(err))
 
-    def again(self, call: Callable[[], T], first: BaseException, what: str, before: Callable[[], None]) -> T:
+    def again(
+        self,
+        call: Callable[[], T],
+        first: BaseException,
+        what: str,
+        before: Callable[[], None],
+        on_retry: Optional[Callable[[int, float, BaseException], None]] = None,
+    ) -> T:
         """Call ``call`` again after its first call failed with the transient error ``first``.
 
         Args:
@@ -133,6 +139,7 @@ class Retrier:
             first: Its first call's error.
             what: The operation, for the error raised when the budget is spent (``create site ams1``).
             before: Called before each new call (a runner journals what is done and checks its lock).
+            on_retry: Called before each wait with (attempt that failed, seconds to wait, its error).
 
         Returns:
             What the first successful call returned.
@@ -146,19 +153,26 @@ class Retrier:
         first_wait = self.wait(1, first)
         if budget.attempts < 2 or first_wait > budget.seconds:
             raise self._spent(what, first, 1, started) from first
-        self._waiting(1, first_wait, first)
-        paused_before = self.paused()
+        if on_retry is not None:
+            on_retry(1, first_wait, first)
+        self.sleep(first_wait)
+        held_before = self.held_back()
 
         def spent(state: RetryCallState) -> bool:
-            trying = state.seconds_since_start - (self.paused() - paused_before)
+            trying = state.seconds_since_start - (self.held_back() - held_before)
             return trying + (state.upcoming_sleep or 0.0) > budget.seconds - first_wait
+
+        def announce(state: RetryCallState) -> None:
+            error = _error_of(state)
+            if on_retry is not None and state.next_action is not None and error is not None:
+                on_retry(state.attempt_number + 1, state.next_action.sleep, error)
 
         retrying = Retrying(
             stop=stop_after_attempt(budget.attempts - 1) | spent,
             wait=lambda state: self.wait(state.attempt_number + 1, _error_of(state)),
             retry=retry_if_exception(self.transient),
             sleep=self.sleep,
-            before_sleep=lambda state: self._announce(state),
+            before_sleep=announce,
             reraise=True,
         )
         attempts = 1
@@ -173,17 +187,6 @@ class Retrier:
                 raise self._spent(what, err, attempts, started) from err
             raise
         raise AssertionError("unreachable: tenacity either returns the call's result or raises")  # pragma: no cover
-
-    def _waiting(self, attempt: int, seconds: float, err: BaseException) -> None:
-        if self.on_retry is not None:
-            self.on_retry(attempt, seconds, err)
-        self.sleep(seconds)
-
-    def _announce(self, state: RetryCallState) -> None:
-        error = _error_of(state)
-        if self.on_retry is not None and state.next_action is not None:
-            if error is not None:
-                self.on_retry(state.attempt_number + 1, state.next_action.sleep, error)
 
     def _spent(self, what: str, last: BaseException, attempts: int, started: float) -> TransientError:
         seconds = time.monotonic() - started

@@ -69,6 +69,8 @@ class SyncHooks(Protocol):
       syncer adds, links or removes the object in the destination store;
     - ``batch_done()`` after a batch hook call, once every item's outcome and store writes are made;
     - ``call_hook(call)`` around every call of a hook or a batch hook, when overridden (a runner's limits);
+    - ``held_back()`` when an operation is tried again: the seconds the runner held calls back, which a
+      retry budget does not count;
     - ``backoff(seconds)`` between two calls of a hook whose remote said "try later" (``core.retry``), each
       new call preceded by ``before_hook()`` again.
 
@@ -173,6 +175,17 @@ class SyncHooks(Protocol):
         """
         return call()
 
+    def held_back(self) -> float:
+        """Seconds this runner has held calls back so far, waiting for its target (an outage, a shared pause).
+
+        Not counted against a retry budget's seconds, which measure trying, not waiting: an operation that
+        waited out an outage may still be tried again. Asked when an operation is tried again.
+
+        Returns:
+            A running total (0.0 here: the engine holds nothing back).
+        """
+        return 0.0
+
     def backoff(self, seconds: float) -> None:
         """Wait before a hook is called again after a transient failure (``core.retry``).
 
@@ -221,7 +234,10 @@ class DiffSyncSyncer(SyncHooks):
         self.retries = 0
         """Hook calls made again after a transient failure (a batch call counts once)."""
         self._retrier = Retrier(
-            self.retry_budget, tuple(getattr(dst_diffsync, "transient_errors", ()) or ()), self.backoff
+            self.retry_budget,
+            tuple(getattr(dst_diffsync, "transient_errors", ()) or ()),
+            self.backoff,
+            self.held_back,
         )
         """Whether debug events are emitted at all (shared with LevelRun: "Attempting model ..." events)."""
         self._uid_maps: Dict[str, Any] = {}
@@ -531,13 +547,13 @@ class DiffSyncSyncer(SyncHooks):
         Raises:
             TransientError: (an ObjectCrudException) when the budget is spent, naming the operation.
         """
-        self._retrier.on_retry = lambda attempt, seconds, err: self._retrying(logger, attempt, seconds, err)
         call = partial(self._call_hook, action, model_class, dst_model, element.keys, attrs)
         return self._retrier.again(
             partial(self.call_hook, call) if self._guarded else call,
             first,
             f"{action} {model_class.get_type()} {uid}",
             self.before_hook,
+            partial(self._retrying, logger),
         )
 
     def _retrying(self, logger: Any, attempt: int, seconds: float, err: BaseException) -> None:

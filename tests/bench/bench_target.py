@@ -18,9 +18,7 @@ Target: transient answers at most 5% of the calls, job time within 1.5x the boun
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -31,23 +29,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(ROOT / "tests" / "integration"), str(ROOT)]
 
+from _target_api import start_target_api  # noqa: E402
 from bench_distributed import Cluster, configure_environment, redis_client  # noqa: E402
-
-
-def start_api(capacity: int, service_time: float, queue_timeout: float) -> subprocess.Popen:
-    config = {"capacity": capacity, "service_time": service_time, "queue_timeout": queue_timeout}
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests/integration/_target_server.py"), "--config", json.dumps(config)],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    line = process.stdout.readline() if process.stdout else ""
-    if not line.startswith("PORT "):
-        process.kill()
-        raise RuntimeError(f"the API did not start: {line!r}")
-    process.port = int(line.split()[1])  # type: ignore[attr-defined]
-    return process
 
 
 def run(args: argparse.Namespace, app: Any, url: str, slots: int) -> Dict[str, Any]:
@@ -55,8 +38,8 @@ def run(args: argparse.Namespace, app: Any, url: str, slots: int) -> Dict[str, A
 
     from worker import submit_sync
 
-    api = start_api(args.capacity, args.service_time, args.queue_timeout)
-    base = f"http://127.0.0.1:{api.port}"  # type: ignore[attr-defined]
+    api = start_target_api(capacity=args.capacity, service_time=args.service_time, queue_timeout=args.queue_timeout)
+    base = api.url
     samples: List[int] = []
     stop = threading.Event()
 
@@ -78,10 +61,9 @@ def run(args: argparse.Namespace, app: Any, url: str, slots: int) -> Dict[str, A
             seconds = time.monotonic() - started
             stop.set()
             sampler.join(timeout=5)
-        stats = httpx.get(f"{base}/stats", timeout=5).json()
+        stats = api.stats()
     finally:
-        api.kill()
-        api.wait(timeout=10)
+        api.stop()
     statuses = {int(code): count for code, count in stats["statuses"].items()}
     calls = sum(statuses.values())
     transient = statuses.get(503, 0) + statuses.get(429, 0)

@@ -63,11 +63,9 @@ class ShardSyncer(DiffSyncSyncer):
             diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags, batch_size=batch_size, retry=retry
         )
         self._guard = guard
-        self._guarded = guard is not None  # calls go through call_hook only when there is something to hold
         if guard is not None:
             guard.sleep = self.backoff  # its waits, as the retries', stop the shard when its job stops
-            self._retrier.paused = lambda: guard.paused  # an outage waited out spends no retry budget
-            guard.before = self.before_hook
+            guard.before = self.before_hook  # after a wait: journal what is done, fence again
         self._job = job
         self._op_ids = op_ids
         self._done = done
@@ -138,17 +136,16 @@ class ShardSyncer(DiffSyncSyncer):
             prefetch(modelname, uids)
 
     def guard_figures(self) -> Dict[str, Any]:
-        """What the shard's calls waited for their target's limits (none without limits); the guard let go."""
-        if self._guard is None:
-            return {}
-        figures = self._guard.figures()
-        self._guard.close()
-        return figures
+        """What the shard's calls waited for their target (none without a guard)."""
+        return self._guard.figures() if self._guard is not None else {}
 
     def call_hook(self, call: Callable[[], T]) -> T:
-        """Make one call to the target once its limits let it start (``worker.target``)."""
-        assert self._guard is not None
-        return self._guard.call(call)
+        """Make one call to the target once its limits and condition let it start (``worker.target``)."""
+        return self._guard.call(call) if self._guard is not None else call()
+
+    def held_back(self) -> float:
+        """Seconds the guard held calls back for the target (an outage waited out spends no retry budget)."""
+        return self._guard.paused if self._guard is not None else 0.0
 
     def backoff(self, seconds: float) -> None:
         """Wait before calling a hook again (its remote said "try later"), a second at a time.

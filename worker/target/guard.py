@@ -34,6 +34,10 @@ LOOK_EVERY = 0.5
 _CLEAN = Admission(wait=0.0, limit=CEILING)
 
 
+class _ProbeFailed(Exception):
+    """A probe of the half-open breaker failed transiently: the call waits for the next probe."""
+
+
 class TargetUnavailable(ShardsyncError):
     """The target has not answered well for longer than the outage budget (SHARDSYNC_OUTAGE_BUDGET)."""
 
@@ -88,60 +92,63 @@ class TargetGuard:
         self.probes_failed = 0
         """Probes of a half-open breaker this guard made that failed (the target still down)."""
         self.before: Callable[[], None] = lambda: None
-        """Called before a call is made again after a failed probe (the shard's journal and fence)."""
+        """Called before a call that had to wait is made (the shard's journal and fence)."""
 
     def call(self, call: Callable[[], T]) -> T:
         """Make one call once the target's condition and limits let it start; tell the condition how it went.
 
-        A probe of a half-open breaker that fails opens it again and this call waits for the next probe (each
-        new try preceded by ``before``): an operation held back by an outage spends none of its retries on it;
-        only the outage budget ends the wait.
+        A call that had to wait (for the condition, or for a slot) is preceded by ``before`` (the shard's
+        journal and fence), so it is fenced as any hook: the lock may have been lost while it waited. A probe
+        of a half-open breaker that fails opens it again and this call waits for the next probe: an operation
+        held back by an outage spends none of its retries on it; only the outage budget ends the wait.
         """
+        waited = False
         while True:
             admission = self._admission()
             if admission.wait > 0:
                 self._wait(admission)
+                waited = True
                 continue
             limit = None if admission.limit >= self.condition.ceiling else max(1, int(admission.limit))
             if limit is not None:
                 self.lowest_limit = min(self.lowest_limit, limit)
             if limit is None and not self.declared and not admission.probe and not self.engaged:
-                return self._plain(call)  # nothing to hold it to: the common case, at no cost
-            try:
-                with self.limiter.held(limit) as waited:
-                    if waited and not admission.probe:  # the target may have asked to wait meanwhile: look
-                        admission = self._admission()  # again, holding the slot (a probe must go: it is awaited)
-                        if admission.wait > 0:
-                            continue  # the slot goes back; wait as asked
-                    result = call()
-            except Exception as err:
-                if not is_transient(err, self.also):
-                    if admission.probe:  # the target answered (a refusal is an answer): the breaker closes
-                        self.condition.succeeded(True)
-                    raise
-                self.condition.failed(retry_after_of(err), admission.probe)
-                self._failed_since_success = True
-                self.engaged = True
-                if not admission.probe:
-                    raise
-                self.probes_failed += 1
-                self.before()
-                continue
+                if waited:
+                    self.before()
+                return self._made(call, admission)  # nothing to hold it to: the common case, at no cost
+            with self.limiter.held(limit) as slot_wait:
+                if slot_wait and not admission.probe:  # the target may have asked to wait meanwhile: look
+                    admission = self._admission()  # again, holding the slot (a probe must go: it is awaited)
+                    if admission.wait > 0:
+                        continue  # the slot goes back; wait as asked
+                if waited or slot_wait:
+                    self.before()
+                try:
+                    result = self._made(call, admission)
+                except _ProbeFailed:
+                    waited = True  # the breaker opened again: wait for the next probe
+                    continue
             if admission.probe or self._failed_since_success or (self.engaged and limit is not None):
                 self.condition.succeeded(admission.probe)
                 self._failed_since_success = False
             return result
 
-    def _plain(self, call: Callable[[], T]) -> T:
-        """A call to a clean target without declared limits: made at once, watched for its failure."""
+    def _made(self, call: Callable[[], T], admission: Admission) -> T:
+        """Make the call; a transient failure told to the shared condition (a failed probe: ``_ProbeFailed``)."""
         try:
             return call()
         except Exception as err:
-            if is_transient(err, self.also):
-                self.condition.failed(retry_after_of(err), False)
-                self._failed_since_success = True
-                self.engaged = True
-            raise
+            if not is_transient(err, self.also):
+                if admission.probe:  # the target answered (a refusal is an answer): the breaker closes
+                    self.condition.succeeded(True)
+                raise
+            self.condition.failed(retry_after_of(err), admission.probe)
+            self._failed_since_success = True
+            self.engaged = True
+            if not admission.probe:
+                raise
+            self.probes_failed += 1
+            raise _ProbeFailed() from err
 
     def _admission(self) -> Admission:
         now = time.monotonic()

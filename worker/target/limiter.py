@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional, Set
+from typing import Any, Callable, Dict, Iterator, Optional, Set
 
 import limits
 from limits.storage import MemoryStorage, RedisStorage
@@ -52,6 +52,14 @@ end
 redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[#ARGV])) * 2)
 return 0
 """
+
+
+def _until(taken: Callable[[], bool]) -> None:
+    """Try until ``taken()`` says yes, waiting POLL seconds after the first no, doubling up to 0.25 s."""
+    pause = POLL
+    while not taken():
+        time.sleep(pause)
+        pause = min(0.25, pause * 2)
 
 
 def rate_item(rate: float) -> limits.RateLimitItem:
@@ -102,19 +110,12 @@ class Limiter:
 
     def _take_slot(self, limit: int) -> str:
         token = uuid.uuid4().hex
-        pause = POLL
-        while not self._try_slot(token, limit):
-            time.sleep(pause)
-            pause = min(0.25, pause * 2)
+        _until(lambda: self._try_slot(token, limit))
         return token
 
     def _take_rate(self) -> None:
-        if self._rate is None:
-            return
-        pause = POLL
-        while not self._try_rate():
-            time.sleep(pause)
-            pause = min(0.25, pause * 2)
+        if self._rate is not None:
+            _until(self._try_rate)
 
     def _try_slot(self, token: str, limit: int) -> bool:
         raise NotImplementedError

@@ -107,7 +107,7 @@ def test_a_failed_probe_opens_it_again_for_longer_and_the_call_waits_for_the_nex
 
     started = time.monotonic()
     assert guard.call(call) == "back"  # two probes failed (no error for the operation), the third answered
-    assert guard.probes_failed == 2 and len(befores) == 2
+    assert guard.probes_failed == 2 and len(befores) == 3  # each of the 3 probes waited first: fenced
     assert time.monotonic() - started >= 0.2 + 0.4  # the cool-downs, doubled: 0.2, then 0.4
     assert not guard.condition.admit().open
 
@@ -135,3 +135,19 @@ def test_other_errors_leave_the_condition_alone(clients) -> None:
     fail(guard, ValueError("a bug, not the target"))
     admission = guard.condition.admit()
     assert admission.wait == 0 and admission.down_since is None and not admission.open
+
+
+def test_a_call_that_waited_is_fenced_again_before_it_is_made(clients) -> None:
+    """The lock may be lost while a call waits for its target: the shard's fence runs again before it."""
+    name, (one, two) = clients
+    fail(guard_for(name, None, one), TransientError("429", retry_after=0.2))
+    waiting = guard_for(name, None, two)
+    made: List[str] = []
+
+    def lost() -> None:
+        raise RuntimeError("the job lost its lock while the call waited")
+
+    waiting.before = lost
+    with pytest.raises(RuntimeError, match="lost its lock"):
+        waiting.call(lambda: made.append("called"))
+    assert made == []  # never made

@@ -41,9 +41,9 @@ MAX_TRANSIENT_RETRIES = 20
 """Retries of a step after Redis errors (backing off up to a minute each) before the job is failed."""
 
 
-def transient(err: BaseException) -> bool:
-    """Whether an error is Redis (or the broker) being unreachable for a while, rather than a fault of the job."""
-    return unreachable(err)
+transient = unreachable
+"""Whether an error is Redis (or the broker) not answering for now, rather than a fault of the job: what a step
+is run again after (``worker.connection.unreachable``, named here for what it decides)."""
 
 
 class CeleryRunner:
