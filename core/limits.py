@@ -2,7 +2,7 @@
 
 An adapter declares it (``Adapter.limits = Limits(concurrency=8, rate=100.0)``), a job may set its own; the
 distributed runner enforces it across every worker and job that writes to the same system (``limits_key``),
-through Redis, and the embedded runner in its process (``worker.target``). A batch hook call is one call.
+through Redis, and the embedded runner in its process (``worker.targets``). A batch hook call is one call.
 The engine's own ``sync_from`` makes one call at a time and enforces nothing of it.
 """
 

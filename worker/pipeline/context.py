@@ -25,7 +25,7 @@ from worker.errors import InvalidJob, JobFailed, LockLost, UnknownAdapter, descr
 from worker.job.spec import JobSpec
 from worker.settings import get_settings
 from worker.state.base import Heartbeat, JobState
-from worker.target.guard import TargetGuard
+from worker.targets.guard import TargetGuard
 
 logger = structlog.get_logger("shardsync.worker")
 

@@ -20,7 +20,7 @@ from core.model import DiffSyncModel
 from core.retry import RetryBudget
 from core.syncer import DiffSyncSyncer
 from worker.state.base import JobState
-from worker.target.guard import TargetGuard
+from worker.targets.guard import TargetGuard
 
 _CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
 _SUCCESS = DiffSyncStatus.SUCCESS.value
@@ -140,7 +140,7 @@ class ShardSyncer(DiffSyncSyncer):
         return self._guard.figures() if self._guard is not None else {}
 
     def call_hook(self, call: Callable[[], T]) -> T:
-        """Make one call to the target once its limits and condition let it start (``worker.target``)."""
+        """Make one call to the target once its limits and condition let it start (``worker.targets``)."""
         return self._guard.call(call) if self._guard is not None else call()
 
     def held_back(self) -> float:

@@ -25,7 +25,7 @@ from worker.pipeline.journal import ShardSyncer
 from worker.pipeline.plan import next_wave
 from worker.settings import get_settings
 from worker.state.base import JobState
-from worker.target.guard import TargetGuard, limits_key, limits_of
+from worker.targets.guard import TargetGuard, limits_key, limits_of
 
 logger = structlog.get_logger("shardsync.worker")
 

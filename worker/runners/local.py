@@ -21,7 +21,7 @@ from worker.pipeline.dispatch import run_step
 from worker.settings import get_settings
 from worker.state.base import JobState
 from worker.state.memory import MemoryJobState
-from worker.target.guard import TargetGuard, guard_for
+from worker.targets.guard import TargetGuard, guard_for
 
 ProgressCallback = Callable[[str, int, int], None]
 

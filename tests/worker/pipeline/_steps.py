@@ -15,7 +15,7 @@ from worker.pipeline.context import Delivery
 from worker.pipeline.dispatch import run_step
 from worker.settings import get_settings
 from worker.state.memory import MemoryJobState, _locks, _locks_guard
-from worker.target.guard import guard_for
+from worker.targets.guard import guard_for
 
 HOST = "worker-1@test"
 DELIVERY = Delivery(hostname=HOST)

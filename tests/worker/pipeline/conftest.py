@@ -8,7 +8,7 @@ from tests.worker.pipeline import _adapters
 from tests.worker.pipeline._steps import Jobs, RecordingRunner
 from worker.adapters.registry import register_adapter, unregister_adapter
 from worker.pipeline.context import forget_attached
-from worker.target import condition, limiter
+from worker.targets import condition, limiter
 
 
 @pytest.fixture(autouse=True)

@@ -33,7 +33,7 @@ from worker.schedule.ticks import TickSkipped, admit_run, confirm_run, marker_tt
 from worker.settings import get_settings
 from worker.state.base import unpack
 from worker.state.redis import RedisJobState
-from worker.target.guard import TargetGuard, guard_for
+from worker.targets.guard import TargetGuard, guard_for
 
 logger = structlog.get_logger("shardsync.worker")
 

@@ -1,9 +1,9 @@
 """The guard of one shard's calls to its target: held to its limits, paused, adapted, and stopped in an outage.
 
 The shard's syncer passes every hook call (and batch hook call, and each call made again) through
-``TargetGuard.call``. Before a call: the target's shared condition (``worker.target.condition``) may ask to
+``TargetGuard.call``. Before a call: the target's shared condition (``worker.targets.condition``) may ask to
 wait (a Retry-After, an open circuit breaker) and sets the adaptive limit on calls in flight; then the limiter
-(``worker.target.limiter``) holds the call to that and to the declared limits. After it: a transient failure
+(``worker.targets.limiter``) holds the call to that and to the declared limits. After it: a transient failure
 halves the adaptive limit, may pause or open the breaker; a success closes it and grows the limit. A target
 that stays unavailable longer than the outage budget fails the shard with ``TargetUnavailable``.
 
@@ -23,8 +23,8 @@ from core.adapter import Adapter
 from core.limits import Limits
 from core.retry import is_transient, retry_after_of
 from worker.errors import ShardsyncError
-from worker.target.condition import CEILING, Admission, Condition, condition_for
-from worker.target.limiter import Limiter, limiter_for
+from worker.targets.condition import CEILING, Admission, Condition, condition_for
+from worker.targets.limiter import Limiter, limiter_for
 
 T = TypeVar("T")
 

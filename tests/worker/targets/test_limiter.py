@@ -1,4 +1,4 @@
-"""A target's limits held by every holder at once (``worker.target.limiter``), against the suite's real Redis.
+"""A target's limits held by every holder at once (``worker.targets.limiter``), against the suite's real Redis.
 
 Several holders stand for several workers (each its own limiter on its own client), their calls in threads:
 never more calls in flight than the limit, never more started in a window than the rate; a slot whose holder
@@ -18,9 +18,9 @@ from redis import Redis
 
 from core import keys
 from core.limits import Limits
-from worker.target import limiter as limiter_module
-from worker.target.guard import guard_for, limits_key, limits_of
-from worker.target.limiter import MemoryLimiter, RedisLimiter, rate_item
+from worker.targets import limiter as limiter_module
+from worker.targets.guard import guard_for, limits_key, limits_of
+from worker.targets.limiter import MemoryLimiter, RedisLimiter, rate_item
 
 URL = os.environ["SHARDSYNC_BROKER_URL"]
 

@@ -1,4 +1,4 @@
-"""A target's shared condition and the guard of a shard's calls (``worker.target``), on the real Redis.
+"""A target's shared condition and the guard of a shard's calls (``worker.targets``), on the real Redis.
 
 Two guards on two clients stand for two workers: a 429's Retry-After pauses both; transient failures halve the
 adaptive limit and successes grow it back; failures in a row over the window open the circuit breaker, whose
@@ -18,8 +18,8 @@ from redis import Redis
 
 from core import TransientError, keys
 from core.limits import Limits
-from worker.target import condition as condition_module
-from worker.target.guard import TargetUnavailable, guard_for
+from worker.targets import condition as condition_module
+from worker.targets.guard import TargetUnavailable, guard_for
 
 URL = os.environ["SHARDSYNC_BROKER_URL"]
 
