@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     overrides it."""
     retry_seconds: float = Field(120.0, ge=0)
     """Most seconds one operation is tried again after its first transient failure (as retry_attempts)."""
+    call_timeout: float = Field(300.0, ge=0)
+    """Most seconds one call to a target's hooks (one batch call) may take, unless its adapter's or job's limits
+    say otherwise: past it the call is interrupted where the pool can (prefork, solo, the embedded runner's
+    main thread) and counts as a transient failure. 0: no limit."""
+    load_timeout: float = Field(0.0, ge=0)
+    """Most seconds one ``load()``, ``load_partition()`` or ``sync_complete()`` may take (interrupted as
+    call_timeout; the job fails naming it). 0: no limit but the job's deadline."""
     outage_budget: float = Field(600.0, ge=0)
     """Seconds a target may stay unavailable (every call failing, its circuit breaker open) before the job
     fails, naming the outage; until then its calls wait instead of hammering it."""

@@ -107,6 +107,7 @@ def job_options(func: Any) -> Any:
         click.option("--retry-seconds", type=float, help="most seconds an operation is tried again (default 120)"),
         click.option("--max-concurrency", type=_Positive(), help="most calls in flight to the target, all workers"),
         click.option("--max-rate", type=float, help="most calls per second to the target, all workers"),
+        click.option("--call-timeout", type=float, help="most seconds one call to the target may take"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -136,7 +137,7 @@ OPTION_NAMES = {"top_level_barrier": "no_barrier"}
 RETRY_OPTIONS = {"retry_attempts": "attempts", "retry_seconds": "seconds"}
 """The options that set fields of the spec's ``retry`` (a job file gives ``retry`` as a table, or these)."""
 
-LIMITS_OPTIONS = {"max_concurrency": "concurrency", "max_rate": "rate"}
+LIMITS_OPTIONS = {"max_concurrency": "concurrency", "max_rate": "rate", "call_timeout": "call_timeout"}
 """The options that set fields of the spec's ``limits`` (a job file gives ``limits`` as a table, or these)."""
 
 GROUPED = {"retry": RETRY_OPTIONS, "limits": LIMITS_OPTIONS}

@@ -196,6 +196,9 @@ class LimitsSpec(BaseModel):
 
     concurrency: Optional[int] = Field(None, ge=1, le=100_000, description="most calls in flight at once")
     rate: Optional[float] = Field(None, gt=0, le=1_000_000, description="most calls started per second")
+    call_timeout: Optional[float] = Field(
+        None, gt=0, le=86_400, description="most seconds one call to the target may take before it is interrupted"
+    )
 
     def to_limits(self) -> Limits:
         """As ``core.limits.Limits`` (fields left out: None)."""

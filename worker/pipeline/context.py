@@ -98,6 +98,13 @@ class ClaimLost(Busy):
     """
 
 
+class Ended(Exception):
+    """The job ended while this delivery worked: it writes nothing more of the job's and goes away quietly.
+
+    The watchdog ends a job past its deadline or a cancel while a call of one of its steps hangs.
+    """
+
+
 class Stop(Exception):
     """A step stops its job (a refusal, an invalid job): the dispatcher records why and hands over to the finish.
 
@@ -252,6 +259,18 @@ class StepContext:
     def progress(self, stage: str, current: int, total: int) -> None:
         """Show the job's progress (never over its end: ``show_progress``)."""
         show_progress(self.job, self.runner, stage, current, total)
+
+    def standing(self) -> None:
+        """Check, before writing the job's state after a long call, that this delivery may still write it.
+
+        Raises:
+            ClaimLost: the heartbeat found this step's claim gone (another delivery may run it now).
+            Ended: the job has a report (the watchdog ended it while a call of this step hung).
+        """
+        if self.beat is not None and self.beat.claim_lost.is_set():
+            raise ClaimLost(self.label, claim_wait())
+        if self.job.report() is not None:
+            raise Ended(f"job {self.job_id} ended while {self.label} ran")
 
     def hand_over(self, step: str, *args: Any) -> None:
         """Enqueue the next step of the job (by name: a step never imports another)."""

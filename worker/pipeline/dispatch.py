@@ -21,6 +21,7 @@ from worker.pipeline.context import (
     Busy,
     ClaimLost,
     Delivery,
+    Ended,
     Runner,
     StepContext,
     Stop,
@@ -108,6 +109,10 @@ def _deliver(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
     except Busy:
         forget_attached()
         raise
+    except Ended as ended:
+        forget_attached()
+        logger.warning("Step stood down: its job ended while it ran; nothing of it is kept", reason=str(ended))
+        return None
     except Stop as stop:
         forget_attached()
         _stop(ctx, stop.reason)
@@ -116,6 +121,11 @@ def _deliver(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
         forget_attached()
         if step.raises or ctx.delivery.will_retry(err):
             raise
+        if not step.after_end and job.report() is not None:
+            # The job ended while this step ran (the watchdog ended it around a hung call): its error is no
+            # longer the job's, and nothing may be written after the end.
+            logger.warning("Step failed after its job ended; nothing of it is kept", error=describe(err))
+            return None
         _fail(ctx, step.failure_of(args), err)
         return None
 
@@ -171,11 +181,13 @@ def _claimed(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
                     raise Poisoned(reason)
                 job.abort(reason)  # it runs, in a stopped job, only to report
             return _work(step, ctx, args)
-        except (Busy, Stop):
+        except (Busy, Stop, Ended):
             raise
         except Exception as err:
             if step.failed is None or step.raises or ctx.delivery.will_retry(err):
                 raise
+            if not step.after_end and job.report() is not None:
+                raise  # the job ended meanwhile: no failed result is recorded after its end
             forget_attached()
             return step.failed(ctx, err, *args)
     finally:
@@ -229,6 +241,8 @@ def _notify(event: str, ctx: StepContext, outcome: Any) -> None:
 
 def _stop(ctx: StepContext, reason: Optional[str]) -> None:
     """Stop the job (the first reason recorded wins) and hand over to the finish, which reports it."""
+    if ctx.job.report() is not None:
+        return  # ended already: nothing is written after a job's end
     if reason is not None:
         ctx.job.abort(reason)
     ctx.hand_over("finish")

@@ -24,6 +24,7 @@ from worker.job.spec import JobSpec
 from worker.pipeline.context import DONE, StepContext
 from worker.settings import get_settings
 from worker.state.base import JobState
+from worker.targets.timeout import time_limit
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -55,14 +56,23 @@ def finish(ctx: StepContext) -> Dict[str, Any]:
         sync_complete = True  # Adapter.sync_complete does nothing: no adapter to attach, no diff to rebuild
     elif spec is not None and not error and not spec.dry_run and changed:
         error, sync_complete = _sync_complete(ctx)
+    hung = job.info().get("hung") or []
+    if hung:
+        error = (
+            f"{error or 'the job was stopped'}; {', '.join(hung)} had not returned "
+            f"{get_settings().watchdog_interval:g} s later (a call that hangs?) and was ended by the watchdog; "
+            "whatever it does now is discarded"
+        )
     report = assemble_report(
         job, error=error, changed=changed, sync_complete=sync_complete, hostname=ctx.hostname, started=started
     )
+    report["hung"] = list(hung)
     keep_stores = _keeps_stores(spec)
     if not keep_stores:
         report["stores"] = {}  # removed below: the report names no store that is gone
-    job.set_info(status=report["status"], finished=time.time())  # before the report, which sets its expiry
-    job.save_report(report, get_settings().store_ttl)
+    if not job.save_report(report, get_settings().store_ttl):
+        return job.report()  # type: ignore[return-value]  # another end came first (the watchdog's, say)
+    job.set_info(status=report["status"], finished=time.time())
     if spec is not None and job.info().get("lock") == "held":
         job.release_lock(spec.target_identity())
     job.drop_scratch()
@@ -85,7 +95,11 @@ def _sync_complete(ctx: StepContext) -> Tuple[Optional[str], bool]:
             source, target = ctx.adapters()
             records = job.diff_records(list(range(job.diff_size())))
             full = rebuild_diff(records, DiffCodec(source, target), source.name, target.name, job.summary())
-            target.sync_complete(source, full, ctx.spec.diffsync_flags, structlog.get_logger().new(job_id=job.job_id))
+            with time_limit(get_settings().load_timeout, f"{type(target).__name__}.sync_complete()"):
+                target.sync_complete(
+                    source, full, ctx.spec.diffsync_flags, structlog.get_logger().new(job_id=job.job_id)
+                )
+            ctx.standing()
             flush = getattr(target.store, "flush", None)
             if flush is not None:
                 flush()
@@ -98,6 +112,34 @@ def _keeps_stores(spec: Optional[JobSpec]) -> bool:
     if spec is not None and spec.keep_stores is not None:
         return spec.keep_stores
     return get_settings().keep_stores
+
+
+def end_hung(ctx: StepContext) -> Dict[str, Any]:
+    """End a stopped job whose steps did not stop (the watchdog's ``end``): the finish, around the hung steps.
+
+    The watchdog sends it when a job has been stopped (its deadline passed, a cancel) for a whole watchdog
+    interval and some of its steps still hold their claims: a call that never returns keeps its heartbeat,
+    its claim and the target's lock alive, and the job would never end. The steps' claims are taken from
+    them and the lock released first, so that whatever they do when (if ever) their call returns finds its
+    claim and lock gone and writes nothing (``StepContext.standing``, the shard's fence); then the job ends
+    as a finish ends it, its report naming them (``hung``).
+    """
+    job = ctx.job
+    if job.report() is not None:
+        return job.report()  # type: ignore[return-value]
+    hung = sorted(key for key in job.running_steps() if key != ctx.claim and job.claim_held(key))
+    for key in hung:
+        job.revoke_claim(key)
+    if hung:
+        job.set_info(hung=hung)
+        logger.error("Job ended around steps that did not stop", steps=hung)
+    try:
+        target: Optional[str] = ctx.spec.target_identity()
+    except Exception:  # noqa: BLE001 - an invalid job: the finish reports it
+        target = None
+    if target is not None and job.info().get("lock") == "held":
+        job.release_lock(target)
+    return finish(ctx)
 
 
 def publish(ctx: StepContext, outcome: Any) -> Dict[str, Any]:

@@ -59,9 +59,7 @@ class ShardSyncer(DiffSyncSyncer):
         retry: Optional[RetryBudget] = None,
         guard: Optional[TargetGuard] = None,
     ) -> None:
-        super().__init__(
-            diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags, batch_size=batch_size, retry=retry
-        )
+        super().__init__(diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags, batch_size=batch_size, retry=retry)
         self._guard = guard
         if guard is not None:
             guard.sleep = self.backoff  # its waits, as the retries', stop the shard when its job stops
@@ -204,8 +202,10 @@ class ShardSyncer(DiffSyncSyncer):
 
         Called between operations (never inside one), so a journaled operation's store writes (the model
         added, linked to its parent, removed) have all reached the store: a redelivered shard can replay it
-        without running its hook.
+        without running its hook. Fenced like a hook.
         """
+        if self._fence is not None:
+            self._fence()  # a call that returned after its claim or the lock was lost (the job ended) writes nothing
         store = self.dst_diffsync.store
         if not self._pending:
             flush = getattr(store, "flush", None)
@@ -218,8 +218,14 @@ class ShardSyncer(DiffSyncSyncer):
         self._last_checkpoint = time.monotonic()
         self._report(current)
 
-    def finish(self) -> None:
-        """Write what is pending and report the progress counter as it is now."""
+    def finish(self, fenced: bool = True) -> None:
+        """Write what is pending and report the progress counter as it is now.
+
+        ``fenced`` False: the bookkeeping of a shard that failed, its fence closed (the dispatcher found its
+        job not ended; the operations pending ran under the lock, and their entries say so).
+        """
+        if not fenced:
+            self._fence = None
         self.checkpoint()
         self._report(self._job.progress_count(), force=True)
 

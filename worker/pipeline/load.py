@@ -18,7 +18,9 @@ from core.adapter import Adapter
 from core.store.redis.scripts import MAX_PARTITIONS
 from worker.errors import InvalidJob, describe
 from worker.pipeline.context import SIDES, StepContext
+from worker.settings import get_settings
 from worker.state.base import JobState, pack
+from worker.targets.timeout import time_limit
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -60,7 +62,9 @@ def load(ctx: StepContext, side: str) -> Optional[Dict[str, Any]]:
         return {"objects": 0, "seconds": 0.0, "worker": ctx.hostname} if not keys else None  # none: side empty
     adapter.store = store
     store.adapter = adapter
-    adapter.load()
+    with time_limit(get_settings().load_timeout, f"{type(adapter).__name__}.load()"):
+        adapter.load()
+    ctx.standing()  # a load that outlived its job writes nothing more
     flush = getattr(store, "flush", None)
     if flush is not None:
         flush()
@@ -149,7 +153,9 @@ def load_partition(ctx: StepContext, side: str, index: int) -> Dict[str, Any]:
     adapter = ctx.spec.build_adapter(side)
     adapter.store = store
     store.adapter = adapter
-    adapter.load_partition(key)
+    with time_limit(get_settings().load_timeout, f"{type(adapter).__name__}.load_partition({key!r})"):
+        adapter.load_partition(key)
+    ctx.standing()
     flush = getattr(store, "flush", None)
     if flush is not None:
         flush()

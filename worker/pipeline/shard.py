@@ -162,12 +162,17 @@ def apply_shard(ctx: StepContext, index: int) -> Dict[str, Any]:
 
 
 def _account(
-    ctx: StepContext, result: Dict[str, Any], syncer: Optional[ShardSyncer], operations: int, total: int
+    ctx: StepContext,
+    result: Dict[str, Any],
+    syncer: Optional[ShardSyncer],
+    operations: int,
+    total: int,
+    fenced: bool = True,
 ) -> None:
-    """The bookkeeping of a shard that ran to its end, or stopped on an error of its own."""
+    """The bookkeeping of a shard that ran to its end (fenced), or stopped on an error of its own."""
     remainder = operations
     if syncer is not None:
-        syncer.finish()
+        syncer.finish(fenced)
         result.update(syncer.guard_figures())
         result["changed"] = result["changed"] or syncer.attempted
         result["applied"] = syncer.applied
@@ -189,7 +194,7 @@ def shard_failed(ctx: StepContext, err: BaseException, index: int) -> Dict[str, 
         return _result(job.shard_plan(index), ctx.hostname, error=message)
     result = err.result
     result["error"] = message
-    _account(ctx, result, err.syncer, result["operations"], job.plan_head()["operations"])
+    _account(ctx, result, err.syncer, result["operations"], job.plan_head()["operations"], fenced=False)
     result["seconds"] = time.perf_counter() - err.started
     job.mark_sync_ended(time.time())
     return result

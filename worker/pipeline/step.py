@@ -179,3 +179,8 @@ register(Step(
     queue="jobs", event="ended", heartbeat=False, when_stopped=True, after_end=True, deadline=False, raises=True,
     runs_poisoned=True,
 ))  # fmt: skip
+register(Step(
+    "end", task="shardsync.end", work=finish.end_hung, then=finish.publish, done=finish.reported,
+    queue="jobs", event="ended", heartbeat=False, when_stopped=True, after_end=True, deadline=False, raises=True,
+    runs_poisoned=True,
+))  # fmt: skip

@@ -62,7 +62,8 @@ class LocalRunner:
 
     def target_guard(self, key: str, limits: Optional[Limits], also: tuple) -> TargetGuard:
         """The target's limits and condition held in this process."""
-        return guard_for(key, limits, None, also, get_settings().outage_budget)
+        settings = get_settings()
+        return guard_for(key, limits, None, also, settings.outage_budget, call_timeout=settings.call_timeout)
 
     def run(self, job: JobState, delivery: Delivery) -> None:
         """Run queued steps until none is left."""

@@ -171,6 +171,13 @@ class JobState(JobParts, ABC):
         """Whether some delivery holds the step's claim now."""
 
     @abstractmethod
+    def revoke_claim(self, step_key: str) -> None:
+        """Take a step's claim from whichever delivery holds it (the watchdog's end of a job with a hung step).
+
+        The delivery learns it at its next heartbeat or fence, and writes nothing of the job's after that.
+        """
+
+    @abstractmethod
     def running_steps(self) -> Dict[str, List[Any]]:
         """Steps recorded as running by their claims: ``{step_key: [step, args, claimed_at]}``."""
 
@@ -326,8 +333,11 @@ class JobState(JobParts, ABC):
     # -- report and clean-up --------------------------------------------------------------------------
 
     @abstractmethod
-    def save_report(self, report: Dict[str, Any], ttl: int) -> None:
-        """Keep the job's report for ``ttl`` seconds, with the spec, info and diff it describes."""
+    def save_report(self, report: Dict[str, Any], ttl: int) -> bool:
+        """Keep the job's report for ``ttl`` seconds, with the spec, info and diff it describes.
+
+        Returns False, keeping nothing, when the job has a report already: the first one is the job's end.
+        """
 
     @abstractmethod
     def report(self) -> Optional[Dict[str, Any]]:

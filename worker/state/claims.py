@@ -143,6 +143,7 @@ class RedisClaims:
                         state.lost.set()
                     if claim_key and not self.client.eval(_RENEW_CLAIM, 1, claim_key, token, claim_ttl * 1000):
                         state.claim_lost.set()
+                        return  # the step is another delivery's now, or its job ended: keep nothing alive
                     self._keep_records()
                 except Exception:  # noqa: BLE001, S112 - a missed beat is retried at the next one
                     continue
@@ -194,6 +195,13 @@ class RedisClaims:
     def claim_held(self, step_key: str) -> bool:
         """Whether some delivery holds the step's claim now."""
         return bool(self.client.exists(self.key(f"claim:{step_key}")))
+
+    def revoke_claim(self, step_key: str) -> None:
+        """Take a step's claim from its holder (its renewals and release then find it gone)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.key(f"claim:{step_key}"))
+        pipe.hdel(self.key("running"), step_key)
+        pipe.execute()
 
     def running_steps(self) -> Dict[str, List[Any]]:
         """Steps recorded as running by their claims."""

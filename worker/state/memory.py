@@ -180,6 +180,11 @@ class MemoryJobState(MemoryParts, JobState):
         """Whether the step is claimed."""
         return step_key in self._claims
 
+    def revoke_claim(self, step_key: str) -> None:
+        """Take a step's claim from its holder."""
+        self._claims.pop(step_key, None)
+        self._running.pop(step_key, None)
+
     def running_steps(self) -> Dict[str, List[Any]]:
         """Steps recorded as running by their claims."""
         return {key: unpack(value) for key, value in self._running.items()}
@@ -313,9 +318,12 @@ class MemoryJobState(MemoryParts, JobState):
 
     # -- report and clean-up --------------------------------------------------------------------------
 
-    def save_report(self, report: Dict[str, Any], ttl: int) -> None:
-        """Keep the report (for as long as this state object lives)."""
+    def save_report(self, report: Dict[str, Any], ttl: int) -> bool:
+        """Keep the report (for as long as this state object lives), unless one is kept already."""
+        if self._report is not None:
+            return False
         self._report = pack(report)
+        return True
 
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report, once it has ended."""

@@ -328,11 +328,17 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
 
     # -- report and clean-up --------------------------------------------------------------------------
 
-    def save_report(self, report: Dict[str, Any], ttl: int) -> None:
-        """Keep the job's report (also the job's Celery result) for ``ttl`` seconds."""
-        self.client.set(self.key("report"), _pack(report), ex=ttl)
+    def save_report(self, report: Dict[str, Any], ttl: int) -> bool:
+        """Keep the job's report (also the job's Celery result) for ``ttl`` seconds, unless one is kept already.
+
+        The first report is the job's end: a finish and the watchdog's end of a job with a hung step may both
+        build one, and the late one must not replace what was published.
+        """
+        if not self.client.set(self.key("report"), _pack(report), ex=ttl, nx=True):
+            return False
         for part in _LONG_LIVED:
             self.client.expire(self.key(part), ttl)
+        return True
 
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report, once it has finished."""

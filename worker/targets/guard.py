@@ -25,6 +25,7 @@ from core.retry import is_transient, retry_after_of
 from worker.errors import ShardsyncError
 from worker.targets.condition import CEILING, Admission, Condition, condition_for
 from worker.targets.limiter import Limiter, limiter_for
+from worker.targets.timeout import time_limit
 
 T = TypeVar("T")
 
@@ -65,6 +66,7 @@ class TargetGuard:
         also: Exception types that mean "try later" besides TransientError (the adapter's).
         outage_budget: Seconds the target may stay unavailable before the shard fails.
         sleep: How to wait (the shard's: it stops when its job stops).
+        call_timeout: Most seconds one call may take (``worker.targets.timeout``; None: no limit).
     """
 
     def __init__(
@@ -74,8 +76,10 @@ class TargetGuard:
         also: tuple = (),
         outage_budget: float = 600.0,
         sleep: Callable[[float], None] = time.sleep,
+        call_timeout: Optional[float] = None,
     ) -> None:
         self.limiter = limiter
+        self.call_timeout = call_timeout
         self.condition = condition
         self.also = also
         self.outage_budget = outage_budget
@@ -134,9 +138,13 @@ class TargetGuard:
             return result
 
     def _made(self, call: Callable[[], T], admission: Admission) -> T:
-        """Make the call; a transient failure told to the shared condition (a failed probe: ``_ProbeFailed``)."""
+        """Make the call under its time limit; a transient failure told to the shared condition.
+
+        A call past its time limit is a transient failure; a failed probe raises ``_ProbeFailed``.
+        """
         try:
-            return call()
+            with time_limit(self.call_timeout, f"a call to {self.condition.key}"):
+                return call()
         except Exception as err:
             if not is_transient(err, self.also):
                 if admission.probe:  # the target answered (a refusal is an answer): the breaker closes
@@ -199,10 +207,20 @@ def guard_for(
     also: tuple = (),
     outage_budget: float = 600.0,
     sleep: Callable[[float], None] = time.sleep,
+    call_timeout: Optional[float] = None,
 ) -> TargetGuard:
-    """A guard for one shard's calls to the target under ``key``: shared through Redis, else in this process."""
+    """A guard for one shard's calls to the target under ``key``: shared through Redis, else in this process.
+
+    ``call_timeout``: the runner's time limit of one call, unless the limits set their own (0 or None: none).
+    """
     limits = limits or Limits()
     ceiling = float(limits.concurrency) if limits.concurrency else CEILING
+    timeout = limits.call_timeout if limits.call_timeout is not None else (call_timeout or None)
     return TargetGuard(
-        limiter_for(key, limits, client), condition_for(key, ceiling, client), also, outage_budget, sleep
+        limiter_for(key, limits, client, max_hold=timeout),
+        condition_for(key, ceiling, client),
+        also,
+        outage_budget,
+        sleep,
+        call_timeout=timeout,
     )

@@ -72,9 +72,12 @@ def rate_item(rate: float) -> limits.RateLimitItem:
 class Limiter:
     """Holds one target's limits for the calls of this process (a shard, a thread): take, make the call, free."""
 
-    def __init__(self, key: str, limits_: Limits) -> None:
+    def __init__(self, key: str, limits_: Limits, max_hold: Optional[float] = None) -> None:
         self.key = key
         self.limits = limits_
+        self.max_hold = max_hold
+        """Seconds a slot is renewed at most (a call's time limit): a call that outlives it (one no pool could
+        interrupt) gives its slot back SLOT_TTL later instead of holding a share of the target for ever."""
         self.waited = 0.0
         """Seconds this holder's calls waited for a slot or for the rate."""
         self.throttled = 0
@@ -143,14 +146,14 @@ def _rate_storage(client: Redis) -> RedisStorage:
 class RedisLimiter(Limiter):
     """The limits of a target shared by every worker, through the job-state Redis."""
 
-    def __init__(self, key: str, limits_: Limits, client: Redis) -> None:
-        super().__init__(key, limits_)
+    def __init__(self, key: str, limits_: Limits, client: Redis, max_hold: Optional[float] = None) -> None:
+        super().__init__(key, limits_, max_hold)
         self.client = client
         self._slots = keys.slots_key(key)
         self._take = client.register_script(_TAKE)
         self._renew = client.register_script(_RENEW)
         self._window = MovingWindowRateLimiter(_rate_storage(client)) if self._rate is not None else None
-        self._held: Set[str] = set()
+        self._held: Dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._renewer: Optional[threading.Thread] = None
@@ -159,7 +162,7 @@ class RedisLimiter(Limiter):
         if not self._take(keys=[self._slots], args=[token, limit, SLOT_TTL]):
             return False
         with self._lock:
-            self._held.add(token)
+            self._held[token] = time.monotonic()
             if self._renewer is None:
                 self._renewer = threading.Thread(target=self._renew_held, name="shardsync-slots-renew", daemon=True)
                 self._renewer.start()
@@ -167,7 +170,7 @@ class RedisLimiter(Limiter):
 
     def _free_slot(self, token: str) -> None:
         with self._lock:
-            self._held.discard(token)
+            self._held.pop(token, None)
         try:
             self.client.zrem(self._slots, token)
         except Exception:  # noqa: BLE001, S110 - a slot not freed expires by itself (SLOT_TTL)
@@ -179,8 +182,9 @@ class RedisLimiter(Limiter):
 
     def _renew_held(self) -> None:
         while not self._stop.wait(SLOT_TTL / 3):
+            oldest = time.monotonic() - self.max_hold if self.max_hold else float("-inf")
             with self._lock:
-                held = list(self._held)
+                held = [token for token, taken in self._held.items() if taken >= oldest]
             if held:
                 try:
                     self._renew(keys=[self._slots], args=[*held, SLOT_TTL])
@@ -217,6 +221,8 @@ class MemoryLimiter(Limiter):
         return bool(_memory_rate.hit(self._rate, self.key))
 
 
-def limiter_for(key: str, limits_: Limits, client: Optional[Any]) -> Limiter:
+def limiter_for(key: str, limits_: Limits, client: Optional[Any], max_hold: Optional[float] = None) -> Limiter:
     """The limiter of a target: shared through Redis when ``client`` is given, else in this process."""
-    return RedisLimiter(key, limits_, client) if client is not None else MemoryLimiter(key, limits_)
+    if client is not None:
+        return RedisLimiter(key, limits_, client, max_hold)
+    return MemoryLimiter(key, limits_, max_hold)

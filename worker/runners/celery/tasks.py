@@ -34,6 +34,7 @@ from worker.settings import get_settings
 from worker.state.base import unpack
 from worker.state.redis import RedisJobState
 from worker.targets.guard import TargetGuard, guard_for
+from worker.targets.timeout import allow_replacing
 
 logger = structlog.get_logger("shardsync.worker")
 
@@ -79,7 +80,8 @@ class CeleryRunner:
 
     def target_guard(self, key: str, limits: Optional[Limits], also: tuple) -> TargetGuard:
         """The target's limits and condition held by every worker, through the job-state Redis."""
-        return guard_for(key, limits, redis_client(), also, get_settings().outage_budget)
+        settings = get_settings()
+        return guard_for(key, limits, redis_client(), also, settings.outage_budget, call_timeout=settings.call_timeout)
 
 
 RUNNER = CeleryRunner()
@@ -155,6 +157,12 @@ def define_tasks() -> Dict[str, Task]:
 def _define_late_steps(**_: Any) -> None:
     """Tasks for steps the worker's adapter modules registered (imported as it started, before its pool)."""
     define_tasks()
+
+
+@signals.worker_process_init.connect
+def _pool_child(**_: Any) -> None:
+    """A prefork pool's child: its pool replaces it when it exits, so a call's hard time limit may end it."""
+    allow_replacing()
 
 
 TASKS = define_tasks()

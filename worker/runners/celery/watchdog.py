@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import structlog
 from celery import signals
@@ -39,22 +40,25 @@ def step_done(job: RedisJobState, step: str, args: Sequence[Any]) -> bool:
     return step_named(step).is_done(job, args)
 
 
-def scan(client: Redis, runner: Runner) -> List[Tuple[str, str]]:
+def scan(client: Redis, runner: Runner, interval: Optional[float] = None) -> List[Tuple[str, str]]:
     """Enqueue again every running step whose claim expired without a result; returns (job id, step) pairs.
 
     A step drops out of the running ones as it is enqueued again; the new delivery records itself when it
-    takes the claim, so a step is never sent twice by two scans.
+    takes the claim, so a step is never sent twice by two scans. A job stopped for ``interval`` seconds
+    (default SHARDSYNC_WATCHDOG_INTERVAL) whose steps still hold their claims is ended around them (``end``).
     """
+    if interval is None:
+        interval = get_settings().watchdog_interval
     requeued: List[Tuple[str, str]] = []
     for raw in client.smembers(keys.RUNNING_JOBS):
         try:
-            requeued.extend(_scan_job(client, runner, raw.decode()))
+            requeued.extend(_scan_job(client, runner, raw.decode(), interval))
         except Exception as err:  # noqa: BLE001 - one bad job never stops the watch over the others
             logger.warning("Watchdog skipped a job", job_id=raw.decode(errors="replace"), error=describe(err))
     return requeued
 
 
-def _scan_job(client: Redis, runner: Runner, job_id: str) -> List[Tuple[str, str]]:
+def _scan_job(client: Redis, runner: Runner, job_id: str, interval: float) -> List[Tuple[str, str]]:
     job = RedisJobState(job_id, client)
     spec_data = job.spec_data()
     if job.report() is not None or spec_data is None:
@@ -67,6 +71,8 @@ def _scan_job(client: Redis, runner: Runner, job_id: str) -> List[Tuple[str, str
     if job.aborted() and not running:
         runner.enqueue("finish", job_id)  # nothing runs that would: the finish is claimed, and idempotent
         return []
+    if job.aborted() and _end_hung(job, runner, running, interval):
+        return []
     requeued: List[Tuple[str, str]] = []
     for step_key, (step, args, _claimed_at) in running.items():
         if job.claim_held(step_key):
@@ -78,6 +84,29 @@ def _scan_job(client: Redis, runner: Runner, job_id: str) -> List[Tuple[str, str
         requeued.append((job_id, step_key))
         logger.warning("Step run again: its claim expired without a result", job_id=job_id, step=step_key)
     return requeued
+
+
+def _end_hung(job: RedisJobState, runner: Runner, running: Dict[str, Any], interval: float) -> bool:
+    """End a stopped job whose steps still hold their claims a whole interval after a scan first saw it stopped.
+
+    A step stops at its next subtree, hook or wait once its job is stopped; one that has not done so an
+    interval later is in a call that does not return (its heartbeat keeps its claim and the lock alive). The
+    ``end`` step takes their claims and the lock and reports the job, so that it ends by its deadline (or
+    cancel) plus two intervals, and the next job into the target is admitted. Returns whether it was sent.
+    """
+    held = [key for key in running if job.claim_held(key)]
+    if not held or "end" in held:
+        return False  # nothing holds on (the usual scan of expired claims follows), or the end runs
+    seen = job.info().get("stopped_seen")
+    now = time.time()
+    if not isinstance(seen, (int, float)):
+        job.set_info(stopped_seen=now)
+        return False
+    if now - seen < interval:
+        return False
+    logger.error("Job stopped, steps still running a watchdog interval later: ended around them", steps=held)
+    runner.enqueue("end", job.job_id)
+    return True
 
 
 class Watchdog(threading.Thread):
@@ -95,7 +124,7 @@ class Watchdog(threading.Thread):
             try:
                 client = redis_client()
                 if client.set(keys.WATCHDOG, self.hostname, nx=True, px=max(1, int(self.interval * 900))):
-                    scan(client, RUNNER)
+                    scan(client, RUNNER, self.interval)
             except Exception as err:  # noqa: BLE001 - the next interval tries again
                 logger.warning("Watchdog scan failed", error=describe(err))
 
