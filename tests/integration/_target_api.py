@@ -34,6 +34,10 @@ class TargetApi:
         """Its counters (``_target_server.Target.stats``)."""
         return self.client.get("/stats").json()  # type: ignore[no-any-return]
 
+    def release(self, status: int = 503) -> None:
+        """Let the writes held by ``hang_writes`` go: served (200) or answered ``status``."""
+        self.client.post("/release", json={"status": status}).raise_for_status()
+
     def reset(self) -> None:
         """No objects, no counters."""
         self.client.post("/reset").raise_for_status()

@@ -8,7 +8,8 @@ Objects: ``GET /objects/<type>`` lists a type (``{id: attrs}``); ``PUT /objects/
 (create or update), ``DELETE /objects/<type>/<id>`` removes one; ``POST /bulk/<type>`` takes a list of
 ``{"op": "put"|"delete", "id": ..., "attrs": {...}}`` and answers one ``{"status": ...}`` per item (an item
 may be deferred with 503 on its own: ``item_error_rate``). ``GET /hang`` never answers (until the server
-stops).
+stops); with ``hang_writes`` N, the next N writes hang until ``POST /release`` (``{"status": 200}``: then
+served, else answered 503, nothing written).
 
 How it answers, in order, for every object call: during an outage, 503; over the rate limit (calls started
 in the current second), 429 with ``Retry-After``; at random (``error_rate``), 503; then it waits for one of
@@ -45,6 +46,7 @@ DEFAULTS: Dict[str, Any] = {
     "outage_until": 0.0,
     "fault_reads": False,
     "grace": 0.05,
+    "hang_writes": 0,
 }
 
 
@@ -54,6 +56,8 @@ class Target:
     def __init__(self, **config: Any) -> None:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.released = threading.Event()
+        self.release_status = 503
         self.config = dict(DEFAULTS)
         self.configure(config)
         self.reset()
@@ -78,6 +82,10 @@ class Target:
             self.most_in_flight = 0
             self.started_per_second: Counter = Counter()
             self.retry_afters: List[Dict[str, float]] = []
+            self.hanging = 0
+            self.hung = 0
+            self.released.clear()
+            self.release_status = 503
 
     def admit(self, method: str) -> Tuple[Optional[int], Dict[str, str]]:
         """Whether a call may be served now: None, or the status (and headers) to answer it with at once.
@@ -103,6 +111,29 @@ class Target:
                 return 503, {}
         return None, {}
 
+    def hang(self, method: str) -> Optional[int]:
+        """Hold a write while ``hang_writes`` asks for it (a call that never returns), until ``release``.
+
+        Returns None when the call goes on (never held, or released with 200: it is served as any call), else
+        the status to answer it with (released with 503: nothing written).
+        """
+        with self.lock:
+            if method == "GET" or self.config["hang_writes"] <= 0:
+                return None
+            self.config["hang_writes"] -= 1
+            self.hanging += 1
+            self.hung += 1
+        while not (self.released.wait(0.2) or self.stopping.is_set()):
+            pass
+        with self.lock:
+            self.hanging -= 1
+            return None if self.release_status == 200 else self.release_status
+
+    def release(self, status: int) -> None:
+        """Let every held call go: served (200) or answered ``status`` at once."""
+        self.release_status = status
+        self.released.set()
+
     def serve(self, work: Any) -> Tuple[int, Any]:
         """Run ``work`` in one of the places (503 when none frees up in time), after the service time."""
         places = self.places
@@ -126,6 +157,8 @@ class Target:
                 "statuses": {str(code): count for code, count in self.statuses.items()},
                 "writes": dict(self.writes),
                 "in_flight": self.in_flight,
+                "hanging": self.hanging,
+                "hung": self.hung,
                 "most_in_flight": self.most_in_flight,
                 "most_per_second": max(self.started_per_second.values(), default=0),
                 "retry_afters": list(self.retry_afters),
@@ -162,6 +195,8 @@ class Handler(BaseHTTPRequestHandler):
         target = self.target
         body = self._body()  # read whatever the answer: the connection is kept for the client's next call
         status, headers = target.admit(method)
+        if status is None:
+            status = target.hang(method)
         if status is None:
             if parts[0] == "bulk" and len(parts) == 2:
                 status, payload = target.serve(lambda: self._bulk(parts[1], body or []))
@@ -207,6 +242,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._answer(400, {"error": str(err)})
                 return
             self._answer(200, target.stats()["config"])
+        elif parts == ["release"] and method == "POST":
+            target.release(int((self._body() or {}).get("status", 503)))
+            self._answer(200, {})
         elif parts == ["reset"] and method == "POST":
             target.reset()
             self._answer(200, {})

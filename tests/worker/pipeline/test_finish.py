@@ -129,3 +129,22 @@ def test_the_finish_of_a_job_that_never_started(jobs, runner) -> None:
     assert report["status"] == "failed" and report["error"] == "cancelled by the operator"
     assert report["operations"] == 0 and report["shards"] == [] and report["summary"] is None
     assert runner.published == [(job.job_id, report)]
+
+
+def test_the_end_of_a_job_with_a_hung_step_takes_its_claim_and_lock_and_names_it(jobs, runner) -> None:
+    """The watchdog's ``end``: a stopped job whose shard still holds its claim (a call that never returns)."""
+    job = jobs.new()
+    drive(runner, job, "shard")
+    target = JobSpec.from_data(job.spec_data()).target_identity()
+    token = job.claim("shard-0", 30, "shard", [0])  # the hung delivery
+    assert token is not None and job.holds_lock(target)
+    job.abort("the job's deadline passed")
+
+    report = runner.deliver(job, "end")
+
+    assert report == job.report() and report["status"] == "failed" and report["hung"] == ["shard-0"]
+    assert report["error"].startswith("the job's deadline passed; shard-0 had not returned")
+    assert not job.claim_held("shard-0") and not job.holds_lock(target)
+    assert runner.published == [(job.job_id, report)]
+    # A finish that comes later (the hung shard's wave handing over) keeps the first report.
+    assert runner.deliver(job, "finish") == report and job.report() == report
