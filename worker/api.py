@@ -69,6 +69,19 @@ class JobHandle:
             return "failed", 0, 0
         return "queued", 0, 0
 
+    def target(self) -> Optional[Dict[str, Any]]:
+        """How the job's target is doing while its shards run, else None.
+
+        ``limit`` (the adaptive limit on calls in flight; None: none below the declared), ``retries``,
+        ``transient`` (calls that met "try later"), ``throttled`` and ``waited`` (for the limits), ``paused``
+        (seconds held back), ``unavailable_since`` and ``resume_at`` (epoch seconds, while calls wait).
+        """
+        with reaching_redis(f"read the progress of job {self.id}"):
+            result = self.result
+            info = result.info if result.state == "PROGRESS" else None
+        target = info.get("target") if isinstance(info, dict) else None
+        return target if isinstance(target, dict) else None
+
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report once it has ended (failed jobs have one too), else None."""
         with reaching_redis(f"read the report of job {self.id}"):

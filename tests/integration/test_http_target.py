@@ -138,6 +138,12 @@ def test_an_outage_pauses_the_job_and_it_completes(wide, target_api: TargetApi) 
     poll(lambda: len(target_api.stats()["writes"]) >= 20, timeout=60, what="the job writing")
     before = target_api.stats()["statuses"].get("503", 0)
     target_api.configure(outage_seconds=8)
+    shown = poll(
+        lambda: (target := handle.target()) and target.get("unavailable_since") and target.get("resume_at") and target,
+        timeout=30,
+        what="the job's progress to say the target is unavailable, and when the next call goes",
+    )
+    assert shown["transient"] > 0
     report = handle.wait(timeout=180)
     stats = target_api.stats()
     during = stats["statuses"].get("503", 0) - before

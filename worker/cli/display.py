@@ -52,6 +52,7 @@ class Follower:
         self._progress: Optional[Progress] = None
         self._tasks: Dict[str, TaskID] = {}
         self._last: Tuple[str, float] = ("", 0.0)
+        self._target = ""
 
     def __enter__(self) -> Follower:
         if self.mode == "live":
@@ -72,8 +73,16 @@ class Follower:
         if self._progress is not None:
             self._progress.stop()
 
-    def update(self, stage: str, current: int, total: int, shards: Tuple[int, int] = (0, 0)) -> None:
-        """Show ``(stage, current, total)``; stages before ``stage`` are complete."""
+    def update(
+        self,
+        stage: str,
+        current: int,
+        total: int,
+        shards: Tuple[int, int] = (0, 0),
+        target: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        """Show ``(stage, current, total)``; stages before ``stage`` are complete; ``target``: how it is doing."""
+        self._target = target_line(target)
         if self.mode == "quiet":
             return
         if stage in ("done", "failed"):
@@ -86,6 +95,7 @@ class Follower:
         if stage != self._last[0] or now - self._last[1] >= self.plain_every:
             self._last = (stage, now)
             extra = f" (shards {shards[0]}/{shards[1]})" if stage == "sync" and shards[1] else ""
+            extra += f"; {self._target}" if stage == "sync" and self._target else ""
             self.console.print(
                 f"{now - self.started:7.1f}s  {stage} {current}/{total}{extra}", highlight=False, soft_wrap=True
             )
@@ -102,6 +112,8 @@ class Follower:
         if task is None:
             task = self._tasks[stage] = self._progress.add_task(stage, total=total or None)
         description = f"{stage} (shards {shards[0]}/{shards[1]})" if stage == "sync" and shards[1] else stage
+        if stage == "sync" and self._target:
+            description += f"; {self._target}"
         self._progress.update(task, total=total or None, completed=current, description=description)
 
     def finish(self) -> None:
@@ -119,6 +131,24 @@ class Follower:
         """A line of its own (a warning), above a live display."""
         if self.mode != "quiet":
             self.console.print(text, style="yellow", highlight=False, soft_wrap=True)
+
+
+def target_line(target: Optional[Dict[str, Any]]) -> str:
+    """How the target is doing, in a few words (empty when nothing is worth saying)."""
+    if not target:
+        return ""
+    parts = []
+    if target.get("unavailable_since"):
+        since = time.strftime("%H:%M:%S", time.localtime(float(target["unavailable_since"])))
+        parts.append(f"target unavailable since {since}")
+    if target.get("resume_at"):
+        parts.append(f"next call at {time.strftime('%H:%M:%S', time.localtime(float(target['resume_at'])))}")
+    if target.get("limit"):
+        parts.append(f"limit {int(target['limit'])} in flight")
+    for name, shown in (("retries", "retries"), ("transient", "transient"), ("throttled", "throttled")):
+        if target.get(name):
+            parts.append(f"{int(target[name])} {shown}")
+    return ", ".join(parts)
 
 
 def complain(command: str, message: str) -> None:
@@ -155,6 +185,10 @@ def print_report(console: Console, report: Dict[str, Any], as_json: bool) -> Non
             highlight=False,
             soft_wrap=True,
         )
+    if report.get("transient"):
+        out(f"  calls that met 'try later' (transient errors): {report['transient']}", highlight=False, soft_wrap=True)
+    if report.get("hung"):
+        out(f"  steps ended by the watchdog in a call: {', '.join(report['hung'])}", highlight=False, soft_wrap=True)
     if report.get("throttled"):
         out(
             f"  calls that waited for the target's limits: {report['throttled']} ({report.get('waited', 0):.1f} s)",

@@ -148,6 +148,7 @@ def families(counters: Mapping[str, float], running: Sequence[Tuple[str, float, 
                 "Seconds hook calls of ended jobs waited for their target's limits.",
                 "Seconds hook calls of ended jobs were held back by their target's condition (a Retry-After, "
                 "the circuit breaker open).",
+                "Hook calls of ended jobs that met 'try later' (a transient error, a call past its time limit).",
             ),
             strict=True,
         )

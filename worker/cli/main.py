@@ -98,7 +98,10 @@ def follow(
                 stage, current, total = handle.progress()  # "done" / "failed" once the job's state is final
                 if stage in ("done", "failed"):
                     break
-                follower.update(stage, current, total, handle.shards() if stage == "sync" else (0, 0))
+                if stage == "sync":
+                    follower.update(stage, current, total, handle.shards(), handle.target())
+                else:
+                    follower.update(stage, current, total)
                 if stage != "queued":
                     queued_since = time.monotonic()
                 elif not warned and time.monotonic() - queued_since > NO_WORKER_AFTER:

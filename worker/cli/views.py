@@ -18,7 +18,16 @@ from core.logging import enable_console_logging
 from worker.adapters.demo import demo_adapters
 from worker.adapters.registry import import_adapter_modules, registered_adapters
 from worker.api import JobHandle, list_jobs
-from worker.cli.display import Exit, diff_json, diff_tree, exit_code_of, print_jobs, print_log, print_report
+from worker.cli.display import (
+    Exit,
+    diff_json,
+    diff_tree,
+    exit_code_of,
+    print_jobs,
+    print_log,
+    print_report,
+    target_line,
+)
 from worker.cli.display import complain as _err
 from worker.errors import InvalidJob, ShardsyncError, UnknownAdapter
 from worker.job.history import STATES
@@ -121,10 +130,13 @@ def status(job_id: str, as_json: bool) -> int:
             print_report(Console(), report, as_json)
             return exit_code_of(report)
         stage, current, total = handle.progress()
+        target = handle.target()
         if as_json:
-            click.echo(json.dumps({"job_id": job_id, "stage": stage, "current": current, "total": total}))
+            shown = {"job_id": job_id, "stage": stage, "current": current, "total": total, "target": target}
+            click.echo(json.dumps(shown))
         else:
-            click.echo(f"job {job_id}: {stage} {current}/{total}")
+            line = target_line(target)
+            click.echo(f"job {job_id}: {stage} {current}/{total}" + (f"; {line}" if line else ""))
         return Exit.OK
 
     return guarded("status", body)

@@ -33,9 +33,10 @@ old fields unread and the counts and sums right."""
 
 JOB_STATUSES = ("success", "failed", "dry-run")
 
-TARGET_FIGURES = (("retries", "i"), ("throttled", "i"), ("waited", "f"), ("paused", "f"))
+TARGET_FIGURES = (("retries", "i"), ("throttled", "i"), ("waited", "f"), ("paused", "f"), ("transient", "i"))
 """What ended jobs' reports say of their targets (``worker.targets``): calls made again after "try later",
-calls that waited for the limits, seconds they waited, seconds calls were held back (pause, breaker)."""
+calls that waited for the limits, seconds they waited, seconds calls were held back (pause, breaker), calls
+that met "try later"."""
 """The statuses a job ends with (``worker.job.report``); each is shown from the start, at 0."""
 
 SEP = "|"

@@ -121,13 +121,15 @@ def compose_report(
     waited: float = 0.0,
     paused: float = 0.0,
     lowest_limit: Optional[int] = None,
+    transient: int = 0,
 ) -> Dict[str, Any]:
     """A job's report, the same keys from the distributed and the embedded runner.
 
     ``retries`` counts the hook calls made again after their remote said "try later" (``core.retry``);
     ``throttled`` the calls that waited for the target's limits, ``waited`` the seconds they waited,
     ``paused`` the seconds calls waited for the target's condition (its Retry-After, its circuit breaker),
-    ``lowest_limit`` the lowest adaptive limit on calls in flight (None: it never fell).
+    ``lowest_limit`` the lowest adaptive limit on calls in flight (None: it never fell), ``transient`` the
+    calls that met "try later" (transient errors, calls past their time limit).
     ``skipped`` counts the planned operations that never ran: under a failed parent (their own subtree is
     skipped, as in a local sync) or, in a job that failed or was cancelled, not reached. So ``counts`` plus
     ``skipped`` always add up to ``operations``; ``shardsync log`` lists each of them.
@@ -152,6 +154,7 @@ def compose_report(
         "waited": round(waited, 3),
         "paused": round(paused, 3),
         "lowest_limit": lowest_limit,
+        "transient": transient,
         "failures": failures,
         "changed": changed,
         "sync_complete": sync_complete,
@@ -258,6 +261,7 @@ def assemble_report(
             (int(result["lowest_limit"]) for result in shard_results.values() if result.get("lowest_limit")),
             default=None,
         ),
+        transient=sum(int(result.get("transient") or 0) for result in shard_results.values()),
         times={"submitted": info.get("submitted"), "started": info.get("started"), "ended": time.time()},
         kwargs={
             side: _shown(redact(spec_data.get(f"{side}_kwargs", {}), _secret_names(spec_data.get(side))))

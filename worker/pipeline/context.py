@@ -54,8 +54,10 @@ class Runner(Protocol):
     def enqueue(self, step: str, job_id: str, *args: Any) -> None:
         """Run ``step`` of the job later; asking twice may run it twice (every step guards against that)."""
 
-    def progress(self, job_id: str, stage: str, current: int, total: int) -> None:
-        """Show the job's progress."""
+    def progress(
+        self, job_id: str, stage: str, current: int, total: int, extra: Optional[Dict[str, Any]] = None
+    ) -> None:
+        """Show the job's progress; ``extra``: more of it (``target``: how its target is doing)."""
 
     def publish_end(self, job_id: str, report: Dict[str, Any]) -> None:
         """Show that the job has ended, with its report (may be called again for the same report)."""
@@ -193,7 +195,9 @@ def forget_attached() -> None:
     _attached.pair = None
 
 
-def show_progress(job: JobState, runner: Runner, stage: str, current: int, total: int) -> None:
+def show_progress(
+    job: JobState, runner: Runner, stage: str, current: int, total: int, extra: Optional[Dict[str, Any]] = None
+) -> None:
     """Show a job's progress, never over its end.
 
     A step still running when its job ended elsewhere (a failed load while the other side loads, a shard
@@ -202,7 +206,7 @@ def show_progress(job: JobState, runner: Runner, stage: str, current: int, total
     """
     ended = job.report()
     if ended is None:
-        runner.progress(job.job_id, stage, current, total)
+        runner.progress(job.job_id, stage, current, total, extra)
         ended = job.report()  # the finish may have published the end meanwhile: publish it again after ours
     if ended is not None:
         runner.publish_end(job.job_id, ended)
@@ -256,9 +260,9 @@ class StepContext:
         """Source and target adapters attached to the job's stores (``attach_adapters``)."""
         return attach_adapters(self.job, self.spec, lazy=lazy, reuse=reuse)
 
-    def progress(self, stage: str, current: int, total: int) -> None:
-        """Show the job's progress (never over its end: ``show_progress``)."""
-        show_progress(self.job, self.runner, stage, current, total)
+    def progress(self, stage: str, current: int, total: int, target: Optional[Dict[str, Any]] = None) -> None:
+        """Show the job's progress (never over its end: ``show_progress``), with its ``target`` figures."""
+        show_progress(self.job, self.runner, stage, current, total, {"target": target} if target else None)
 
     def standing(self) -> None:
         """Check, before writing the job's state after a long call, that this delivery may still write it.

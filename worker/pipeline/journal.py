@@ -52,7 +52,7 @@ class ShardSyncer(DiffSyncSyncer):
         op_ids: Dict[int, str],
         done: Dict[str, List[Any]],
         redelivered: bool,
-        on_checkpoint: Optional[Callable[[int], None]] = None,
+        on_checkpoint: Optional[Callable[..., None]] = None,
         checkpoint_every: Optional[int] = None,
         fence: Optional[Callable[[], None]] = None,
         batch_size: Optional[BatchSize] = None,
@@ -74,6 +74,8 @@ class ShardSyncer(DiffSyncSyncer):
             self.checkpoint_every = checkpoint_every
         self._pending: Dict[str, List[Any]] = {}
         self._pending_count = 0
+        self._pushed: Dict[str, float] = {}
+        self._target: Optional[Dict[str, Any]] = None
         self._last_checkpoint = 0.0
         self._last_report = 0.0  # the first operation is reported at once
         self._last_abort_check = time.monotonic()
@@ -107,15 +109,33 @@ class ShardSyncer(DiffSyncSyncer):
         """Report the job's progress counter twice a second while it changes, also during a long hook."""
         if self._on_checkpoint is None:
             return
-        last = -1
+        last: Tuple[int, Any] = (-1, None)
         while not stop.wait(self.report_every):
             try:
                 current = self._job.progress_count()
-                if current != last:
-                    last = current
-                    self._on_checkpoint(current)
+                target = self._target_figures()
+                if (current, target) != last:
+                    last = (current, target)
+                    self._on_checkpoint(current, target)
             except Exception:  # noqa: BLE001, S112 - progress is best effort; the next tick tries again
                 continue
+
+    def _target_figures(self) -> Optional[Dict[str, Any]]:
+        """The job's target figures (its shards' counts added up in the job state) and the target now.
+
+        This shard adds what it counted since it last did (one round trip, only when something changed).
+        """
+        if self._guard is None:
+            return None
+        counts: Dict[str, float] = {**self._guard.counters(), "retries": self.retries}
+        deltas = {name: value - self._pushed.get(name, 0) for name, value in counts.items()}
+        deltas = {name: value for name, value in deltas.items() if value}
+        totals = self._target or {}
+        if deltas or self._target is None:
+            totals = self._job.add_target_figures(deltas)
+            self._pushed = counts
+        self._target = {**{name: totals.get(name, 0) for name in counts}, **self._guard.now()}
+        return self._target
 
     def _prefetch_targets(self) -> None:
         """Read every target object the shard's elements name, one round trip per type (stores that can)."""
@@ -195,7 +215,7 @@ class ShardSyncer(DiffSyncSyncer):
         # The first operation at once, then what the reporter thread sees; the last one at the end.
         if self._on_checkpoint is not None and (force or not self._last_report):
             self._last_report = time.monotonic()
-            self._on_checkpoint(current)
+            self._on_checkpoint(current, self._target)
 
     def checkpoint(self) -> None:
         """Write the target store's buffered changes, then the journal entries of the operations behind them.

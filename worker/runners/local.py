@@ -43,7 +43,9 @@ class LocalRunner:
             self._sent.add(key)
             self.queue.append(key)
 
-    def progress(self, job_id: str, stage: str, current: int, total: int) -> None:
+    def progress(
+        self, job_id: str, stage: str, current: int, total: int, extra: Optional[Dict[str, Any]] = None
+    ) -> None:
         """Hand the progress to the caller's callback."""
         if self.callback is not None:
             self.callback(stage, int(current), int(total))

@@ -312,6 +312,13 @@ class JobState(JobParts, ABC):
     def progress_count(self) -> int:
         """Operations dealt with so far."""
 
+    @abstractmethod
+    def add_target_figures(self, deltas: Dict[str, float]) -> Dict[str, float]:
+        """Add a shard's new counts of its target's figures (retries, transient...) to the job's; returns them.
+
+        What the job's progress shows while it runs (the report sums the shards' results once they ended).
+        """
+
     # -- shards ---------------------------------------------------------------------------------------
 
     @abstractmethod

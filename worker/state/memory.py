@@ -29,6 +29,7 @@ class MemoryJobState(MemoryParts, JobState):
     distributed = False  # one process: a diff has one range per type and side
 
     def __init__(self, job_id: str) -> None:
+        self._target_figures: Dict[str, float] = {}
         super().__init__(job_id)
         self._spec: Optional[bytes] = None
         self._info: Dict[str, bytes] = {}
@@ -294,6 +295,12 @@ class MemoryJobState(MemoryParts, JobState):
     def progress_count(self) -> int:
         """Operations dealt with so far."""
         return self._progress
+
+    def add_target_figures(self, deltas: Dict[str, float]) -> Dict[str, float]:
+        """Add a shard's new counts to the job's target figures; returns them."""
+        for name, amount in deltas.items():
+            self._target_figures[name] = self._target_figures.get(name, 0) + amount
+        return dict(self._target_figures)
 
     # -- shards ---------------------------------------------------------------------------------------
 

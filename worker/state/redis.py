@@ -302,6 +302,16 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
         """Operations finished so far."""
         return int(self.client.get(self.key("progress")) or 0)
 
+    def add_target_figures(self, deltas: Dict[str, float]) -> Dict[str, float]:
+        """Add a shard's new counts to the job's target figures (one round trip); returns them."""
+        pipe = self.client.pipeline(transaction=True)
+        for name, amount in deltas.items():
+            pipe.hincrbyfloat(self.key("target"), name, amount)
+        pipe.expire(self.key("target"), get_settings().store_ttl)
+        pipe.hgetall(self.key("target"))
+        raw = pipe.execute()[-1]
+        return {name.decode(): float(value) for name, value in raw.items()}
+
     def shard_result(self, index: int) -> Optional[Dict[str, Any]]:
         """The recorded result of a shard, if it finished."""
         return unpack(self.client.hget(self.key("shards"), str(index)))
@@ -354,7 +364,18 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
             plan: Dict[str, Any] = self.plan_head()
         except LookupError:
             plan = {}
-        parts = ["plan", "plan-shards", "progress", "shards", "abort", "once", "claims", "releases", "running"]
+        parts = [
+            "plan",
+            "plan-shards",
+            "progress",
+            "target",
+            "shards",
+            "abort",
+            "once",
+            "claims",
+            "releases",
+            "running",
+        ]
         parts += [f"wave:{wave}" for wave in range(len(plan.get("waves", [])))]
         for side in ("source", "target"):
             parts += [f"partitions:{side}", f"partloads:{side}"]

@@ -8,6 +8,9 @@ worker reads and changes it at once:
   once per ``DECREASE_EVERY`` seconds: one overload is one event) and grows by 1/limit per success (additive
   increase, multiplicative decrease, as TCP and Netflix's concurrency-limits do), between 1 and the declared
   concurrency (or ``CEILING`` when none is declared).
+- **Rising latency.** A guard whose calls' average latency rose to ``LATENCY_RISE`` times the fastest it
+  saw (a target queueing calls before it fails them) lowers the limit as a failure does, without counting
+  towards the breaker (``slowed``).
 - **Circuit breaker.** ``THRESHOLD`` transient failures in a row over at least ``WINDOW`` seconds open it:
   no call for a cool-down (``COOLDOWN``, doubling up to ``MAX_COOLDOWN``), then ``PROBES`` calls at most try
   the target (half-open); one success closes it, a failure opens it again. ``down_since`` says since when
@@ -89,6 +92,20 @@ return {'go', '0', limit, down, '0'}
 """
 
 # ARGV: probe (0/1), ceiling. A success: the breaker closes, the failures are forgotten, the limit grows.
+# ARGV: ceiling, decrease every, ttl. Calls grew slow: the limit halves (as after a failure), nothing else.
+_SLOWED = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local limit = tonumber(redis.call('HGET', KEYS[1], 'limit') or ARGV[1])
+local decreased = tonumber(redis.call('HGET', KEYS[1], 'decreased') or '0')
+if t - decreased >= tonumber(ARGV[2]) then
+  limit = math.max(1, limit / 2)
+  redis.call('HSET', KEYS[1], 'limit', tostring(limit), 'decreased', tostring(t))
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return tostring(limit)
+"""
+
 _SUCCEEDED = """
 local limit = tonumber(redis.call('HGET', KEYS[1], 'limit') or ARGV[2])
 limit = math.min(tonumber(ARGV[2]), limit + 1 / limit)
@@ -165,6 +182,10 @@ class Condition:
         """A call met "try later" (``retry_after``: the seconds the target asked for, 0 when it did not say)."""
         raise NotImplementedError
 
+    def slowed(self) -> None:
+        """Calls answer much slower than they did: lower the limit (at most once per DECREASE_EVERY)."""
+        raise NotImplementedError
+
 
 class RedisCondition(Condition):
     """The record in the job-state Redis, shared by every worker."""
@@ -175,6 +196,7 @@ class RedisCondition(Condition):
         self._admit = client.register_script(_ADMIT)
         self._succeeded = client.register_script(_SUCCEEDED)
         self._failed = client.register_script(_FAILED)
+        self._slowed = client.register_script(_SLOWED)
 
     def admit(self) -> Admission:
         """Whether a call may start now, from the shared record (one script)."""
@@ -191,6 +213,11 @@ class RedisCondition(Condition):
             args=[retry_after, "1" if probe else "0", self.ceiling, THRESHOLD, WINDOW, COOLDOWN, MAX_COOLDOWN,
                   DECREASE_EVERY, TTL],
         )  # fmt: skip
+
+
+    def slowed(self) -> None:
+        """Calls answer much slower than they did (one script)."""
+        self._slowed(keys=[self._key], args=[self.ceiling, DECREASE_EVERY, TTL])
 
 
 _records: Dict[str, Dict[str, Any]] = {}
@@ -251,6 +278,15 @@ class MemoryCondition(Condition):
                 record.update(state="open", opened=now, cooldown=cooldown, probes=0)
             elif record["state"] == "closed" and record["failures"] >= THRESHOLD and now - since >= WINDOW:
                 record.update(state="open", opened=now, cooldown=COOLDOWN, probes=0)
+
+
+    def slowed(self) -> None:
+        """Calls answer much slower than they did."""
+        now = time.time()
+        with _records_lock:
+            record = self._record()
+            if now - record.get("decreased", 0.0) >= DECREASE_EVERY:
+                record.update(limit=max(1.0, record["limit"] / 2), decreased=now)
 
 
 def condition_for(key: str, ceiling: float, client: Optional[Redis]) -> Condition:

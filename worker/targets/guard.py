@@ -32,6 +32,13 @@ T = TypeVar("T")
 LOOK_EVERY = 0.5
 """Seconds between two reads of a clean target's condition by a guard without declared limits."""
 
+LATENCY_RISE = 3.0
+"""How many times the fastest call the calls' average latency may grow to before the limit is lowered."""
+LATENCY_SAMPLES = 20
+"""Calls a guard times before it judges their latency (and again after each time it lowered the limit)."""
+LATENCY_FLOOR = 0.01
+"""Seconds below which a call's latency is noise (the client's own overhead), never a baseline."""
+
 _CLEAN = Admission(wait=0.0, limit=CEILING)
 
 
@@ -95,6 +102,17 @@ class TargetGuard:
         """The lowest adaptive limit this guard held calls to."""
         self.probes_failed = 0
         """Probes of a half-open breaker this guard made that failed (the target still down)."""
+        self.transient = 0
+        """Calls that met "try later" (a transient error, a call past its time limit)."""
+        self.limit_now: Optional[int] = None
+        """The adaptive limit the last call was held to (None: none below the declared one)."""
+        self.unavailable_since: Optional[float] = None
+        """While calls wait out an outage (the breaker open): since when the target has not answered well."""
+        self.resume_at: Optional[float] = None
+        """While calls wait for the target's condition: when the next may start (epoch seconds)."""
+        self._fastest = float("inf")
+        self._average: Optional[float] = None
+        self._timed_calls = 0
         self.before: Callable[[], None] = lambda: None
         """Called before a call that had to wait is made (the shard's journal and fence)."""
 
@@ -113,7 +131,9 @@ class TargetGuard:
                 self._wait(admission)
                 waited = True
                 continue
+            self.resume_at = self.unavailable_since = None
             limit = None if admission.limit >= self.condition.ceiling else max(1, int(admission.limit))
+            self.limit_now = limit
             if limit is not None:
                 self.lowest_limit = min(self.lowest_limit, limit)
             if limit is None and not self.declared and not admission.probe and not self.engaged:
@@ -142,14 +162,16 @@ class TargetGuard:
 
         A call past its time limit is a transient failure; a failed probe raises ``_ProbeFailed``.
         """
+        started = time.monotonic()
         try:
             with time_limit(self.call_timeout, f"a call to {self.condition.key}"):
-                return call()
+                result = call()
         except Exception as err:
             if not is_transient(err, self.also):
                 if admission.probe:  # the target answered (a refusal is an answer): the breaker closes
                     self.condition.succeeded(True)
                 raise
+            self.transient += 1
             self.condition.failed(retry_after_of(err), admission.probe)
             self._failed_since_success = True
             self.engaged = True
@@ -157,6 +179,24 @@ class TargetGuard:
                 raise
             self.probes_failed += 1
             raise _ProbeFailed() from err
+        self._timed(time.monotonic() - started)
+        return result
+
+    def _timed(self, seconds: float) -> None:
+        """Judge a successful call's latency: an average grown to LATENCY_RISE times the fastest lowers the limit.
+
+        A target that queues calls answers them ever slower before it fails them (502s, timeouts): lowering
+        the calls in flight then, as Netflix's gradient limiters do, keeps it below the point where it fails.
+        """
+        self._timed_calls += 1
+        self._fastest = min(self._fastest, max(seconds, LATENCY_FLOOR))
+        average = seconds if self._average is None else self._average * 0.9 + seconds * 0.1
+        self._average = average
+        if self._timed_calls >= LATENCY_SAMPLES and average > LATENCY_RISE * self._fastest:
+            self.condition.slowed()
+            self.engaged = True
+            self._timed_calls = 0
+            self._average = None
 
     def _admission(self) -> Admission:
         now = time.monotonic()
@@ -177,6 +217,8 @@ class TargetGuard:
                 f"target {self.condition.key} unavailable since {since} (every call failed, the circuit breaker "
                 f"open), longer than the outage budget of {self.outage_budget:g} s (SHARDSYNC_OUTAGE_BUDGET)"
             )
+        self.resume_at = time.time() + admission.wait
+        self.unavailable_since = down if admission.open else None
         seconds = min(admission.wait, 1.0)
         self.paused += seconds
         self.sleep(seconds)
@@ -193,7 +235,21 @@ class TargetGuard:
             "waited": round(self.limiter.waited, 3),
             "paused": round(self.paused, 3),
             "lowest_limit": lowest,
+            "transient": self.transient,
         }
+
+    def counters(self) -> Dict[str, float]:
+        """What this guard counted so far, for the job's live figures (``JobState.add_target_figures``)."""
+        return {
+            "transient": self.transient,
+            "throttled": self.limiter.throttled,
+            "waited": round(self.limiter.waited, 3),
+            "paused": round(self.paused, 3),
+        }
+
+    def now(self) -> Dict[str, Any]:
+        """How the target is doing as this guard last saw it: the limit, and whether calls wait and until when."""
+        return {"limit": self.limit_now, "unavailable_since": self.unavailable_since, "resume_at": self.resume_at}
 
     def close(self) -> None:
         """Let the limiter go (its renewing thread)."""

@@ -36,7 +36,9 @@ class RecordingRunner:
         assert job_id == self._job_id, f"a step of job {self._job_id} handed over for job {job_id}"
         self.handed.append((step, *args))
 
-    def progress(self, job_id: str, stage: str, current: int, total: int) -> None:
+    def progress(
+        self, job_id: str, stage: str, current: int, total: int, extra: Optional[Dict[str, Any]] = None
+    ) -> None:
         assert job_id == self._job_id
         self.progressed.append((stage, current, total))
 

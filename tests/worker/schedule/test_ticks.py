@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 import structlog
@@ -220,7 +220,9 @@ class QuietRunner:
     def enqueue(self, step: str, job_id: str, *args: Any) -> None:
         raise AssertionError(f"the finish enqueued {step}")
 
-    def progress(self, job_id: str, stage: str, current: int, total: int) -> None:
+    def progress(
+        self, job_id: str, stage: str, current: int, total: int, extra: Optional[Dict[str, Any]] = None
+    ) -> None:
         pass
 
     def publish_end(self, job_id: str, report: Dict[str, Any]) -> None:

@@ -151,3 +151,14 @@ def test_a_call_that_waited_is_fenced_again_before_it_is_made(clients) -> None:
     with pytest.raises(RuntimeError, match="lost its lock"):
         waiting.call(lambda: made.append("called"))
     assert made == []  # never made
+
+
+def test_calls_grown_slow_lower_the_limit_without_a_failure() -> None:
+    """A target that queues calls answers ever slower before it fails: the limit comes down on latency alone."""
+    guard = guard_for(f"memory-{uuid.uuid4().hex}", Limits(concurrency=16), None)
+    for _ in range(25):
+        guard.call(lambda: time.sleep(0.01))
+    assert guard.condition.admit().limit == 16  # steady latency: no change
+    for _ in range(25):
+        guard.call(lambda: time.sleep(0.06))
+    assert guard.condition.admit().limit <= 8 and guard.transient == 0

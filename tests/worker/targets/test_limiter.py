@@ -105,7 +105,7 @@ def test_rates_below_one_call_a_second_and_the_guard() -> None:
     assert (rate_item(0.2).amount, rate_item(0.2).multiples) == (1, 5)
     guard = guard_for(f"memory-{uuid.uuid4().hex}", Limits(concurrency=1), None)
     assert guard.call(lambda: 42) == 42
-    assert guard.figures() == {"throttled": 0, "waited": 0.0, "paused": 0.0, "lowest_limit": None}
+    assert guard.figures() == {"throttled": 0, "waited": 0.0, "paused": 0.0, "lowest_limit": None, "transient": 0}
 
 
 def test_limits_resolve_job_over_adapter_and_keys_default_to_the_target() -> None:

@@ -1,8 +1,9 @@
 """What monitors see of a job: its progress as Celery task state, and task events for Flower's task list.
 
 A job's own Celery task (``shardsync.job``) ends as soon as it has enqueued the loads; its steps then write
-the job's state under its id: ``PROGRESS`` with meta ``{job_id, stage, current, total}``, then ``SUCCESS``
-with the report or ``FAILURE`` with a ``JobFailed``.
+the job's state under its id: ``PROGRESS`` with meta ``{job_id, stage, current, total}`` (and, while the
+shards run, ``target``: the adaptive limit, retries, transient errors, throttled calls, whether the target is
+unavailable and until when), then ``SUCCESS`` with the report or ``FAILURE`` with a ``JobFailed``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ from worker.runners.celery.app import app
 logger = structlog.get_logger("shardsync.worker")
 
 
-def publish_progress(job_id: str, stage: str, current: int, total: int) -> None:
-    """Publish the job's progress as its Celery task state, and as a task event."""
-    meta = {"job_id": job_id, "stage": stage, "current": int(current), "total": int(total)}
+def publish_progress(job_id: str, stage: str, current: int, total: int, extra: Optional[Dict[str, Any]] = None) -> None:
+    """Publish the job's progress as its Celery task state, and as a task event.
+
+    ``extra`` goes into the state's meta too (``target``: the target's live figures while the shards run).
+    """
+    meta: Dict[str, Any] = {
+        **(extra or {}),
+        "job_id": job_id,
+        "stage": stage,
+        "current": int(current),
+        "total": int(total),
+    }
     app.backend.store_result(job_id, meta, "PROGRESS")
     job_event("task-progress", job_id, result=f"{stage} {int(current)}/{int(total)}")
 

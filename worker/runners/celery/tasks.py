@@ -62,9 +62,11 @@ class CeleryRunner:
             argsrepr=declared.argsrepr(job_id, args),  # what monitors show: "job 3f2a... shard 3", not a tuple
         )
 
-    def progress(self, job_id: str, stage: str, current: int, total: int) -> None:
-        """The job's Celery state: PROGRESS with ``{job_id, stage, current, total}``."""
-        publish_progress(job_id, stage, current, total)
+    def progress(
+        self, job_id: str, stage: str, current: int, total: int, extra: Optional[Dict[str, Any]] = None
+    ) -> None:
+        """The job's Celery state: PROGRESS with ``{job_id, stage, current, total}`` and ``extra``."""
+        publish_progress(job_id, stage, current, total, extra)
 
     def publish_end(self, job_id: str, report: Dict[str, Any]) -> None:
         """The job's final Celery state."""
