@@ -265,6 +265,7 @@ def submit_sync(
     diff_range: Optional[int] = None,
     retry: Optional[Union[RetryBudget, Mapping[str, float]]] = None,
     limits: Optional[Union[Limits, Mapping[str, float]]] = None,
+    outage_budget: Optional[float] = None,
 ) -> JobHandle:
     """Validate a sync job and enqueue it; returns its handle at once.
 
@@ -272,8 +273,9 @@ def submit_sync(
     of registered classes, whose constructor arguments (``Adapter.get_constructor_kwargs()``) are used.
     ``retry``: how long a hook whose remote says "try later" is called again (a ``RetryBudget``, or some of
     its fields by name); the rest is the target adapter's ``retry_budget``, else the settings'. ``limits``:
-    what the target can take (``core.Limits``: calls in flight, calls per second, over every worker), over
-    the target adapter's ``limits``.
+    what the target can take (``core.Limits``: calls in flight, calls per second, over every worker, and
+    ``call_timeout``), over the target adapter's ``limits``. ``outage_budget``: seconds the target may stay
+    unavailable before the job fails (None: ``SHARDSYNC_OUTAGE_BUDGET``).
 
     Raises:
         UnknownAdapter: if ``source`` or ``target`` is not a registered adapter name.

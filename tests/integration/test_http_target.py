@@ -9,6 +9,7 @@ again.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, Iterator
 
 import pytest
@@ -16,7 +17,7 @@ import ss_http_target  # noqa: F401 - registers http-target and http-target-bulk
 from _target_api import TargetApi, target_api  # noqa: F401 - target_api: the fixture
 from _workers import poll, start_worker, stop_workers, wait_for_workers
 
-from worker import submit_sync
+from worker import JobFailed, submit_sync
 from worker.adapters.demo import InventoryAdapter
 from worker.job.spec import JobSpec
 from worker.runners.local import run_local
@@ -60,7 +61,14 @@ def test_a_throttling_api_on_the_embedded_runner(target_api: TargetApi) -> None:
         {"source": "demo", "target": "http-target", "source_kwargs": SOURCE, "target_kwargs": {"url": target_api.url},
          "retry": RETRY}
     )  # fmt: skip
-    check(target_api, run_local(spec))
+    seen = []
+
+    def progress(stage: str, current: int, total: int, target: Any = None) -> None:
+        seen.append(target)
+
+    check(target_api, run_local(spec, callback=progress))
+    shown = [target for target in seen if target]
+    assert shown and shown[-1]["transient"] > 0 and shown[-1]["retries"] > 0  # the live figures, as the CLI shows
 
 
 def test_a_batch_job_through_faults_reports_as_one_without(target_api: TargetApi) -> None:  # noqa: F811
@@ -150,3 +158,20 @@ def test_an_outage_pauses_the_job_and_it_completes(wide, target_api: TargetApi) 
     assert report["status"] == "success" and set(stats["writes"].values()) == {1}, report.get("error")
     assert report["paused"] > 0 and report["lowest_limit"] is not None
     assert during < 60, f"{during} calls during a 20 s outage: the runner hammered the target"
+
+
+def test_an_outage_longer_than_its_budget_fails_the_job_and_frees_the_target(workers, target_api: TargetApi) -> None:  # noqa: F811
+    target_api.configure(service_time=0.01, outage_seconds=3600)
+    budget = 4
+    started = time.monotonic()
+    handle = submit_sync(
+        "demo", "http-target", source_kwargs=SOURCE, target_kwargs={"url": target_api.url},
+        retry={"attempts": 50, "seconds": 600, "initial": 0.2, "maximum": 2}, outage_budget=budget,
+    )  # fmt: skip
+    with pytest.raises(JobFailed, match=rf"unavailable since .* outage budget of {budget} s"):
+        handle.wait(timeout=120)
+    assert time.monotonic() - started < budget + 60
+    assert target_api.stats()["statuses"].get("503", 0) < 60, "the runner hammered a target that was down"
+    target_api.configure(outage_seconds=0)
+    second = submit_sync("demo", "http-target", source_kwargs=SOURCE, target_kwargs={"url": target_api.url})
+    assert second.wait(timeout=120)["status"] == "success"  # the lock was released with the first job's end

@@ -58,5 +58,5 @@ def test_submit_sync_builds_the_spec_from_its_arguments(monkeypatch) -> None:
         "top_level_barrier": False, "diff_range": 9, "keep_stores": True, "delete_limit": "10",
         "allow_deletes": True, "apply_of": None, "deadline": 60, "job_id": "a-job",
         "retry": {"attempts": 2, "seconds": None, "initial": None, "maximum": None},
-        "limits": {"concurrency": 3, "rate": None, "call_timeout": None},
+        "limits": {"concurrency": 3, "rate": None, "call_timeout": None}, "outage_budget": None,
     }  # fmt: skip

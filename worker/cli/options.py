@@ -108,6 +108,9 @@ def job_options(func: Any) -> Any:
         click.option("--max-concurrency", type=_Positive(), help="most calls in flight to the target, all workers"),
         click.option("--max-rate", type=float, help="most calls per second to the target, all workers"),
         click.option("--call-timeout", type=float, help="most seconds one call to the target may take"),
+        click.option(
+            "--outage-budget", type=float, help="seconds the target may stay unavailable before the job fails"
+        ),
     ]
     for option in reversed(options):
         func = option(func)

@@ -247,6 +247,10 @@ class JobSpec(BaseModel):
     limits: Optional[LimitsSpec] = Field(
         None, description="what the target can take (calls in flight, per second); None: the adapter's"
     )
+    outage_budget: Optional[float] = Field(
+        None, ge=0, le=7 * 86400,
+        description="seconds the target may stay unavailable before the job fails; None: SHARDSYNC_OUTAGE_BUDGET",
+    )  # fmt: skip
     job_id: str = Field(default_factory=_new_job_id)
 
     @field_validator("job_id", "apply_of")

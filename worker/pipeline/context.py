@@ -68,11 +68,13 @@ class Runner(Protocol):
     def live_slots(self) -> Optional[int]:
         """The pool slots of the live workers that take shards, or None where that is not known (one process)."""
 
-    def target_guard(self, key: str, limits: Optional[Limits], also: tuple) -> TargetGuard:
+    def target_guard(
+        self, key: str, limits: Optional[Limits], also: tuple, outage_budget: Optional[float] = None
+    ) -> TargetGuard:
         """What holds a shard's calls to the target counted under ``key`` to its limits and condition.
 
         Shared by every worker (Redis), or within this process (the embedded runner); ``also``: exception
-        types the target adapter lists as transient.
+        types the target adapter lists as transient; ``outage_budget``: the job's (None: the setting's).
         """
 
 

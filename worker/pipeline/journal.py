@@ -247,6 +247,8 @@ class ShardSyncer(DiffSyncSyncer):
         if not fenced:
             self._fence = None
         self.checkpoint()
+        if self._guard is not None:  # the reporter thread has stopped (run's end): the figures are this thread's
+            self._target_figures()
         self._report(self._job.progress_count(), force=True)
 
     # -- replay ---------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def _guard(ctx: StepContext, spec: JobSpec, target: Adapter) -> TargetGuard:
     limits = limits_of(spec.limits.to_limits() if spec.limits is not None else None, target)
     key = limits_key(target, spec.target_identity())
     also = tuple(getattr(target, "transient_errors", ()) or ())
-    return ctx.runner.target_guard(key, limits, also)
+    return ctx.runner.target_guard(key, limits, also, spec.outage_budget)
 
 
 def _result(info: Dict[str, Any], hostname: str, error: Optional[str] = None) -> Dict[str, Any]:

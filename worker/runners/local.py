@@ -8,6 +8,7 @@ alike.
 
 from __future__ import annotations
 
+import inspect
 import socket
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Optional, Sequence, Set, Tuple
@@ -24,6 +25,16 @@ from worker.state.memory import MemoryJobState
 from worker.targets.guard import TargetGuard, guard_for
 
 ProgressCallback = Callable[[str, int, int], None]
+"""Called with ``(stage, current, total)``; one that also takes a ``target`` keyword gets the target's live
+figures while the shards run (``JobHandle.target``'s mapping)."""
+
+
+def _takes_keyword(func: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: pass what every callback takes
+        return False
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 class LocalRunner:
@@ -31,6 +42,7 @@ class LocalRunner:
 
     def __init__(self, callback: Optional[ProgressCallback] = None, hooks: Sequence[JobHook] = DEFAULT_HOOKS) -> None:
         self.callback = callback
+        self._takes_target = callback is not None and _takes_keyword(callback, "target")
         self.hooks = hooks
         self.queue: Deque[Tuple[str, str, Tuple[Any, ...]]] = deque()
         self._sent: Set[Tuple[str, str, Tuple[Any, ...]]] = set()
@@ -46,8 +58,13 @@ class LocalRunner:
     def progress(
         self, job_id: str, stage: str, current: int, total: int, extra: Optional[Dict[str, Any]] = None
     ) -> None:
-        """Hand the progress to the caller's callback."""
-        if self.callback is not None:
+        """Hand the progress to the caller's callback (and the target's figures, if it takes ``target=``)."""
+        if self.callback is None:
+            return
+        target = (extra or {}).get("target")
+        if target is not None and self._takes_target:
+            self.callback(stage, int(current), int(total), target=target)  # type: ignore[call-arg]
+        else:
             self.callback(stage, int(current), int(total))
 
     def publish_end(self, job_id: str, report: Dict[str, Any]) -> None:
@@ -62,10 +79,19 @@ class LocalRunner:
         """None: this process runs one shard at a time, whatever workers a deployment has."""
         return None
 
-    def target_guard(self, key: str, limits: Optional[Limits], also: tuple) -> TargetGuard:
+    def target_guard(
+        self, key: str, limits: Optional[Limits], also: tuple, outage_budget: Optional[float] = None
+    ) -> TargetGuard:
         """The target's limits and condition held in this process."""
         settings = get_settings()
-        return guard_for(key, limits, None, also, settings.outage_budget, call_timeout=settings.call_timeout)
+        return guard_for(
+            key,
+            limits,
+            None,
+            also,
+            settings.outage_budget if outage_budget is None else outage_budget,
+            call_timeout=settings.call_timeout,
+        )
 
     def run(self, job: JobState, delivery: Delivery) -> None:
         """Run queued steps until none is left."""

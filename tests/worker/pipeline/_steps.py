@@ -51,8 +51,8 @@ class RecordingRunner:
     def live_slots(self) -> Optional[int]:
         return self.slots
 
-    def target_guard(self, key: str, limits: Any, also: tuple) -> Any:
-        return guard_for(key, limits, None, also)
+    def target_guard(self, key: str, limits: Any, also: tuple, outage_budget: Any = None) -> Any:
+        return guard_for(key, limits, None, also, 600.0 if outage_budget is None else outage_budget)
 
     def expect(self, job: MemoryJobState) -> None:
         """Forget what was handed over and shown; take hand-overs of ``job`` only from now on."""

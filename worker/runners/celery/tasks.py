@@ -80,10 +80,19 @@ class CeleryRunner:
         """The pool slots the live workers announced (``worker.runners.celery.slots``); None when none did."""
         return live_slots(redis_client()) or None
 
-    def target_guard(self, key: str, limits: Optional[Limits], also: tuple) -> TargetGuard:
+    def target_guard(
+        self, key: str, limits: Optional[Limits], also: tuple, outage_budget: Optional[float] = None
+    ) -> TargetGuard:
         """The target's limits and condition held by every worker, through the job-state Redis."""
         settings = get_settings()
-        return guard_for(key, limits, redis_client(), also, settings.outage_budget, call_timeout=settings.call_timeout)
+        return guard_for(
+            key,
+            limits,
+            redis_client(),
+            also,
+            settings.outage_budget if outage_budget is None else outage_budget,
+            call_timeout=settings.call_timeout,
+        )
 
 
 RUNNER = CeleryRunner()
