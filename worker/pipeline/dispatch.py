@@ -83,6 +83,10 @@ def run_step(name: str, job: JobState, runner: Runner, delivery: Delivery, *args
         Exception: an error the runner retries (``Delivery.will_retry``), or any error of a ``raises`` step.
     """
     step = step_named(name)
+    malformed = step.malformed(args)
+    if malformed is not None:
+        logger.error("Step message dropped: its arguments are not the step's", job_id=job.job_id, reason=malformed)
+        return None
     context = step.log_context(job.job_id, args)
     structlog.contextvars.bind_contextvars(**context)
     try:

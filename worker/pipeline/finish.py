@@ -39,9 +39,26 @@ def _overrides_sync_complete(spec: JobSpec) -> bool:
     return getattr(get_adapter(spec.target), "sync_complete", None) is not Adapter.sync_complete
 
 
-def finish(ctx: StepContext) -> Dict[str, Any]:
-    """Build and save the report, release the lock, drop what only the running job needed; returns the report."""
+def still_running(ctx: StepContext) -> list:
+    """The job's other steps that hold their claims now (running somewhere, or dead within a claim's expiry)."""
     job = ctx.job
+    return sorted(key for key in job.running_steps() if key != ctx.claim and job.claim_held(key))
+
+
+def finish(ctx: StepContext) -> Optional[Dict[str, Any]]:
+    """Build and save the report, release the lock, drop what only the running job needed; returns the report.
+
+    Not while another step of the job holds its claim (a late load, diff or join of a stopped job hands over
+    to the finish while shards still run): then it does nothing and returns None. Each running step hands
+    over to the finish when it ends, a dead one is run again by the watchdog (and hands over), and one that
+    never returns is ended around by the watchdog's ``end``; so the report never undercounts and no claim
+    or scratch key is deleted under a step that runs.
+    """
+    job = ctx.job
+    others = still_running(ctx)
+    if others:
+        logger.info("Finish waits: steps of the job still run; the last of them hands over", steps=others)
+        return None
     started = time.perf_counter()
     ctx.runner.progress(job.job_id, "finish", 0, 1)
     spec: Optional[JobSpec] = None
@@ -114,7 +131,7 @@ def _keeps_stores(spec: Optional[JobSpec]) -> bool:
     return get_settings().keep_stores
 
 
-def end_hung(ctx: StepContext) -> Dict[str, Any]:
+def end_hung(ctx: StepContext) -> Optional[Dict[str, Any]]:
     """End a stopped job whose steps did not stop (the watchdog's ``end``): the finish, around the hung steps.
 
     The watchdog sends it when a job has been stopped (its deadline passed, a cancel) for a whole watchdog
@@ -127,7 +144,7 @@ def end_hung(ctx: StepContext) -> Dict[str, Any]:
     job = ctx.job
     if job.report() is not None:
         return job.report()  # type: ignore[return-value]
-    hung = sorted(key for key in job.running_steps() if key != ctx.claim and job.claim_held(key))
+    hung = still_running(ctx)
     for key in hung:
         job.revoke_claim(key)
     if hung:
@@ -142,8 +159,13 @@ def end_hung(ctx: StepContext) -> Dict[str, Any]:
     return finish(ctx)
 
 
-def publish(ctx: StepContext, outcome: Any) -> Dict[str, Any]:
-    """Publish the job's end (again, for a finish delivered again whose first delivery died before it)."""
+def publish(ctx: StepContext, outcome: Any) -> Optional[Dict[str, Any]]:
+    """Publish the job's end (again, for a finish delivered again whose first delivery died before it).
+
+    Nothing for a finish that waited for running steps (no report yet).
+    """
+    if outcome is None:
+        return None
     report = ctx.job.report() if outcome is DONE else outcome
     if outcome is not DONE or not ctx.runner.end_published(ctx.job_id):
         ctx.runner.publish_end(ctx.job_id, report)

@@ -22,6 +22,7 @@ declares one (its outcome then goes on to ``then``), else it fails the job; ``ra
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -74,6 +75,25 @@ class Step:
     """Whether it still runs, in a stopped job, when its worker died under it too often (the finish reports)."""
     job_task: bool = False
     """Whether its Celery task is the job's own (task id: the job id; the job's state is that task's)."""
+    params: Optional[Tuple[str, ...]] = None
+    """What each argument of its message is, by position: ``side`` (source, target) or ``index`` (a whole
+    number, 0 or more); a message with other arguments is a stray (``malformed``). None: not checked (a step
+    of one's own may check its arguments in ``check``)."""
+
+    def malformed(self, args: Sequence[Any]) -> Optional[str]:
+        """Why a message's arguments cannot be this step's (their number, their kinds), or None.
+
+        Checked before anything is built from them (the claim key, the log context): a message from a bug or
+        a hostile producer is logged, in a bounded repr, and dropped.
+        """
+        if self.params is None:
+            return None
+        if len(args) != len(self.params):
+            return f"{self.name} takes {len(self.params)} arguments, not {len(args)}: {_shown(args)}"
+        for position, (kind, value) in enumerate(zip(self.params, args, strict=True)):
+            if not _PARAM_CHECKS[kind](value):
+                return f"{self.name} argument {position} is no {kind}: {_shown(value)}"
+        return None
 
     def key_of(self, args: Sequence[Any]) -> str:
         """Its key (claim and task id suffix) for these arguments."""
@@ -108,6 +128,26 @@ class Step:
     def is_done(self, job: Any, args: Sequence[Any]) -> bool:
         """Whether its work is done (recorded by some delivery): then a claim expiring under it is no loss."""
         return bool(self.done(job, *args)) if self.done is not None else False
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10_000_000
+
+
+_PARAM_CHECKS: Dict[str, Callable[[Any], bool]] = {
+    "side": lambda value: value in ("source", "target") and isinstance(value, str),
+    "index": _is_index,
+}
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 6
+
+
+def _shown(value: Any) -> str:
+    """A repr bounded in size: a 20 MB argument is never logged whole."""
+    return _REPR.repr(value)
 
 
 STEPS: Dict[str, Step] = {}
@@ -146,41 +186,41 @@ def step_named(name: str) -> Step:
 
 register(Step(
     "start", task="shardsync.job", work=start.start, then=start.hand_over, done=start.started,
-    claimed=False, queue="jobs", event="started", job_task=True,
+    claimed=False, queue="jobs", event="started", job_task=True, params=(),
 ))  # fmt: skip
 register(Step(
     "load", task="shardsync.load", work=load.load, record=load.record_side, then=load.side_loaded,
-    done=load.side_done, key="load-{0}", stage="load-{0}", shown="{0}",
+    done=load.side_done, key="load-{0}", stage="load-{0}", shown="{0}", params=("side",),
 ))  # fmt: skip
 register(Step(
     "partition", task="shardsync.load_part", work=load.load_partition, record=load.record_partition,
     then=load.partition_loaded, done=load.partition_done, check=load.stray_partition,
     key="load-{0}-{1}", stage="load-{0}", context=("", "partition"), shown="{0} partition {1}",
-    failure="load-{0} partition {1}",
+    failure="load-{0} partition {1}", params=("side", "index"),
 ))  # fmt: skip
 register(Step(
-    "diff", task="shardsync.diff", work=diff.diff, then=diff.planned_then, done=diff.planned,
+    "diff", task="shardsync.diff", work=diff.diff, then=diff.planned_then, done=diff.planned, params=(),
 ))  # fmt: skip
 register(Step(
     "range", task="shardsync.diff_part", work=diff.diff_range, record=diff.record_range,
     then=diff.range_diffed, done=diff.range_done, check=diff.stray_range,
-    key="diff-{0}", stage="diff", context=("range",), shown="range {0}",
+    key="diff-{0}", stage="diff", context=("range",), shown="range {0}", params=("index",),
 ))  # fmt: skip
 register(Step(
-    "join", task="shardsync.join", work=diff.join, then=diff.planned_then, done=diff.planned, stage="diff",
+    "join", task="shardsync.join", work=diff.join, then=diff.planned_then, done=diff.planned, stage="diff", params=(),
 ))  # fmt: skip
 register(Step(
     "shard", task="shardsync.shard", work=shard.apply_shard, failed=shard.shard_failed, then=shard.shard_ended,
     done=shard.shard_done, check=shard.stray_shard, key="shard-{0}", stage="sync", context=("shard",),
-    shown="shard {0}", heartbeat=False, when_stopped=True,
+    shown="shard {0}", heartbeat=False, when_stopped=True, params=("index",),
 ))  # fmt: skip
 register(Step(
     "finish", task="shardsync.finish", work=finish.finish, then=finish.publish, done=finish.reported,
     queue="jobs", event="ended", heartbeat=False, when_stopped=True, after_end=True, deadline=False, raises=True,
-    runs_poisoned=True,
+    runs_poisoned=True, params=(),
 ))  # fmt: skip
 register(Step(
     "end", task="shardsync.end", work=finish.end_hung, then=finish.publish, done=finish.reported,
     queue="jobs", event="ended", heartbeat=False, when_stopped=True, after_end=True, deadline=False, raises=True,
-    runs_poisoned=True,
+    runs_poisoned=True, params=(),
 ))  # fmt: skip

@@ -182,8 +182,12 @@ class JobState(JobParts, ABC):
         """Steps recorded as running by their claims: ``{step_key: [step, args, claimed_at]}``."""
 
     @abstractmethod
-    def forget_running(self, step_key: str) -> None:
-        """Drop a step from the running ones (the watchdog, as it runs the step again)."""
+    def forget_running(self, step_key: str, entry: Optional[List[Any]] = None) -> None:
+        """Drop a step from the running ones (the watchdog, once it has sent the step again).
+
+        ``entry``: only if its record is still that one (``running_steps``'s value): a new delivery of the
+        step that recorded itself meanwhile stays recorded.
+        """
 
     # -- stores and loads -----------------------------------------------------------------------------
 

@@ -43,6 +43,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_FORGET_RUNNING = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
 # The target lock, fenced: KEYS[1] the lock (expiring), KEYS[2] the last job that took it. A job takes the lock
 # when it is free, and takes it back after it expired only while it is still the last job that took it.
 _ACQUIRE_LOCK = """
@@ -207,6 +211,9 @@ class RedisClaims:
         """Steps recorded as running by their claims."""
         return {name.decode(): unpack(value) for name, value in self.client.hgetall(self.key("running")).items()}
 
-    def forget_running(self, step_key: str) -> None:
-        """Drop a step from the running ones."""
-        self.client.hdel(self.key("running"), step_key)
+    def forget_running(self, step_key: str, entry: Optional[List[Any]] = None) -> None:
+        """Drop a step from the running ones (only if its record is ``entry``, when given: one script)."""
+        if entry is None:
+            self.client.hdel(self.key("running"), step_key)
+        else:
+            self.client.eval(_FORGET_RUNNING, 1, self.key("running"), step_key, pack(entry))

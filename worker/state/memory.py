@@ -190,9 +190,10 @@ class MemoryJobState(MemoryParts, JobState):
         """Steps recorded as running by their claims."""
         return {key: unpack(value) for key, value in self._running.items()}
 
-    def forget_running(self, step_key: str) -> None:
-        """Drop a step from the running ones."""
-        self._running.pop(step_key, None)
+    def forget_running(self, step_key: str, entry: Optional[List[Any]] = None) -> None:
+        """Drop a step from the running ones (only if its record is ``entry``, when given)."""
+        if entry is None or self._running.get(step_key) == pack(entry):
+            self._running.pop(step_key, None)
 
     # -- stores and loads -----------------------------------------------------------------------------
 

@@ -299,3 +299,25 @@ def test_a_hook_error_the_runner_retries_is_raised_before_the_hand_over(jobs) ->
     runner.deliver(job, "start")  # the retry: the start runs again, its hooks too
     assert runner.handed == [("load", "source"), ("load", "target")]
     assert hook.calls == [("started", job.job_id, None)] * 2
+
+
+BAD_MESSAGES = [
+    ("load", ("bogus",)), ("load", (None,)), ("load", (1,)), ("load", ()), ("load", ("source", 0)),
+    ("partition", ("source", True)), ("partition", ("bogus", 0)), ("range", ("0",)), ("range", (-1,)),
+    ("shard", (True,)), ("shard", ("0",)), ("shard", (-1,)), ("shard", ("x" * 20_000_000,)),
+    ("diff", ("source",)), ("finish", (0,)), ("end", ("x",)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("step", "args"), BAD_MESSAGES, ids=lambda value: repr(value)[:30])
+def test_a_message_whose_arguments_are_not_its_steps_is_dropped(jobs, runner, step, args) -> None:
+    job = jobs.new()
+    drive(runner, job, "shard")
+    running, info = job.running_steps(), job.info()
+
+    assert runner.deliver(job, step, *args) is None
+
+    assert runner.handed == [] and runner.progressed == [] and runner.published == []
+    assert job.aborted() is None and job.report() is None
+    assert job.running_steps() == running and job.info() == info
+    assert job.loads().keys() == {"source", "target"}

@@ -148,3 +148,18 @@ def test_the_end_of_a_job_with_a_hung_step_takes_its_claim_and_lock_and_names_it
     assert runner.published == [(job.job_id, report)]
     # A finish that comes later (the hung shard's wave handing over) keeps the first report.
     assert runner.deliver(job, "finish") == report and job.report() == report
+
+
+def test_the_finish_waits_while_another_step_holds_its_claim(jobs, runner) -> None:
+    """A late duplicate step of a stopped job hands over to the finish while a shard still runs: no report."""
+    job = jobs.new()
+    drive(runner, job, "shard")
+    token = job.claim("shard-0", 30, "shard", [0])  # running
+    job.abort("cancelled")
+
+    assert runner.deliver(job, "finish") is None
+    assert job.report() is None and runner.published == [] and job.claim_held("shard-0")
+
+    job.release_claim("shard-0", token)  # the shard ended (and hands over to the finish)
+    report = runner.deliver(job, "finish")
+    assert report["status"] == "failed" and report["error"] == "cancelled" and report["hung"] == []

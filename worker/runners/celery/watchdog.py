@@ -43,8 +43,9 @@ def step_done(job: RedisJobState, step: str, args: Sequence[Any]) -> bool:
 def scan(client: Redis, runner: Runner, interval: Optional[float] = None) -> List[Tuple[str, str]]:
     """Enqueue again every running step whose claim expired without a result; returns (job id, step) pairs.
 
-    A step drops out of the running ones as it is enqueued again; the new delivery records itself when it
-    takes the claim, so a step is never sent twice by two scans. A job stopped for ``interval`` seconds
+    A step is sent again, then dropped from the running ones (only the record the scan saw: its new delivery
+    records itself when it takes the claim), so a failed send is tried again at the next scan and a step is
+    not sent twice by two scans. A job stopped for ``interval`` seconds
     (default SHARDSYNC_WATCHDOG_INTERVAL) whose steps still hold their claims is ended around them (``end``).
     """
     if interval is None:
@@ -74,14 +75,15 @@ def _scan_job(client: Redis, runner: Runner, job_id: str, interval: float) -> Li
     if job.aborted() and _end_hung(job, runner, running, interval):
         return []
     requeued: List[Tuple[str, str]] = []
-    for step_key, (step, args, _claimed_at) in running.items():
+    for step_key, entry in running.items():
+        step, args, _claimed_at = entry
         if job.claim_held(step_key):
             continue
-        job.forget_running(step_key)
-        if step_done(job, step, args):
-            continue
-        runner.enqueue(step, job_id, *args)
-        requeued.append((job_id, step_key))
+        if not step_done(job, step, args):
+            # Sent before it is forgotten: a send that fails (the broker down) leaves it for the next scan.
+            runner.enqueue(step, job_id, *args)
+            requeued.append((job_id, step_key))
+        job.forget_running(step_key, entry)  # unless its new delivery has recorded itself already
         logger.warning("Step run again: its claim expired without a result", job_id=job_id, step=step_key)
     return requeued
 
