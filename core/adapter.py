@@ -86,6 +86,21 @@ class Adapter:
     """What the system behind this adapter can take (``core.limits``): calls in flight, calls per second;
     enforced by the distributed and embedded runners over every job that writes to it."""
 
+    identity_kwargs: ClassVar[Optional[Tuple[str, ...]]] = None
+    """The constructor kwargs that name the system this adapter writes to (``("url",)``): two jobs whose
+    targets agree on them write the same system and share its lock, whatever their other kwargs (a timeout, a
+    page size, a rotated token). None: every kwarg (``target_identity`` may say otherwise)."""
+
+    @classmethod
+    def target_identity(cls, kwargs: Dict[str, Any]) -> Optional[Any]:
+        """What names the system a job writes to when this adapter is its target, from its constructor kwargs.
+
+        A runner takes the target's lock on it (with the adapter class: aliases of one class share it), and
+        counts its limits under it by default. Override it where the system is not named by kwargs alone
+        (a tenant read from a file, a URL to normalise); return plain data, or None for ``identity_kwargs``.
+        """
+        return None
+
     def limits_key(self) -> Optional[str]:
         """The name ``limits`` are counted under: adapters that return the same key share one budget.
 

@@ -77,6 +77,7 @@ class HttpTarget(Adapter):
     interface = HttpInterface
     top_level = ["site"]
     transient_errors = (httpx.TransportError,)
+    identity_kwargs = ("url",)  # the API is named by its URL: a timeout of another job is the same system
 
     def __init__(self, url: str, timeout: float = 10.0, name: Optional[str] = None) -> None:
         super().__init__(name=name)
@@ -153,4 +154,5 @@ class BulkHttpTarget(HttpTarget):
 
 
 register_adapter("http-target", HttpTarget)
+register_adapter("http-target-alias", HttpTarget)  # another name of the same class: the same system
 register_adapter("http-target-bulk", BulkHttpTarget)

@@ -87,3 +87,20 @@ def test_a_hung_hook_ends_its_job_by_the_deadline_and_writes_nothing_after(
     hung_task = AsyncResult(f"{handle.id}.{report['hung'][0]}", app=app)
     poll(lambda: hung_task.state == "SUCCESS", timeout=60, what="the hung shard's delivery to stand down")
     assert snapshot(redis_db, handle.id) == before
+
+
+def test_the_target_is_what_its_adapter_says_it_is(workers, api: TargetApi) -> None:
+    """Another timeout or another registered name of the same class is the same system: one sync at a time."""
+    api.configure(hang_writes=1)
+    first = submit_sync(
+        "demo", "http-target", source_kwargs=SOURCE, target_kwargs={"url": api.url, "timeout": 600},
+        limits={"call_timeout": 600},
+    )  # fmt: skip
+    poll(lambda: api.stats()["hanging"] == 1, timeout=60, what="the first job to be writing")
+    for target, kwargs in (("http-target", {"timeout": 5}), ("http-target-alias", {})):
+        second = submit_sync("demo", target, source_kwargs=SOURCE, target_kwargs={"url": api.url, **kwargs})
+        with pytest.raises(JobFailed, match=f"is being synced by job {first.id}"):
+            second.wait(timeout=60)
+    first.cancel()
+    with pytest.raises(JobFailed, match="cancelled"):
+        first.wait(timeout=60)  # ended around its hung shard by the watchdog

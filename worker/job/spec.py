@@ -321,10 +321,21 @@ class JobSpec(BaseModel):
             raise JobFailed(f"{side} adapter {name!r} cannot be built from its kwargs: {err}") from err
 
     def target_identity(self) -> str:
-        """What the lock is taken on: the target adapter and its kwargs (the same system, the same lock)."""
-        packed = msgpack.packb(_canonical(self.target_kwargs), use_bin_type=True)
+        """What the lock is taken on: the system the target writes to (the same system, the same lock).
+
+        The target adapter's class (every name it is registered under) and what it says names the system:
+        its ``target_identity(kwargs)``, else its ``identity_kwargs``, else every kwarg.
+        """
+        cls = get_adapter(self.target)
+        own = cls.target_identity(dict(self.target_kwargs))
+        if own is None:
+            names = cls.identity_kwargs
+            own = self.target_kwargs if names is None else {
+                name: value for name, value in self.target_kwargs.items() if name in names
+            }  # fmt: skip
+        packed = msgpack.packb([f"{cls.__module__}.{cls.__qualname__}", _canonical(own)], use_bin_type=True)
         digest = hashlib.sha256(packed).hexdigest()[:24]
-        return f"{self.target}.{digest}"
+        return f"{cls.__name__}.{digest}"
 
     def to_message(self) -> Dict[str, Any]:
         """The spec as plain data for a task message."""

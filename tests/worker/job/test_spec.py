@@ -6,9 +6,11 @@ import re
 
 import pytest
 
+from core import Adapter
 from core.enum import DiffSyncFlags
 from tests.worker._plain import Plain, plain  # noqa: F401 - plain: the autouse fixture
 from worker import InvalidJob
+from worker.adapters.registry import get_adapter, register_adapter, unregister_adapter
 from worker.job.spec import JobSpec
 
 
@@ -57,7 +59,39 @@ def test_target_identity_follows_target_and_kwargs_only() -> None:
     two = JobSpec.from_data({"source": "demo", "target": "plain", "target_kwargs": {"url": "a"}, "dry_run": True})
     three = JobSpec.from_data({"source": "plain", "target": "plain", "target_kwargs": {"url": "b"}})
     assert one.target_identity() == two.target_identity() != three.target_identity()
-    assert one.target_identity().startswith("plain.")
+    assert one.target_identity().startswith(f"{get_adapter('plain').__name__}.")
+
+
+def test_target_identity_is_the_adapters_to_say_and_aliases_share_it() -> None:
+    class Api(Adapter):
+        identity_kwargs = ("url",)
+
+        def __init__(self, url: str, timeout: float = 10, token: str = "", name=None) -> None:
+            super().__init__(name=name)
+
+    class Tenant(Api):
+        identity_kwargs = None
+
+        @classmethod
+        def target_identity(cls, kwargs):
+            return kwargs["url"].rstrip("/").lower()
+
+    register_adapter("test-identity-api", Api)
+    register_adapter("test-identity-alias", Api)
+    register_adapter("test-identity-tenant", Tenant)
+    try:
+        def identity(target: str, **kwargs) -> str:
+            return JobSpec.from_data({"source": "plain", "target": target, "target_kwargs": kwargs}).target_identity()
+
+        first = identity("test-identity-api", url="https://a", timeout=5, token="x")
+        assert first == identity("test-identity-api", url="https://a", timeout=30, token="rotated")
+        assert first == identity("test-identity-alias", url="https://a")  # another name of the same class
+        assert first != identity("test-identity-api", url="https://b")
+        assert identity("test-identity-tenant", url="https://A/") == identity("test-identity-tenant", url="https://a")
+        assert identity("test-identity-tenant", url="https://a") != first  # another class, another system
+    finally:
+        for name in ("test-identity-api", "test-identity-alias", "test-identity-tenant"):
+            unregister_adapter(name)
 
 
 @pytest.mark.parametrize(
