@@ -230,7 +230,7 @@ def assemble_report(
         times["sync"] = max(0.0, float(info.get("sync_ended", info["sync_started"])) - float(info["sync_started"]))
     times["finish"] = time.perf_counter() - started
     if "submitted" in info:
-        times["total"] = max(0.0, time.time() - float(info["submitted"]))
+        times["total"] = max(0.0, job.now() - float(info["submitted"]))
     workers = set(job.workers().values())
     workers.update(result["worker"] for result in shard_results.values() if result.get("worker"))
     if hostname:

@@ -10,7 +10,6 @@ left waiting for a step that will never come.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Dict, Optional, Sequence
 
 import structlog
@@ -51,7 +50,7 @@ def overdue(job: JobState, spec: Any) -> Optional[str]:
         # None, or not a deadline at all: the setting's (a spec that does not validate is the step's to report)
         deadline = get_settings().job_deadline
     submitted = job.info().get("submitted")
-    if not deadline or submitted is None or time.time() <= float(submitted) + float(deadline):
+    if not deadline or submitted is None or job.now() <= float(submitted) + float(deadline):
         return None
     return f"the job's deadline passed: it had not ended {deadline} s after it was submitted"
 

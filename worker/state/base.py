@@ -7,6 +7,7 @@ against a second run (``mark``, ``claim``, the lock) say so in what they return.
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -62,6 +63,14 @@ class JobState(JobParts, ABC):
     @abstractmethod
     def info(self) -> Dict[str, Any]:
         """The job's info fields."""
+
+    def now(self) -> float:
+        """The time by the clock every host of the job agrees on (epoch seconds): the state's store's.
+
+        ``submitted`` is stamped with it, and deadlines are judged by it: a producer or worker whose own clock
+        is off never makes a job overdue (or immortal).
+        """
+        return time.time()
 
     @abstractmethod
     def mark_sync_started(self, when: float) -> None:

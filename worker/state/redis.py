@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from redis import Redis
 
 from core import keys
-from core.store.redis import RedisStore
+from core.store.redis import RedisStore, server_time
 from worker.connection import redis_client
 from worker.settings import get_settings
 from worker.state.base import Entry, JobState, pack, unpack
@@ -38,13 +38,17 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
         """Record a new job (with the ``info`` fields given); False if a job with this id exists already."""
         created = self.client.set(self.key("spec"), _pack(spec), nx=True, ex=ttl)
         if created:
-            now = time.time()
+            now = self.now()
             fields = {name: _pack(value) for name, value in (info or {}).items()}
             fields.update(submitted=_pack(now), status=_pack("queued"))
             self.client.hset(self.key("info"), mapping=fields)  # type: ignore[arg-type]
             self.client.expire(self.key("info"), ttl)
             self.client.zadd(keys.JOB_INDEX, {self.job_id: now})
         return bool(created)
+
+    def now(self) -> float:
+        """Redis's clock (``TIME``)."""
+        return server_time(self.client)
 
     def forget(self) -> None:
         """Undo ``create`` for a job that could not be enqueued, so that its id may be used again."""

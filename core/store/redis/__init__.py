@@ -36,6 +36,7 @@ from core.store.redis.namespaces import (
     list_namespaces,
     remove_namespace,
     remove_stale_namespaces,
+    server_time,
 )
 from core.store.redis.store import RedisStore
 
@@ -56,4 +57,5 @@ __all__ = [
     "list_namespaces",
     "remove_namespace",
     "remove_stale_namespaces",
+    "server_time",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
@@ -82,9 +81,18 @@ def remove_namespace(client: Redis, store_id: str) -> int:
     return removed
 
 
+def server_time(client: Redis) -> float:
+    """Redis's clock, in epoch seconds: what every host agrees on, where their own clocks may differ."""
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1_000_000
+
+
 def remove_stale_namespaces(client: Redis, older_than: float, now: Optional[float] = None) -> List[str]:
-    """Delete the namespaces not written to for ``older_than`` seconds; returns their store ids."""
-    limit = (time.time() if now is None else now) - older_than
+    """Delete the namespaces not written to for ``older_than`` seconds; returns their store ids.
+
+    Judged by Redis's clock (the writes stamp ``last_used`` with it too), never by this host's.
+    """
+    limit = (server_time(client) if now is None else now) - older_than
     removed = []
     for info in list_namespaces(client):
         if info.last_used < limit:

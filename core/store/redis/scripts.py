@@ -20,6 +20,8 @@ from core import keys
 # A new entry whose uid already holds a different record is not written and is returned as a conflict.
 WRITE_BATCH = """
 local now, ttl, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[4]
+local clock = redis.call('TIME')  -- last_used on Redis's clock: hosts' clocks may differ
+now = tostring(tonumber(clock[1]) + tonumber(clock[2]) / 1000000)
 local batch = cmsgpack.unpack(ARGV[3])
 -- A command failing half-way would leave a half-written batch (scripts are not rolled back): check first
 -- that every key is absent or of the type it must be, so that no write below can fail.
@@ -166,11 +168,13 @@ def partition_field(index: int) -> str:
     return f"partition:{index}"
 
 
-# Removes one object atomically. KEYS: objects, order, meta. ARGV: uid, now. Returns 1 if it existed.
+# Removes one object atomically. KEYS: objects, order, meta. ARGV: uid, now (unused: Redis's clock stamps
+# last_used). Returns 1 if it existed.
 REMOVE = """
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], 'last_used', ARGV[2])
+local clock = redis.call('TIME')
+redis.call('HSET', KEYS[3], 'last_used', tostring(tonumber(clock[1]) + tonumber(clock[2]) / 1000000))
 return removed
 """
 

@@ -14,7 +14,7 @@ from core.exceptions import ObjectAlreadyExists, ObjectNotFound, ObjectStoreExce
 from core.model import DiffSyncModel
 from core.store import ModelRef
 from core.store.redis.codec import RecordCodec
-from core.store.redis.namespaces import check_store_id
+from core.store.redis.namespaces import check_store_id, server_time
 from core.store.redis.partitions import _PartitionedLoads
 from core.store.redis.scripts import CHANGE, CLEAR_PARTITION, DEL, MAX_PARTITIONS, NEW, PUT, REMOVE, WRITE_BATCH
 from core.store.redis.session import _LazyTypeMap
@@ -114,7 +114,7 @@ class RedisStore(_PartitionedLoads):
             self._write_batch = self._client.register_script(WRITE_BATCH)
             self._remove = self._client.register_script(REMOVE)
             self._clear_partition = self._client.register_script(CLEAR_PARTITION)
-            now = time.time()
+            now = server_time(self._client)  # Redis's clock, as the writes' last_used
             pipe = self._client.pipeline(transaction=True)
             pipe.hsetnx(keys.meta_key(self._store_id), "created", now)
             pipe.hset(keys.meta_key(self._store_id), mapping={"last_used": now, "ttl": ttl or 0})

@@ -1,13 +1,10 @@
 """Key namespaces: every key under ``shardsync:{store_id}:``, clear(), TTL, and stale-namespace removal."""
 
-import types
 
 import pytest
 
 from core import keys
-from core.store.redis import RedisStore, list_namespaces, namespaces, remove_namespace, remove_stale_namespaces
-from core.store.redis import store as store_module
-from core.store.redis import writes as writes_module
+from core.store.redis import RedisStore, list_namespaces, remove_namespace, remove_stale_namespaces, server_time
 
 from ._models import DB, HOST, PORT, SOURCE, TARGET, Network, Site, Vlan, content, populate
 
@@ -140,18 +137,9 @@ def test_a_store_without_ttl_on_a_namespace_with_ttl_keeps_keys_expiring(rbacken
 # ------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def clock(monkeypatch):
-    """The store package's clock, set by the test (``time.time()`` gives created/last_used).
-
-    Read by the store (created, last_used when opening or removing), the write buffer (last_used at each flush)
-    and the namespace housekeeping (``remove_stale_namespaces`` without ``now``).
-    """
-    fake = types.SimpleNamespace(now=1_000_000.0)
-    clock = types.SimpleNamespace(time=lambda: fake.now)
-    for module in (store_module, writes_module, namespaces):
-        monkeypatch.setattr(module, "time", clock)
-    return fake
+def stamp(redis_client, store_id: str, when: float) -> None:
+    """Date a namespace's creation and last use back to ``when`` (the store stamps them with Redis's clock)."""
+    redis_client.hset(keys.meta_key(store_id), mapping={"created": when, "last_used": when})
 
 
 def _namespace(rbackend, store_id, spec=SOURCE, **kwargs):
@@ -161,28 +149,29 @@ def _namespace(rbackend, store_id, spec=SOURCE, **kwargs):
     return adapter
 
 
-def test_list_namespaces(rbackend, redis_client, clock):
-    clock.now = 1000.0
+def test_list_namespaces(rbackend, redis_client):
     _namespace(rbackend, "ns-old")
-    clock.now = 2000.0
+    stamp(redis_client, "ns-old", 1000.0)
     _namespace(rbackend, "ns-new", ttl=TTL)
-    clock.now = 2500.0
-    rbackend.adapter(store_id="ns-old").add(Vlan(vid=1))  # opening alone marks it used
+    stamp(redis_client, "ns-new", 2000.0)
+    opened = server_time(redis_client)
+    rbackend.adapter(store_id="ns-old").add(Vlan(vid=1))  # opening alone marks it used, by Redis's clock
     infos = {info.store_id: info for info in list_namespaces(redis_client)}
     assert set(infos) == {"ns-old", "ns-new"}
     assert infos["ns-old"].created == 1000.0
-    assert infos["ns-old"].last_used == 2500.0
+    assert opened <= infos["ns-old"].last_used <= server_time(redis_client)
     assert infos["ns-old"].ttl is None
     assert (infos["ns-new"].created, infos["ns-new"].last_used, infos["ns-new"].ttl) == (2000.0, 2000.0, TTL)
     assert [info.store_id for info in list_namespaces(redis_client)] == ["ns-new", "ns-old"]  # by last use
 
 
-def test_remove_stale_namespaces_removes_only_stale_ones(rbackend, redis_client, clock):
-    clock.now = 1000.0
+def test_remove_stale_namespaces_removes_only_stale_ones(rbackend, redis_client):
     _namespace(rbackend, "stale-a")
     _namespace(rbackend, "stale-b", TARGET)
-    clock.now = 5000.0
+    stamp(redis_client, "stale-a", 1000.0)
+    stamp(redis_client, "stale-b", 1000.0)
     fresh = _namespace(rbackend, "fresh")
+    stamp(redis_client, "fresh", 5000.0)
     fresh_keys = _keys(redis_client, f"{keys.namespace('fresh')}*")
     redis_client.set("unrelated:key", "stays")
 
@@ -196,6 +185,7 @@ def test_remove_stale_namespaces_removes_only_stale_ones(rbackend, redis_client,
     populate(expected, SOURCE)
     assert content(rbackend.reread(fresh)) == content(expected)
     assert remove_stale_namespaces(redis_client, older_than=3600, now=5000.0 + 60) == []
+    stamp(redis_client, "fresh", 5000.0)  # reread it above: opened, so used, now
     # Nothing is stale yet at the boundary; everything is once time has moved on.
     assert remove_stale_namespaces(redis_client, older_than=3600, now=5000.0 + 3600) == []
     assert remove_stale_namespaces(redis_client, older_than=3600, now=5000.0 + 3601) == ["fresh"]
@@ -209,7 +199,7 @@ def test_remove_namespace_returns_the_number_of_keys(rbackend, redis_client):
     assert adapter.count() == 0
 
 
-def test_a_model_named_meta_does_not_break_namespace_housekeeping(rbackend, redis_client, clock):
+def test_a_model_named_meta_does_not_break_namespace_housekeeping(rbackend, redis_client):
     """``obj:meta``/``order:meta`` must not be taken for the meta key of a namespace."""
 
     class Meta(Vlan):
@@ -218,11 +208,11 @@ def test_a_model_named_meta_does_not_break_namespace_housekeeping(rbackend, redi
     class WithMeta(Network):
         meta = Meta
 
-    clock.now = 5000.0
     adapter = rbackend.adapter(cls=WithMeta, store_id="live")
     adapter.add(Meta(vid=1, label="x"))
     populate(adapter, SOURCE)
     adapter.store.flush()
+    stamp(redis_client, "live", 5000.0)
     before = _keys(redis_client)
 
     assert [info.store_id for info in list_namespaces(redis_client)] == ["live"]
@@ -235,12 +225,12 @@ def test_a_model_named_meta_does_not_break_namespace_housekeeping(rbackend, redi
     [("team", "team-eu"), ("job1", "job10"), ("run.1", "run.10")],
     ids=["dash-prefix", "digit-prefix", "dot-prefix"],
 )
-def test_removing_a_stale_namespace_leaves_other_namespaces_alone(rbackend, redis_client, clock, stale, fresh):
+def test_removing_a_stale_namespace_leaves_other_namespaces_alone(rbackend, redis_client, stale, fresh):
     """One id that is a prefix of another must not take the other along."""
-    clock.now = 1000.0
     _namespace(rbackend, stale)
-    clock.now = 5000.0
+    stamp(redis_client, stale, 1000.0)
     fresh_adapter = _namespace(rbackend, fresh)
+    stamp(redis_client, fresh, 5000.0)
     fresh_keys = _keys(redis_client, f"{keys.namespace(fresh)}*")
 
     assert remove_stale_namespaces(redis_client, older_than=3600, now=5000.0 + 60) == [stale]

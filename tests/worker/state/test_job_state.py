@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
 from redis import Redis
 
+from core import keys
 from core.store.local import LocalStore
 from core.store.redis import RedisStore
 from worker.state import MemoryJobState, RedisJobState
@@ -160,3 +162,23 @@ def test_a_shard_reads_its_own_part_of_the_plan(job) -> None:
             job.shard_plan(bad)
     if isinstance(job, RedisJobState):  # the head is one small record: no shard's roots in it
         assert len(job.client.get(job.key("plan"))) < 20_000
+
+
+def test_deadlines_are_judged_by_redis_clock_not_the_hosts(monkeypatch) -> None:
+    """A producer (or worker) whose clock is 10 minutes ahead: a 300 s deadline has not passed."""
+    from worker.pipeline.dispatch import overdue
+
+    state = RedisJobState(f"test-state-{uuid.uuid4().hex}", Redis.from_url(URL))
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 600)
+    try:
+        assert state.create({"source": "demo", "target": "demo"}, 60)
+        assert abs(float(state.info()["submitted"]) - state.now()) < 5
+        assert overdue(state, {"deadline": 300}) is None
+        state.set_info(submitted=state.now() - 301)
+        assert overdue(state, {"deadline": 300}) is not None
+    finally:
+        monkeypatch.undo()
+        for key in state.client.scan_iter(match=state.key("*")):
+            state.client.delete(key)
+        state.client.zrem(keys.JOB_INDEX, state.job_id)

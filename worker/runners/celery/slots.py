@@ -10,7 +10,6 @@ and is dropped by the next reader.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Optional
 
 import msgpack
@@ -18,6 +17,7 @@ import structlog
 from redis import Redis
 
 from core import keys
+from core.store.redis import server_time
 from worker.connection import redis_client
 from worker.errors import describe
 
@@ -32,7 +32,7 @@ LIVES = 3 * RENEW_EVERY
 
 def announce(client: Redis, hostname: str, slots: int, now: Optional[float] = None) -> None:
     """Say that ``hostname`` runs ``slots`` pool slots taking shards, for the next LIVES seconds."""
-    expires = (time.time() if now is None else now) + LIVES
+    expires = (server_time(client) if now is None else now) + LIVES  # Redis's clock: readers judge by it
     client.hset(keys.SLOTS, hostname, msgpack.packb({"slots": int(slots), "expires": expires}))
 
 
@@ -43,7 +43,7 @@ def withdraw(client: Redis, hostname: str) -> None:
 
 def live_slots(client: Redis, now: Optional[float] = None) -> int:
     """The pool slots of the workers that announced themselves within LIVES seconds (0: none known)."""
-    now = time.time() if now is None else now
+    now = server_time(client) if now is None else now
     total = 0
     stale = []
     for hostname, raw in client.hgetall(keys.SLOTS).items():
