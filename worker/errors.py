@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from worker.redaction import mask_text
+
 
 class ShardsyncError(Exception):
     """Base of the runner's errors."""
@@ -42,6 +44,10 @@ class JobFailed(ShardsyncError):
 
 
 def describe(err: BaseException) -> str:
-    """An exception as one line for reports and logs: its type and message."""
-    message = str(err)
+    """An exception as one line for reports and logs: its type and message, secrets masked, bounded in size.
+
+    An adapter's error may carry a token (in a URL, an echoed header) and a remote's whole error body: what a
+    report, Flower and the logs keep is ``worker.redaction.mask_text`` of it.
+    """
+    message = mask_text(str(err))
     return f"{type(err).__name__}: {message}" if message else type(err).__name__

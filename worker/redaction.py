@@ -1,12 +1,15 @@
 """What is secret in what the project shows: kwarg names, URL passwords and query parameters.
 
 One list of secret words for every place that shows configuration to a person or a log: job reports (adapter
-kwargs, ``worker.job.report.redact``), error messages and logs naming a Redis or broker URL (``safe_url``).
+kwargs, ``worker.job.report.redact``), error messages and logs naming a Redis or broker URL (``safe_url``), and
+any error text from an adapter or a library (``mask_text``: a URL's password, ``token=...``, a ``Bearer``
+header, ``"api_key": "..."``), which reaches reports, the per-object log, Flower and the workers' logs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Dict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "credential", "auth", "cookie", "private", "session", "cert")
@@ -45,3 +48,54 @@ def without_secrets(message: str, *urls: str) -> str:
         if password:
             message = message.replace(password, MASK)
     return message
+
+
+_WORDS = "|".join(SECRET_WORDS)
+_TEXT_PATTERNS = (
+    # scheme://user:password@host
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s@/]+@", re.IGNORECASE), r"\1" + MASK + "@"),
+    # Authorization: Bearer xyz / Token xyz / Basic xyz
+    (re.compile(r"\b(Bearer|Token|Basic)\s+[A-Za-z0-9._~+/=-]{4,}", re.IGNORECASE), r"\1 " + MASK),
+    # "api_key": "xyz" or 'password': 'xyz' (JSON bodies, Python reprs)
+    (
+        re.compile(rf"""(["'][\w.-]*(?:{_WORDS})[\w.-]*["']\s*:\s*)(["'])[^"']*\2""", re.IGNORECASE),
+        r"\1\2" + MASK + r"\2",
+    ),
+    # token=xyz, password: xyz (query strings, headers, key=value logs)
+    (
+        re.compile(
+            rf"""(\b[\w.-]*(?:{_WORDS})[\w.-]*\s*[=:]\s*)(?!{re.escape(MASK)})[^\s&;,'")\]}}]+""", re.IGNORECASE
+        ),
+        r"\1" + MASK,
+    ),
+)
+
+MESSAGE_LIMIT = 2000
+"""Characters of one error message kept (in a report, the per-object log, a log event): the rest is cut,
+saying how much (an HTTP error's whole body is no message)."""
+
+
+def mask_text(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """Free text (an exception's message, a remote's answer) with what looks secret as ``***``, bounded.
+
+    Masks a URL's password, a ``Bearer``/``Token``/``Basic`` credential, and the value after any name holding
+    a secret word (``token=``, ``"api_key": ``, ``Password:``). Heuristic by nature: pass secrets to adapters by
+    the name of an environment variable or file, never in their kwargs or URLs.
+    """
+    if not text:
+        return text
+    if limit and len(text) > limit * 4:  # masked in what is kept only: a 10 MiB body is not scanned whole
+        text = text[: limit * 4]
+    for pattern, replacement in _TEXT_PATTERNS:
+        text = pattern.sub(replacement, text)
+    if limit and len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    return text
+
+
+def mask_event(logger: Any, method: str, event: Dict[str, Any]) -> Dict[str, Any]:
+    """A structlog processor: every text field of an event, the event itself included, through ``mask_text``."""
+    for name, value in event.items():
+        if isinstance(value, str) and name not in ("timestamp", "level"):
+            event[name] = mask_text(value)
+    return event

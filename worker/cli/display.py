@@ -204,9 +204,10 @@ def print_report(console: Console, report: Dict[str, Any], as_json: bool) -> Non
             soft_wrap=True,
             markup=False,
         )
-    if len(report["failures"]) > 20:
+    total = int(report.get("failures_total", len(report["failures"])))
+    if total > 20:
         out(
-            f"  ... and {len(report['failures']) - 20} more failures (shardsync log {report['job_id']})",
+            f"  ... and {total - 20} more failures (shardsync log {report['job_id']} --status error)",
             highlight=False,
             soft_wrap=True,
         )

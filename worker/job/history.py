@@ -49,7 +49,7 @@ def job_summary(job: RedisJobState) -> Optional[Dict[str, Any]]:
         "state": state,
         "dry_run": bool(spec.get("dry_run")),
         "summary": job.summary(),
-        "failures": len(report.get("failures", [])) if report else 0,
+        "failures": int(report.get("failures_total", len(report.get("failures", [])))) if report else 0,
         "error": report.get("error") if report else None,
         "submitted": iso(submitted),
         "started": iso(started),

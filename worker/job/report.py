@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from datetime import datetime, timezone
@@ -73,12 +74,20 @@ def _op_order(op: str) -> Tuple[int, int]:
     return int(root), int(seq)
 
 
+REPORT_FAILURES = 100
+"""Failed operations a report lists in full (the first, in plan order); ``failures_total`` counts them all and
+the per-object log (``shardsync log JOB --status error``) has every one: 2,000 failures with 10 KiB remote
+error bodies would otherwise make one Redis value and one Celery result of 20 MiB."""
+
+
 def tally(
     journal: Union[Mapping[str, List[Any]], Iterable[Tuple[str, List[Any]]]],
+    keep: Optional[int] = None,
 ) -> Tuple[Dict[str, Dict[str, int]], List[Dict[str, Any]], int]:
     """Counts per action and status, the failed operations in plan order, and the number of entries.
 
-    Takes the entries one by one (``JobState.iter_journal``): only the failures are held, not the journal.
+    Takes the entries one by one (``JobState.iter_journal``): only the failures are held, not the journal;
+    with ``keep``, only the first ``keep`` of them in plan order.
     """
     counts: Dict[str, Dict[str, int]] = {}
     failed: List[Tuple[Tuple[int, int], Dict[str, Any]]] = []
@@ -91,7 +100,11 @@ def tally(
         if status != "success":
             failure = {"action": action, "model": model, "unique_id": uid, "status": status, "message": message}
             failed.append((_op_order(op), failure))
+            if keep is not None and len(failed) > 2 * keep:  # held bounded: the first ``keep`` in plan order
+                failed = heapq.nsmallest(keep, failed, key=lambda item: item[0])
     failed.sort(key=lambda item: item[0])
+    if keep is not None:
+        failed = failed[:keep]
     return counts, [failure for _, failure in failed], total
 
 
@@ -134,7 +147,7 @@ def compose_report(
     skipped, as in a local sync) or, in a job that failed or was cancelled, not reached. So ``counts`` plus
     ``skipped`` always add up to ``operations``; ``shardsync log`` lists each of them.
     """
-    counts, failures, journaled = tally(journal)
+    counts, failures, journaled = tally(journal, keep=REPORT_FAILURES)
     times = times or {}
     return {
         "job_id": job_id,
@@ -155,7 +168,10 @@ def compose_report(
         "paused": round(paused, 3),
         "lowest_limit": lowest_limit,
         "transient": transient,
-        "failures": failures,
+        "failures": failures[:REPORT_FAILURES],
+        "failures_total": sum(
+            count for per_status in counts.values() for status, count in per_status.items() if status != "success"
+        ),
         "changed": changed,
         "sync_complete": sync_complete,
         "seconds": {stage: round(value, 6) for stage, value in seconds.items()},

@@ -19,6 +19,7 @@ from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSy
 from core.model import DiffSyncModel
 from core.retry import RetryBudget
 from core.syncer import DiffSyncSyncer
+from worker.redaction import mask_text
 from worker.state.base import JobState
 from worker.targets.guard import TargetGuard
 
@@ -201,6 +202,8 @@ class ShardSyncer(DiffSyncSyncer):
     ) -> None:
         """Buffer the operation's journal entry (written at the next checkpoint) and count it."""
         flags = model.model_flags.value if model is not None else 0
+        if status.value != _SUCCESS:  # a remote's error text: its secrets masked, its length bounded
+            message = mask_text(message)
         self._record(element, [action, status.value, message, element.type, uid, flags])
         self.applied += 1
         self.attempted = True

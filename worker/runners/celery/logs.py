@@ -7,6 +7,8 @@ from typing import Any
 
 import structlog
 
+from worker.redaction import mask_event
+
 
 def log_through_stdlib(loglevel: Any = None) -> None:
     """Send structlog events (engine and runner) through the process's logging, at its level.
@@ -21,6 +23,7 @@ def log_through_stdlib(loglevel: Any = None) -> None:
             structlog.stdlib.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
             structlog.processors.format_exc_info,
+            mask_event,  # an adapter's error text may carry a token: masked, bounded, as in reports
             structlog.processors.KeyValueRenderer(key_order=["event", "job_id", "stage", "model", "unique_id"]),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level if isinstance(level, int) else logging.WARNING),
