@@ -7,7 +7,7 @@ schedule file and opens no connection.
 
 from worker.adapters.registry import get_adapter, register_adapter, registered_adapters
 from worker.api import JobHandle, list_jobs, submit_spec, submit_sync
-from worker.errors import InvalidJob, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
+from worker.errors import InvalidJob, JobFailed, JobStateLost, RedisUnavailable, ShardsyncError, UnknownAdapter
 from worker.runners.celery import (
     tasks,  # noqa: F401 - registers the tasks on the app
     watchdog,  # noqa: F401 - starts with every worker
@@ -23,6 +23,7 @@ __all__ = [
     "get_settings",
     "InvalidJob",
     "JobFailed",
+    "JobStateLost",
     "JobHandle",
     "list_jobs",
     "load_schedule",

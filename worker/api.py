@@ -20,7 +20,7 @@ from core.limits import Limits
 from core.retry import RetryBudget
 from worker.adapters.registry import get_adapter, registered_adapters
 from worker.connection import reaching_redis, redis_client
-from worker.errors import InvalidJob, JobFailed
+from worker.errors import InvalidJob, JobFailed, JobStateLost, RedisUnavailable, job_state_lost_message
 from worker.job.history import job_log, job_summary
 from worker.job.history import list_jobs as _list_jobs
 from worker.job.report import rebuild_diff
@@ -58,16 +58,32 @@ class JobHandle:
     def _progress(self) -> Tuple[str, int, int]:
         result = self.result
         state = result.state
-        if state == "PROGRESS" and isinstance(result.info, dict):
-            info = result.info
-            return str(info.get("stage", "")), int(info.get("current", 0)), int(info.get("total", 0))
         if state == states.SUCCESS:
             report = result.result if isinstance(result.result, dict) else {}
             total = int(report.get("operations", 0))
             return "done", total, total
         if state == states.FAILURE:
             return "failed", 0, 0
+        ended = self._settled()  # the job state, not the result backend, says whether the job still exists
+        if ended is not None:
+            total = int(ended.get("operations", 0))
+            return ("failed", 0, 0) if ended.get("error") else ("done", total, total)
+        if state == "PROGRESS" and isinstance(result.info, dict):
+            info = result.info
+            return str(info.get("stage", "")), int(info.get("current", 0)), int(info.get("total", 0))
         return "queued", 0, 0
+
+    def _settled(self) -> Optional[Dict[str, Any]]:
+        """The job's report if it has ended (whatever the result backend kept), else None.
+
+        Raises:
+            JobStateLost: if Redis has no record of the job at all (restarted empty, flushed, expired).
+        """
+        job = RedisJobState(self.id, redis_client())
+        report = job.report()
+        if report is None and job.spec_data() is None:
+            raise JobStateLost(job_state_lost_message(self.id))
+        return report
 
     def target(self) -> Optional[Dict[str, Any]]:
         """How the job's target is doing while its shards run, else None.
@@ -190,6 +206,27 @@ class JobHandle:
             job.release_apply()
             raise
 
+    def _poll(self, look: float) -> Optional[Dict[str, Any]]:
+        """One look for the job's end: the report, None while it runs; raises as ``wait``."""
+        result = self.result
+        with reaching_redis(f"wait for job {self.id}"):
+            state = result.state
+        if state == states.SUCCESS:
+            with reaching_redis(f"read the report of job {self.id}"):
+                return result.result  # type: ignore[no-any-return]
+        if state == states.FAILURE:
+            report = self.report()
+            message = str(result.result) if result.result is not None else f"job {self.id} failed"
+            raise JobFailed(message, report)
+        if time.monotonic() < look:
+            return None
+        # Once a second, the job state itself: lost (Redis restarted empty)? ended, its result gone?
+        with reaching_redis(f"wait for job {self.id}"):
+            ended = self._settled()
+        if ended is not None and ended.get("error"):
+            raise JobFailed(f"job {self.id} failed: {ended['error']}", ended)
+        return ended
+
     def known(self) -> bool:
         """Whether this job was submitted (and its record has not expired)."""
         with reaching_redis(f"look up job {self.id}"):
@@ -202,26 +239,41 @@ class JobHandle:
     def wait(self, timeout: Optional[float] = None, interval: float = 0.1) -> Dict[str, Any]:
         """Wait for the job to end and return its report.
 
+        Asks the job state once a second too: a job whose report exists ends the wait even when the result
+        backend forgot it, and a job Redis has no record of at all raises ``JobStateLost`` instead of waiting
+        for ever.
+
         Raises:
             TimeoutError: if it has not ended within ``timeout`` seconds.
             JobFailed: if it ended in failure (``err.report`` is the report, when there is one).
+            JobStateLost: (a JobFailed) if Redis lost the job's state.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        look = time.monotonic() + 1.0
+        unreachable_since: Optional[float] = None
         while True:
-            result = self.result
-            with reaching_redis(f"wait for job {self.id}"):
-                state = result.state
-            if state == states.SUCCESS:
-                with reaching_redis(f"read the report of job {self.id}"):
-                    return result.result  # type: ignore[no-any-return]
-            if state == states.FAILURE:
-                report = self.report()
-                message = str(result.result) if result.result is not None else f"job {self.id} failed"
-                raise JobFailed(message, report)
+            try:
+                found = self._poll(look)
+            except RedisUnavailable:
+                # A restart or a blip: wait it out (REDIS_PATIENCE), then say so; the job may be going on.
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > REDIS_PATIENCE:
+                    raise
+                found = None
+            else:
+                unreachable_since = None
+            if found is not None:
+                return found
+            if time.monotonic() >= look:
+                look = time.monotonic() + 1.0
             if deadline is not None and time.monotonic() >= deadline:
                 stage, current, total = self.progress()
                 raise TimeoutError(f"job {self.id} still running after {timeout} s (stage {stage} {current}/{total})")
             time.sleep(interval)  # polling Celery's result backend, between two reads
+
+
+REDIS_PATIENCE = 60.0
+"""Seconds a waiter rides out Redis not answering (a restart, a failover) before it says so."""
 
 
 def _by_name(side: str, adapter: Any, kwargs: Optional[Dict[str, Any]]) -> Tuple[str, Dict[str, Any]]:

@@ -43,6 +43,18 @@ class JobFailed(ShardsyncError):
         self.report = report
 
 
+class JobStateLost(JobFailed):
+    """Redis has no record of a job that was submitted: it restarted empty, was flushed, or the records expired."""
+
+
+def job_state_lost_message(job_id: str) -> str:
+    """What a waiter is told when a job's state is gone."""
+    return (
+        f"job {job_id}: job state lost: Redis has no record of it (Redis restarted without persistence or was "
+        "flushed, or the job's records expired); what it did is unknown: resubmit it (a sync converges)"
+    )
+
+
 def describe(err: BaseException) -> str:
     """An exception as one line for reports and logs: its type and message, secrets masked, bounded in size.
 

@@ -397,3 +397,63 @@ def test_a_late_duplicate_step_after_the_end_writes_nothing(cluster: Cluster) ->
     assert set(after) == set(before) and -1 not in after.values(), (
         f"the late delivery wrote the ended job's state: keys before {sorted(before)}, after {after}"
     )
+
+
+def test_redis_restarted_empty_mid_shard_ends_the_waiters_with_job_state_lost(cluster: Cluster) -> None:
+    """Redis restarted without its data mid-shard: waiters say "job state lost" within a minute and exit non-zero;
+    nothing of the job is left without an expiry; the same job submitted again converges."""
+    cluster.ensure_workers()
+    token = uuid.uuid4().hex
+    calls_key = f"test:calls:{token}"
+    gate_file = cluster.base / f"gate-{token}"
+    source, target, gated = _datasets(f"wait-file:{gate_file}")
+    job_id = _submit(cluster, source, target, calls_key)
+    cluster.wait(lambda: _blocked(cluster, calls_key, gated), 60, "both gated hooks to be in flight")
+    code = "import sys; from worker.api import JobHandle; print('waiting', flush=True); JobHandle(sys.argv[1]).wait()"
+    waiters = {
+        "wait()": subprocess.Popen(
+            [sys.executable, "-c", code, job_id],
+            cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ),
+        "shardsync watch": subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "watch", job_id],
+            cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ),
+    }  # fmt: skip
+    try:
+        for name, waiter in waiters.items():  # each is following the job (its first line out) before Redis goes
+            assert waiter.stdout is not None
+            assert waiter.stdout.readline(), f"{name} ended before Redis went away: {waiter.communicate()[0]}"
+        cluster.kill_redis(signal.SIGKILL)
+        for path in cluster.data.iterdir():  # its data gone: a restart without persistence
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        cluster.start_redis()
+        restarted = time.monotonic()
+        for name, waiter in waiters.items():
+            output, _ = waiter.communicate(timeout=90)
+            assert waiter.returncode != 0, f"{name} exited 0:\n{output}"
+            assert "job state lost" in output, f"{name}:\n{output}"
+            assert time.monotonic() - restarted < 60, f"{name} took {time.monotonic() - restarted:.0f} s"
+    finally:
+        for waiter in waiters.values():
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait(timeout=10)
+    gate_file.touch()  # the hooks in flight return, into a job Redis no longer knows
+
+    def shards_stood_down() -> bool:
+        metas = list(cluster.client.scan_iter(match=f"celery-task-meta-{job_id}.shard-*"))
+        states = [msgpack.unpackb(cluster.client.get(meta) or b"\x80", raw=False).get("status") for meta in metas]
+        return len([state for state in states if state in ("SUCCESS", "FAILURE")]) >= 2
+
+    cluster.wait(shards_stood_down, 60, "the two shards in flight to end (their job unknown)")
+    for name, proc in cluster.nodes.items():
+        assert proc.poll() is None, f"worker {name} exited"
+    lost = _job_keys(cluster, job_id)
+    assert -1 not in lost.values(), f"keys of the lost job that never expire: {lost}"
+
+    cluster.client.delete(calls_key)
+    again = _submit(cluster, source, target, calls_key)  # the same sync once more: it converges
+    report = cluster.wait(lambda: _report(cluster, again), JOB_TIMEOUT, f"job {again}'s report")
+    assert report["status"] == "success", report["error"]
+    cluster.client.delete(calls_key)

@@ -16,12 +16,12 @@ import structlog
 from rich.console import Console
 
 from core.logging import enable_console_logging
-from worker.api import JobHandle, submit_spec
+from worker.api import REDIS_PATIENCE, JobHandle, submit_spec
 from worker.cli.display import Exit, Follower, exit_code_of, print_report
 from worker.cli.display import complain as _err
 from worker.cli.options import follow_options, job_options, read_job_file, spec_data
 from worker.cli.views import guarded, known_job, register_views
-from worker.errors import InvalidJob, JobFailed, ShardsyncError, UnknownAdapter
+from worker.errors import InvalidJob, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
 from worker.job.spec import JobSpec
 from worker.runners.local import run_local
 
@@ -94,8 +94,19 @@ def follow(
     warned = False
     try:
         with follower:
+            unreachable_since: Optional[float] = None
             while True:
-                stage, current, total = handle.progress()  # "done" / "failed" once the job's state is final
+                try:
+                    stage, current, total = handle.progress()  # "done" / "failed" once the job's state is final
+                    unreachable_since = None
+                except RedisUnavailable as err:  # a restart or a failover: ride it out, then say so
+                    if unreachable_since is None:
+                        unreachable_since = time.monotonic()
+                        follower.note(f"Redis does not answer; still trying for {REDIS_PATIENCE:g} s ({err})")
+                    if time.monotonic() - unreachable_since > REDIS_PATIENCE:
+                        raise
+                    time.sleep(0.5)
+                    continue
                 if stage in ("done", "failed"):
                     break
                 if stage == "sync":

@@ -178,7 +178,10 @@ class RedisParts(JobParts):
             chunk = self.client.lrange(key, start, start + batch - 1)
             mapping = {str(offset + start + position): raw for position, raw in enumerate(chunk)}
             if mapping:
-                self.client.hset(self.key("diff"), mapping=mapping)  # type: ignore[arg-type]
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hset(self.key("diff"), mapping=mapping)  # type: ignore[arg-type]
+                pipe.expire(self.key("diff"), get_settings().store_ttl)
+                pipe.execute()
         return total
 
     def start_diff(self) -> None:
@@ -187,7 +190,7 @@ class RedisParts(JobParts):
 
     def save_summary(self, summary: Dict[str, int]) -> None:
         """Keep the diff's summary."""
-        self.client.set(self.key("summary"), pack(summary))
+        self.client.set(self.key("summary"), pack(summary), ex=get_settings().store_ttl)
 
 
 class MemoryParts(JobParts):

@@ -7,7 +7,7 @@ to repeat (tasks may run twice).
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 from redis import Redis
 
@@ -18,6 +18,7 @@ from worker.settings import get_settings
 from worker.state.base import Entry, JobState, pack, unpack
 from worker.state.claims import RedisClaims
 from worker.state.parts import RedisParts
+from worker.state.plans import RedisPlans
 
 _pack = pack
 
@@ -25,7 +26,7 @@ _LONG_LIVED = ("spec", "info", "times", "workers", "loads", "summary", "diff", "
 """Parts of a job's state kept with its report; renewed while the job runs, so a long job outlives none."""
 
 
-class RedisJobState(RedisClaims, RedisParts, JobState):
+class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
     """One job's state as keys of the job-state Redis, shared by every worker of the deployment."""
 
     def __init__(self, job_id: str, client: Optional[Redis] = None) -> None:
@@ -59,9 +60,29 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
         """The spec as submitted, or None if this job is unknown (or expired)."""
         return unpack(self.client.get(self.key("spec")))
 
+    def _written(self, pipe: Any, *parts: str) -> None:
+        """Queue an expiry for parts a write may have created: no job key lives for ever.
+
+        A step still running when Redis came back empty (a restart without persistence) recreates the keys it
+        writes; with their expiry they go with the rest of the lost job instead of staying for good.
+        """
+        ttl = get_settings().store_ttl
+        for part in parts:
+            pipe.expire(self.key(part), ttl)
+
+    def _hset(self, part: str, mapping: Dict[str, Any], only_new: bool = False) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        if only_new:
+            for name, value in mapping.items():
+                pipe.hsetnx(self.key(part), name, value)
+        else:
+            pipe.hset(self.key(part), mapping=mapping)
+        self._written(pipe, part)
+        pipe.execute()
+
     def set_info(self, **fields: Any) -> None:
         """Set fields of the job's info hash (status, stage...)."""
-        self.client.hset(self.key("info"), mapping={name: _pack(value) for name, value in fields.items()})
+        self._hset("info", {name: _pack(value) for name, value in fields.items()})
 
     def info(self) -> Dict[str, Any]:
         """The job's info hash, decoded."""
@@ -73,11 +94,11 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
 
     def mark_sync_started(self, when: float) -> None:
         """Record when the first shard began (kept if set already)."""
-        self.client.hsetnx(self.key("info"), "sync_started", _pack(when))
+        self._hset("info", {"sync_started": _pack(when)}, only_new=True)
 
     def mark_sync_ended(self, when: float) -> None:
         """Record when a shard ended (the last one's time stays)."""
-        self.client.hset(self.key("info"), "sync_ended", _pack(when))
+        self._hset("info", {"sync_ended": _pack(when)})
 
     def marked(self, marker: str) -> bool:
         """Whether ``mark(marker)`` was called for this job."""
@@ -85,11 +106,11 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
 
     def mark(self, marker: str) -> None:
         """Record that something was done (after the enqueue it guards)."""
-        self.client.hsetnx(self.key("once"), marker, time.time())
+        self._hset("once", {marker: time.time()}, only_new=True)
 
     def record_time(self, stage: str, seconds: float) -> None:
         """Record how long a stage took."""
-        self.client.hset(self.key("times"), stage, repr(float(seconds)))
+        self._hset("times", {stage: repr(float(seconds))})
 
     def times(self) -> Dict[str, float]:
         """Seconds per stage."""
@@ -97,7 +118,7 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
 
     def record_worker(self, role: str, hostname: str) -> None:
         """Remember which worker ran a step (for the report)."""
-        self.client.hset(self.key("workers"), role, hostname)
+        self._hset("workers", {role: hostname})
 
     def workers(self) -> Dict[str, str]:
         """Worker hostname per step."""
@@ -107,7 +128,7 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
 
     def abort(self, message: str) -> None:
         """Stop the job: the first error wins, shards not started yet will not start."""
-        self.client.set(self.key("abort"), message.encode(), nx=True)
+        self.client.set(self.key("abort"), message.encode(), nx=True, ex=get_settings().store_ttl)
 
     def aborted(self) -> Optional[str]:
         """The error that stopped the job, if any."""
@@ -156,100 +177,17 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
         """Record a finished load; returns how many sides are loaded."""
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.key("loads"), side, _pack(result))
+        self._written(pipe, "loads")
         pipe.hlen(self.key("loads"))
-        return int(pipe.execute()[1])
+        return int(pipe.execute()[-1])
 
     def loads(self) -> Dict[str, Dict[str, Any]]:
         """Load results per side."""
         return {name.decode(): unpack(value) for name, value in self.client.hgetall(self.key("loads")).items()}
 
-    # -- diff and plan --------------------------------------------------------------------------------
-
-    def save_diff(self, records: Sequence[Any], summary: Dict[str, int], batch: int = 1000) -> None:
-        """Keep the diff: one packed element record per top-level element, by position."""
-        key = self.key("diff")
-        self.client.delete(key)
-        for start in range(0, len(records), batch):
-            chunk = {str(start + offset): _pack(record) for offset, record in enumerate(records[start : start + batch])}
-            self.client.hset(key, mapping=chunk)  # type: ignore[arg-type]
-        self.client.set(self.key("summary"), _pack(summary))
-
-    def diff_records(self, roots: Sequence[int]) -> List[Any]:
-        """The element records of some top-level elements."""
-        if not roots:
-            return []
-        raw = self.client.hmget(self.key("diff"), [str(root) for root in roots])
-        missing = [root for root, value in zip(roots, raw, strict=True) if value is None]
-        if missing:
-            raise LookupError(f"job {self.job_id}: the stored diff has no element for top-level positions {missing}")
-        return [unpack(value) for value in raw]
-
-    def diff_size(self) -> int:
-        """Number of top-level elements in the stored diff."""
-        return int(self.client.hlen(self.key("diff")))
-
-    def summary(self) -> Optional[Dict[str, int]]:
-        """The diff's summary."""
-        return unpack(self.client.get(self.key("summary")))
-
-    def save_fingerprints(self, fingerprints: Dict[str, str]) -> None:
-        """Keep a plan's fingerprints of the target subtrees it touches (with the report, until it expires)."""
-        if fingerprints:
-            self.client.hset(self.key("fingerprints"), mapping=fingerprints)
-            self.client.expire(self.key("fingerprints"), get_settings().store_ttl)
-
-    def fingerprints(self) -> Dict[str, str]:
-        """The kept fingerprints."""
-        raw = self.client.hgetall(self.key("fingerprints"))
-        return {name.decode(): value.decode() for name, value in raw.items()}
-
-    def claim_apply(self, applying_job: str) -> bool:
-        """Mark this plan as applied by ``applying_job``; False if it was applied before."""
-        return bool(self.client.hsetnx(self.key("info"), "applied_by", _pack(applying_job)))
-
-    def release_apply(self) -> None:
-        """Undo ``claim_apply`` for an apply that could not be submitted."""
-        self.client.hdel(self.key("info"), "applied_by")
-
     def other(self, job_id: str) -> RedisJobState:
         """Another job's state on the same Redis."""
         return RedisJobState(job_id, self.client)
-
-    def save_plan(self, plan: Dict[str, Any]) -> None:
-        """Keep the plan: each shard in a hash field of its own, then the head (saved means planned).
-
-        A shard reads its own entry and the head, never every shard's roots (``shard_plan``, ``plan_head``).
-        """
-        head = {"waves": plan["waves"], "operations": plan["operations"], "shards": len(plan["shards"])}
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.key("plan-shards"))
-        for start in range(0, len(plan["shards"]), 1000):
-            part = plan["shards"][start : start + 1000]
-            pipe.hset(self.key("plan-shards"), mapping={str(shard["index"]): _pack(shard) for shard in part})
-        pipe.set(self.key("plan"), _pack(head))
-        pipe.execute()
-
-    def plan_head(self) -> Dict[str, Any]:
-        """The plan's waves, operations and number of shards."""
-        found = unpack(self.client.get(self.key("plan")))
-        if found is None:
-            raise LookupError(f"job {self.job_id} has no plan")
-        return found
-
-    def shard_plan(self, index: int) -> Dict[str, Any]:
-        """One shard of the plan."""
-        head = self.plan_head()
-        found = unpack(self.client.hget(self.key("plan-shards"), str(index))) if 0 <= index < head["shards"] else None
-        if found is None:
-            raise LookupError(f"job {self.job_id} has no shard {index}")
-        return found
-
-    def plan(self) -> Dict[str, Any]:
-        """The whole plan saved by the diff step (the head with every shard)."""
-        head = self.plan_head()
-        raw = self.client.hgetall(self.key("plan-shards"))
-        shards = sorted((unpack(value) for value in raw.values()), key=lambda shard: shard["index"])
-        return {"waves": head["waves"], "operations": head["operations"], "shards": shards}
 
     # -- shards, journal, progress --------------------------------------------------------------------
 
@@ -270,6 +208,9 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
         """Queue ``write_journal``'s commands on a pipeline (the last one's result is the new count)."""
         if entries:
             pipe.hset(self.key("journal"), mapping={op: _pack(entry) for op, entry in entries.items()})
+            self._written(pipe, "journal")
+        # Created with its expiry if missing (an INCRBY would create it without one); the count keeps it.
+        pipe.set(self.key("progress"), 0, nx=True, ex=get_settings().store_ttl)
         pipe.incrby(self.key("progress"), counted)
 
     def checkpoint(self, store: Any, entries: Dict[str, Entry], counted: int) -> int:
@@ -325,6 +266,7 @@ class RedisJobState(RedisClaims, RedisParts, JobState):
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.key("shards"), str(index), _pack(result))
         pipe.sadd(self.key(f"wave:{wave}"), index)
+        self._written(pipe, "shards", f"wave:{wave}")
         pipe.scard(self.key(f"wave:{wave}"))
         return int(pipe.execute()[-1])
 

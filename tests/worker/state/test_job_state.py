@@ -182,3 +182,35 @@ def test_deadlines_are_judged_by_redis_clock_not_the_hosts(monkeypatch) -> None:
         for key in state.client.scan_iter(match=state.key("*")):
             state.client.delete(key)
         state.client.zrem(keys.JOB_INDEX, state.job_id)
+
+
+def test_no_write_leaves_a_key_that_never_expires() -> None:
+    """A step still running when Redis came back empty writes into nothing: whatever it writes expires."""
+    state = RedisJobState(f"test-state-{uuid.uuid4().hex}", Redis.from_url(URL))
+    try:
+        state.set_info(status="running")
+        state.mark_sync_started(1.0)
+        state.mark_sync_ended(2.0)
+        state.mark("started")
+        state.record_time("load-source", 0.5)
+        state.record_worker("load-source", "w1")
+        state.abort("stopped")
+        state.record_load("source", {"objects": 1})
+        state.save_diff([{"a": 1}], {"create": 1})
+        state.save_plan({"waves": [[0]], "operations": 1, "shards": [{"index": 0, "wave": 0, "roots": [0]}]})
+        state.write_journal({"0": ["create", "success", "", "site", "s1", 0]}, 1)
+        state.record_shard(0, 0, {"index": 0})
+        state.add_target_figures({"retries": 1})
+        state.claim_apply("other-job")
+        state.save_partitions("source", ["a"], 1.0)
+        state.record_partition("source", 0, {"objects": 1})
+        state.save_ranges({"parts": [[0, 1]]})
+        state.save_range(0, [{"a": 1}], {"records": 1})
+        state.join_range(0, 0)
+        state.save_summary({"create": 1})
+        written = {key: state.client.ttl(key) for key in state.client.scan_iter(match=state.key("*"))}
+        assert len(written) > 15
+        assert not [key for key, ttl in written.items() if ttl == -1], written
+    finally:
+        for key in state.client.scan_iter(match=state.key("*")):
+            state.client.delete(key)
