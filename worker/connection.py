@@ -6,14 +6,17 @@
 from __future__ import annotations
 
 import os
+import socket
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Tuple, Type
+from typing import Any, Dict, Iterator, Optional, Tuple, Type
 
 from kombu.exceptions import OperationalError
 from redis import Redis
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from worker.errors import RedisUnavailable
 from worker.redaction import safe_url, without_secrets
@@ -48,10 +51,32 @@ def redis_client() -> Redis:
     pid = os.getpid()
     client = _clients.get(pid)
     if client is None:
-        client = _clients[pid] = Redis.from_url(
-            get_settings().redis_url, socket_connect_timeout=10, health_check_interval=30
-        )
+        settings = get_settings()
+        client = _clients[pid] = Redis.from_url(settings.redis_url, **connection_options(settings.redis_socket_timeout))
     return client
+
+
+def keepalive_options() -> Dict[int, int]:
+    """TCP keepalive: first probe after 10 s idle, then every 5 s, 3 unanswered end it (where the OS has them)."""
+    options: Dict[int, int] = {}
+    for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            options[getattr(socket, name)] = value
+    return options
+
+
+def connection_options(timeout: float) -> Dict[str, Any]:
+    """What every Redis connection of the project is opened with: timeouts and keepalive, never a silent wait."""
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": min(10.0, timeout),
+        "socket_keepalive": True,
+        "socket_keepalive_options": keepalive_options(),
+        "health_check_interval": 30,
+        # redis-py retries a timed-out command 10 times by default: with the timeout above, minutes blocked on
+        # a silent connection. Once, after a short pause (a blip), then the caller's error handling decides.
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.1), 1),
+    }
 
 
 @contextmanager
@@ -70,4 +95,4 @@ def reaching_redis(doing: str) -> Iterator[None]:
         ) from None
 
 
-__all__ = ["UNREACHABLE", "reaching_redis", "redis_client", "safe_url", "unreachable"]
+__all__ = ["UNREACHABLE", "connection_options", "reaching_redis", "redis_client", "safe_url", "unreachable"]

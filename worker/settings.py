@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     load_timeout: float = Field(0.0, ge=0)
     """Most seconds one ``load()``, ``load_partition()`` or ``sync_complete()`` may take (interrupted as
     call_timeout; the job fails naming it). 0: no limit but the job's deadline."""
+    redis_socket_timeout: float = Field(20.0, gt=0)
+    """Seconds a read or write on any Redis connection (job state, broker, results) may wait for an answer:
+    a connection that went silent without closing (half-open) fails instead of blocking a thread for ever (a
+    command is tried twice: under a minute in all). TCP keepalive probes the idle ones."""
     outage_budget: float = Field(600.0, ge=0)
     """Seconds a target may stay unavailable (every call failing, its circuit breaker open) before the job
     fails, naming the outage; until then its calls wait instead of hammering it."""

@@ -13,14 +13,17 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from typing import Iterator
 
 import pytest
+from _proxy import FreezingProxy
 from _workers import free_port, poll
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.state.tracking import LockWatch
+from worker.connection import connection_options
+from worker.state.tracking import TRUST_FOR, LockWatch
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
@@ -145,3 +148,32 @@ def test_a_watch_that_cannot_set_up_falls_back_to_reads(server: Server) -> None:
             assert watch.holds()
     finally:
         server.client.config_set("maxclients", 10000)
+
+
+def test_a_silent_connection_is_never_taken_for_a_held_lock(server: Server) -> None:
+    """The path to Redis goes silent without closing (a userspace proxy stops forwarding): within TRUST_FOR plus
+    the socket timeout the watch stops answering "held" (it raises, as a GET would), and no check blocks long."""
+    proxy = FreezingProxy(server.port)
+    client = Redis(host="127.0.0.1", port=proxy.port, **connection_options(1.0))  # the project's, 1 s timeout
+    server.client.set(KEY, b"job-1")
+    try:
+        with LockWatch(client, KEY, b"job-1") as watch:
+            assert watch.holds() and watch.tracking
+            proxy.freeze()
+            server.client.set(KEY, b"job-2")  # another job took it: its invalidation is held in the silent path
+            deadline = time.monotonic() + 30
+            while True:
+                started = time.monotonic()
+                try:
+                    held = watch.holds()
+                except RedisError:
+                    held = None  # what a GET on a dead connection does
+                assert time.monotonic() - started < 5, "a check blocked on the silent connection"
+                if held is not True:
+                    break
+                assert time.monotonic() < deadline, "the watch kept answering 'held' over a silent connection"
+                time.sleep(0.05)
+            assert time.monotonic() - deadline + 30 < TRUST_FOR + 4
+    finally:
+        proxy.close()
+        client.close()

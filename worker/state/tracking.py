@@ -15,18 +15,30 @@ expired lock that nobody took reads as held until Redis removes it, where a GET 
 taken it back (nobody took it since): the same outcome. Anything unusual (a server without tracking, a
 connection that breaks, Redis restarting) makes the watch fall back to a GET per check for the rest of its
 life, never to trusting a stale answer.
+
+Silence is not an answer: a connection that stops delivering without closing (a half-open socket behind a
+dead NAT entry, a partition) never shows an end of file, and its invalidations would just never come. So a
+value read is trusted for ``TRUST_FOR`` seconds at most, then read again on the tracked connection, whose
+socket timeout ends a read that gets no answer: a broken path is found within ``TRUST_FOR`` plus the socket
+timeout, and the watch then answers as a GET would (or raises, as a GET would).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
 from redis import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = structlog.get_logger("shardsync.worker")
 
 INVALIDATE_CHANNEL = "__redis__:invalidate"
+
+TRUST_FOR = 2.0
+"""Seconds a read lock value is trusted without news; then it is read again (one round trip per shard per
+TRUST_FOR, against one per hook without tracking)."""
 
 
 class LockWatch:
@@ -44,6 +56,7 @@ class LockWatch:
         self._subscriber: Any = None
         self._reader: Any = None
         self._trusted = False
+        self._read_at = 0.0
         self.tracking = False
         """Whether checks are answered from invalidations (False: a GET per check)."""
 
@@ -91,11 +104,14 @@ class LockWatch:
         Raises:
             redis.exceptions.RedisError: if Redis cannot be read (as a GET would).
         """
-        if self.tracking and self._trusted and not self._changed():
+        if self.tracking and self._trusted and time.monotonic() - self._read_at < TRUST_FOR and not self._changed():
             return True
         if not self.tracking:  # never set up, or it broke (the subscriber may have, just now)
             return self._client.get(self._key) == self._value
+        if self._changed():  # drain what came before this read: it is about older values
+            pass
         held = self._tracked_get() == self._value
+        self._read_at = time.monotonic()
         self._trusted = held and self.tracking  # a lock another job holds is read again at every check
         return held
 
@@ -104,6 +120,9 @@ class LockWatch:
         try:
             self._reader.send_command("GET", self._key)
             return self._reader.read_response()
+        except RedisTimeoutError as err:  # silence: no answer within the socket timeout; a GET would wait too
+            self._stop(f"the tracked connection went silent ({err})")
+            raise
         except Exception as err:  # noqa: BLE001 - a broken reader: the plain GET, which raises if Redis is gone
             self._stop(f"the tracked connection failed ({type(err).__name__}: {err})")
             return self._client.get(self._key)

@@ -20,7 +20,7 @@ from kombu import Exchange, Queue
 
 from core import keys
 from worker.adapters.registry import import_adapter_modules, registered_adapters
-from worker.connection import redis_client
+from worker.connection import keepalive_options, redis_client
 from worker.errors import ShardsyncError
 from worker.pipeline.step import STEPS
 from worker.runners.celery.logs import log_through_stdlib
@@ -69,8 +69,17 @@ def create_app(settings: Settings) -> Celery:
         result_expires=settings.result_expires,
         result_extended=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_timeout": settings.redis_socket_timeout,
+            "socket_connect_timeout": min(10.0, settings.redis_socket_timeout),
+            "socket_keepalive": True,
+            "socket_keepalive_options": keepalive_options(),
+        },
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        redis_socket_timeout=settings.redis_socket_timeout,
+        redis_socket_connect_timeout=min(10.0, settings.redis_socket_timeout),
+        redis_socket_keepalive=True,
         task_queues=(
             Queue(jobs, Exchange(jobs, type="direct"), routing_key=jobs),
             Queue(shards, Exchange(shards, type="direct"), routing_key=shards),
