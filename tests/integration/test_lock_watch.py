@@ -17,11 +17,11 @@ import time
 from typing import Iterator
 
 import pytest
-from _proxy import FreezingProxy
 from _workers import free_port, poll
 from redis import Redis
 from redis.exceptions import RedisError
 
+from tests.core.store._proxy import Proxy
 from worker.connection import connection_options
 from worker.state.tracking import TRUST_FOR, LockWatch
 
@@ -153,7 +153,7 @@ def test_a_watch_that_cannot_set_up_falls_back_to_reads(server: Server) -> None:
 def test_a_silent_connection_is_never_taken_for_a_held_lock(server: Server) -> None:
     """The path to Redis goes silent without closing (a userspace proxy stops forwarding): within TRUST_FOR plus
     the socket timeout the watch stops answering "held" (it raises, as a GET would), and no check blocks long."""
-    proxy = FreezingProxy(server.port)
+    proxy = Proxy("127.0.0.1", server.port)
     client = Redis(host="127.0.0.1", port=proxy.port, **connection_options(1.0))  # the project's, 1 s timeout
     server.client.set(KEY, b"job-1")
     try:

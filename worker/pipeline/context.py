@@ -266,6 +266,21 @@ class StepContext:
         """Show the job's progress (never over its end: ``show_progress``), with its ``target`` figures."""
         show_progress(self.job, self.runner, stage, current, total, {"target": target} if target else None)
 
+    def lease(self) -> None:
+        """Check, without Redis, that this delivery's claim surely lives (``Heartbeat.lease_short``).
+
+        Called before every hook and every store write of a step under its claim: a delivery that was paused,
+        held the interpreter in a hook, or whose heartbeat could not reach Redis stands down before the
+        watchdog can give its step to another, instead of writing beside it.
+
+        Raises:
+            ClaimLost: the lease ran short (or the heartbeat found the claim gone).
+        """
+        beat = self.beat
+        if beat is not None and (beat.claim_lost.is_set() or beat.lease_short()):
+            beat.claim_lost.set()
+            raise ClaimLost(self.label, claim_wait())
+
     def standing(self) -> None:
         """Check, before writing the job's state after a long call, that this delivery may still write it.
 
@@ -273,8 +288,7 @@ class StepContext:
             ClaimLost: the heartbeat found this step's claim gone (another delivery may run it now).
             Ended: the job has a report (the watchdog ended it while a call of this step hung).
         """
-        if self.beat is not None and self.beat.claim_lost.is_set():
-            raise ClaimLost(self.label, claim_wait())
+        self.lease()
         if self.job.report() is not None:
             raise Ended(f"job {self.job_id} ended while {self.label} ran")
 
@@ -337,9 +351,10 @@ class StepContext:
             checked = [float("-inf")]
 
             def check() -> None:
-                # The heartbeat's findings count at once; the lock is this job's (or is taken back while no
-                # other job took it since), as read at most fence_interval ago.
-                if beat.claim_lost.is_set():
+                # The heartbeat's findings and the claim's lease count at once; the lock is this job's (or is
+                # taken back while no other job took it since), as read at most fence_interval ago.
+                if beat.claim_lost.is_set() or beat.lease_short():
+                    beat.claim_lost.set()
                     raise ClaimLost(label, claim_wait())
                 if not beat.lost.is_set() and time.monotonic() - checked[0] < settings.fence_interval:
                     return

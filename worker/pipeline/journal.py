@@ -249,6 +249,8 @@ class ShardSyncer(DiffSyncSyncer):
         """
         if not fenced:
             self._fence = None
+            if getattr(self.dst_diffsync.store, "write_guard", None) is not None:
+                self.dst_diffsync.store.write_guard = None  # type: ignore[attr-defined]
         self.checkpoint()
         if self._guard is not None:  # the reporter thread has stopped (run's end): the figures are this thread's
             self._target_figures()

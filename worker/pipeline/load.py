@@ -62,6 +62,7 @@ def load(ctx: StepContext, side: str) -> Optional[Dict[str, Any]]:
         return {"objects": 0, "seconds": 0.0, "worker": ctx.hostname} if not keys else None  # none: side empty
     adapter.store = store
     store.adapter = adapter
+    _guard_writes(ctx, store)
     with time_limit(get_settings().load_timeout, f"{type(adapter).__name__}.load()"):
         adapter.load()
     ctx.standing()  # a load that outlived its job writes nothing more
@@ -69,6 +70,15 @@ def load(ctx: StepContext, side: str) -> Optional[Dict[str, Any]]:
     if flush is not None:
         flush()
     return {"objects": store.count(), "seconds": time.perf_counter() - started, "worker": ctx.hostname}
+
+
+def _guard_writes(ctx: StepContext, store: Any) -> None:
+    """Every write of the load's store checks first that this delivery's claim surely lives (its lease).
+
+    A load paused past its claim never writes into the store its replacement has emptied and refills.
+    """
+    if hasattr(store, "write_guard"):
+        store.write_guard = ctx.lease
 
 
 def record_side(ctx: StepContext, result: Dict[str, Any], side: str) -> None:
@@ -153,6 +163,7 @@ def load_partition(ctx: StepContext, side: str, index: int) -> Dict[str, Any]:
     adapter = ctx.spec.build_adapter(side)
     adapter.store = store
     store.adapter = adapter
+    _guard_writes(ctx, store)
     with time_limit(get_settings().load_timeout, f"{type(adapter).__name__}.load_partition({key!r})"):
         adapter.load_partition(key)
     ctx.standing()

@@ -124,6 +124,8 @@ def apply_shard(ctx: StepContext, index: int) -> Dict[str, Any]:
     with ctx.kept_alive(), ctx.fence() as fence:
         try:
             source, target = ctx.adapters(lazy=True, reuse=True)
+            if hasattr(target.store, "write_guard"):
+                target.store.write_guard = fence  # this delivery's fence (lease, claim, lock) before its writes
             codec = DiffCodec(source, target)
             sub_diff = Diff()
             op_ids: Dict[int, str] = {}

@@ -135,7 +135,7 @@ class RedisClaims:
         stop = threading.Event()
         claim_key = self.key(f"claim:{claim}") if claim else None
         claim_ttl = get_settings().claim_ttl
-        state = Heartbeat()
+        state = Heartbeat(claim_ttl if claim_key else 0.0)
         if target is not None and not self.renew_lock(target, ttl):  # a redelivered task may find it lost
             raise LockLost(lock_lost_message(self.job_id, target))
         self._keep_records()
@@ -145,9 +145,11 @@ class RedisClaims:
                 try:
                     if target is not None and not state.lost.is_set() and not self.renew_lock(target, ttl):
                         state.lost.set()
+                    sent = time.monotonic()
                     if claim_key and not self.client.eval(_RENEW_CLAIM, 1, claim_key, token, claim_ttl * 1000):
                         state.claim_lost.set()
                         return  # the step is another delivery's now, or its job ended: keep nothing alive
+                    state.renewed(sent)
                     self._keep_records()
                 except Exception:  # noqa: BLE001, S112 - a missed beat is retried at the next one
                     continue

@@ -228,6 +228,8 @@ class RedisStore(_PartitionedLoads):
             self._queue(modelname, uid, None, DEL)
             return
         self.flush()
+        if self.write_guard is not None:
+            self.write_guard()
         sid = self._store_id
         with self._errors("remove"):
             removed = self._remove(

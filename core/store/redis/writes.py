@@ -35,6 +35,12 @@ class _BufferedWrites(BaseStore):
     _buffered_keys: Dict[int, Tuple[str, str]]
     _cache: Optional[Dict[str, Dict[str, DiffSyncModel]]]
 
+    write_guard: Optional[Callable[[], None]] = None
+    """Called before every write this store sends to Redis; what it raises stops the write (the buffer kept).
+
+    A runner sets it to check, without Redis, that the process may still write (the distributed runner's
+    lease on a step's claim: a paused or stalled delivery never writes beside the one that replaced it)."""
+
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         """Turn Redis failures into ObjectStoreException naming the server (never the password)."""
@@ -156,6 +162,8 @@ class _BufferedWrites(BaseStore):
         """Encode the buffered writes into one script call's keys and arguments, emptying the buffer."""
         if not self._pending:
             return None
+        if self.write_guard is not None:
+            self.write_guard()
         pending = self._pending
         by_type: Dict[str, List[Any]] = {}
         encode = self._codec.encode

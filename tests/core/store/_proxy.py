@@ -2,8 +2,9 @@
 
 ``refuse()`` drops every open connection and closes any new one at once (the server "went away");
 ``cut_after(marker)`` lets the next request containing ``marker`` reach Redis, then swallows the reply and
-drops the connection (the connection died while the command was in flight); ``restore()`` lets traffic through
-again.  Threads only block on sockets, and everything is closed by ``close()``.
+drops the connection (the connection died while the command was in flight); ``freeze()`` holds every byte from
+then on and closes nothing (a half-open path: a dead NAT entry, a partition); ``restore()`` lets traffic through
+again.  Threads only block on sockets (or on a frozen path), and everything is closed by ``close()``.
 """
 
 import socket
@@ -22,6 +23,9 @@ class Proxy:
         self._cut_marker = None
         self._swallowing = set()
         self.cut_done = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = False
         self._accepter = threading.Thread(target=self._accept, daemon=True)
         self._accepter.start()
 
@@ -36,6 +40,10 @@ class Proxy:
         with self._lock:
             self._refusing = False
             self._cut_marker = None
+        self._flowing.set()
+
+    def freeze(self):
+        self._flowing.clear()
 
     def cut_after(self, marker: bytes):
         with self._lock:
@@ -43,6 +51,8 @@ class Proxy:
             self.cut_done.clear()
 
     def close(self):
+        self._closed = True
+        self._flowing.set()
         _close(self.listener)  # shutdown() wakes the blocked accept() up
         self._drop_all()
         for thread in [self._accepter, *self._threads]:
@@ -99,6 +109,9 @@ class Proxy:
                 self.cut_done.set()
                 self._drop_all()
                 break
+            while not self._flowing.wait(0.2):  # frozen: hold the bytes, close nothing
+                if self._closed:
+                    break
             try:
                 dst.sendall(data)
             except OSError:

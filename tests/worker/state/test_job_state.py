@@ -214,3 +214,43 @@ def test_no_write_leaves_a_key_that_never_expires() -> None:
     finally:
         for key in state.client.scan_iter(match=state.key("*")):
             state.client.delete(key)
+
+
+def test_a_claims_lease_runs_short_without_renewals_and_is_known_without_redis(monkeypatch) -> None:
+    from worker.state.base import Heartbeat
+
+    beat = Heartbeat(claim_ttl=30)
+    now = time.monotonic()
+    assert not beat.lease_short()
+    monkeypatch.setattr(time, "monotonic", lambda: now + 21)  # two renewals (every 10 s) missed: a pause, a stall
+    assert beat.lease_short()
+    beat.renewed(now + 20)  # a renewal sent at +20 s came back
+    assert not beat.lease_short()
+    assert not Heartbeat().lease_short()  # no claim (the embedded runner's): no lease to run out
+
+
+def test_a_store_writes_nothing_its_write_guard_refuses() -> None:
+    from core.store.redis import RedisStore
+    from worker.adapters.demo import Site
+
+    client = Redis.from_url(URL)
+    store = RedisStore(client=client, store_id=f"test-guard-{uuid.uuid4().hex}")
+    refused = []
+
+    def guard() -> None:
+        if refused:
+            raise RuntimeError("lease ran short")
+
+    try:
+        store.write_guard = guard
+        refused.append(True)
+        store.add(obj=Site(name="a", region="emea", status="active"))
+        with pytest.raises(RuntimeError, match="lease ran short"):
+            store.flush()
+        written = [key for key in client.scan_iter(match=f"*{store._store_id}*") if not key.endswith(b":meta")]
+        assert not written  # no object written (the namespace's meta is written as it opens)
+        refused.clear()
+        store.flush()  # the buffer was kept: written once the guard allows it
+        assert store.count() == 1
+    finally:
+        store.clear()
