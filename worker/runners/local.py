@@ -22,7 +22,7 @@ from worker.pipeline.dispatch import run_step
 from worker.settings import get_settings
 from worker.state.base import JobState
 from worker.state.memory import MemoryJobState
-from worker.targets.guard import TargetGuard, guard_for
+from worker.targets.guard import TargetGuard, runner_guard
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called with ``(stage, current, total)``; one that also takes a ``target`` keyword gets the target's live
@@ -83,15 +83,7 @@ class LocalRunner:
         self, key: str, limits: Optional[Limits], also: tuple, outage_budget: Optional[float] = None
     ) -> TargetGuard:
         """The target's limits and condition held in this process."""
-        settings = get_settings()
-        return guard_for(
-            key,
-            limits,
-            None,
-            also,
-            settings.outage_budget if outage_budget is None else outage_budget,
-            call_timeout=settings.call_timeout,
-        )
+        return runner_guard(key, limits, None, also, outage_budget)
 
     def run(self, job: JobState, delivery: Delivery) -> None:
         """Run queued steps until none is left."""

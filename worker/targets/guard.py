@@ -23,6 +23,7 @@ from core.adapter import Adapter
 from core.limits import Limits
 from core.retry import is_transient, retry_after_of
 from worker.errors import ShardsyncError
+from worker.settings import get_settings
 from worker.targets.condition import CEILING, Admission, Condition, condition_for
 from worker.targets.limiter import Limiter, limiter_for
 from worker.targets.timeout import time_limit
@@ -280,3 +281,16 @@ def guard_for(
         sleep,
         call_timeout=timeout,
     )
+
+
+def runner_guard(
+    key: str, limits: Optional[Limits], client: Optional[Redis], also: tuple, outage_budget: Optional[float]
+) -> TargetGuard:
+    """``guard_for`` with the runner's settings (what both runners' ``target_guard`` give).
+
+    The job's outage budget over SHARDSYNC_OUTAGE_BUDGET, and SHARDSYNC_CALL_TIMEOUT under the limits' own
+    call_timeout.
+    """
+    settings = get_settings()
+    budget = settings.outage_budget if outage_budget is None else outage_budget
+    return guard_for(key, limits, client, also, budget, call_timeout=settings.call_timeout)

@@ -33,7 +33,7 @@ from worker.schedule.ticks import TickSkipped, admit_run, confirm_run, marker_tt
 from worker.settings import get_settings
 from worker.state.base import unpack
 from worker.state.redis import RedisJobState
-from worker.targets.guard import TargetGuard, guard_for
+from worker.targets.guard import TargetGuard, runner_guard
 from worker.targets.timeout import allow_replacing
 
 logger = structlog.get_logger("shardsync.worker")
@@ -84,15 +84,7 @@ class CeleryRunner:
         self, key: str, limits: Optional[Limits], also: tuple, outage_budget: Optional[float] = None
     ) -> TargetGuard:
         """The target's limits and condition held by every worker, through the job-state Redis."""
-        settings = get_settings()
-        return guard_for(
-            key,
-            limits,
-            redis_client(),
-            also,
-            settings.outage_budget if outage_budget is None else outage_budget,
-            call_timeout=settings.call_timeout,
-        )
+        return runner_guard(key, limits, redis_client(), also, outage_budget)
 
 
 RUNNER = CeleryRunner()
