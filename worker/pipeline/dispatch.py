@@ -205,7 +205,7 @@ def _work(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
     if step.heartbeat and step.claimed:
         with ctx.kept_alive() as beat:
             outcome = step.work(ctx, *args)
-        if beat.claim_lost.is_set():  # another delivery may run it now: its result counts, not this one's
+        if beat.claim_lost.is_set() or beat.lease_short():  # another delivery may run it now: its result counts
             raise ClaimLost(ctx.label, claim_wait())
     else:
         outcome = step.work(ctx, *args)
