@@ -43,6 +43,10 @@ class JobFailed(ShardsyncError):
         self.report = report
 
 
+class RedisOutage(ShardsyncError):
+    """Redis (or the broker) stayed unreachable longer than SHARDSYNC_REDIS_OUTAGE_BUDGET while a step ran."""
+
+
 class JobStateLost(JobFailed):
     """Redis has no record of a job that was submitted: it restarted empty, was flushed, or the records expired."""
 

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     load_timeout: float = Field(0.0, ge=0)
     """Most seconds one ``load()``, ``load_partition()`` or ``sync_complete()`` may take (interrupted as
     call_timeout; the job fails naming it). 0: no limit but the job's deadline."""
+    redis_outage_budget: float = Field(3600.0, ge=0)
+    """Seconds a step keeps being sent again (backing off up to a minute) while Redis or the broker does not
+    answer, before its job is failed naming the outage (when Redis is back to record it)."""
     redis_socket_timeout: float = Field(20.0, gt=0)
     """Seconds a read or write on any Redis connection (job state, broker, results) may wait for an answer:
     a connection that went silent without closing (half-open) fails instead of blocking a thread for ever (a

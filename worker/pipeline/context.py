@@ -85,6 +85,9 @@ class Delivery:
     hostname: str = ""
     redelivered: bool = False
     will_retry: Callable[[BaseException], bool] = lambda err: False
+    outage_retries: int = 0
+    """Earlier deliveries of this step that ended on Redis (or the broker) not answering and were sent again:
+    their claims may never have been released (the release itself failed), which is no worker death."""
 
 
 class Busy(Exception):

@@ -55,13 +55,14 @@ def overdue(job: JobState, spec: Any) -> Optional[str]:
     return f"the job's deadline passed: it had not ended {deadline} s after it was submitted"
 
 
-def poisoned(job: JobState, key: str) -> Optional[str]:
+def poisoned(job: JobState, key: str, outage_retries: int = 0) -> Optional[str]:
     """Why a step must not run again: its worker died under it more than SHARDSYNC_MAX_DELIVERIES times.
 
     Asked right after the claim is taken; a task that kills its worker (out of memory, say) would otherwise
-    be delivered again for ever.
+    be delivered again for ever. A delivery that ended on a Redis outage and was sent again may have left its
+    claim unreleased (the release failed too): those ``outage_retries`` are not deaths.
     """
-    dead = job.deaths(key)
+    dead = max(0, job.deaths(key) - outage_retries)
     limit = get_settings().max_deliveries
     if dead < limit:
         return None
@@ -178,7 +179,7 @@ def _claimed(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
         if step.is_done(job, args):
             return DONE  # another delivery did it between the look and the claim
         try:
-            reason = poisoned(job, key)
+            reason = poisoned(job, key, ctx.delivery.outage_retries)
             if reason is not None:
                 if not step.runs_poisoned:
                     raise Poisoned(reason)

@@ -18,7 +18,7 @@ from celery.exceptions import Ignore
 from core import keys
 from core.limits import Limits
 from worker.connection import redis_client, unreachable
-from worker.errors import InvalidJob, describe
+from worker.errors import InvalidJob, RedisOutage, describe
 from worker.hooks import DEFAULT_HOOKS
 from worker.job.spec import JobSpec
 from worker.pipeline.context import Busy, Delivery
@@ -38,8 +38,14 @@ from worker.targets.timeout import allow_replacing
 
 logger = structlog.get_logger("shardsync.worker")
 
-MAX_TRANSIENT_RETRIES = 20
-"""Retries of a step after Redis errors (backing off up to a minute each) before the job is failed."""
+def outage_backoff(retry: int) -> int:
+    """Seconds before the ``retry``-th sending again of a step after a Redis error: doubling, up to a minute."""
+    return min(60, 2 ** min(retry, 6))
+
+
+def outage_waited(retries: int) -> int:
+    """Seconds the step's earlier deliveries have waited for Redis, by the backoff above (``retries`` sent)."""
+    return sum(outage_backoff(retry) for retry in range(retries))
 
 
 transient = unreachable
@@ -90,16 +96,23 @@ class CeleryRunner:
 RUNNER = CeleryRunner()
 
 
-def _run(task: Task, step: str, job_id: str, *args: Any) -> Any:
+OUTAGES = "shardsync_outages"
+"""The task keyword carrying how many times a step was sent again after a Redis outage (and none else)."""
+
+
+def _run(task: Task, step: str, job_id: str, *args: Any, **options: Any) -> Any:
     request = task.request
+    outages = options.get(OUTAGES)
+    outages = outages if isinstance(outages, int) and not isinstance(outages, bool) and outages >= 0 else 0
 
     def will_retry(err: BaseException) -> bool:
-        return transient(err) and request.retries < MAX_TRANSIENT_RETRIES
+        return transient(err) and outage_waited(outages) < get_settings().redis_outage_budget
 
     delivery = Delivery(
         hostname=request.hostname or "",
         redelivered=bool((request.delivery_info or {}).get("redelivered")),
         will_retry=will_retry,
+        outage_retries=outages,
     )
     job = RedisJobState(job_id)
     try:
@@ -109,7 +122,14 @@ def _run(task: Task, step: str, job_id: str, *args: Any) -> Any:
     except Exception as err:
         if will_retry(err):  # a shard run again replays its journal; every other step is idempotent
             logger.warning("Step retried after a Redis error", task=task.name, job_id=job_id, error=describe(err))
-            raise task.retry(exc=err, countdown=min(60, 2 ** min(request.retries, 6))) from err
+            raise task.retry(
+                exc=err, countdown=outage_backoff(outages), kwargs={**(request.kwargs or {}), OUTAGES: outages + 1}
+            ) from err
+        if transient(err):
+            raise RedisOutage(
+                f"Redis (or the broker) did not answer for about {outage_waited(outages)} s, longer than "
+                f"SHARDSYNC_REDIS_OUTAGE_BUDGET ({get_settings().redis_outage_budget:g} s): {describe(err)}"
+            ) from err
         raise
 
 
@@ -117,8 +137,8 @@ def _step_task(step: Step) -> Task:
     """The Celery task that runs one step of a job: ``(job_id, *args)`` in its message."""
     name = step.name
 
-    def run(self: Task, job_id: str, *args: Any) -> Any:
-        return _run(self, name, job_id, *args)
+    def run(self: Task, job_id: str, *args: Any, **options: Any) -> Any:
+        return _run(self, name, job_id, *args, **options)
 
     run.__name__ = run.__qualname__ = name
     run.__doc__ = (step.work.__doc__ or f"The {name} step of a job.").strip().splitlines()[0]
@@ -129,7 +149,7 @@ def _job_task(step: Step) -> Task:
     """The job's own task (its id is the job's): its Celery state is the job's, written by the steps."""
     name = step.name
 
-    def run_job(self: Task, *legacy: Any) -> None:
+    def run_job(self: Task, *legacy: Any, **options: Any) -> None:
         """Start a job: take the lock on its target, then load both sides in parallel.
 
         The message carries the job id only (the task id): the spec, adapter kwargs included, stays in the job
@@ -139,7 +159,7 @@ def _job_task(step: Step) -> Task:
         job = RedisJobState(self.request.id)
         if legacy and isinstance(legacy[0], dict) and job.spec_data() is None:
             job.create(legacy[0], get_settings().store_ttl)
-        _run(self, name, self.request.id)
+        _run(self, name, self.request.id, **options)
         raise Ignore()  # the job's Celery state is written by its steps; its result by the finish
 
     return app.task(name=step.task, bind=True, max_retries=None)(run_job)  # type: ignore[no-any-return]

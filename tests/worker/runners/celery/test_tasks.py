@@ -123,3 +123,23 @@ def test_a_start_delivered_again_after_its_job_ended_does_nothing(job) -> None:
     run_job.apply(task_id=job.job_id)  # the start task, in this process
     assert job.info()["status"] == "success"
     assert not job.holds_lock(spec.target_identity())
+
+
+def test_a_redis_outage_is_waited_out_for_its_budget_not_a_count() -> None:
+    from worker.runners.celery.tasks import outage_backoff, outage_waited
+
+    assert [outage_backoff(retry) for retry in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert outage_waited(0) == 0 and outage_waited(3) == 7
+    # An hour (the default budget) is 63 + 60 per retry after the sixth: about 65 sends, not 20 (~15 minutes).
+    assert max(retries for retries in range(200) if outage_waited(retries) < 3600) > 60
+
+
+def test_deliveries_ended_by_an_outage_are_no_worker_deaths(job) -> None:
+    from worker.pipeline.dispatch import poisoned
+
+    for _ in range(7):  # seven deliveries took the claim, none released it: their releases failed in an outage
+        assert job.claim("shard-0", 30, "shard", [0]) is not None
+        job.client.delete(job.key("claim:shard-0"))
+    assert job.claim("shard-0", 30, "shard", [0]) is not None  # this delivery
+    assert "SHARDSYNC_MAX_DELIVERIES" in (poisoned(job, "shard-0") or "")
+    assert poisoned(job, "shard-0", outage_retries=7) is None  # all seven were sent again after the outage
