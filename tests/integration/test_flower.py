@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 
@@ -64,14 +65,20 @@ def test_flower_shows_job_progress_and_result(redis_db, tmp_path) -> None:
     gate = f"test:gate:{uuid.uuid4().hex}"
     try:
         poll(lambda: get(f"{base}/healthcheck")[0] == 200, what="flower to answer")
-        # Flower answers before its event receiver is bound: a job's first events could be lost. A warm-up job
-        # shown complete means events flow.
-        warm_up = submit_sync(source="dataset", target="dataset", source_kwargs={"data": {"site": [{"name": "w"}]}})
-        warm_up.wait(timeout=60)
-        poll(
-            lambda: (get(f"{base}/api/task/info/{warm_up.id}.finish")[1] or {}).get("state") == "SUCCESS",
-            what="flower to see events",
-        )
+        # Flower answers before its event receiver is bound: a job's events sent before are lost for good (task
+        # events are Redis pub/sub). Warm-up jobs, one after another until Flower shows one complete: then events
+        # flow.
+        def warm_up_seen() -> bool:
+            warm_up = submit_sync(source="dataset", target="dataset", source_kwargs={"data": {"site": [{"name": "w"}]}})
+            warm_up.wait(timeout=60)
+            seen = time.monotonic() + 5
+            while time.monotonic() < seen:
+                if (get(f"{base}/api/task/info/{warm_up.id}.finish")[1] or {}).get("state") == "SUCCESS":
+                    return True
+                time.sleep(0.1)
+            return False
+
+        poll(warm_up_seen, timeout=120, what="flower to see events")
         source = {"site": [{"name": "s-0"}, {"name": "s-1", "note": f"wait:{gate}"}]}
         handle = submit_sync(source="dataset", target="dataset", source_kwargs={"data": source})
 
