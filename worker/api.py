@@ -36,6 +36,7 @@ class JobHandle:
 
     def __init__(self, job_id: str) -> None:
         self.id = job_id
+        self._next_look = 0.0  # when progress() next asks the job state itself (at most once a second)
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self.state}>"
@@ -64,7 +65,10 @@ class JobHandle:
             return "done", total, total
         if state == states.FAILURE:
             return "failed", 0, 0
-        ended = self._settled()  # the job state, not the result backend, says whether the job still exists
+        ended = None
+        if time.monotonic() >= self._next_look:  # the job state, not the result backend, says if the job exists
+            self._next_look = time.monotonic() + 1.0
+            ended = self._settled()
         if ended is not None:
             total = int(ended.get("operations", 0))
             return ("failed", 0, 0) if ended.get("error") else ("done", total, total)
