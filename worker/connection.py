@@ -44,8 +44,6 @@ def unreachable(err: BaseException) -> bool:
     return False
 
 
-
-
 def redis_client() -> Redis:
     """The client of the job-state Redis for this process (one per process: forked workers make their own)."""
     pid = os.getpid()

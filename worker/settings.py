@@ -40,10 +40,11 @@ class Settings(BaseSettings):
     diff_range: int = Field(1000, ge=1)
     """Top-level elements of one side per task of a job's diff: what bounds a diff task's memory (each reads
     its range with the subtrees below it, from both sides)."""
-    journal_batch: int = Field(50, ge=1)
-    """Most operations a shard applies between two journal writes (which also go at least every half second):
-    one Redis transaction per batch instead of per operation. After a crash the unjournaled operations of the
-    last batch run again, each once (1: only the operation in flight)."""
+    journal_batch: int = Field(1, ge=1)
+    """Most operations a shard applies between two journal writes. 1 (the default): every operation is
+    journaled, with its store writes, in one script call before the next hook runs, so after a crash only the
+    operation in flight runs again (the crash contract). More trades that for fewer round trips: the
+    unjournaled operations of the last batch (at most this many, or half a second's) run again, each once."""
     fence_interval: float = Field(0.0, ge=0)
     """Seconds a shard may trust its last read of the target lock before a hook. 0 (the default): the lock is
     read before every hook, so no hook ever runs after the lock is lost. More trades that for one round trip

@@ -157,9 +157,19 @@ class Cluster:
     peak RSS and then kills each group, so no worker outlives the bench.
     """
 
-    def __init__(self, app: Any, url: str, workers: int, pool: str, concurrency: int, tag: str) -> None:
+    def __init__(
+        self,
+        app: Any,
+        url: str,
+        workers: int,
+        pool: str,
+        concurrency: int,
+        tag: str,
+        env: Optional[Dict[str, str]] = None,
+    ) -> None:
         self.app, self.url, self.workers = app, url, workers
         self.pool, self.concurrency, self.tag = pool, concurrency, tag
+        self.extra_env = env or {}
         self.groups: List[WorkerGroup] = []
         self.logs = Path(tempfile.mkdtemp(prefix=f"shardsync-bench-{tag}-"))
 
@@ -169,7 +179,7 @@ class Cluster:
         return self.workers * self.concurrency
 
     def __enter__(self) -> Cluster:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **self.extra_env)
         try:
             for index in range(self.workers):
                 log = self.logs / f"w{index}.log"
@@ -522,31 +532,45 @@ def fresh(client: Any) -> None:
 
 
 def scenario_io(args: argparse.Namespace, app: Any, url: str) -> None:
-    """I/O-bound hooks: job time on 2..16 thread slots against one process; target 0.7 speedup per slot."""
+    """I/O-bound hooks: job time on 2..16 thread slots against one process; target 0.7 speedup per slot.
+
+    With ``--journal-batch 1,50`` each slot count runs once per journal batch, one after the other, so the
+    cost of journaling every operation is read side by side (the first batch is the reference of the ratio).
+    """
     source_kwargs, target_kwargs = inventory(
         args.io_sites, args.devices, args.interfaces, hook_latency=args.hook_latency
     )
     client = redis_client(url)
     local = local_sync(source_kwargs, target_kwargs)
     spec = job_spec(source_kwargs, target_kwargs, args.shard_size)
+    batches: List[Optional[int]] = list(args.journal_batch) if args.journal_batch else [None]
     rows, targets = [], []
     for slots in args.slots:
         workers = min(args.io_workers, slots)
-        fresh(client)
-        with Cluster(app, url, workers, "threads", max(1, slots // workers), f"io{slots}") as cluster:
-            run = run_job(cluster, spec, timeout=args.timeout)
-        fresh(client)
-        ok, checked = verify(run.report, local.operations)
-        speedup = local.seconds / run.seconds
-        per_slot = speedup / cluster.slots
-        stages = stages_of(run.report) if ok else f"FAILED: {run.error or checked}"
-        shards = len((run.report or {}).get("shards", []))
-        rows.append(
-            [cluster.slots, f"{workers}x{cluster.concurrency} threads", run.seconds, speedup, per_slot, shards, stages]
-        )
-        targets.append(
-            f"  {cluster.slots:>2} slots: speedup/slot {per_slot:.2f} >= 0.7: {verdict(ok and per_slot >= 0.7)}"
-        )
+        first: Optional[float] = None
+        for batch in batches:
+            env = {"SHARDSYNC_JOURNAL_BATCH": str(batch)} if batch is not None else {}
+            fresh(client)
+            tag = f"io{slots}" + (f"j{batch}" if batch is not None else "")
+            with Cluster(app, url, workers, "threads", max(1, slots // workers), tag, env) as cluster:
+                run = run_job(cluster, spec, timeout=args.timeout)
+            fresh(client)
+            ok, checked = verify(run.report, local.operations)
+            speedup = local.seconds / run.seconds
+            per_slot = speedup / cluster.slots
+            stages = stages_of(run.report) if ok else f"FAILED: {run.error or checked}"
+            shards = len((run.report or {}).get("shards", []))
+            first = run.seconds if first is None else first
+            rows.append(
+                [
+                    cluster.slots, f"{workers}x{cluster.concurrency} threads", "default" if batch is None else batch,
+                    run.seconds, run.seconds / first, speedup, per_slot, shards, stages,
+                ]
+            )  # fmt: skip
+            targets.append(
+                f"  {cluster.slots:>2} slots, journal batch {batch or 'default'}: speedup/slot {per_slot:.2f} >= 0.7: "
+                f"{verdict(ok and per_slot >= 0.7)}"
+            )
     print(
         f"\n== io: {args.io_sites} sites x {args.devices} devices x {args.interfaces} interfaces, "
         f"hook latency {args.hook_latency * 1000:g} ms, {local.operations} operations, "
@@ -556,13 +580,15 @@ def scenario_io(args: argparse.Namespace, app: Any, url: str) -> None:
         f"reference sync_from (one process): {local.seconds:.2f} s "
         f"(load {local.load:.2f}, diff {local.diff:.2f}, sync {local.sync:.2f})"
     )
-    print(table(["slots", "pool", "job s", "speedup", "per slot", "shards", "stages (report, s)"], rows))
+    header = ["slots", "pool", "journal batch", "job s", "vs first batch", "speedup", "per slot", "shards"]
+    print(table([*header, "stages (report, s)"], rows))
     print("targets:\n" + "\n".join(targets))
     print(
         command_line(
             args, "io", io_sites=args.io_sites, devices=args.devices, interfaces=args.interfaces,
             hook_latency=args.hook_latency, slots=",".join(map(str, args.slots)), io_workers=args.io_workers,
             shard_size=args.shard_size,
+            journal_batch=",".join(map(str, args.journal_batch)) if args.journal_batch else None,
         )
     )  # fmt: skip
 
@@ -788,6 +814,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     group.add_argument("--hook-latency", type=float, default=0.005, help="seconds per create/update/delete")
     group.add_argument("--slots", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4, 8, 16])
     group.add_argument("--io-workers", type=int, default=2, help="worker processes; threads per worker = slots/this")
+    group.add_argument(
+        "--journal-batch",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=None,
+        help="run each slot count once per SHARDSYNC_JOURNAL_BATCH given (e.g. 50,1), side by side",
+    )
     group = parser.add_argument_group("cheap")
     group.add_argument("--cheap-sites", type=int, default=4000)
     group.add_argument("--cheap-workers", type=int, default=2)

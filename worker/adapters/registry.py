@@ -106,8 +106,7 @@ def import_adapter_modules(modules: List[str]) -> None:
             importlib.import_module(module)
         except Exception as err:  # noqa: BLE001 - any error of the module's own code, named without a traceback
             raise UnknownAdapter(
-                f"adapter module {module!r} (SHARDSYNC_ADAPTER_MODULES) cannot be imported: "
-                f"{type(err).__name__}: {err}"
+                f"adapter module {module!r} (SHARDSYNC_ADAPTER_MODULES) cannot be imported: {type(err).__name__}: {err}"
             ) from err
         _modules_imported.append(module)
 

@@ -294,7 +294,6 @@ def cancel(job_id: str, reason: str) -> int:
     return Exit.OK
 
 
-
 @cli.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=9808, show_default=True, help="TCP port")
 @click.option("--addr", default="0.0.0.0", show_default=True, help="address to listen on (0.0.0.0: every interface)")

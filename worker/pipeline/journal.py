@@ -12,16 +12,24 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
+import structlog
+
 from core.adapter import Adapter
 from core.batch import BatchSize
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.model import DiffSyncModel
 from core.retry import RetryBudget
+from core.store.redis import WriteRefused
 from core.syncer import DiffSyncSyncer
+from worker.connection import unreachable
+from worker.errors import describe
+from worker.pipeline.context import ClaimLost, claim_wait
 from worker.redaction import mask_text
 from worker.state.base import JobState
 from worker.targets.guard import TargetGuard
+
+logger = structlog.get_logger("shardsync.worker")
 
 _CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
 _SUCCESS = DiffSyncStatus.SUCCESS.value
@@ -43,6 +51,14 @@ class ShardSyncer(DiffSyncSyncer):
     """Operations per journal write. With 1, a redelivered shard re-runs only the operation that was in flight;
     larger batches trade that for fewer round trips (operations of the last unwritten batch run again)."""
 
+    keep_for = 60.0
+    """Seconds a journal write that met an unreachable Redis is tried again before the shard gives up on it.
+
+    The operations it names were applied: dropped, a redelivery would run their hooks again. Waited out here
+    (no hook runs meanwhile), a Redis paused or restarted with its data loses none of them; the write goes
+    only while this delivery still holds its claim (Redis checks it), so waiting longer than the claim can
+    live is no use."""
+
     def __init__(
         self,
         diff: Diff,
@@ -59,6 +75,7 @@ class ShardSyncer(DiffSyncSyncer):
         batch_size: Optional[BatchSize] = None,
         retry: Optional[RetryBudget] = None,
         guard: Optional[TargetGuard] = None,
+        claim: Optional[Tuple[str, str]] = None,
     ) -> None:
         super().__init__(diff=diff, src_diffsync=src, dst_diffsync=dst, flags=flags, batch_size=batch_size, retry=retry)
         self._guard = guard
@@ -71,6 +88,7 @@ class ShardSyncer(DiffSyncSyncer):
         self._redelivered = redelivered
         self._on_checkpoint = on_checkpoint
         self._fence = fence
+        self._claim = claim
         if checkpoint_every is not None:
             self.checkpoint_every = checkpoint_every
         self._pending: Dict[str, List[Any]] = {}
@@ -101,6 +119,10 @@ class ShardSyncer(DiffSyncSyncer):
                 except _StoppedWaiting:  # the operation that waited was not made: no journal entry, "not run"
                     self.stopped = True
                     changed = True
+                except Exception as err:
+                    if self._pending and unreachable(err):
+                        self._save_applied(err)
+                    raise
             return changed, self.stopped
         finally:
             stop.set()
@@ -235,11 +257,62 @@ class ShardSyncer(DiffSyncSyncer):
             if flush is not None:
                 flush()
             return
-        current = self._job.checkpoint(store, self._pending, self._pending_count)
+        try:
+            current = self._write_journal(store)
+        except Exception as err:
+            if not unreachable(err):
+                raise
+            current = self._write_when_back(store, err)
         self._pending = {}
         self._pending_count = 0
         self._last_checkpoint = time.monotonic()
         self._report(current)
+
+    def _write_journal(self, store: Any) -> int:
+        try:
+            return self._job.checkpoint(store, self._pending, self._pending_count, self._claim)
+        except WriteRefused as err:  # another delivery holds the claim: this one's writes are stale
+            self._pending = {}
+            self._pending_count = 0
+            raise ClaimLost(f"shard of job {self._job.job_id}", claim_wait()) from err
+
+    def _write_when_back(self, store: Any, first: BaseException) -> int:
+        """Write the journal of operations already applied once Redis answers again (``keep_for``).
+
+        The local lease may run short meanwhile (the heartbeat cannot renew it either): the write is still
+        safe, Redis checking the claim in the same call, so the store's own guard is set aside for it.
+        """
+        logger.warning("Journal write waits for Redis", operations=len(self._pending), error=describe(first))
+        deadline = time.monotonic() + self.keep_for
+        delay = 0.25
+        guard = getattr(store, "write_guard", None)
+        try:
+            if guard is not None:
+                store.write_guard = None
+            while True:
+                time.sleep(delay)  # backoff: Redis does not answer; no hook runs meanwhile
+                delay = min(delay * 2, 2.0)
+                try:
+                    return self._write_journal(store)
+                except Exception as err:
+                    if not unreachable(err) or time.monotonic() >= deadline:
+                        raise
+        finally:
+            if guard is not None:
+                store.write_guard = guard
+
+    def _save_applied(self, err: BaseException) -> None:
+        """Journal the operations applied before Redis stopped answering, before the shard gives up.
+
+        The shard is sent again after the outage: what is journaled here is replayed then, not run twice.
+        """
+        try:
+            self._write_when_back(self.dst_diffsync.store, err)
+        except Exception as failed:  # noqa: BLE001 - the shard's own error is what it ends on
+            logger.warning("Applied operations not journaled", operations=len(self._pending), error=describe(failed))
+        else:
+            self._pending = {}
+            self._pending_count = 0
 
     def finish(self, fenced: bool = True) -> None:
         """Write what is pending and report the progress counter as it is now.

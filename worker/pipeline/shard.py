@@ -149,6 +149,7 @@ def apply_shard(ctx: StepContext, index: int) -> Dict[str, Any]:
                 batch_size=spec.batch_size,
                 retry=retry_budget(spec, target),
                 guard=(guard := _guard(ctx, spec, target)),
+                claim=(ctx.claim, ctx.token) if ctx.claim else None,
             )
             result["changed"], result["stopped"] = syncer.run()
         except Busy:

@@ -323,11 +323,18 @@ class JobState(JobParts, ABC):
         """Record finished operations and count them as progress; returns the new count."""
 
     @abstractmethod
-    def checkpoint(self, store: BaseStore, entries: Dict[str, Entry], counted: int) -> int:
+    def checkpoint(
+        self, store: BaseStore, entries: Dict[str, Entry], counted: int, claim: Optional[Tuple[str, str]] = None
+    ) -> int:
         """Write a store's buffered changes, then the journal entries of the operations that made them.
 
-        Together where the two live side by side (one transaction in Redis), so the journal never names an
-        operation whose store writes are missing. Returns the new progress count.
+        Together where the two live side by side (one script call in Redis), so the journal never names an
+        operation whose store writes are missing. ``claim`` (step key, token): written only while that
+        delivery holds the step's claim, checked by Redis in the same call (a stale delivery writes nothing).
+        Sending the same entries again (a reply lost) counts them once. Returns the new progress count.
+
+        Raises:
+            WriteRefused: the claim is no longer the caller's (nothing was written).
         """
 
     @abstractmethod

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from core.store import BaseStore
 from core.store.local import LocalStore
@@ -282,7 +282,9 @@ class MemoryJobState(MemoryParts, JobState):
         self._progress += counted
         return self._progress
 
-    def checkpoint(self, store: BaseStore, entries: Dict[str, Entry], counted: int) -> int:
+    def checkpoint(
+        self, store: BaseStore, entries: Dict[str, Entry], counted: int, claim: Optional[Tuple[str, str]] = None
+    ) -> int:
         """A LocalStore writes at once: only the journal is left to write."""
         flush = getattr(store, "flush", None)
         if flush is not None:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 from redis import Redis
 
 from core import keys
-from core.store.redis import RedisStore, server_time
+from core.store.redis import Record, RedisStore, server_time
 from worker.connection import redis_client
 from worker.settings import get_settings
 from worker.state.base import Entry, JobState, pack, unpack
@@ -213,16 +213,28 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
         pipe.set(self.key("progress"), 0, nx=True, ex=get_settings().store_ttl)
         pipe.incrby(self.key("progress"), counted)
 
-    def checkpoint(self, store: Any, entries: Dict[str, Entry], counted: int) -> int:
-        """Write a store's buffered changes and the journal entries behind them, in one transaction.
+    def checkpoint(
+        self, store: Any, entries: Dict[str, Entry], counted: int, claim: Optional[Tuple[str, str]] = None
+    ) -> int:
+        """Write a store's buffered changes and the journal entries behind them, in one script call.
 
-        A RedisStore takes the journal commands into its own MULTI/EXEC (the job's stores live on the
-        job-state Redis); any other store is flushed first, so its writes land before the journal names them.
+        A RedisStore takes the journal into its own write script (the job's stores live on the job-state
+        Redis), guarded by the claim; any other store is flushed first, so its writes land before the journal
+        names them (unguarded: such a store is not the runner's).
         """
-        flush_with = getattr(store, "flush_with", None)
-        if flush_with is not None:
-            results = flush_with(lambda pipe: self._journal_commands(pipe, entries, counted))
-            return int(results[-1])
+        flush_recording = getattr(store, "flush_recording", None)
+        if flush_recording is not None:
+            guard_key, guard_value = (self.key(f"claim:{claim[0]}"), claim[1]) if claim else ("", "")
+            record = Record(
+                hash_key=self.key("journal"),
+                fields={op: _pack(entry) for op, entry in entries.items()},
+                counter_key=self.key("progress"),
+                amount=counted,
+                ttl=get_settings().store_ttl,
+                guard_key=guard_key,
+                guard_value=guard_value,
+            )
+            return int(flush_recording(record))
         flush = getattr(store, "flush", None)
         if flush is not None:
             flush()

@@ -214,7 +214,6 @@ class RedisCondition(Condition):
                   DECREASE_EVERY, TTL],
         )  # fmt: skip
 
-
     def slowed(self) -> None:
         """Calls answer much slower than they did (one script)."""
         self._slowed(keys=[self._key], args=[self.ceiling, DECREASE_EVERY, TTL])
@@ -278,7 +277,6 @@ class MemoryCondition(Condition):
                 record.update(state="open", opened=now, cooldown=cooldown, probes=0)
             elif record["state"] == "closed" and record["failures"] >= THRESHOLD and now - since >= WINDOW:
                 record.update(state="open", opened=now, cooldown=COOLDOWN, probes=0)
-
 
     def slowed(self) -> None:
         """Calls answer much slower than they did."""

@@ -38,7 +38,9 @@ from core.store.redis.namespaces import (
     remove_stale_namespaces,
     server_time,
 )
+from core.store.redis.scripts import Record
 from core.store.redis.store import RedisStore
+from core.store.redis.writes import WriteRefused
 
 # diffsync's name for the first component of every key it writes: kept for code that reads it, with this
 # project's own root ("shardsync"), since that is what the keys here start with.
@@ -52,7 +54,9 @@ __all__ = [
     "ObjectAlreadyExists",
     "ObjectNotFound",
     "ObjectStoreException",
+    "Record",
     "RedisStore",
+    "WriteRefused",
     "check_store_id",
     "list_namespaces",
     "remove_namespace",

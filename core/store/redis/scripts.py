@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import msgpack
 
@@ -18,8 +19,17 @@ from core import keys
 # partition of a load, the meta field counting the partition's objects and the base of its positions.
 # One packed argument instead of three per object keeps the client's per-argument work out of the way.
 # A new entry whose uid already holds a different record is not written and is returned as a conflict.
+# A caller's record (ARGV[7] not empty, see ``Record``) rides in the same call: the last three KEYS are a guard
+# (nothing at all is written unless it holds ARGV[8]; ARGV[8] empty: no guard), a hash taking the field/value
+# pairs ARGV[11..] and a counter raised by ARGV[10] unless every field was there already (the same record
+# sent again after a lost reply counts once); ARGV[9] is their ttl. The reply is then {conflicts, counter},
+# or {{}, -1} when the guard refused.
 WRITE_BATCH = """
 local now, ttl, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[4]
+local recording = ARGV[7] ~= nil and ARGV[7] ~= ''
+if recording and ARGV[8] ~= '' and redis.call('GET', KEYS[#KEYS - 2]) ~= ARGV[8] then
+  return {{}, -1}
+end
 local clock = redis.call('TIME')  -- last_used on Redis's clock: hosts' clocks may differ
 now = tostring(tonumber(clock[1]) + tonumber(clock[2]) / 1000000)
 local batch = cmsgpack.unpack(ARGV[3])
@@ -33,6 +43,10 @@ local function expect(key, kind)
 end
 local bad = expect(KEYS[1], 'set') or expect(KEYS[2], 'string') or expect(KEYS[3], 'hash')
 if bad then return bad end
+if recording then
+  bad = expect(KEYS[#KEYS - 1], 'hash') or expect(KEYS[#KEYS], 'string')
+  if bad then return bad end
+end
 for t = 1, #batch do
   bad = expect(KEYS[2 + 2 * t], 'hash') or expect(KEYS[3 + 2 * t], 'zset')
   if bad then return bad end
@@ -134,7 +148,22 @@ if ttl > 0 then
     redis.call('EXPIRE', prefix .. 'order:' .. model, ttl)
   end
 end
-return conflicts
+if not recording then
+  return conflicts
+end
+local record, counter, record_ttl = KEYS[#KEYS - 1], KEYS[#KEYS], ARGV[9]
+local added = 0
+for i = 11, #ARGV, CHUNK do
+  added = added + redis.call('HSET', record, unpack(ARGV, i, math.min(i + CHUNK - 1, #ARGV)))
+end
+if #ARGV >= 11 then
+  redis.call('EXPIRE', record, record_ttl)
+end
+redis.call('SET', counter, 0, 'NX', 'EX', record_ttl)  -- created with its expiry: INCRBY would create it without
+if added > 0 or #ARGV < 11 then
+  return {conflicts, redis.call('INCRBY', counter, ARGV[10])}
+end
+return {conflicts, tonumber(redis.call('GET', counter))}
 """
 
 # Removes what one partition of a load wrote (a partition loaded again starts over), atomically.
@@ -202,6 +231,44 @@ def write_batch_arguments(
     if partition is None:
         return script_keys, args + ["", 0]
     return script_keys, args + [partition_field(partition), partition * PARTITION_STRIDE]
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a runner records beside a store's writes, in the same script call (all of it, or none of it).
+
+    The distributed runner's journal: "these operations are done" must reach Redis with the operations' own
+    writes, in one round trip per operation (a journal written in batches re-runs a batch after a crash), and
+    only while the delivery still holds its claim (``guard``): a delivery that lost it writes nothing at all.
+    """
+
+    hash_key: str
+    """A hash taking ``fields`` (the journal)."""
+    fields: Mapping[str, bytes]
+    counter_key: str
+    """A counter raised by ``amount`` (the progress), unless every field was in the hash already."""
+    amount: int
+    ttl: int
+    """Seconds both keys live after this write."""
+    guard_key: str = ""
+    """A string key that must hold ``guard_value`` for anything to be written (empty: no guard)."""
+    guard_value: str = ""
+
+    def arguments(self, script_keys: List[str], args: List[Any]) -> Tuple[List[str], List[Any]]:
+        """The KEYS and ARGV of a WRITE_BATCH call extended with this record."""
+        flat: List[Any] = []
+        for field, value in self.fields.items():
+            flat.append(field)
+            flat.append(value)
+        guard_key = self.guard_key or self.hash_key  # a key is needed in its place; unread without a guard value
+        return (
+            [*script_keys, guard_key, self.hash_key, self.counter_key],
+            [*args, "1", self.guard_value if self.guard_key else "", self.ttl, self.amount, *flat],
+        )
+
+
+REFUSED = -1
+"""The counter a WRITE_BATCH call with a record returns when its guard refused the write."""
 
 
 def conflict_pairs(conflicts: List[bytes]) -> List[Tuple[str, str]]:

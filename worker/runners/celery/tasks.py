@@ -38,6 +38,7 @@ from worker.targets.timeout import allow_replacing
 
 logger = structlog.get_logger("shardsync.worker")
 
+
 def outage_backoff(retry: int) -> int:
     """Seconds before the ``retry``-th sending again of a step after a Redis error: doubling, up to a minute."""
     return min(60, 2 ** min(retry, 6))
