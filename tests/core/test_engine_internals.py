@@ -214,8 +214,7 @@ def test_engine_module_does_not_import_the_runner():
     import sys
 
     code = (
-        "import sys, core, core.store.local; "
-        "print(any(m.split('.')[0] in ('worker', 'celery') for m in sys.modules))"
+        "import sys, core, core.store.local; print(any(m.split('.')[0] in ('worker', 'celery') for m in sys.modules))"
     )
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)

@@ -64,8 +64,9 @@ class Terminal:
     def __init__(self, *args: str) -> None:
         self.master, slave = pty.openpty()
         env = {**worker_env(), "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-        self.proc = subprocess.Popen([*COMMAND, *args], cwd=str(ROOT), env=env, stdin=slave, stdout=slave,
-                                     stderr=slave, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*COMMAND, *args], cwd=str(ROOT), env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+        )
         os.close(slave)
         self.output = b""
 
@@ -298,14 +299,32 @@ def test_plan_then_apply_and_the_refusal_after_the_target_changed(redis_db: Redi
     from ss_test_adapters import read_calls
 
     data_key, calls_key = f"test:data:{uuid.uuid4().hex}", f"test:calls:{uuid.uuid4().hex}"
-    target = {"region": [], "site": [{"name": "s-0", "region": "a"}, {"name": "s-1", "region": "a"},
-                                     {"name": "s-9", "region": "z"}]}
-    source = {"region": [], "site": [{"name": "s-0", "region": "b"}, {"name": "s-1", "region": "b"},
-                                     {"name": "s-2", "region": "b"}, {"name": "s-9", "region": "z"}]}
+    target = {
+        "region": [],
+        "site": [{"name": "s-0", "region": "a"}, {"name": "s-1", "region": "a"}, {"name": "s-9", "region": "z"}],
+    }
+    source = {
+        "region": [],
+        "site": [
+            {"name": "s-0", "region": "b"},
+            {"name": "s-1", "region": "b"},
+            {"name": "s-2", "region": "b"},
+            {"name": "s-9", "region": "z"},
+        ],
+    }
     redis_db.set(data_key, json.dumps(target))
     target_kwargs = json.dumps({"data_key": data_key, "record_url": REDIS_URL, "calls_key": calls_key})
-    plan_args = ["plan", "--source", "dataset", "--target", "dataset", "--source-kwargs", json.dumps({"data": source}),
-                 "--target-kwargs", target_kwargs]
+    plan_args = [
+        "plan",
+        "--source",
+        "dataset",
+        "--target",
+        "dataset",
+        "--source-kwargs",
+        json.dumps({"data": source}),
+        "--target-kwargs",
+        target_kwargs,
+    ]
 
     def make_plan() -> str:
         result = shardsync(*plan_args, "--json")

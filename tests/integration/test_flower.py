@@ -65,6 +65,7 @@ def test_flower_shows_job_progress_and_result(redis_db, tmp_path) -> None:
     gate = f"test:gate:{uuid.uuid4().hex}"
     try:
         poll(lambda: get(f"{base}/healthcheck")[0] == 200, what="flower to answer")
+
         # Flower answers before its event receiver is bound: a job's events sent before are lost for good (task
         # events are Redis pub/sub). Warm-up jobs, one after another until Flower shows one complete: then events
         # flow.
@@ -105,6 +106,7 @@ def test_flower_shows_job_progress_and_result(redis_db, tmp_path) -> None:
         assert mine and all(str(task.get("worker")).split("@")[0] in ("alpha", "beta") for task in mine.values())
         status, workers = get(f"{base}/api/workers?refresh=1")
         assert status == 200 and not [name for name in workers if name.startswith("gen")], workers
+
         # A shard shows readable arguments and a result.
         def shard_shown():  # its events (received: args; succeeded: result) may reach Flower in any order
             info = get(f"{base}/api/task/info/{handle.id}.shard-0")[1] or {}

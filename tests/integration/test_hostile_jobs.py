@@ -369,42 +369,36 @@ BUGGY_SUBMITS = [
         {"source": "demo", "source_kwargs": {"sites": 1, "seeds": 2}},
         InvalidJob,
         r"source_kwargs do not fit adapter 'demo'.*'seeds'",
-
     ),
     pytest.param(
         "job-id-trailing-newline",
         {"job_id": "ok-id\n"},
         InvalidJob,
         r"job_id must be 1 to 100 letters",
-
     ),
     pytest.param(
         "kwargs-tuple-key",
         {"target_kwargs": {"data": {(1, 2): "x"}, "record_url": REDIS_URL}},
         InvalidJob,
         r"target_kwargs must be plain data",
-
     ),
     pytest.param(
         "kwargs-not-a-mapping",
         {"source_kwargs": ["data", "name"]},
         InvalidJob,
         r"source_kwargs",
-
     ),
     pytest.param(
         "flags-none",
         {"flags": None},
         InvalidJob,
         r"flags",
-
     ),
     pytest.param(
         "flags-a-string",
         {"flags": "continue_on_failure"},
         InvalidJob,
         r"flags.*list|list of flag names",
-
     ),
 ]
 
@@ -527,7 +521,6 @@ CLI_CASES = [
         "status-empty",
         ["status", ""],
         r"job_id|invalid|unknown",
-
     ),
 ]
 

@@ -93,6 +93,8 @@ class ShardSyncer(DiffSyncSyncer):
             self.checkpoint_every = checkpoint_every
         self._pending: Dict[str, List[Any]] = {}
         self._pending_count = 0
+        self._sent: Optional[Tuple[Dict[str, List[Any]], int]] = None
+        """The entries of the pipelined journal write whose reply is not read yet (``_settle``)."""
         self._pushed: Dict[str, float] = {}
         self._target: Optional[Dict[str, Any]] = None
         self._last_checkpoint = 0.0
@@ -120,7 +122,7 @@ class ShardSyncer(DiffSyncSyncer):
                     self.stopped = True
                     changed = True
                 except Exception as err:
-                    if self._pending and unreachable(err):
+                    if (self._pending or self._sent) and unreachable(err):
                         self._save_applied(err)
                     raise
             return changed, self.stopped
@@ -242,23 +244,27 @@ class ShardSyncer(DiffSyncSyncer):
             self._last_report = time.monotonic()
             self._on_checkpoint(current, self._target)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, wait: bool = False) -> None:
         """Write the target store's buffered changes, then the journal entries of the operations behind them.
 
         Called between operations (never inside one), so a journaled operation's store writes (the model
         added, linked to its parent, removed) have all reached the store: a redelivered shard can replay it
-        without running its hook. Fenced like a hook.
+        without running its hook. Fenced like a hook. Pipelined (``RedisStore.send_recording``) unless
+        ``wait``: the write is sent before the next hook runs, its reply read at the next write.
         """
         if self._fence is not None:
             self._fence()  # a call that returned after its claim or the lock was lost (the job ended) writes nothing
         store = self.dst_diffsync.store
         if not self._pending:
+            if wait:
+                self._settle(store)
             flush = getattr(store, "flush", None)
             if flush is not None:
                 flush()
             return
+        first = not self._last_report  # its count is reported at once: written and read back
         try:
-            current = self._write_journal(store)
+            current = self._write_journal(store, pipelined=not (wait or first))
         except Exception as err:
             if not unreachable(err):
                 raise
@@ -266,17 +272,41 @@ class ShardSyncer(DiffSyncSyncer):
         self._pending = {}
         self._pending_count = 0
         self._last_checkpoint = time.monotonic()
-        self._report(current)
+        if current is not None:
+            self._report(current)
 
-    def _write_journal(self, store: Any) -> int:
+    def _write_journal(self, store: Any, pipelined: bool = False) -> Optional[int]:
+        self._settle(store)
         try:
-            return self._job.checkpoint(store, self._pending, self._pending_count, self._claim)
-        except WriteRefused as err:  # another delivery holds the claim: this one's writes are stale
-            self._pending = {}
-            self._pending_count = 0
-            raise ClaimLost(f"shard of job {self._job.job_id}", claim_wait()) from err
+            current = self._job.checkpoint(store, self._pending, self._pending_count, self._claim, pipelined)
+        except WriteRefused as err:
+            raise self._stale() from err
+        if pipelined and current is None:
+            self._sent = (self._pending, self._pending_count)
+        return current
 
-    def _write_when_back(self, store: Any, first: BaseException) -> int:
+    def _settle(self, store: Any) -> None:
+        """Read the reply of the journal write in flight; if it was lost, its entries are pending again."""
+        sent, self._sent = self._sent, None
+        if sent is None:
+            return
+        try:
+            store.settle()
+        except WriteRefused as err:
+            raise self._stale() from err
+        except Exception as err:
+            if unreachable(err):  # not known to be written: sent again (counted once if it was)
+                self._pending = {**sent[0], **self._pending}
+                self._pending_count += sent[1]
+            raise
+
+    def _stale(self) -> ClaimLost:
+        """Another delivery holds the claim: this one's writes are stale, its pending entries dropped."""
+        self._pending = {}
+        self._pending_count = 0
+        return ClaimLost(f"shard of job {self._job.job_id}", claim_wait())
+
+    def _write_when_back(self, store: Any, first: BaseException) -> Optional[int]:
         """Write the journal of operations already applied once Redis answers again (``keep_for``).
 
         The local lease may run short meanwhile (the heartbeat cannot renew it either): the write is still
@@ -324,7 +354,7 @@ class ShardSyncer(DiffSyncSyncer):
             self._fence = None
             if getattr(self.dst_diffsync.store, "write_guard", None) is not None:
                 self.dst_diffsync.store.write_guard = None  # type: ignore[attr-defined]
-        self.checkpoint()
+        self.checkpoint(wait=True)
         if self._guard is not None:  # the reporter thread has stopped (run's end): the figures are this thread's
             self._target_figures()
         self._report(self._job.progress_count(), force=True)

@@ -324,14 +324,22 @@ class JobState(JobParts, ABC):
 
     @abstractmethod
     def checkpoint(
-        self, store: BaseStore, entries: Dict[str, Entry], counted: int, claim: Optional[Tuple[str, str]] = None
-    ) -> int:
+        self,
+        store: BaseStore,
+        entries: Dict[str, Entry],
+        counted: int,
+        claim: Optional[Tuple[str, str]] = None,
+        pipelined: bool = False,
+    ) -> Optional[int]:
         """Write a store's buffered changes, then the journal entries of the operations that made them.
 
         Together where the two live side by side (one script call in Redis), so the journal never names an
         operation whose store writes are missing. ``claim`` (step key, token): written only while that
         delivery holds the step's claim, checked by Redis in the same call (a stale delivery writes nothing).
         Sending the same entries again (a reply lost) counts them once. Returns the new progress count.
+
+        ``pipelined``: sent without waiting for the reply where the store can (``RedisStore.send_recording``:
+        the store's ``settle`` reads it); returns None then.
 
         Raises:
             WriteRefused: the claim is no longer the caller's (nothing was written).

@@ -283,8 +283,13 @@ class MemoryJobState(MemoryParts, JobState):
         return self._progress
 
     def checkpoint(
-        self, store: BaseStore, entries: Dict[str, Entry], counted: int, claim: Optional[Tuple[str, str]] = None
-    ) -> int:
+        self,
+        store: BaseStore,
+        entries: Dict[str, Entry],
+        counted: int,
+        claim: Optional[Tuple[str, str]] = None,
+        pipelined: bool = False,
+    ) -> Optional[int]:
         """A LocalStore writes at once: only the journal is left to write."""
         flush = getattr(store, "flush", None)
         if flush is not None:

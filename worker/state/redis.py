@@ -214,8 +214,13 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
         pipe.incrby(self.key("progress"), counted)
 
     def checkpoint(
-        self, store: Any, entries: Dict[str, Entry], counted: int, claim: Optional[Tuple[str, str]] = None
-    ) -> int:
+        self,
+        store: Any,
+        entries: Dict[str, Entry],
+        counted: int,
+        claim: Optional[Tuple[str, str]] = None,
+        pipelined: bool = False,
+    ) -> Optional[int]:
         """Write a store's buffered changes and the journal entries behind them, in one script call.
 
         A RedisStore takes the journal into its own write script (the job's stores live on the job-state
@@ -234,6 +239,9 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
                 guard_key=guard_key,
                 guard_value=guard_value,
             )
+            if pipelined:
+                store.send_recording(record)
+                return None
             return int(flush_recording(record))
         flush = getattr(store, "flush", None)
         if flush is not None:

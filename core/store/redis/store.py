@@ -86,16 +86,17 @@ class RedisStore(_PartitionedLoads):
             raise ValueError(f"batch_size must be 1 or more, not {batch_size}")
         if partition is not None and not 0 <= partition < MAX_PARTITIONS:
             raise ValueError(f"partition must be from 0 to {MAX_PARTITIONS - 1}, not {partition}")
+        self._in_flight = None
         if client is not None:
-            self._client = client
+            self._redis = client
         elif url:
             # A database or password in the URL wins over the keyword arguments.
             options: Dict[str, Any] = {"db": db}
             if password is not None:
                 options["password"] = password
-            self._client = Redis.from_url(url, **options)
+            self._redis = Redis.from_url(url, **options)
         elif host:
-            self._client = Redis(host=host, port=port, db=db, password=password)
+            self._redis = Redis(host=host, port=port, db=db, password=password)
         else:
             raise ObjectStoreException("Redis store is unavailable: neither 'host', 'url' nor 'client' was given.")
         self._where = _describe_client(self._client)
@@ -128,12 +129,14 @@ class RedisStore(_PartitionedLoads):
     def close(self) -> None:
         """Write what is still buffered; call it (or use the store as a context manager) before exiting."""
         self.flush()
+        self.settle()
 
     def __enter__(self) -> RedisStore:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.flush()
+        self.settle()
 
     def _after_load(self) -> None:
         self.flush()

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.connection import Connection
+from redis.exceptions import NoScriptError, RedisError
 
 from core.exceptions import ObjectAlreadyExists, ObjectStoreException
 from core.store import BaseStore
@@ -38,10 +39,23 @@ class WriteRefused(ObjectStoreException):
     """
 
 
+class _InFlight:
+    """A pipelined write sent on the store's own connection, its reply not read yet."""
+
+    __slots__ = ("connection", "pending", "script_keys", "args", "guard_key")
+
+    def __init__(
+        self, connection: Connection, pending: Dict[Any, Any], script_keys: List[str], args: List[Any], guard_key: str
+    ) -> None:
+        self.connection, self.pending, self.script_keys, self.args = connection, pending, script_keys, args
+        self.guard_key = guard_key
+
+
 class _BufferedWrites(BaseStore):
     """Base of RedisStore: the error wrapper, the write buffer and its flushes (state set by RedisStore)."""
 
-    _client: Redis
+    _redis: Redis
+    _in_flight: Optional[_InFlight]
     _where: str
     _store_id: str
     _ttl: Optional[int]
@@ -58,6 +72,13 @@ class _BufferedWrites(BaseStore):
 
     A runner sets it to check, without Redis, that the process may still write (the distributed runner's
     lease on a step's claim: a paused or stalled delivery never writes beside the one that replaced it)."""
+
+    @property
+    def _client(self) -> Redis:
+        """The client, once a pipelined write's reply was read: whatever is sent next comes after that write."""
+        if self._in_flight is not None:
+            self.settle()
+        return self._redis
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -211,8 +232,79 @@ class _BufferedWrites(BaseStore):
         self._raise_conflicts(pending, conflicts)
         return int(counter)
 
+    def send_recording(self, record: Record) -> Optional[int]:
+        """``flush_recording``, pipelined: sent now, its reply read before anything else goes to Redis.
+
+        The caller does not wait for Redis: once sent, a write reaches Redis even if this process dies at once
+        (the bytes are the kernel's), so a runner journals each operation this way before its next hook runs
+        at the cost of the send alone. The reply (conflicts, a refused guard, a lost connection) is read by
+        ``settle``, which every other use of the store's Redis calls first.
+
+        Returns:
+            The counter of the previous pipelined write (None if there was none in flight).
+
+        Raises:
+            As ``flush_recording``, for this write (sending) or for the previous one (its reply).
+        """
+        counter = self.settle()
+        taken = self._take_batch()
+        if taken is None:
+            pending: Dict[Any, Any] = {}
+            script_keys, args = write_batch_arguments(self._store_id, {}, self._ttl or 0, time.time(), self._partition)
+        else:
+            pending, script_keys, args = taken
+        script_keys, args = record.arguments(script_keys, args)
+        pool = self._redis.connection_pool
+        connection = pool.get_connection()
+        try:
+            with self._errors("write"):
+                connection.send_command("EVALSHA", self._write_batch.sha, len(script_keys), *script_keys, *args)
+        except ObjectStoreException:
+            connection.disconnect()
+            pool.release(connection)
+            self._restore(pending)
+            raise
+        self._in_flight = _InFlight(connection, pending, script_keys, args, record.guard_key)
+        return counter
+
+    def settle(self) -> Optional[int]:
+        """Read the reply of the pipelined write in flight, if any; returns its counter.
+
+        Raises:
+            WriteRefused, ObjectAlreadyExists: as ``flush_recording``.
+            ObjectStoreException: the reply was lost (Redis went away): the write may or may not have been made;
+                its objects are buffered again, and sending the same record again is harmless.
+        """
+        sent = self._in_flight
+        if sent is None:
+            return None
+        self._in_flight = None
+        pool = self._redis.connection_pool
+        try:
+            with self._errors("write"):
+                try:
+                    reply = sent.connection.read_response()
+                except NoScriptError:  # Redis lost its scripts (a restart): the write was not made, make it now
+                    reply = self._write_batch(keys=sent.script_keys, args=sent.args)
+        except ObjectStoreException:
+            sent.connection.disconnect()
+            pool.release(sent.connection)
+            self._restore(sent.pending)
+            raise
+        pool.release(sent.connection)
+        conflicts, counter = reply
+        if counter == REFUSED:
+            raise WriteRefused(
+                f"Redis store {self._store_id}: write refused, {sent.guard_key} no longer holds this writer's "
+                f"value; {len(sent.pending)} buffered writes dropped"
+            )
+        self._raise_conflicts(sent.pending, conflicts)
+        return int(counter)
+
     def _take_batch(self) -> Optional[Tuple[Dict[Any, Any], List[str], List[Any]]]:
         """Encode the buffered writes into one script call's keys and arguments, emptying the buffer."""
+        if self._in_flight is not None:
+            self.settle()  # a pipelined write goes first
         if not self._pending:
             return None
         if self.write_guard is not None:

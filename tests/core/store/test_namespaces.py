@@ -1,6 +1,5 @@
 """Key namespaces: every key under ``shardsync:{store_id}:``, clear(), TTL, and stale-namespace removal."""
 
-
 import pytest
 
 from core import keys

@@ -3,7 +3,7 @@
 import pytest
 
 from core.exceptions import ObjectAlreadyExists, ObjectNotFound
-from core.store.redis import RedisStore
+from core.store.redis import Record, RedisStore, WriteRefused
 
 from ._models import DB, HOST, PORT, SOURCE, TARGET, Network, content, populate
 
@@ -146,3 +146,58 @@ def test_flush_with_reports_conflicts_like_flush(rbackend) -> None:
     with pytest.raises(ObjectAlreadyExists):
         second.store.flush_with(lambda pipe: pipe.ping())
     assert rbackend.reread(first).get("vlan", "10").label == "mgmt"
+
+
+def _record(store, marker, fields, amount=1, guard=("", "")):
+    return Record(
+        hash_key=f"{marker}:hash",
+        fields=fields,
+        counter_key=f"{marker}:count",
+        amount=amount,
+        ttl=60,
+        guard_key=guard[0],
+        guard_value=guard[1],
+    )
+
+
+def test_flush_recording_writes_objects_and_record_in_one_call(rbackend) -> None:
+    adapter = rbackend.adapter()
+    populate(adapter, TARGET)
+    marker = f"test:record:{adapter.store.store_id}"
+    try:
+        assert adapter.store.flush_recording(_record(adapter.store, marker, {"op1": b"a", "op2": b"b"}, 2)) == 2
+        assert content(rbackend.reread(adapter))["site"].keys() == {"ams", "sfo", "lon"}
+        client = rbackend.client
+        assert client.hgetall(f"{marker}:hash") == {b"op1": b"a", b"op2": b"b"}
+        assert 0 < client.ttl(f"{marker}:hash") <= 60 and 0 < client.ttl(f"{marker}:count") <= 60
+        # The same record sent again (its reply was lost) counts once; a new field counts.
+        assert adapter.store.flush_recording(_record(adapter.store, marker, {"op1": b"a", "op2": b"b"}, 2)) == 2
+        assert adapter.store.flush_recording(_record(adapter.store, marker, {"op3": b"c"})) == 3
+        # No field: only the counter (operations skipped under a failed parent).
+        assert adapter.store.flush_recording(_record(adapter.store, marker, {}, 4)) == 7
+    finally:
+        rbackend.client.delete(f"{marker}:hash", f"{marker}:count")
+
+
+def test_flush_recording_writes_nothing_when_its_guard_changed(rbackend) -> None:
+    adapter = rbackend.adapter()
+    marker = f"test:record:{adapter.store.store_id}"
+    guard = f"{marker}:guard"
+    client = rbackend.client
+    try:
+        client.set(guard, "mine")
+        populate(adapter, {"vlan": {10: {"label": "mgmt"}}})
+        assert adapter.store.flush_recording(_record(adapter.store, marker, {"op": b"x"}, guard=(guard, "mine"))) == 1
+        adapter.add(adapter.vlan(vid=20, label="late"))
+        client.set(guard, "another delivery's")
+        with pytest.raises(WriteRefused):
+            adapter.store.flush_recording(_record(adapter.store, marker, {"late": b"y"}, guard=(guard, "mine")))
+        assert set(content(rbackend.reread(adapter))["vlan"]) == {"10"}  # the stale write never lands...
+        assert adapter.store.flush_recording(_record(adapter.store, marker, {}, 0)) == 1
+        assert set(content(rbackend.reread(adapter))["vlan"]) == {"10"}  # ...not even with a later flush
+        assert client.hkeys(f"{marker}:hash") == [b"op"]
+        client.delete(guard)  # a guard that expired refuses as well
+        with pytest.raises(WriteRefused):
+            adapter.store.flush_recording(_record(adapter.store, marker, {"late": b"y"}, guard=(guard, "mine")))
+    finally:
+        client.delete(f"{marker}:hash", f"{marker}:count", guard)

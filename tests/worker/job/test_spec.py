@@ -80,6 +80,7 @@ def test_target_identity_is_the_adapters_to_say_and_aliases_share_it() -> None:
     register_adapter("test-identity-alias", Api)
     register_adapter("test-identity-tenant", Tenant)
     try:
+
         def identity(target: str, **kwargs) -> str:
             return JobSpec.from_data({"source": "plain", "target": target, "target_kwargs": kwargs}).target_identity()
 

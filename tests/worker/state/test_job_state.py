@@ -149,8 +149,10 @@ def test_report_outlives_scratch(job) -> None:
 
 
 def test_a_shard_reads_its_own_part_of_the_plan(job) -> None:
-    shards = [{"index": i, "wave": 0, "type": "site", "roots": list(range(i * 3, i * 3 + 3)), "operations": 3}
-              for i in range(2500)]
+    shards = [
+        {"index": i, "wave": 0, "type": "site", "roots": list(range(i * 3, i * 3 + 3)), "operations": 3}
+        for i in range(2500)
+    ]
     with pytest.raises(LookupError):
         job.plan_head()
     job.save_plan({"waves": [list(range(2500))], "operations": 7500, "shards": shards})
