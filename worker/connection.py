@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional, Tuple, Type
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
 
 from kombu.exceptions import OperationalError
 from redis import Redis
@@ -91,6 +91,42 @@ def reaching_redis(doing: str) -> Iterator[None]:
             f"SHARDSYNC_BROKER_URL; broker {safe_url(settings.broker_url)}) does not answer: "
             f"{without_secrets(str(err), settings.redis_url, settings.broker_url)}"
         ) from None
+
+
+EVICTING = ("allkeys-", "volatile-")
+"""Eviction policies that can drop job state: every job key carries an expiry, so volatile-* ones too."""
+
+
+def redis_config_problems(url: str, what: str) -> Tuple[List[str], List[str]]:
+    """What is wrong with a Redis a worker uses, read from INFO: (refused, warned) sentences.
+
+    An evicting ``maxmemory-policy`` can drop queue messages, locks, journal entries and loaded objects (the
+    crash contract cannot hold: refused); no persistence loses every running job on a restart (warned).
+    Nothing is said of a Redis that does not answer: the worker waits for it as for any outage.
+    """
+    client = Redis.from_url(url, **connection_options(5.0))
+    try:
+        memory = client.info("memory")
+        persistence = client.info("persistence")
+    except (*UNREACHABLE, InvalidResponse, OSError):
+        return [], []
+    finally:
+        client.close()
+    refused, warned = [], []
+    policy = str(memory.get("maxmemory_policy", "noeviction"))
+    where = safe_url(url)
+    if policy.startswith(EVICTING):
+        refused.append(
+            f"the {what} Redis at {where} has maxmemory-policy {policy}: it may evict job state (every job key "
+            f"expires), so jobs could be lost or hooks run twice. Set maxmemory-policy noeviction (deploy/README.md, "
+            f"'Redis persistence'), or SHARDSYNC_REDIS_EVICTION=warn to run anyway"
+        )
+    if not int(persistence.get("aof_enabled", 0)):
+        warned.append(
+            f"the {what} Redis at {where} has no append-only file (appendonly no): a restart loses every running "
+            f"job (they end 'job state lost'); production should set appendonly yes, appendfsync always"
+        )
+    return refused, warned
 
 
 __all__ = ["UNREACHABLE", "connection_options", "reaching_redis", "redis_client", "safe_url", "unreachable"]

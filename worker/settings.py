@@ -6,7 +6,7 @@ Producers, workers and beat read the same variables, so one environment describe
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, List, Optional
+from typing import Annotated, List, Literal, Optional
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     outage_budget: float = Field(600.0, ge=0)
     """Seconds a target may stay unavailable (every call failing, its circuit breaker open) before the job
     fails, naming the outage; until then its calls wait instead of hammering it."""
+    redis_eviction: Literal["refuse", "warn"] = "refuse"
+    """What a worker does at start when a Redis it uses may evict keys (``maxmemory-policy`` other than
+    noeviction: every job key expires, so volatile-* policies can drop job state too): ``refuse`` to start,
+    or ``warn`` and run (a Redis shared with a cache whose policy cannot change; jobs may then be lost)."""
     visibility_timeout: int = Field(3600, ge=60)
     """Seconds before the Redis broker redelivers an unacknowledged task: longer than the longest task."""
 

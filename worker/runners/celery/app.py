@@ -15,18 +15,21 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional
 
+import structlog
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
 from core import keys
 from worker.adapters.registry import import_adapter_modules, registered_adapters
-from worker.connection import keepalive_options, redis_client
+from worker.connection import keepalive_options, redis_client, redis_config_problems
 from worker.errors import ShardsyncError
 from worker.pipeline.step import STEPS
 from worker.runners.celery.logs import log_through_stdlib
 from worker.schedule.entries import SCHEDULED_TASK, load_schedule
 from worker.settings import Settings, get_settings
 from worker.state.base import pack
+
+logger = structlog.get_logger("shardsync.worker")
 
 
 def _router(settings: Settings) -> Callable[..., Optional[Dict[str, str]]]:
@@ -115,6 +118,32 @@ def _import_adapters_at_start(**_: Any) -> None:
         # Celery logs and swallows a receiver's exceptions: the worker would run on, failing every job that
         # names one of these adapters. SystemExit is not swallowed: the worker stops, saying why.
         raise SystemExit(f"celery worker: {err}") from None
+
+
+@signals.worker_init.connect
+def _check_redis_config(**_: Any) -> None:
+    """Refuse to start on a Redis that may evict job state; warn on one that keeps nothing on disk.
+
+    Each Redis the worker uses (broker, result backend, job state) is asked once, at start: a policy that
+    evicts would break the crash contract silently, job after job, where a refusal says it once, at once.
+    """
+    settings = get_settings()
+    seen = set()
+    for what, url in (
+        ("job-state", settings.redis_url),
+        ("broker", settings.broker_url),
+        ("results", settings.backend_url),
+    ):
+        if url in seen or not url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+            continue
+        seen.add(url)
+        refused, warned = redis_config_problems(url, what)
+        for message in warned:
+            logger.warning("Redis configuration", problem=message)
+        if refused and settings.redis_eviction == "refuse":
+            raise SystemExit("celery worker: " + "; ".join(refused))
+        for message in refused:
+            logger.error("Redis configuration", problem=message)
 
 
 @signals.after_setup_logger.connect
