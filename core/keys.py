@@ -1,13 +1,22 @@
 """Every Redis key prefix the project writes, in one place.
 
-All keys live under ``shardsync:``.  A store namespace (one adapter's data) is ``shardsync:{store_id}:`` and
-holds the keys built below; nothing else in the project makes up key names.
+All keys live under ``shardsync:`` (``shardsync~<namespace>:`` for a deployment given a namespace, see
+``configure``).  A store namespace (one adapter's data) is ``shardsync:{store_id}:`` and holds the keys built
+below; nothing else in the project makes up key names.
 """
 
 from __future__ import annotations
 
-ROOT = "shardsync"
-"""First component of every key."""
+import re
+
+DEFAULT_ROOT = "shardsync"
+
+ROOT = DEFAULT_ROOT
+"""First component of every key: ``shardsync``, or ``shardsync~<namespace>`` (``configure``)."""
+
+NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
+"""What a namespace may hold: no ``:``, ``~`` or glob characters, so no key of one deployment can be read as
+another's, nor matched by another's SCAN patterns."""
 
 
 def namespace(store_id: str) -> str:
@@ -141,3 +150,37 @@ def target_key(target: str) -> str:
 def rate_prefix() -> str:
     """Prefix of the keys of the targets' call-rate windows (kept by the ``limits`` library)."""
     return f"{ROOT}:~rate"
+
+
+def configure(namespace: str = "") -> None:
+    """Put every key of this process under ``namespace`` (empty: the default root, ``shardsync``).
+
+    Deployments sharing one Redis database keep apart by it (``SHARDSYNC_NAMESPACE``, which the runner's
+    settings apply): the root becomes ``shardsync~<namespace>``, which neither the default root's patterns
+    (``shardsync:*``) nor another namespace's match. Called before any key is made; the module's constants
+    are rebuilt from the new root.
+
+    Raises:
+        ValueError: a namespace with characters other than letters, digits, ``_``, ``.`` and ``-``, or longer
+            than 64.
+    """
+    if not NAMESPACE_PATTERN.match(namespace):
+        raise ValueError(
+            f"namespace {namespace!r}: only letters, digits, '_', '.' and '-' (at most 64), so that its keys cannot "
+            f"be mistaken for another deployment's"
+        )
+    global ROOT, META_PATTERN, RUNNING_JOBS, JOB_INDEX, SLOTS, WATCHDOG, METRICS, METRICS_RUNNING, SCHEDULE_SKIPS
+    ROOT = f"{DEFAULT_ROOT}~{namespace}" if namespace else DEFAULT_ROOT
+    META_PATTERN = f"{ROOT}:*:meta"
+    RUNNING_JOBS = f"{ROOT}:~jobs:running"
+    JOB_INDEX = f"{ROOT}:~jobs:index"
+    SLOTS = f"{ROOT}:~slots"
+    WATCHDOG = f"{ROOT}:~watchdog"
+    METRICS = f"{ROOT}:~metrics"
+    METRICS_RUNNING = f"{ROOT}:~metrics:running"
+    SCHEDULE_SKIPS = f"{ROOT}:~schedule-skips"
+
+
+def current_namespace() -> str:
+    """The deployment namespace this process's keys are under (empty: none)."""
+    return ROOT[len(DEFAULT_ROOT) + 1 :] if ROOT != DEFAULT_ROOT else ""

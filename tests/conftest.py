@@ -12,6 +12,7 @@ os.environ["SHARDSYNC_BROKER_URL"] = TEST_REDIS_URL
 os.environ.pop("SHARDSYNC_RESULT_BACKEND", None)
 os.environ.pop("SHARDSYNC_STORE_URL", None)
 os.environ.pop("SHARDSYNC_ADAPTER_MODULES", None)
+os.environ.pop("SHARDSYNC_NAMESPACE", None)  # the default key root: the tests read keys by it
 # Generated scenarios delete whole targets; the guardrail's own tests set a job's delete_limit (or read the
 # default from a fresh Settings()).
 os.environ["SHARDSYNC_DELETE_LIMIT"] = "none"

@@ -11,6 +11,7 @@ from typing import Annotated, List, Literal, Optional
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core import keys
 from worker.job.guard import parse_delete_limit
 
 
@@ -25,6 +26,12 @@ class Settings(BaseSettings):
     """Celery result backend (job state and reports); the broker URL when not set."""
     store_url: Optional[str] = None
     """Redis holding the jobs' object stores, journals and locks; the broker URL when not set."""
+    namespace: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
+    """Keeps this deployment apart from others sharing its Redis databases: every key (jobs, locks, stores,
+    slots, metrics, the watchdog's, beat's lock and schedule), the Celery queues and results (kombu's and
+    Celery's ``global_keyprefix`` on a Redis broker) and the control and event channels live under
+    ``shardsync~<namespace>``. Empty (the default): ``shardsync``. Every producer, worker, beat and console of
+    one deployment sets the same one."""
     adapter_modules: Annotated[List[str], NoDecode] = []
     """Modules imported at start-up (comma-separated); importing them registers adapters."""
     schedule_file: Optional[str] = None
@@ -134,5 +141,7 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings of this process, read once from the environment."""
-    return Settings()
+    """The settings of this process, read once from the environment (the key namespace applied at once)."""
+    settings = Settings()
+    keys.configure(settings.namespace)
+    return settings

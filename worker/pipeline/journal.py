@@ -12,24 +12,18 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-import structlog
-
 from core.adapter import Adapter
 from core.batch import BatchSize
 from core.diff import Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags, DiffSyncStatus
 from core.model import DiffSyncModel
 from core.retry import RetryBudget
-from core.store.redis import WriteRefused
 from core.syncer import DiffSyncSyncer
 from worker.connection import unreachable
-from worker.errors import describe
-from worker.pipeline.context import ClaimLost, claim_wait
+from worker.pipeline.journal_writer import JournalWriter
 from worker.redaction import mask_text
 from worker.state.base import JobState
 from worker.targets.guard import TargetGuard
-
-logger = structlog.get_logger("shardsync.worker")
 
 _CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
 _SUCCESS = DiffSyncStatus.SUCCESS.value
@@ -50,14 +44,6 @@ class ShardSyncer(DiffSyncSyncer):
     checkpoint_every = 1
     """Operations per journal write. With 1, a redelivered shard re-runs only the operation that was in flight;
     larger batches trade that for fewer round trips (operations of the last unwritten batch run again)."""
-
-    keep_for = 60.0
-    """Seconds a journal write that met an unreachable Redis is tried again before the shard gives up on it.
-
-    The operations it names were applied: dropped, a redelivery would run their hooks again. Waited out here
-    (no hook runs meanwhile), a Redis paused or restarted with its data loses none of them; the write goes
-    only while this delivery still holds its claim (Redis checks it), so waiting longer than the claim can
-    live is no use."""
 
     def __init__(
         self,
@@ -88,13 +74,9 @@ class ShardSyncer(DiffSyncSyncer):
         self._redelivered = redelivered
         self._on_checkpoint = on_checkpoint
         self._fence = fence
-        self._claim = claim
         if checkpoint_every is not None:
             self.checkpoint_every = checkpoint_every
-        self._pending: Dict[str, List[Any]] = {}
-        self._pending_count = 0
-        self._sent: Optional[Tuple[Dict[str, List[Any]], int]] = None
-        """The entries of the pipelined journal write whose reply is not read yet (``_settle``)."""
+        self.journal = JournalWriter(job, dst.store, claim)
         self._pushed: Dict[str, float] = {}
         self._target: Optional[Dict[str, Any]] = None
         self._last_checkpoint = 0.0
@@ -122,8 +104,8 @@ class ShardSyncer(DiffSyncSyncer):
                     self.stopped = True
                     changed = True
                 except Exception as err:
-                    if (self._pending or self._sent) and unreachable(err):
-                        self._save_applied(err)
+                    if self.journal.unwritten and unreachable(err):
+                        self.journal.save(err)
                     raise
             return changed, self.stopped
         finally:
@@ -235,8 +217,7 @@ class ShardSyncer(DiffSyncSyncer):
     def _record(self, element: DiffElement, entry: List[Any]) -> None:
         # Only buffered here: the syncer has yet to add, link or remove the model in the store. The entry is
         # written at the next checkpoint, after the store writes of the whole operation (see checkpoint).
-        self._pending[self._op_ids[id(element)]] = entry
-        self._pending_count += 1
+        self.journal.add(self._op_ids[id(element)], entry)
 
     def _report(self, current: int, force: bool = False) -> None:
         # The first operation at once, then what the reporter thread sees; the last one at the end.
@@ -255,94 +236,18 @@ class ShardSyncer(DiffSyncSyncer):
         if self._fence is not None:
             self._fence()  # a call that returned after its claim or the lock was lost (the job ended) writes nothing
         store = self.dst_diffsync.store
-        if not self._pending:
+        if not self.journal.pending:
             if wait:
-                self._settle(store)
+                self.journal.settle()
             flush = getattr(store, "flush", None)
             if flush is not None:
                 flush()
             return
         first = not self._last_report  # its count is reported at once: written and read back
-        try:
-            current = self._write_journal(store, pipelined=not (wait or first))
-        except Exception as err:
-            if not unreachable(err):
-                raise
-            current = self._write_when_back(store, err)
-        self._pending = {}
-        self._pending_count = 0
+        current = self.journal.write(pipelined=not (wait or first))
         self._last_checkpoint = time.monotonic()
         if current is not None:
             self._report(current)
-
-    def _write_journal(self, store: Any, pipelined: bool = False) -> Optional[int]:
-        self._settle(store)
-        try:
-            current = self._job.checkpoint(store, self._pending, self._pending_count, self._claim, pipelined)
-        except WriteRefused as err:
-            raise self._stale() from err
-        if pipelined and current is None:
-            self._sent = (self._pending, self._pending_count)
-        return current
-
-    def _settle(self, store: Any) -> None:
-        """Read the reply of the journal write in flight; if it was lost, its entries are pending again."""
-        sent, self._sent = self._sent, None
-        if sent is None:
-            return
-        try:
-            store.settle()
-        except WriteRefused as err:
-            raise self._stale() from err
-        except Exception as err:
-            if unreachable(err):  # not known to be written: sent again (counted once if it was)
-                self._pending = {**sent[0], **self._pending}
-                self._pending_count += sent[1]
-            raise
-
-    def _stale(self) -> ClaimLost:
-        """Another delivery holds the claim: this one's writes are stale, its pending entries dropped."""
-        self._pending = {}
-        self._pending_count = 0
-        return ClaimLost(f"shard of job {self._job.job_id}", claim_wait())
-
-    def _write_when_back(self, store: Any, first: BaseException) -> Optional[int]:
-        """Write the journal of operations already applied once Redis answers again (``keep_for``).
-
-        The local lease may run short meanwhile (the heartbeat cannot renew it either): the write is still
-        safe, Redis checking the claim in the same call, so the store's own guard is set aside for it.
-        """
-        logger.warning("Journal write waits for Redis", operations=len(self._pending), error=describe(first))
-        deadline = time.monotonic() + self.keep_for
-        delay = 0.25
-        guard = getattr(store, "write_guard", None)
-        try:
-            if guard is not None:
-                store.write_guard = None
-            while True:
-                time.sleep(delay)  # backoff: Redis does not answer; no hook runs meanwhile
-                delay = min(delay * 2, 2.0)
-                try:
-                    return self._write_journal(store)
-                except Exception as err:
-                    if not unreachable(err) or time.monotonic() >= deadline:
-                        raise
-        finally:
-            if guard is not None:
-                store.write_guard = guard
-
-    def _save_applied(self, err: BaseException) -> None:
-        """Journal the operations applied before Redis stopped answering, before the shard gives up.
-
-        The shard is sent again after the outage: what is journaled here is replayed then, not run twice.
-        """
-        try:
-            self._write_when_back(self.dst_diffsync.store, err)
-        except Exception as failed:  # noqa: BLE001 - the shard's own error is what it ends on
-            logger.warning("Applied operations not journaled", operations=len(self._pending), error=describe(failed))
-        else:
-            self._pending = {}
-            self._pending_count = 0
 
     def finish(self, fenced: bool = True) -> None:
         """Write what is pending and report the progress counter as it is now.
@@ -386,8 +291,8 @@ class ShardSyncer(DiffSyncSyncer):
         # Called only where every operation recorded so far is complete, store writes included: before an
         # element is visited and before a hook runs (a NATURAL_DELETION_ORDER parent's delete comes after
         # its children's operations, within the parent's own visit).
-        if self._pending and (
-            self._pending_count >= self.checkpoint_every or time.monotonic() - self._last_checkpoint >= 0.5
+        if self.journal.pending and (
+            self.journal.count >= self.checkpoint_every or time.monotonic() - self._last_checkpoint >= 0.5
         ):
             self.checkpoint()
 

@@ -24,6 +24,17 @@ class NamespaceInfo:
 _STORE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 
 
+def describe_client(client: Any) -> str:
+    """Host and port (or socket path) of a client, for error messages; never the password."""
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+    except AttributeError:
+        return "an unknown Redis server"
+    if kwargs.get("path"):
+        return f"unix socket {kwargs['path']} (db {kwargs.get('db', 0)})"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)} (db {kwargs.get('db', 0)})"
+
+
 def check_store_id(store_id: str) -> str:
     """Return ``store_id`` if it is usable as a namespace (no ``:`` and no glob characters), else raise ValueError."""
     if not isinstance(store_id, str) or not _STORE_ID.fullmatch(store_id):

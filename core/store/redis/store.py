@@ -14,21 +14,10 @@ from core.exceptions import ObjectAlreadyExists, ObjectNotFound, ObjectStoreExce
 from core.model import DiffSyncModel
 from core.store import ModelRef
 from core.store.redis.codec import RecordCodec
-from core.store.redis.namespaces import check_store_id, server_time
+from core.store.redis.namespaces import check_store_id, describe_client, server_time
 from core.store.redis.partitions import _PartitionedLoads
 from core.store.redis.scripts import CHANGE, CLEAR_PARTITION, DEL, MAX_PARTITIONS, NEW, PUT, REMOVE, WRITE_BATCH
 from core.store.redis.session import _LazyTypeMap
-
-
-def _describe_client(client: Any) -> str:
-    """Host and port (or socket path) of a client, for error messages; never the password."""
-    try:
-        kwargs = client.connection_pool.connection_kwargs
-    except AttributeError:
-        return "an unknown Redis server"
-    if kwargs.get("path"):
-        return f"unix socket {kwargs['path']} (db {kwargs.get('db', 0)})"
-    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)} (db {kwargs.get('db', 0)})"
 
 
 class RedisStore(_PartitionedLoads):
@@ -99,7 +88,7 @@ class RedisStore(_PartitionedLoads):
             self._redis = Redis(host=host, port=port, db=db, password=password)
         else:
             raise ObjectStoreException("Redis store is unavailable: neither 'host', 'url' nor 'client' was given.")
-        self._where = _describe_client(self._client)
+        self._where = describe_client(self._client)
         self._store_id = check_store_id(store_id) if store_id else uuid.uuid4().hex
         self._ttl = ttl
         self._batch_size = batch_size
@@ -135,8 +124,7 @@ class RedisStore(_PartitionedLoads):
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        self.flush()
-        self.settle()
+        self.close()
 
     def _after_load(self) -> None:
         self.flush()

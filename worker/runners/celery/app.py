@@ -55,6 +55,10 @@ def create_app(settings: Settings) -> Celery:
     """Build a Celery app for these settings (``worker.runners.celery.tasks`` attaches the tasks when imported)."""
     app = Celery("shardsync")
     jobs, shards = settings.jobs_queue, settings.shards_queue
+    keys.configure(settings.namespace)
+    # A namespace keeps this deployment's queues, results, control and event channels apart in a shared Redis
+    # (kombu and Celery prefix every key and channel they use); none keeps the keys of earlier versions.
+    namespaced = {"global_keyprefix": f"{keys.ROOT}:"} if settings.namespace else {}
     app.conf.update(
         broker_url=settings.broker_url,
         result_backend=settings.backend_url,
@@ -78,8 +82,9 @@ def create_app(settings: Settings) -> Celery:
             "socket_connect_timeout": min(10.0, settings.redis_socket_timeout),
             "socket_keepalive": True,
             "socket_keepalive_options": keepalive_options(),
+            **namespaced,
         },
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout, **namespaced},
         redis_socket_timeout=settings.redis_socket_timeout,
         redis_socket_connect_timeout=min(10.0, settings.redis_socket_timeout),
         redis_socket_keepalive=True,
