@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
+from urllib.parse import unquote, urlsplit
 
 from kombu.exceptions import OperationalError
 from redis import Redis
@@ -17,8 +19,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
-from worker.errors import RedisUnavailable
+from worker.errors import InvalidSetting, RedisUnavailable
 from worker.redaction import safe_url, without_secrets
 from worker.settings import get_settings
 
@@ -50,8 +53,73 @@ def redis_client() -> Redis:
     client = _clients.get(pid)
     if client is None:
         settings = get_settings()
-        client = _clients[pid] = Redis.from_url(settings.redis_url, **connection_options(settings.redis_socket_timeout))
+        client = _clients[pid] = connect(settings.redis_url, **connection_options(settings.redis_socket_timeout))
     return client
+
+
+SENTINEL_SCHEME = "sentinel://"
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """A ``sentinel://`` URL, in kombu's and Celery's form: the sentinels, then the database and options.
+
+    ``sentinel://[[user]:password@]host:port[;sentinel://[[user]:password@]host:port...][/db]``: the password
+    (and user) are the primary's, the database its number; the primary's name is SHARDSYNC_SENTINEL_MASTER.
+    """
+
+    sentinels: List[Tuple[str, int]]
+    db: int
+    username: Optional[str]
+    password: Optional[str]
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelUrl:
+        """Raises InvalidSetting naming what is wrong (never showing the password)."""
+        sentinels: List[Tuple[str, int]] = []
+        db, username, password = 0, None, None
+        for part in url.split(";"):
+            part = part.strip()
+            if not part.startswith(SENTINEL_SCHEME):
+                raise InvalidSetting(f"{safe_url(url)}: every part of a Sentinel URL starts with {SENTINEL_SCHEME}")
+            parsed = urlsplit(part)
+            if not parsed.hostname:
+                raise InvalidSetting(f"{safe_url(url)}: a Sentinel without a host")
+            try:
+                port = parsed.port or 26379
+            except ValueError:
+                raise InvalidSetting(f"{safe_url(url)}: a Sentinel port is not a number") from None
+            sentinels.append((parsed.hostname, port))
+            username = unquote(parsed.username) if parsed.username else username
+            password = unquote(parsed.password) if parsed.password else password
+            path = parsed.path.strip("/")
+            if path:
+                if not path.isdigit():
+                    raise InvalidSetting(f"{safe_url(url)}: the database must be a number, not {path!r}")
+                db = int(path)
+        return cls(sentinels, db, username, password)
+
+
+def connect(url: str, **options: Any) -> Redis:
+    """A client for any Redis URL the project takes, Sentinel's included.
+
+    ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``sentinel://`` (the primary of SHARDSYNC_SENTINEL_MASTER,
+    found again after a failover). TLS options ride in the URL's query, as redis-py, kombu and Celery read them
+    (``rediss://host:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/etc/ssl/redis-ca.pem``).
+    """
+    if not url.startswith(SENTINEL_SCHEME):
+        return Redis.from_url(url, **options)
+    parsed = SentinelUrl.parse(url)
+    sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_options, **sentinel_options)
+    return sentinel.master_for(
+        get_settings().sentinel_master,
+        redis_class=Redis,
+        db=parsed.db,
+        username=parsed.username,
+        password=parsed.password,
+        **options,
+    )
 
 
 def keepalive_options() -> Dict[int, int]:
@@ -104,7 +172,7 @@ def redis_config_problems(url: str, what: str) -> Tuple[List[str], List[str]]:
     crash contract cannot hold: refused); no persistence loses every running job on a restart (warned).
     Nothing is said of a Redis that does not answer: the worker waits for it as for any outage.
     """
-    client = Redis.from_url(url, **connection_options(5.0))
+    client = connect(url, **connection_options(5.0))
     try:
         memory = client.info("memory")
         persistence = client.info("persistence")
@@ -129,4 +197,13 @@ def redis_config_problems(url: str, what: str) -> Tuple[List[str], List[str]]:
     return refused, warned
 
 
-__all__ = ["UNREACHABLE", "connection_options", "reaching_redis", "redis_client", "safe_url", "unreachable"]
+__all__ = [
+    "UNREACHABLE",
+    "SentinelUrl",
+    "connect",
+    "connection_options",
+    "reaching_redis",
+    "redis_client",
+    "safe_url",
+    "unreachable",
+]

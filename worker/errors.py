@@ -19,6 +19,10 @@ class InvalidJob(ShardsyncError, ValueError):
     """A job spec failed validation; the message lists what was wrong."""
 
 
+class InvalidSetting(ShardsyncError, ValueError):
+    """A setting (an environment variable) that cannot work, named with what is wrong."""
+
+
 class RedisUnavailable(ShardsyncError):
     """Redis (broker, result backend or job state) cannot be reached; the message names where, never a password."""
 

@@ -25,7 +25,12 @@ def secret_name(name: Any) -> bool:
 
 
 def safe_url(url: str) -> str:
-    """A URL fit for messages and logs: a password, in the user part or a secret query parameter, as ``***``."""
+    """A URL fit for messages and logs: a password, in the user part or a secret query parameter, as ``***``.
+
+    A Sentinel URL (``sentinel://...;sentinel://...``) is masked part by part.
+    """
+    if ";" in url:
+        return ";".join(safe_url(part) for part in url.split(";"))
     parsed = urlsplit(url)
     netloc = parsed.netloc
     if parsed.password is not None:
@@ -44,9 +49,10 @@ def safe_url(url: str) -> str:
 def without_secrets(message: str, *urls: str) -> str:
     """A message (a library's error, say) with the passwords of these URLs replaced by ``***``."""
     for url in urls:
-        password = urlsplit(url).password
-        if password:
-            message = message.replace(password, MASK)
+        for part in url.split(";"):
+            password = urlsplit(part).password
+            if password:
+                message = message.replace(password, MASK)
     return message
 
 

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     """Celery result backend (job state and reports); the broker URL when not set."""
     store_url: Optional[str] = None
     """Redis holding the jobs' object stores, journals and locks; the broker URL when not set."""
+    sentinel_master: str = "mymaster"
+    """The primary's name in Redis Sentinel, for the URLs given as ``sentinel://host:26379;sentinel://...``
+    (job state, broker, results and beat alike)."""
     namespace: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
     """Keeps this deployment apart from others sharing its Redis databases: every key (jobs, locks, stores,
     slots, metrics, the watchdog's, beat's lock and schedule), the Celery queues and results (kombu's and

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 
 from core import keys
-from worker.runners.celery.app import create_app
+from worker.connection import SentinelUrl, safe_url
+from worker.errors import InvalidSetting
+from worker.runners.celery.app import create_app, tls_options
 from worker.settings import Settings, get_settings
 
 
@@ -53,3 +57,33 @@ def test_a_namespace_that_could_be_read_as_another_is_refused(monkeypatch, bad, 
         Settings()
     with pytest.raises(ValueError, match="only letters, digits"):
         keys.configure(bad)
+
+
+def test_sentinel_urls_are_read_as_kombu_and_celery_write_them() -> None:
+    parsed = SentinelUrl.parse("sentinel://:s3cret@h1:26379;sentinel://h2:26380/3")
+    assert parsed.sentinels == [("h1", 26379), ("h2", 26380)] and parsed.db == 3 and parsed.password == "s3cret"
+    assert SentinelUrl.parse("sentinel://h1").sentinels == [("h1", 26379)]
+    for bad in ("sentinel://h1;redis://h2", "sentinel://h1/zero", "sentinel://:26379", "sentinel://h1:port"):
+        with pytest.raises(InvalidSetting):
+            SentinelUrl.parse(bad)
+    assert safe_url("sentinel://:one@h1:26379;sentinel://:two@h2:26379/0") == (
+        "sentinel://:***@h1:26379;sentinel://:***@h2:26379/0"
+    )
+
+
+def test_sentinel_and_tls_reach_every_connection(monkeypatch, default_root) -> None:
+    monkeypatch.setenv("SHARDSYNC_BROKER_URL", "sentinel://:pw@h1:26379;sentinel://h2:26379/2")
+    monkeypatch.setenv("SHARDSYNC_SENTINEL_MASTER", "primary")
+    conf = create_app(Settings()).conf
+    assert conf.broker_transport_options["master_name"] == "primary"
+    assert conf.result_backend_transport_options["master_name"] == "primary"
+    assert conf.redbeat_redis_url.startswith("redis-sentinel://")
+    assert conf.redbeat_redis_options["sentinels"] == [("h1", 26379), ("h2", 26379)]
+    assert conf.redbeat_redis_options["service_name"] == "primary" and conf.redbeat_redis_options["db"] == 2
+    monkeypatch.setenv("SHARDSYNC_BROKER_URL", "rediss://h:6380/0?ssl_ca_certs=/etc/ca.pem")
+    conf = create_app(Settings()).conf
+    expected = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/etc/ca.pem"}  # verified unless told not to
+    assert conf.broker_use_ssl == conf.redis_backend_use_ssl == conf.redbeat_redis_use_ssl == expected
+    assert tls_options("rediss://h/0?ssl_cert_reqs=none") == {"ssl_cert_reqs": ssl.CERT_NONE}
+    with pytest.raises(InvalidSetting, match="ssl_cert_reqs"):
+        tls_options("rediss://h/0?ssl_cert_reqs=maybe")

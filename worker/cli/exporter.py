@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from core import keys
-from worker.connection import safe_url
+from worker.connection import connect, safe_url
 from worker.hooks.metrics import (
     BUCKETS,
     JOB_STATUSES,
@@ -218,7 +218,7 @@ def exporter_client(url: Optional[str] = None) -> Redis:
 
     ``shardsync_redis_up 0`` well within a scrape's timeout, rather than the scrape timing out.
     """
-    return Redis.from_url(
+    return connect(
         url or get_settings().redis_url, socket_connect_timeout=3, socket_timeout=5, retry=Retry(NoBackoff(), 1)
     )
 

@@ -151,7 +151,7 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
         """
         settings = get_settings()
         return RedisStore(
-            url=settings.redis_url,
+            client=self.client,  # the job state's: its timeouts, keepalive, TLS or Sentinel, and its pool
             store_id=keys.job_store_id(self.job_id, side),
             ttl=settings.store_ttl,
             lazy_reads=lazy,

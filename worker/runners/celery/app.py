@@ -13,7 +13,9 @@ structlog events through Celery's logging.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Callable, Dict, Optional
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from celery import Celery, signals
@@ -21,8 +23,15 @@ from kombu import Exchange, Queue
 
 from core import keys
 from worker.adapters.registry import import_adapter_modules, registered_adapters
-from worker.connection import keepalive_options, redis_client, redis_config_problems
-from worker.errors import ShardsyncError
+from worker.connection import (
+    SENTINEL_SCHEME,
+    SentinelUrl,
+    keepalive_options,
+    redis_client,
+    redis_config_problems,
+    safe_url,
+)
+from worker.errors import InvalidSetting, ShardsyncError
 from worker.pipeline.step import STEPS
 from worker.runners.celery.logs import log_through_stdlib
 from worker.schedule.entries import SCHEDULED_TASK, load_schedule
@@ -103,7 +112,69 @@ def create_app(settings: Settings) -> Celery:
         beat_max_loop_interval=5,  # also sets redbeat's lock timeout (5x): a dead beat's successor waits 25 s
         timezone="UTC",
     )
+    app.conf.update(redis_transport(settings, app.conf))
     return app
+
+
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+
+
+def tls_options(url: str) -> Dict[str, Any]:
+    """The TLS options of a ``rediss://`` URL's query, as kombu, Celery's backend and redbeat take them.
+
+    The certificate is verified unless the URL says ``ssl_cert_reqs=none``.
+    """
+    query = {name: values[-1] for name, values in parse_qs(urlsplit(url).query).items()}
+    options: Dict[str, Any] = {"ssl_cert_reqs": _CERT_REQS.get(query.get("ssl_cert_reqs", "required").lower())}
+    if options["ssl_cert_reqs"] is None:
+        raise InvalidSetting(f"{safe_url(url)}: ssl_cert_reqs must be required, optional or none")
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if query.get(name):
+            options[name] = query[name]
+    return options
+
+
+def redis_transport(settings: Settings, conf: Any) -> Dict[str, Any]:
+    """Celery's, kombu's and redbeat's settings for Sentinel and TLS URLs (none for plain ``redis://``).
+
+    Every connection of a deployment then reaches the same Redis the same way: the broker and the results
+    through kombu's and Celery's own Sentinel support (the primary's name, SHARDSYNC_SENTINEL_MASTER), beat
+    through redbeat's, the job state through ``worker.connection.connect``.
+    """
+    timeouts = {"socket_timeout": settings.redis_socket_timeout, "socket_connect_timeout": 10.0}
+    update: Dict[str, Any] = {}
+    broker, backend = settings.broker_url, settings.backend_url
+    if broker.startswith(SENTINEL_SCHEME):
+        update["broker_transport_options"] = {
+            **conf.broker_transport_options,
+            "master_name": settings.sentinel_master,
+            "sentinel_kwargs": timeouts,
+        }
+    elif broker.startswith("rediss://"):
+        update["broker_use_ssl"] = tls_options(broker)
+    if backend.startswith(SENTINEL_SCHEME):
+        update["result_backend_transport_options"] = {
+            **conf.result_backend_transport_options,
+            "master_name": settings.sentinel_master,
+            "sentinel_kwargs": timeouts,
+        }
+    elif backend.startswith("rediss://"):
+        update["redis_backend_use_ssl"] = tls_options(backend)
+    store = settings.redis_url
+    if store.startswith(SENTINEL_SCHEME):
+        parsed = SentinelUrl.parse(store)
+        update["redbeat_redis_url"] = "redis-sentinel://" + store[len(SENTINEL_SCHEME) :]
+        update["redbeat_redis_options"] = {
+            "sentinels": parsed.sentinels,
+            "service_name": settings.sentinel_master,
+            "password": parsed.password,
+            "username": parsed.username,
+            "db": parsed.db,
+            "socket_timeout": settings.redis_socket_timeout,
+        }
+    elif store.startswith("rediss://"):
+        update["redbeat_redis_use_ssl"] = tls_options(store)
+    return update
 
 
 app = create_app(get_settings())
