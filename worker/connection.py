@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError
 from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse
+from redis.exceptions import InvalidResponse, OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -44,6 +44,18 @@ def unreachable(err: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
         depth += 1
+    return False
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether an error is (or was caused by) Redis refusing a write at its ``maxmemory`` (noeviction)."""
+    seen: Optional[BaseException] = err
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, OutOfMemoryError) or "command not allowed when used memory" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
     return False
 
 
@@ -202,6 +214,7 @@ __all__ = [
     "SentinelUrl",
     "connect",
     "connection_options",
+    "out_of_memory",
     "reaching_redis",
     "redis_client",
     "safe_url",

@@ -80,3 +80,75 @@ def test_a_dead_host_shard_runs_again_within_a_minute(node_env, tmp_path) -> Non
         assert shard["worker"].startswith(f"{alive}@") and shard["replayed"] >= 8
     finally:
         stop_workers(list(nodes.values()))
+
+
+def test_a_node_killed_mid_sync_reruns_at_most_one_hook_per_pool_process(node_env, tmp_path) -> None:
+    """Two nodes of two pool processes each apply many small shards, hooks running freely; one node is
+    SIGKILLed at a moment nobody chose. Each operation's journal entry was sent before the next hook ran, so at
+    most the hook in flight in each killed pool process runs again: two at most, each first run by a killed
+    process (counted across processes)."""
+    client, env = node_env
+    env = {**env, "SHARDSYNC_CLAIM_TTL": "10", "SHARDSYNC_WATCHDOG_INTERVAL": "1"}  # a quick takeover
+    calls_key = f"test:calls:{uuid.uuid4().hex}"
+    nodes = {name: start_worker(name, tmp_path, concurrency=2, env=env) for name in ("gamma", "delta")}
+    try:
+        sites = [
+            {"name": f"s-{i:03}", "note": "sleep:0.01", "devices": [{"name": "d0", "note": "sleep:0.01"}]}
+            for i in range(150)
+        ]
+        submitted = subprocess.run(
+            [sys.executable, "-m", "worker.cli", "sync", "--no-wait", "--shard-size", "20",
+             "--source", "dataset", "--target", "dataset",
+             "--source-kwargs", json.dumps({"data": {"region": [], "site": sites}}),
+             "--target-kwargs", json.dumps({"record_url": URL, "calls_key": calls_key})],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        job_id = submitted.stdout.strip()
+
+        def busy_on_both() -> bool:
+            pids = {call[4] for call in read_calls(client, calls_key)}
+            groups = {os.getpgid(pid) for pid in pids if _alive(pid)}
+            return len(read_calls(client, calls_key)) >= 60 and {p.pid for p in nodes.values()} <= groups
+
+        poll(busy_on_both, timeout=90, what="both nodes to be applying shards")
+        killed = {pid for pid in _pool_pids(nodes["gamma"].pid)}
+        os.killpg(nodes["gamma"].pid, signal.SIGKILL)
+        nodes["gamma"].wait(timeout=10)
+        raw = poll(lambda: client.get(keys.job_key(job_id, "report")), timeout=120, what="the job's report")
+        report = msgpack.unpackb(raw, raw=False)
+        assert report["status"] == "success", report["error"]
+        first_by: dict = {}
+        runs: dict = {}
+        for action, model, uid, _, pid in read_calls(client, calls_key):
+            if action == "sync_complete":
+                continue
+            runs[(action, model, uid)] = runs.get((action, model, uid), 0) + 1
+            first_by.setdefault((action, model, uid), pid)
+        again = {op for op, count in runs.items() if count > 1}
+        assert len(runs) == 300 and all(runs[op] == 2 for op in again), runs
+        assert len(again) <= len(killed), f"{len(again)} hooks ran twice, {len(killed)} pool processes killed"
+        assert all(first_by[op] in killed for op in again), "a hook ran again that no killed process had run"
+        print(f"hooks run again after the node's {len(killed)} pool processes died: {sorted(again)}")
+    finally:
+        stop_workers(list(nodes.values()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.getpgid(pid)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _pool_pids(group: int) -> list:
+    """The processes of a worker node's group but its main process (its pool processes)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != group:
+            try:
+                if os.getpgid(int(entry)) == group:
+                    found.append(int(entry))
+            except ProcessLookupError:
+                continue
+    return found

@@ -98,3 +98,63 @@ def test_a_paused_pool_process_stands_down_when_it_resumes(redis_db) -> None:
     local_state, _, _ = local_sync(source, {}, [], redis_db, REDIS_URL)
     assert target_contents(handle.id, REDIS_URL) == local_state
     redis_db.delete(gate, calls_key)
+
+
+def test_a_hook_holding_the_interpreter_past_its_claim_stands_down_after_it(redis_db) -> None:
+    """A hook keeps the GIL for 12 s (a C call): its process's heartbeat cannot renew the claim (10 s), so the
+    watchdog gives the shard to the other worker. Back from the hook, the stale delivery knows from its lease
+    alone that it may not go on: no further hook, no journal or store write; the job equals a local sync, and
+    only the hook in flight ran twice."""
+    calls_key = f"test:calls:{uuid.uuid4().hex}"
+    sites = [{"name": f"s-{i}", "note": "", "devices": [{"name": "d0", "note": ""}]} for i in range(6)]
+    sites[4]["note"] = "gil:12"
+    source = {"region": [], "site": sites}
+    handle = submit_sync(
+        source="dataset", target="dataset", source_kwargs={"data": source},
+        target_kwargs={"record_url": REDIS_URL, "calls_key": calls_key}, shard_size=1000,
+    )  # fmt: skip
+    report = handle.wait(timeout=120)
+    assert report["status"] == "success" and report["failures"] == [], report.get("error")
+    calls = read_calls(redis_db, calls_key)
+    held = next(call[4] for call in calls if call[2] == "s-4")
+    stale_calls = [call for call in calls if call[4] == held]
+    assert stale_calls[-1][:3] == ["create", "site", "s-4"], "the stale delivery called a hook after the held one"
+    runs = {}
+    for action, model, uid, _, _ in calls:
+        runs[(action, model, uid)] = runs.get((action, model, uid), 0) + 1
+    runs.pop(("sync_complete", "", ""), None)
+    assert runs.pop(("create", "site", "s-4")) == 2 and set(runs.values()) == {1}, runs
+    assert int(redis_db.hget(keys.job_key(handle.id, "claims"), "shard-0")) >= 2
+    local_state, _, _ = local_sync(source, {}, [], redis_db, REDIS_URL)
+    assert target_contents(handle.id, REDIS_URL) == local_state
+    redis_db.delete(calls_key)
+
+
+def test_a_paused_load_writes_nothing_once_replaced(redis_db) -> None:
+    """The process loading the source is paused (SIGSTOP) past its claim; the watchdog runs the load elsewhere,
+    which empties the store and loads it. Resumed after the job ended, the stale load stands down at its first
+    store write: the source store holds each object once (its insertion counter says no write landed twice)."""
+    gate = f"test:gate:{uuid.uuid4().hex}"
+    calls_key = f"test:calls:{uuid.uuid4().hex}"
+    source = {"region": [], "site": [{"name": f"s-{i}", "note": "", "devices": [{"name": "d0"}]} for i in range(5)]}
+    handle = submit_sync(
+        source="dataset", target="dataset",
+        source_kwargs={"data": source, "load_steer": f"wait:{gate}", "record_url": REDIS_URL,
+                       "calls_key": calls_key},
+        target_kwargs={"name": "paused-load"}, shard_size=1000,
+    )  # fmt: skip
+    first = poll(lambda: next((c for c in read_calls(redis_db, calls_key) if c[0] == "load"), None), what="the load")
+    stale = first[4]
+    os.kill(stale, signal.SIGSTOP)
+    try:
+        claims = keys.job_key(handle.id, "claims")
+        poll(lambda: int(redis_db.hget(claims, "load-source") or 0) >= 2, timeout=90, what="a replacement load")
+        redis_db.set(gate, 1)
+        report = handle.wait(timeout=120)
+    finally:
+        os.kill(stale, signal.SIGCONT)
+    poll(lambda: not _busy(stale), timeout=60, what="the resumed load to stand down")
+    assert report["status"] == "success" and report["counts"] == {"create": {"success": 10}}, report.get("error")
+    seq = redis_db.get(keys.seq_key(keys.job_store_id(handle.id, "source")))
+    assert int(seq) == 10, f"the source store's objects were written {seq} times over, not 10: a stale load wrote"
+    redis_db.delete(gate, calls_key)

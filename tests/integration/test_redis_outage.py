@@ -64,7 +64,7 @@ def _tail(path: Path, chars: int = 4000) -> str:
 class Cluster:
     """A throwaway redis-server (restartable on its port, same AOF directory) and two worker nodes on it."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, default_claims: bool = False) -> None:
         self.base = base
         self.data = base / "redis"
         self.logs = base / "logs"
@@ -81,6 +81,9 @@ class Cluster:
         env["SHARDSYNC_BROKER_URL"] = self.url
         for name in ("SHARDSYNC_RESULT_BACKEND", "SHARDSYNC_STORE_URL", "SHARDSYNC_TEST_REDIS_URL"):
             env.pop(name, None)
+        if default_claims:  # claims, lock and watchdog as shipped
+            for name in ("SHARDSYNC_CLAIM_TTL", "SHARDSYNC_LOCK_TTL", "SHARDSYNC_WATCHDOG_INTERVAL"):
+                env.pop(name, None)
         self.env = env
 
     # -- redis-server ---------------------------------------------------------------------------------
@@ -175,10 +178,9 @@ class Cluster:
             self.client.close()
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    base = Path(tempfile.mkdtemp(prefix="shardsync-redis-outage-"))
-    nodes = Cluster(base)
+def _cluster(prefix: str, default_claims: bool = False) -> Iterator[Cluster]:
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    nodes = Cluster(base, default_claims)
     try:
         nodes.start_redis()
         nodes.start_workers()
@@ -188,6 +190,17 @@ def cluster() -> Iterator[Cluster]:
             nodes.stop()
         finally:
             shutil.rmtree(base, ignore_errors=True)  # the logs' tails are in every failure's message
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    yield from _cluster("shardsync-redis-outage-")
+
+
+@pytest.fixture(scope="module")
+def shipped_cluster() -> Iterator[Cluster]:
+    """As ``cluster``, with the claims, lock and watchdog interval as shipped (claims live 30 s)."""
+    yield from _cluster("shardsync-redis-pause-", default_claims=True)
 
 
 def _datasets(gate_note: str) -> Tuple[Dict[str, Any], Dict[str, Any], List[str]]:
@@ -456,4 +469,25 @@ def test_redis_restarted_empty_mid_shard_ends_the_waiters_with_job_state_lost(cl
     again = _submit(cluster, source, target, calls_key)  # the same sync once more: it converges
     report = cluster.wait(lambda: _report(cluster, again), JOB_TIMEOUT, f"job {again}'s report")
     assert report["status"] == "success", report["error"]
+    cluster.client.delete(calls_key)
+
+
+def test_redis_paused_six_seconds_mid_sync_runs_no_hook_twice(shipped_cluster: Cluster) -> None:
+    """Redis frozen (SIGSTOP) for 6 s while both nodes apply shards, hooks running freely: the claims (30 s)
+    outlive the pause and every journal write sent before it lands after it, so nothing runs again."""
+    cluster = shipped_cluster
+    cluster.ensure_workers()
+    calls_key = f"test:calls:{uuid.uuid4().hex}"
+    source, target, _ = _datasets("")
+    job_id = _submit(cluster, source, target, calls_key)
+    cluster.wait(lambda: len(read_calls(cluster.client, calls_key)) >= 60, 60, "the sync to be under way")
+    assert cluster.redis is not None
+    os.killpg(cluster.redis.pid, signal.SIGSTOP)
+    try:
+        time.sleep(6.0)  # holds the pause itself
+    finally:
+        os.killpg(cluster.redis.pid, signal.SIGCONT)
+    report = cluster.wait(lambda: _report(cluster, job_id), JOB_TIMEOUT, f"job {job_id}'s report after the pause")
+    assert report["status"] == "success", f"{report.get('error')}\n{cluster.logs_tail()}"
+    _check_outcome(cluster, job_id, report, source, target, calls_key, [], "Redis paused 6 s")
     cluster.client.delete(calls_key)

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import structlog
 
+from worker.connection import out_of_memory
 from worker.errors import describe
 from worker.pipeline.context import (
     DONE,
@@ -193,6 +194,7 @@ def _claimed(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
             if not step.after_end and job.report() is not None:
                 raise  # the job ended meanwhile: no failed result is recorded after its end
             forget_attached()
+            _free_memory(ctx, err)
             return step.failed(ctx, err, *args)
     finally:
         ctx.claim, ctx.token = None, ""
@@ -255,4 +257,22 @@ def _stop(ctx: StepContext, reason: Optional[str]) -> None:
 def _fail(ctx: StepContext, what: str, err: BaseException) -> None:
     """Stop the job after an error in one of its steps, and let the finish report it."""
     logger.error("Job step failed", error=describe(err), exc_info=err)
-    _stop(ctx, f"{what} failed: {describe(err)}")
+    _stop(ctx, f"{what} failed: {_free_memory(ctx, err)}{describe(err)}")
+
+
+def _free_memory(ctx: StepContext, err: BaseException) -> str:
+    """Before a failure is recorded: if Redis refused a write for memory, drop the job's source store.
+
+    With ``noeviction`` (as Redis must run for shardsync), every write fails at ``maxmemory``, the abort and
+    the report included: the job's source store, of no use once it fails, is what frees room to record why
+    (about half the job's memory); the target store, the journal's counterpart, stays for inspection.
+    Returns the words that say so in the job's error (nothing for any other error).
+    """
+    if not out_of_memory(err):
+        return ""
+    try:
+        ctx.job.drop_stores(("source",))
+    except Exception as failed:  # noqa: BLE001 - the failure is still reported if Redis finds room
+        logger.warning("Source store not dropped", error=describe(failed))
+    logger.error("Redis is out of memory (maxmemory, noeviction): the job's source store was dropped")
+    return "Redis is out of memory (its maxmemory reached; the job's source store was dropped): "

@@ -229,8 +229,11 @@ class JobState(JobParts, ABC):
     def store_ids(self) -> Dict[str, str]:
         """Where the job's stores can be inspected after it ended, per side (none for memory)."""
 
-    def drop_stores(self) -> None:  # noqa: B027 - memory stores go with their state
-        """Remove both side stores (a job that does not keep them, at its end)."""
+    def drop_stores(self, sides: Sequence[str] = ("source", "target")) -> None:  # noqa: B027 - memory: nothing
+        """Remove side stores (a job that does not keep them, at its end), writing nothing first.
+
+        Memory stores go with their state: nothing to do.
+        """
 
     @abstractmethod
     def record_load(self, side: str, result: Dict[str, Any]) -> int:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 from redis import Redis
 
 from core import keys
-from core.store.redis import Record, RedisStore, server_time
+from core.store.redis import Record, RedisStore, remove_namespace, server_time
 from worker.connection import redis_client
 from worker.settings import get_settings
 from worker.state.base import Entry, JobState, pack, unpack
@@ -168,10 +168,10 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
         """The store ids of both sides (``RedisStore(store_id=...)`` reads them until they expire)."""
         return {side: keys.job_store_id(self.job_id, side) for side in ("source", "target")}
 
-    def drop_stores(self) -> None:
-        """Remove both side stores, each by its exact key names (``RedisStore.clear``)."""
-        for side in ("source", "target"):
-            self.open_store(side).clear()
+    def drop_stores(self, sides: Sequence[str] = ("source", "target")) -> None:
+        """Remove side stores, key by key (nothing is written first: it works on a Redis out of memory)."""
+        for side in sides:
+            remove_namespace(self.client, keys.job_store_id(self.job_id, side))
 
     def record_load(self, side: str, result: Dict[str, Any]) -> int:
         """Record a finished load; returns how many sides are loaded."""

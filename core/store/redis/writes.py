@@ -211,6 +211,17 @@ class _BufferedWrites(BaseStore):
             ObjectAlreadyExists, ObjectStoreException: as ``flush`` (a rejected object does not stop the
                 record, which is written all the same).
         """
+        pending, script_keys, args = self._recording_call(record)
+        try:
+            with self._errors("write"):
+                reply = self._write_batch(keys=script_keys, args=args)
+        except ObjectStoreException:
+            self._restore(pending)
+            raise
+        return self._recorded(reply, pending, record.guard_key)
+
+    def _recording_call(self, record: Record) -> Tuple[Dict[Any, Any], List[str], List[Any]]:
+        """The buffered writes taken (maybe none) and a WRITE_BATCH call's KEYS and ARGV with ``record``."""
         taken = self._take_batch()
         if taken is None:
             pending: Dict[Any, Any] = {}
@@ -218,15 +229,14 @@ class _BufferedWrites(BaseStore):
         else:
             pending, script_keys, args = taken
         script_keys, args = record.arguments(script_keys, args)
-        try:
-            with self._errors("write"):
-                conflicts, counter = self._write_batch(keys=script_keys, args=args)
-        except ObjectStoreException:
-            self._restore(pending)
-            raise
+        return pending, script_keys, args
+
+    def _recorded(self, reply: Any, pending: Dict[Any, Any], guard_key: str) -> int:
+        """The counter of a recording write's reply; raises what its reply says went wrong."""
+        conflicts, counter = reply
         if counter == REFUSED:
             raise WriteRefused(
-                f"Redis store {self._store_id}: write refused, {record.guard_key} no longer holds this writer's "
+                f"Redis store {self._store_id}: write refused, {guard_key} no longer holds this writer's "
                 f"value; {len(pending)} buffered writes dropped"
             )
         self._raise_conflicts(pending, conflicts)
@@ -247,13 +257,7 @@ class _BufferedWrites(BaseStore):
             As ``flush_recording``, for this write (sending) or for the previous one (its reply).
         """
         counter = self.settle()
-        taken = self._take_batch()
-        if taken is None:
-            pending: Dict[Any, Any] = {}
-            script_keys, args = write_batch_arguments(self._store_id, {}, self._ttl or 0, time.time(), self._partition)
-        else:
-            pending, script_keys, args = taken
-        script_keys, args = record.arguments(script_keys, args)
+        pending, script_keys, args = self._recording_call(record)
         pool = self._redis.connection_pool
         connection = pool.get_connection()
         try:
@@ -292,14 +296,7 @@ class _BufferedWrites(BaseStore):
             self._restore(sent.pending)
             raise
         pool.release(sent.connection)
-        conflicts, counter = reply
-        if counter == REFUSED:
-            raise WriteRefused(
-                f"Redis store {self._store_id}: write refused, {sent.guard_key} no longer holds this writer's "
-                f"value; {len(sent.pending)} buffered writes dropped"
-            )
-        self._raise_conflicts(sent.pending, conflicts)
-        return int(counter)
+        return self._recorded(reply, sent.pending, sent.guard_key)
 
     def _take_batch(self) -> Optional[Tuple[Dict[Any, Any], List[str], List[Any]]]:
         """Encode the buffered writes into one script call's keys and arguments, emptying the buffer."""
