@@ -4,13 +4,15 @@
 ``dataset``: loads the data given in its kwargs and records every create/update/delete hook call (and
 ``sync_complete``) in a Redis list named in its kwargs, so a test can compare what a distributed job did
 with what a local ``sync_from`` does.  Attribute values steer the hooks: ``fail-raise`` makes the hook
-raise an ObjectCrudException, ``fail-body:<token>`` too, with a 10 KiB message ending in ``?token=<token>``,
+raise an ObjectCrudException, ``fail-body:<key>`` too, with a 10 KiB message quoting the token held in the
+Redis key ``<key>`` (``?token=...``),
 ``fail-none`` makes it return None; ``wait:<key>`` makes it wait (polling,
 with a deadline) until the Redis key ``<key>`` exists; ``meet:<key>:<n>`` adds this process to the set
 ``<key>`` and waits until ``n`` processes are in it (proof that shards run at the same time elsewhere);
 ``wait-file:<path>`` waits (polling, with a deadline) until the file ``<path>`` exists, touching no Redis
-while it waits; ``sleep:<seconds>`` makes the hook take that long; ``gil:<seconds>`` makes it hold the
-interpreter's lock that long (a C call through ``ctypes.PyDLL``: no other thread of its process runs);
+while it waits; ``sleep:<seconds>`` makes the hook take that long; ``gil-once:<key>:<seconds>`` makes the
+first call that takes the Redis key ``<key>`` hold the interpreter's lock that long (a C call through
+``ctypes.PyDLL``: no other thread of its process runs);
 ``die`` SIGKILLs the process running the hook (a task that kills its worker every time it runs; on workers
 only: a local sync with it kills the test process).
 
@@ -60,8 +62,9 @@ def _steer(adapter: Any, value: Any) -> Optional[str]:
         return "raise"
     if value == "fail-none":
         return "none"
-    if value.startswith("fail-body:"):  # a remote's long error body, a credential echoed in it
-        raise ObjectCrudException(f"upstream answered 500: {'y' * 10_240} (request was ?token={value[10:]})")
+    if value.startswith("fail-body:"):  # a remote's long error body, a credential (kept in Redis) echoed in it
+        token = _client(adapter.record_url).get(value[10:]).decode()
+        raise ObjectCrudException(f"upstream answered 500 for ?token={token}: {'y' * 10_240} (token={token})")
     if value == "die":
         os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would: no clean-up, no goodbye
     deadline = time.monotonic() + 60
@@ -74,10 +77,13 @@ def _steer(adapter: Any, value: Any) -> Optional[str]:
     if value.startswith("sleep:"):
         time.sleep(float(value[6:]))
         return None
-    if value.startswith("gil:"):
+    if value.startswith("gil-once:"):
         # A C call that keeps the interpreter's lock for its whole length (as a C extension parsing a huge
-        # payload would): no other thread of the process runs meanwhile, its heartbeat included.
-        ctypes.PyDLL(None).sleep(int(value[4:]))
+        # payload would): no other thread of the process runs meanwhile, its heartbeat included. Only the
+        # first call that takes the Redis key ``<key>`` holds it (a payload that was huge once).
+        key, seconds = value[9:].rsplit(":", 1)
+        if _client(adapter.record_url).set(key, os.getpid(), nx=True, ex=600):
+            ctypes.PyDLL(None).sleep(int(seconds))
         return None
     client = _client(adapter.record_url)
     if value.startswith("wait:"):

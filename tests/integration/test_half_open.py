@@ -4,7 +4,7 @@
 The worker node reaches Redis (its own database, 10) only through the proxy (``tests/core/store/_proxy.py``);
 the hooks' calls and the gate live in the suite's Redis, reached directly. Expected: no worker thread stays
 blocked (socket timeouts, keepalive), the shard whose lease ran out stands down, and after the path heals the
-job completes equal to a local sync, only the hook that was in flight run twice.
+job completes equal to a local sync, at most the operation that was in flight run twice.
 """
 
 from __future__ import annotations
@@ -66,8 +66,10 @@ def test_a_half_open_path_to_redis_mid_shard(tmp_path: Path) -> None:
         for action, model, uid, _, _ in read_calls(suite, calls_key):
             if action != "sync_complete":
                 runs[(action, model, uid)] = runs.get((action, model, uid), 0) + 1
-        assert runs.pop(("create", "site", "s-3")) <= 2, "the hook in flight ran more than twice"
-        assert set(runs.values()) == {1}, f"a finished hook ran again: {runs}"
+        # The crash contract: one operation in flight when the path went silent (its hook, or its journal
+        # write, which never reached Redis while the claim lived) may run again; nothing else does.
+        again = [op for op, count in runs.items() if count > 1]
+        assert len(again) <= 1 and max(runs.values()) <= 2, f"hooks ran again beyond the one in flight: {runs}"
         local_state, _, _ = local_sync(source, {}, [], suite, REDIS_URL)
         assert target_contents(job_id, f"redis://127.0.0.1:6379/{DB}") == local_state
     finally:

@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import msgpack
 import pytest
 from _compare import local_sync, target_contents
-from _workers import ROOT, free_port, start_worker, stop_workers, worker_env
+from _workers import REDIS_URL, ROOT, free_port, start_worker, stop_workers, worker_env
 from redis import Redis
 from redis.exceptions import RedisError
 from ss_test_adapters import read_calls
@@ -234,13 +234,15 @@ def _datasets(gate_note: str) -> Tuple[Dict[str, Any], Dict[str, Any], List[str]
     return source, target, gated
 
 
-def _submit(cluster: Cluster, source: Dict[str, Any], target: Dict[str, Any], calls_key: str) -> str:
+def _submit(
+    cluster: Cluster, source: Dict[str, Any], target: Dict[str, Any], calls_key: str, record_url: str = ""
+) -> str:
     submitted = subprocess.run(
         [sys.executable, "-m", "worker.cli", "sync", "--no-wait", "--shard-size", str(SHARD_SIZE),
          "--source", "dataset", "--target", "dataset",
          "--source-kwargs", json.dumps({"data": source, "name": "src"}),
          "--target-kwargs", json.dumps(
-             {"data": target, "record_url": cluster.url, "calls_key": calls_key, "name": "dst"}
+             {"data": target, "record_url": record_url or cluster.url, "calls_key": calls_key, "name": "dst"}
          )],
         cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -278,8 +280,13 @@ def _check_outcome(
     calls_key: str,
     in_flight: List[str],
     outage: str,
+    record: Optional[Redis] = None,
 ) -> None:
-    """Success as a local sync (hooks once, but those in flight), or a failure whose report names the outage."""
+    """Success as a local sync (hooks once, but those in flight), or a failure whose report names the outage.
+
+    ``record``: where the hooks recorded their calls (the cluster's Redis when not given).
+    """
+    record = record or cluster.client
     state = cluster.wait(lambda: _celery_state(cluster, job_id), 30, f"job {job_id}'s final Celery state")
     assert state == ("SUCCESS" if report["status"] == "success" else "FAILURE"), (state, report["status"])
     # Late duplicates of its steps may still be stepping down; within a few watchdog scans nothing runs.
@@ -293,7 +300,7 @@ def _check_outcome(
     )
     held = [k for k in cluster.client.scan_iter(match=keys.lock_key("*")) if cluster.client.get(k) == job_id.encode()]
     assert not held, f"the ended job still holds its target lock: {held}"
-    calls = read_calls(cluster.client, calls_key)
+    calls = read_calls(record, calls_key)
     local_state, local_calls, local_error = local_sync(source, target, [], cluster.client, cluster.url)
     assert local_error is None
     print(
@@ -479,8 +486,10 @@ def test_redis_paused_six_seconds_mid_sync_runs_no_hook_twice(shipped_cluster: C
     cluster.ensure_workers()
     calls_key = f"test:calls:{uuid.uuid4().hex}"
     source, target, _ = _datasets("")
-    job_id = _submit(cluster, source, target, calls_key)
-    cluster.wait(lambda: len(read_calls(cluster.client, calls_key)) >= 60, 60, "the sync to be under way")
+    # The hooks record their calls in the suite's Redis: they call another system, not the one paused.
+    record = Redis.from_url(REDIS_URL)
+    job_id = _submit(cluster, source, target, calls_key, REDIS_URL)
+    cluster.wait(lambda: len(read_calls(record, calls_key)) >= 60, 60, "the sync to be under way")
     assert cluster.redis is not None
     os.killpg(cluster.redis.pid, signal.SIGSTOP)
     try:
@@ -489,5 +498,5 @@ def test_redis_paused_six_seconds_mid_sync_runs_no_hook_twice(shipped_cluster: C
         os.killpg(cluster.redis.pid, signal.SIGCONT)
     report = cluster.wait(lambda: _report(cluster, job_id), JOB_TIMEOUT, f"job {job_id}'s report after the pause")
     assert report["status"] == "success", f"{report.get('error')}\n{cluster.logs_tail()}"
-    _check_outcome(cluster, job_id, report, source, target, calls_key, [], "Redis paused 6 s")
-    cluster.client.delete(calls_key)
+    _check_outcome(cluster, job_id, report, source, target, calls_key, [], "Redis paused 6 s", record)
+    record.delete(calls_key)

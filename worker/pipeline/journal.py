@@ -300,9 +300,13 @@ class ShardSyncer(DiffSyncSyncer):
         """Journal what is done, then fence, before a hook (or a batch hook) runs.
 
         A crash in the hook then re-runs that hook (that batch) alone; and a hook runs only while the job
-        holds the lock.
+        holds the lock. The journal write sent as the element was entered (``before_element``) is confirmed
+        here, after the engine's own work on the element: its round trip overlaps that work, and no hook runs
+        before Redis has acknowledged the operations before it (a partition that outlives the claim then
+        re-runs one operation, not two).
         """
         self._checkpoint_if_due()
+        self.journal.confirm()
         if self._fence is not None:
             self._fence()
 

@@ -1,9 +1,10 @@
 """A shard's journal entries on their way to the job state: pipelined, guarded, kept through a Redis outage.
 
-Each operation's entry goes with the store writes it caused, in one script call sent before the next hook
-runs (``RedisStore.send_recording``): once sent, it reaches Redis even if the process dies at once, so a
-crash re-runs only the hook in flight. Redis checks the delivery's claim in the same call, so a delivery
-that lost its claim writes nothing. An entry names an operation that ran: a write that meets an unreachable
+Each operation's entry goes with the store writes it caused, in one script call sent as the engine enters
+the next element (``RedisStore.send_recording``) and acknowledged before that element's hook runs
+(``confirm``): the round trip overlaps the engine's own work, and a crash or a partition re-runs only the
+operation in flight. Redis checks the delivery's claim in the same call, so a delivery that lost its claim
+writes nothing. An entry names an operation that ran: a write that meets an unreachable
 Redis is kept and tried again (``keep_for``), never dropped for a redelivery to run its hook a second time.
 """
 
@@ -83,6 +84,22 @@ class JournalWriter:
                 self.pending = {**sent[0], **self.pending}
                 self.count += sent[1]
             raise
+
+    def confirm(self) -> None:
+        """Wait for Redis to acknowledge the write in flight (before the next hook runs), kept through an outage.
+
+        Cheap when its reply has come while the engine prepared the next operation (the usual case).
+        """
+        if self._sent is None:
+            return
+        try:
+            self.settle()
+        except Exception as err:
+            if not unreachable(err):
+                raise
+            self._write_when_back(err)
+            self.pending = {}
+            self.count = 0
 
     def save(self, err: BaseException) -> None:
         """Journal the operations applied before Redis stopped answering, before the shard gives up on it.
