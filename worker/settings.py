@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     journaled, with its store writes, in one script call before the next hook runs, so after a crash only the
     operation in flight runs again (the crash contract). More trades that for fewer round trips: the
     unjournaled operations of the last batch (at most this many, or half a second's) run again, each once."""
+    journal_confirm: bool = True
+    """Whether a shard waits for Redis to acknowledge the last operation's journal write before its next hook
+    (true, the default: a crash or a network partition re-runs only the operation in flight). False sends it
+    and goes on (the reply read at the next write): about half the cost on an I/O-bound job, and a crashed
+    process still loses nothing it sent, but a partition that outlives the claim re-runs two operations."""
     fence_interval: float = Field(0.0, ge=0)
     """Seconds a shard may trust its last read of the target lock before a hook. 0 (the default): the lock is
     read before every hook, so no hook ever runs after the lock is lost. More trades that for one round trip

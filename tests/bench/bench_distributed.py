@@ -543,13 +543,15 @@ def scenario_io(args: argparse.Namespace, app: Any, url: str) -> None:
     client = redis_client(url)
     local = local_sync(source_kwargs, target_kwargs)
     spec = job_spec(source_kwargs, target_kwargs, args.shard_size)
-    batches: List[Optional[int]] = list(args.journal_batch) if args.journal_batch else [None]
+    batches: List[Optional[str]] = list(args.journal_batch) if args.journal_batch else [None]
     rows, targets = [], []
     for slots in args.slots:
         workers = min(args.io_workers, slots)
         first: Optional[float] = None
         for batch in batches:
-            env = {"SHARDSYNC_JOURNAL_BATCH": str(batch)} if batch is not None else {}
+            env = {"SHARDSYNC_JOURNAL_BATCH": str(batch).rstrip("u")} if batch is not None else {}
+            if str(batch).endswith("u"):
+                env["SHARDSYNC_JOURNAL_CONFIRM"] = "0"
             fresh(client)
             tag = f"io{slots}" + (f"j{batch}" if batch is not None else "")
             with Cluster(app, url, workers, "threads", max(1, slots // workers), tag, env) as cluster:
@@ -816,9 +818,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     group.add_argument("--io-workers", type=int, default=2, help="worker processes; threads per worker = slots/this")
     group.add_argument(
         "--journal-batch",
-        type=lambda s: [int(x) for x in s.split(",")],
+        type=lambda s: [x.strip() for x in s.split(",")],
         default=None,
-        help="run each slot count once per SHARDSYNC_JOURNAL_BATCH given (e.g. 50,1), side by side",
+        help="run each slot count once per SHARDSYNC_JOURNAL_BATCH given (e.g. 50,1), side by side; a trailing "
+        "'u' also sets SHARDSYNC_JOURNAL_CONFIRM=0 (1u: each operation's write sent, not waited for)",
     )
     group = parser.add_argument_group("cheap")
     group.add_argument("--cheap-sites", type=int, default=4000)

@@ -41,6 +41,9 @@ class ShardSyncer(DiffSyncSyncer):
     report_every = 0.5
     """Seconds between two progress reports while the shard runs."""
 
+    confirm = True
+    """Whether a hook waits for the journal write before it to be acknowledged (``SHARDSYNC_JOURNAL_CONFIRM``)."""
+
     checkpoint_every = 1
     """Operations per journal write. With 1, a redelivered shard re-runs only the operation that was in flight;
     larger batches trade that for fewer round trips (operations of the last unwritten batch run again)."""
@@ -306,7 +309,8 @@ class ShardSyncer(DiffSyncSyncer):
         re-runs one operation, not two).
         """
         self._checkpoint_if_due()
-        self.journal.confirm()
+        if self.confirm:
+            self.journal.confirm()
         if self._fence is not None:
             self._fence()
 

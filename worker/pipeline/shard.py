@@ -151,6 +151,7 @@ def apply_shard(ctx: StepContext, index: int) -> Dict[str, Any]:
                 guard=(guard := _guard(ctx, spec, target)),
                 claim=(ctx.claim, ctx.token) if ctx.claim else None,
             )
+            syncer.confirm = get_settings().journal_confirm
             result["changed"], result["stopped"] = syncer.run()
         except Busy:
             raise  # ClaimLost: stand down; the next delivery replays the journal
