@@ -109,7 +109,7 @@ def _run_job(env: dict, tmp_path: Path, during: callable, servers: Servers) -> N
 
 
 @pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
-def test_a_job_over_tls(servers: Servers, tmp_path: Path) -> None:
+def test_a_job_over_tls_as_an_acl_user(servers: Servers, tmp_path: Path) -> None:
     base = servers.base
     for command in (
         ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
@@ -128,9 +128,11 @@ def test_a_job_over_tls(servers: Servers, tmp_path: Path) -> None:
     servers.start(
         "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--tls-cert-file", "server.crt", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.crt",
-        "--tls-auth-clients", "no", name="tls",
+        "--tls-auth-clients", "no", "--user", "default", "off", "--user", "shardsync", "on", ">s3cret-acl", "~*",
+        "&*", "+@all", name="tls",
     )  # fmt: skip
-    url = f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={base / 'ca.crt'}"
+    # An ACL user of its own (the default user is off): every connection authenticates as it.
+    url = f"rediss://shardsync:s3cret-acl@127.0.0.1:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={base / 'ca.crt'}"
     poll(lambda: _answers(Redis.from_url(url)), 20, "the TLS Redis")
     with pytest.raises(Exception):  # noqa: B017, PT011 - plain text is refused: only TLS reaches it
         Redis(port=port, socket_timeout=2).ping()
