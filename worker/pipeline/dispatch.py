@@ -67,6 +67,14 @@ def poisoned(job: JobState, key: str, outage_retries: int = 0) -> Optional[str]:
     limit = get_settings().max_deliveries
     if dead < limit:
         return None
+    stood = min(dead, job.stand_downs(key))
+    if stood * 2 >= dead:  # mostly deliveries that were alive but could not keep their claim
+        return (
+            f"{key} was started {dead + 1} times and lost its claim {stood} times while it ran "
+            f"(SHARDSYNC_MAX_DELIVERIES={limit}): something keeps its process from renewing the claim for "
+            f"SHARDSYNC_CLAIM_TTL={get_settings().claim_ttl} s (a hook holding the interpreter, as a C extension "
+            f"parsing a huge payload does, or the process paused)"
+        )
     return (
         f"{key} was started {dead + 1} times and its worker died {dead} times without finishing it "
         f"(SHARDSYNC_MAX_DELIVERIES={limit}): it may kill its worker (out of memory?)"
@@ -186,6 +194,9 @@ def _claimed(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
                     raise Poisoned(reason)
                 job.abort(reason)  # it runs, in a stopped job, only to report
             return _work(step, ctx, args)
+        except ClaimLost:
+            _stood_down(job, key)
+            raise
         except (Busy, Stop, Ended):
             raise
         except Exception as err:
@@ -202,6 +213,14 @@ def _claimed(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:
             job.release_claim(key, token)
         except Exception:  # noqa: BLE001 - an unreleased claim expires by itself
             logger.warning("Claim not released", claim=key)
+
+
+def _stood_down(job: JobState, key: str) -> None:
+    """Count a stand-down on a lost claim, so that the poison check can say what keeps happening."""
+    try:
+        job.record_stand_down(key)
+    except Exception as err:  # noqa: BLE001 - a count for a later message, never this delivery's failure
+        logger.warning("Stand-down not counted", error=describe(err))
 
 
 def _work(step: Step, ctx: StepContext, args: Sequence[Any]) -> Any:

@@ -234,14 +234,14 @@ class ShardSyncer(DiffSyncSyncer):
         Called between operations (never inside one), so a journaled operation's store writes (the model
         added, linked to its parent, removed) have all reached the store: a redelivered shard can replay it
         without running its hook. Fenced like a hook. Pipelined (``RedisStore.send_recording``) unless
-        ``wait``: the write is sent before the next hook runs, its reply read at the next write.
+        ``wait``: the write is sent now and acknowledged before the next hook runs (``before_hook``).
         """
         if self._fence is not None:
             self._fence()  # a call that returned after its claim or the lock was lost (the job ended) writes nothing
         store = self.dst_diffsync.store
         if not self.journal.pending:
             if wait:
-                self.journal.settle()
+                self.journal.confirm()  # the write in flight acknowledged (kept through an outage)
             flush = getattr(store, "flush", None)
             if flush is not None:
                 flush()

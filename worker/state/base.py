@@ -6,7 +6,6 @@ against a second run (``mark``, ``claim``, the lock) say so in what they return.
 
 from __future__ import annotations
 
-import threading
 import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
@@ -14,39 +13,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from core.store import BaseStore
 from worker.state.codec import pack, unpack  # noqa: F401 - re-exported: the state's encoding
+from worker.state.lease import Heartbeat  # noqa: F401 - re-exported: what a step's heartbeat finds
 from worker.state.parts import JobParts
 
 Entry = List[Any]
 """A journal entry: ``[action, status, message, modelname, unique_id, model_flags]``."""
-
-
-class Heartbeat:
-    """What a running step learns from its heartbeat: whether it lost its job's lock, or its own claim.
-
-    A lost claim means the step went a whole claim expiry without a beat, and the watchdog may have given it
-    to another delivery.
-    """
-
-    def __init__(self, claim_ttl: float = 0.0) -> None:
-        self.lost = threading.Event()
-        self.claim_lost = threading.Event()
-        self.claim_ttl = claim_ttl
-        self.lease_until = time.monotonic() + claim_ttl if claim_ttl else float("inf")
-        """Until when (this process's monotonic clock) the step's claim surely lives: its last renewal's send
-        time plus the claim's expiry. Known without asking Redis, so a paused process, a hook that held the
-        interpreter or a heartbeat blocked on a silent socket is found out before the next write."""
-
-    def renewed(self, sent: float) -> None:
-        """The claim was renewed by a command sent at ``sent`` (monotonic): it lives at least a ttl from then."""
-        if self.claim_ttl:
-            self.lease_until = max(self.lease_until, sent + self.claim_ttl)
-
-    def lease_short(self) -> bool:
-        """Whether the claim may expire within a third of its ttl (two renewals missed): time to stand down.
-
-        Well before the watchdog could give the step to another delivery.
-        """
-        return time.monotonic() > self.lease_until - self.claim_ttl / 3
 
 
 class JobState(JobParts, ABC):
@@ -191,6 +162,13 @@ class JobState(JobParts, ABC):
 
         Asked by the delivery that holds the claim now (not counted).
         """
+
+    def record_stand_down(self, step_key: str) -> None:  # noqa: B027 - in one process a claim is never lost
+        """Count a delivery that found its own claim lost and stood down (alive: not a death of its worker)."""
+
+    def stand_downs(self, step_key: str) -> int:
+        """How many deliveries of a step stood down on a lost claim (``record_stand_down``)."""
+        return 0
 
     @abstractmethod
     def claim_held(self, step_key: str) -> bool:

@@ -198,6 +198,17 @@ class RedisClaims:
         released = self.client.hget(self.key("releases"), step_key)
         return max(0, int(taken or 0) - 1 - int(released or 0))
 
+    def record_stand_down(self, step_key: str) -> None:
+        """Count a delivery that found its own claim lost and stood down (alive: not a death of its worker)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(self.key("standdowns"), step_key, 1)
+        pipe.expire(self.key("standdowns"), get_settings().store_ttl)
+        pipe.execute()
+
+    def stand_downs(self, step_key: str) -> int:
+        """How many deliveries of a step stood down on a lost claim."""
+        return int(self.client.hget(self.key("standdowns"), step_key) or 0)
+
     def claim_held(self, step_key: str) -> bool:
         """Whether some delivery holds the step's claim now."""
         return bool(self.client.exists(self.key(f"claim:{step_key}")))

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 from redis import Redis
 
 from core import keys
-from core.store.redis import Record, RedisStore, remove_namespace, server_time
+from core.store.redis import Record, RedisStore, clear_namespace, server_time
 from worker.connection import redis_client
 from worker.settings import get_settings
 from worker.state.base import Entry, JobState, pack, unpack
@@ -171,7 +171,7 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
     def drop_stores(self, sides: Sequence[str] = ("source", "target")) -> None:
         """Remove side stores, key by key (nothing is written first: it works on a Redis out of memory)."""
         for side in sides:
-            remove_namespace(self.client, keys.job_store_id(self.job_id, side))
+            clear_namespace(self.client, keys.job_store_id(self.job_id, side))
 
     def record_load(self, side: str, result: Dict[str, Any]) -> int:
         """Record a finished load; returns how many sides are loaded."""

@@ -33,6 +33,7 @@ from core.store.redis.codec import RECORD_VERSION
 from core.store.redis.namespaces import (
     NamespaceInfo,
     check_store_id,
+    clear_namespace,
     list_namespaces,
     remove_namespace,
     remove_stale_namespaces,
@@ -58,6 +59,7 @@ __all__ = [
     "RedisStore",
     "WriteRefused",
     "check_store_id",
+    "clear_namespace",
     "list_namespaces",
     "remove_namespace",
     "remove_stale_namespaces",

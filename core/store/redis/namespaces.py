@@ -77,6 +77,19 @@ def _as_float(value: Optional[str]) -> float:
         return 0.0
 
 
+def clear_namespace(client: Redis, store_id: str) -> None:
+    """Delete every key of one namespace by its exact name (its types set says which), in one call.
+
+    Reads and deletes only: it works on a Redis at its ``maxmemory``, and costs no scan of the keyspace.
+    """
+    names = [name.decode() for name in client.smembers(keys.types_key(store_id))]
+    doomed = [keys.types_key(store_id), keys.seq_key(store_id), keys.meta_key(store_id)]
+    for modelname in names:
+        doomed.append(keys.objects_key(store_id, modelname))
+        doomed.append(keys.order_key(store_id, modelname))
+    client.unlink(*doomed)
+
+
 def remove_namespace(client: Redis, store_id: str) -> int:
     """Delete every key of one namespace; returns the number of keys removed."""
     check_store_id(store_id)

@@ -14,7 +14,7 @@ from core.exceptions import ObjectAlreadyExists, ObjectNotFound, ObjectStoreExce
 from core.model import DiffSyncModel
 from core.store import ModelRef
 from core.store.redis.codec import RecordCodec
-from core.store.redis.namespaces import check_store_id, describe_client, server_time
+from core.store.redis.namespaces import check_store_id, clear_namespace, describe_client, server_time
 from core.store.redis.partitions import _PartitionedLoads
 from core.store.redis.scripts import CHANGE, CLEAR_PARTITION, DEL, MAX_PARTITIONS, NEW, PUT, REMOVE, WRITE_BATCH
 from core.store.redis.session import _LazyTypeMap
@@ -236,12 +236,7 @@ class RedisStore(_PartitionedLoads):
         if self._cache is not None:
             self._cache = {}
         with self._errors("clear"):
-            names = [name.decode() for name in self._client.smembers(keys.types_key(self._store_id))]
-            doomed = [keys.types_key(self._store_id), keys.seq_key(self._store_id), keys.meta_key(self._store_id)]
-            for modelname in names:
-                doomed.append(keys.objects_key(self._store_id, modelname))
-                doomed.append(keys.order_key(self._store_id, modelname))
-            self._client.unlink(*doomed)
+            clear_namespace(self._client, self._store_id)
 
     # ------------------------------------------------------------------------------------------------
     # Reads

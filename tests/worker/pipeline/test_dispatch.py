@@ -19,6 +19,7 @@ from tests.worker.pipeline._steps import (
 )
 from worker.job.spec import JobSpec
 from worker.pipeline.context import Busy, Delivery, claim_wait
+from worker.pipeline.dispatch import poisoned
 from worker.settings import get_settings
 from worker.state.memory import MemoryJobState
 
@@ -321,3 +322,27 @@ def test_a_message_whose_arguments_are_not_its_steps_is_dropped(jobs, runner, st
     assert job.aborted() is None and job.report() is None
     assert job.running_steps() == running and job.info() == info
     assert job.loads().keys() == {"source", "target"}
+
+
+class _Counted:
+    """The two counts the poison check reads, as a Redis job state would give them."""
+
+    def __init__(self, deaths: int, stand_downs: int) -> None:
+        self._deaths, self._stand_downs = deaths, stand_downs
+
+    def deaths(self, key: str) -> int:
+        return self._deaths
+
+    def stand_downs(self, key: str) -> int:
+        return self._stand_downs
+
+
+def test_the_poison_check_names_lost_claims_apart_from_dead_workers() -> None:
+    assert poisoned(_Counted(4, 4), "shard-0") is None  # under SHARDSYNC_MAX_DELIVERIES (5)
+    died = poisoned(_Counted(5, 0), "shard-0")
+    assert died is not None and "worker died 5 times" in died and "out of memory" in died
+    stalled = poisoned(_Counted(5, 4), "shard-0")
+    assert stalled is not None and "lost its claim 4 times" in stalled and "holding the interpreter" in stalled
+    assert "out of memory" not in stalled
+    assert poisoned(_Counted(7, 2), "shard-0", outage_retries=2) is not None  # outages are not deaths
+    assert poisoned(_Counted(6, 2), "shard-0", outage_retries=2) is None
