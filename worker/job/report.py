@@ -6,7 +6,7 @@ import heapq
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from core.diff import Diff
 from core.diff_codec import DiffCodec
@@ -225,6 +225,11 @@ def rebuild_diff(
     return result
 
 
+def _hostnames(values: Iterable[Any]) -> Set[str]:
+    """Each worker's hostname once, from entries that may name several (``"a@h, b@h"``)."""
+    return {part.strip() for value in values for part in str(value).split(",") if part.strip()}
+
+
 def assemble_report(
     job: JobState, *, error: Optional[str], changed: bool, sync_complete: bool, hostname: str, started: float
 ) -> Dict[str, Any]:
@@ -247,7 +252,9 @@ def assemble_report(
     times["finish"] = time.perf_counter() - started
     if "submitted" in info:
         times["total"] = max(0.0, job.now() - float(info["submitted"]))
-    workers = set(job.workers().values())
+    workers = _hostnames(job.workers().values())  # a ranged diff records its hosts as one "a, b" entry
+    for load in job.loads().values():  # a partitioned load's hosts are its partitions'
+        workers.update(_hostnames(load.get("workers") or []))
     workers.update(result["worker"] for result in shard_results.values() if result.get("worker"))
     if hostname:
         workers.add(hostname)

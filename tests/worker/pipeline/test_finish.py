@@ -163,3 +163,16 @@ def test_the_finish_waits_while_another_step_holds_its_claim(jobs, runner) -> No
     job.release_claim("shard-0", token)  # the shard ended (and hands over to the finish)
     report = runner.deliver(job, "finish")
     assert report["status"] == "failed" and report["error"] == "cancelled" and report["hung"] == []
+
+
+def test_the_reports_workers_are_each_worker_once(jobs, runner) -> None:
+    """A ranged diff records its hosts as one entry, a partitioned load its partitions' hosts: each is listed once."""
+    job = finished_job(jobs, runner)
+    job.record_worker("diff", "shards1@vm, shards2@vm")
+    job.record_load("source", {**job.loads().get("source", {}), "workers": ["parts1@vm", "shards1@vm"]})
+
+    report = runner.deliver(job, "finish")
+
+    assert {"shards1@vm", "shards2@vm", "parts1@vm", HOST} <= set(report["workers"])
+    assert not [name for name in report["workers"] if "," in name]
+    assert len(report["workers"]) == len(set(report["workers"]))
