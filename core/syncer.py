@@ -126,6 +126,14 @@ class SyncHooks(Protocol):
         """
         return None
 
+    def operation_raised(self, element: DiffElement, uid: str, action: str, error: BaseException) -> None:
+        """Called when a create/update/delete raised something other than ObjectCrudException.
+
+        A bug, a library's error: it propagates next and stops the sync, as it would in diffsync. A runner
+        records it (the operation failed, with the error and where it came from) so that the object is not
+        shown as never run; nothing is logged here, to keep diffsync's log events.
+        """
+
     def operation_done(
         self,
         element: DiffElement,
@@ -510,6 +518,9 @@ class DiffSyncSyncer(SyncHooks):
             self.operation_done(element, uid, action, _ERROR, str(exception), None)
             if self._continue_on_failure:
                 return True, None
+            raise
+        except Exception as exception:  # not a failure diffsync's hooks report: it stops the sync, as there
+            self.operation_raised(element, uid, action, exception)
             raise
 
         self.log_sync_status(logger, action, status, message)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+
+import structlog
 
 from core.adapter import Adapter
 from core.batch import BatchSize
@@ -20,10 +23,14 @@ from core.model import DiffSyncModel
 from core.retry import RetryBudget
 from core.syncer import DiffSyncSyncer
 from worker.connection import unreachable
+from worker.errors import LockLost
+from worker.pipeline.context import Busy, Ended, Stop
 from worker.pipeline.journal_writer import JournalWriter
 from worker.redaction import mask_text
 from worker.state.base import JobState
 from worker.targets.guard import TargetGuard
+
+logger = structlog.get_logger("shardsync.worker")
 
 _CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
 _SUCCESS = DiffSyncStatus.SUCCESS.value
@@ -214,6 +221,25 @@ class ShardSyncer(DiffSyncSyncer):
         if status.value != _SUCCESS:  # a remote's error text: its secrets masked, its length bounded
             message = mask_text(message)
         self._record(element, [action, status.value, message, element.type, uid, flags])
+        self.applied += 1
+        self.attempted = True
+
+    def operation_raised(self, element: DiffElement, uid: str, action: str, error: BaseException) -> None:
+        """A hook raised something other than ObjectCrudException: journal the operation as failed, with where.
+
+        The shard still fails on it (as a local sync would stop), but the report lists the object and the
+        per-object log says what it raised instead of "not run"; the worker's log has the whole traceback. A
+        stand-down, a stop or Redis going away is not the operation's failure (it runs again elsewhere).
+        """
+        if isinstance(error, (Busy, Stop, Ended, LockLost, _StoppedWaiting)) or unreachable(error):
+            return
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+        message = mask_text(f"{type(error).__name__}: {error}{where}")
+        logger.error(
+            "Operation raised", model=element.type, unique_id=uid, action=action, error=message, exc_info=error
+        )
+        self._record(element, [action, DiffSyncStatus.ERROR.value, message, element.type, uid, 0])
         self.applied += 1
         self.attempted = True
 

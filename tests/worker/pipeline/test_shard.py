@@ -104,8 +104,13 @@ def test_a_hook_that_raises_fails_the_shard_and_the_job(jobs, runner) -> None:
     assert job.aborted() == f"shard 1 failed: {error}"
     result = job.shard_result(1)
     assert result["error"] == outcome["error"] == error
-    assert result["applied"] == 1 and result["changed"] is True  # site-0001's device update came first
-    assert [entry[4] for entry in job.journal().values()] == ["site-0001__dev-01"]
+    assert result["applied"] == 2 and result["changed"] is True  # site-0001's device update came first
+    journal = sorted(job.journal().values(), key=lambda entry: entry[4])
+    assert [entry[4] for entry in journal] == ["site-0001__dev-01", "site-0005"]
+    # The create that raised is journaled as failed, with what it raised and where (not "not run").
+    action, status, message = journal[1][:3]
+    assert (action, status) == ("create", "error") and message.startswith(error)
+    assert "_adapters.py:" in message and message.endswith(" in _refuse)")
     assert job.progress_count() == 2  # the create that failed is dealt with too
     assert runner.handed == []
     assert not job.claim_held("shard-1")
@@ -118,6 +123,7 @@ def test_a_hook_that_raises_fails_the_shard_and_the_job(jobs, runner) -> None:
     assert site(job, "site-0003").name == "site-0003"  # the stopped shard applied nothing
     report = runner.deliver(job, "finish")
     assert report["status"] == "failed" and report["error"] == f"shard 1 failed: {error}"
+    assert [failure["unique_id"] for failure in report["failures"]] == ["site-0005"]
 
 
 def test_a_failed_shard_last_of_its_wave_hands_over_the_finish(jobs, runner) -> None:
