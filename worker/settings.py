@@ -5,13 +5,17 @@ Producers, workers and beat read the same variables, so one environment describe
 
 from __future__ import annotations
 
+import difflib
+import os
+import warnings
 from functools import lru_cache
 from typing import Annotated, List, Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core import keys
+from worker.errors import InvalidSetting
 from worker.job.guard import parse_delete_limit
 
 
@@ -147,9 +151,47 @@ class Settings(BaseSettings):
         return self.store_url or self.broker_url
 
 
+PREFIX = "SHARDSYNC_"
+
+RESERVED = ("SHARDSYNC_TEST_", "SHARDSYNC_CI_")
+"""Prefixes of variables that are not settings: the project's own tests and CI read them."""
+
+
+class UnknownSettingWarning(UserWarning):
+    """A ``SHARDSYNC_`` variable that no setting reads (a misspelling is otherwise silently ignored)."""
+
+
+def read_settings() -> Settings:
+    """The settings from the environment; a bad value is an ``InvalidSetting`` naming the variable and why.
+
+    Every ``SHARDSYNC_`` variable that no setting reads is warned of, with the closest setting's name.
+    """
+    try:
+        settings = Settings()
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            name = PREFIX + "_".join(str(part) for part in error["loc"]).upper()
+            given = f"={os.environ[name][:60]!r}" if name in os.environ else ""
+            problems.append(f"{name}{given}: {error['msg']}")
+        raise InvalidSetting("bad setting: " + "; ".join(problems)) from None
+    known = {PREFIX + name.upper() for name in Settings.model_fields}
+    for name in sorted(os.environ):
+        if name.startswith(PREFIX) and name not in known and not name.startswith(RESERVED):
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            message = f"{name} is not a setting and is ignored{hint}"
+            warnings.warn_explicit(message, UnknownSettingWarning, filename="environment", lineno=0)
+    return settings
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings of this process, read once from the environment (the key namespace applied at once)."""
-    settings = Settings()
+    """The settings of this process, read once from the environment (the key namespace applied at once).
+
+    Raises:
+        InvalidSetting: a variable holds a value its setting refuses (asked again at every call until fixed).
+    """
+    settings = read_settings()
     keys.configure(settings.namespace)
     return settings

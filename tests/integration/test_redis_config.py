@@ -125,3 +125,16 @@ def test_a_worker_told_to_warn_runs_and_says_so(evicting: str) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_a_worker_with_a_bad_setting_stops_at_start_naming_it(sound: str) -> None:
+    proc = _worker(sound, {"SHARDSYNC_SHARD_SIZE": "0"})
+    try:
+        output = _read_until(proc, ["ready."], 60)
+        assert proc.wait(timeout=30) != 0, output
+        assert "SHARDSYNC_SHARD_SIZE='0'" in output and "ready." not in output, output
+        assert "ValidationError" not in output, "a pydantic traceback instead of the setting's name"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 
 import pytest
 
@@ -10,7 +13,7 @@ from core import keys
 from worker.connection import SentinelUrl, safe_url
 from worker.errors import InvalidSetting
 from worker.runners.celery.app import create_app, tls_options
-from worker.settings import Settings, get_settings
+from worker.settings import Settings, UnknownSettingWarning, get_settings, read_settings
 
 
 def test_settings_from_environment(monkeypatch) -> None:
@@ -87,3 +90,37 @@ def test_sentinel_and_tls_reach_every_connection(monkeypatch, default_root) -> N
     assert tls_options("rediss://h/0?ssl_cert_reqs=none") == {"ssl_cert_reqs": ssl.CERT_NONE}
     with pytest.raises(InvalidSetting, match="ssl_cert_reqs"):
         tls_options("rediss://h/0?ssl_cert_reqs=maybe")
+
+
+def test_a_bad_setting_is_named_with_its_value_and_why(monkeypatch) -> None:
+    monkeypatch.setenv("SHARDSYNC_SHARD_SIZE", "0")
+    monkeypatch.setenv("SHARDSYNC_CLAIM_TTL", "soon")
+    with pytest.raises(InvalidSetting) as caught:
+        read_settings()
+    message = str(caught.value)
+    assert "SHARDSYNC_SHARD_SIZE='0': Input should be greater than or equal to 1" in message
+    assert "SHARDSYNC_CLAIM_TTL='soon'" in message and "Traceback" not in message
+
+
+def test_a_misspelled_setting_is_warned_of_with_the_closest_name(monkeypatch) -> None:
+    monkeypatch.setenv("SHARDSYNC_SHARDSIZE", "5")
+    monkeypatch.setenv("SHARDSYNC_TEST_ANYTHING", "1")  # reserved for the project's tests: not a setting, not warned
+    with pytest.warns(UnknownSettingWarning) as caught:
+        read_settings()
+    assert [str(w.message) for w in caught] == [
+        "SHARDSYNC_SHARDSIZE is not a setting and is ignored; did you mean SHARDSYNC_SHARD_SIZE?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code"), [(["--help"], 0), (["status", "0123456789abcdef0123456789abcdef"], 2), (["jobs"], 2)]
+)
+def test_the_command_line_reports_a_bad_setting_without_a_traceback(arguments, code) -> None:
+    env = {**os.environ, "SHARDSYNC_SHARD_SIZE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", *arguments], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == code, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    if code:
+        assert "SHARDSYNC_SHARD_SIZE='0'" in done.stderr

@@ -21,7 +21,7 @@ from worker.cli.display import Exit, Follower, exit_code_of, print_report
 from worker.cli.display import complain as _err
 from worker.cli.options import follow_options, job_options, read_job_file, spec_data
 from worker.cli.views import guarded, known_job, register_views
-from worker.errors import InvalidJob, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
+from worker.errors import InvalidJob, InvalidSetting, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
 from worker.job.spec import JobSpec
 from worker.runners.local import run_local
 
@@ -323,6 +323,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except click.Abort:
         click.echo("aborted", err=True)
         return Exit.DETACHED
+    except InvalidSetting as err:  # a SHARDSYNC_ variable, read by whichever command needed it first
+        click.echo(f"shardsync: {err}", err=True)
+        return Exit.BAD_INPUT
     return int(code or 0)
 
 

@@ -177,7 +177,19 @@ def redis_transport(settings: Settings, conf: Any) -> Dict[str, Any]:
     return update
 
 
-app = create_app(get_settings())
+def _settings_at_import() -> Settings:
+    """The settings, or their defaults while one is bad: importing ``worker`` never fails on a setting.
+
+    ``shardsync --help`` still answers; every command, ``submit_sync``, the worker and beat ask
+    ``get_settings()`` themselves and stop on the bad setting with ``InvalidSetting`` naming it.
+    """
+    try:
+        return get_settings()
+    except InvalidSetting:
+        return Settings.model_construct()
+
+
+app = create_app(_settings_at_import())
 
 
 @signals.worker_init.connect
@@ -189,6 +201,7 @@ def _import_adapters_at_start(**_: Any) -> None:
     partition of a job starts when 16 cold processes do it at once on two cores.
     """
     try:
+        get_settings()  # a bad setting stops the worker here, named, rather than in its first job
         registered_adapters()  # SHARDSYNC_ADAPTER_MODULES imported, entry points loaded
     except ShardsyncError as err:
         # Celery logs and swallows a receiver's exceptions: the worker would run on, failing every job that
@@ -234,7 +247,10 @@ def _read_schedule_at_beat_start(sender: Any = None, **_: Any) -> None:
     Beat has built its scheduler (from an empty ``beat_schedule``) when this signal comes; the entries are
     set up again in it (RedBeat stores them in Redis), so the first tick sees them.
     """
-    path = get_settings().schedule_file
+    try:
+        path = get_settings().schedule_file
+    except InvalidSetting as err:
+        raise SystemExit(f"celery beat: {err}") from None
     if not path:
         return
     try:
