@@ -31,6 +31,23 @@ from worker.settings import get_settings
 from worker.state.redis import RedisJobState
 
 
+def _retake_apply(plan: RedisJobState, applying_job: str) -> bool:
+    """Take a plan's apply over from an earlier apply that ended having applied nothing.
+
+    An apply refused because the target changed in a subtree the plan touches, or stopped by a locked
+    target, leaves the plan as it was: it may be applied again (and is refused again while the target
+    differs). An apply still running, or one that applied anything, keeps it.
+    """
+    earlier = plan.info().get("applied_by")
+    report = RedisJobState(str(earlier), plan.client).report() if earlier else None
+    if report is None or report.get("status") == "success":
+        return False
+    if sum(int(count) for per in (report.get("counts") or {}).values() for count in per.values()):
+        return False
+    plan.release_apply()
+    return plan.claim_apply(applying_job)
+
+
 class JobHandle:
     """A submitted job: its id, progress, and (once it ends) its report."""
 
@@ -202,7 +219,7 @@ class JobHandle:
             if deadline is not None:
                 data["deadline"] = deadline
             applying = JobSpec.from_data(data)
-            if not job.claim_apply(applying.job_id):
+            if not job.claim_apply(applying.job_id) and not _retake_apply(job, applying.job_id):
                 raise InvalidJob(f"plan {self.id} was applied already, by job {job.info().get('applied_by')}")
         try:
             return submit_spec(applying)

@@ -363,4 +363,10 @@ def test_plan_then_apply_and_the_refusal_after_the_target_changed(redis_db: Redi
     assert refused.returncode == 1
     assert "the target has changed since the plan in 1 of the subtrees it touches (site s-1)" in refused.stderr
     assert read_calls(redis_db, calls_key) == []
+    # A refused apply applied nothing: it does not use the plan up. Once the target is back as planned, the
+    # same plan applies.
+    redis_db.set(data_key, json.dumps(target))
+    retried = shardsync("apply", plan, "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["counts"] == {"update": {"success": 2}, "create": {"success": 1}}
     redis_db.delete(data_key, calls_key)

@@ -164,12 +164,14 @@ def print_report(console: Console, report: Dict[str, Any], as_json: bool) -> Non
     error = f" ({report['error']})" if report.get("error") else ""
     out = console.print
     out(f"job {report['job_id']}: {report['status']}{error}", highlight=False, soft_wrap=True, markup=False)
-    out(f"  {report['source']} -> {report['target']}, diff {report.get('summary')}", highlight=False, soft_wrap=True)
-    out(
-        f"  operations {report['operations']} in {len(report['shards'])} shards, {report['waves']} waves",
-        highlight=False,
-        soft_wrap=True,
-    )
+    summary = report.get("summary")
+    diff = f"diff {summary}" if summary is not None else "no diff (the job ended before it)"
+    out(f"  {report['source']} -> {report['target']}, {diff}", highlight=False, soft_wrap=True)
+    if report.get("dry_run"):
+        shards = "a plan: nothing applied"
+    else:
+        shards = f"in {len(report['shards'])} shards, {report['waves']} waves"
+    out(f"  operations {report['operations']} {shards}", highlight=False, soft_wrap=True)
     for action, per_status in sorted(report["counts"].items()):
         out(
             f"  {action}: " + ", ".join(f"{status} {count}" for status, count in sorted(per_status.items())),
@@ -226,12 +228,16 @@ def print_jobs(console: Console, jobs: List[Dict[str, Any]]) -> None:
         console.print("no jobs")
         return
     for job in jobs:
-        summary = job.get("summary") or {}
-        changes = ", ".join(f"{k} {v}" for k, v in summary.items() if k in ("create", "update", "delete") and v)
+        summary = job.get("summary")
+        changes = ", ".join(f"{k} {v}" for k, v in (summary or {}).items() if k in ("create", "update", "delete") and v)
+        if summary is None:
+            changes = "no diff"  # ended (failed, refused, cancelled) before its diff, or still before it
         seconds = f"{job['seconds']:.1f}s" if job.get("seconds") is not None else "-"
         failures = f", {job['failures']} failed" if job.get("failures") else ""
+        # A job that ended with failed operations exits 5 (WITH_FAILURES), not 0: not listed as a success.
+        state = "partial" if job["state"] == "success" and job.get("failures") else job["state"]
         console.print(
-            f"{job['job_id']}  {job['source']} -> {job['target']}  {job['state']:<8}  {changes or 'no changes'}"
+            f"{job['job_id']}  {job['source']} -> {job['target']}  {state:<8}  {changes or 'no changes'}"
             f"{failures}  {job.get('submitted') or '-'}  {seconds}",
             highlight=False,
             soft_wrap=True,

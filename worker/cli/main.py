@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import uuid
 from typing import Any, Dict, List, Optional
 
 import click
@@ -200,9 +201,13 @@ def plan(local: bool, no_wait: bool, timeout: Optional[float], as_json: bool, ve
     except InvalidJob as err:
         _err("plan", str(err))
         return Exit.BAD_INPUT
+    data.setdefault("job_id", uuid.uuid4().hex)  # known here, for the hints below
+    job_id = data["job_id"]
     code = launch("plan", data, False, no_wait, timeout, as_json, verbose)
     if code == Exit.OK and not as_json and not no_wait:
-        click.echo("review it with `shardsync diff JOB`; apply exactly it with `shardsync apply JOB`", err=True)
+        click.echo(
+            f"review it with `shardsync diff {job_id}`; apply exactly it with `shardsync apply {job_id}`", err=True
+        )
     return code
 
 

@@ -6,7 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from rich.console import Console
 
+from worker.cli.display import print_jobs
 from worker.cli.main import main
 
 
@@ -76,3 +78,18 @@ def test_sync_batch_size_that_is_no_number_is_refused(capsys, value):
         main(["sync", "--local", "--source", "demo", "--target", "demo", "--batch-size", value])
     assert raised.value.code == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_the_job_list_says_what_each_job_did() -> None:
+    """A job with failed operations is not listed as a success; a job that ended before its diff says so."""
+    jobs = [
+        {"job_id": "a", "source": "s", "target": "t", "state": "success", "summary": {"create": 2}, "failures": 1},
+        {"job_id": "b", "source": "s", "target": "t", "state": "failed", "summary": None, "failures": 0},
+        {"job_id": "c", "source": "s", "target": "t", "state": "success", "summary": {"create": 0}, "failures": 0},
+    ]
+    console = Console(record=True, width=200)
+    print_jobs(console, jobs)
+    lines = console.export_text().splitlines()
+    assert "partial" in lines[0] and "create 2, 1 failed" in lines[0] and "success" not in lines[0]
+    assert "failed" in lines[1] and "no diff" in lines[1]
+    assert "success" in lines[2] and "no changes" in lines[2]
