@@ -335,6 +335,8 @@ def test_plan_then_apply_and_the_refusal_after_the_target_changed(redis_db: Redi
 
     plan = make_plan()
     assert read_calls(redis_db, calls_key) == []  # a plan changes nothing
+    typo = shardsync("diff", plan, "--type", "stie")
+    assert typo.returncode == 2 and "no element of type stie in the diff" in typo.stderr and "site" in typo.stderr
     applied = shardsync("apply", plan, "--json")
     assert applied.returncode == 0, applied.stderr
     report = json.loads(applied.stdout)

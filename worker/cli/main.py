@@ -168,6 +168,7 @@ def missing_consumers() -> Optional[str]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shardsync", prog_name="shardsync")
 def cli() -> None:
     """shardsync: keep two datasets in step, on workers or in this process."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Set
 
 import click
 import structlog
@@ -122,6 +122,11 @@ def jobs(state: Optional[str], target: Optional[str], source: Optional[str], lim
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def status(job_id: str, as_json: bool) -> int:
     """A job's progress while it runs, its report once it ended."""
+    return _status("status", job_id, as_json)
+
+
+def _status(command: str, job_id: str, as_json: bool) -> int:
+    """``status`` and ``show``: errors name the command typed."""
 
     def body() -> int:
         handle = known_job(job_id)
@@ -139,7 +144,7 @@ def status(job_id: str, as_json: bool) -> int:
             click.echo(f"job {job_id}: {stage} {current}/{total}" + (f"; {line}" if line else ""))
         return Exit.OK
 
-    return guarded("status", body)
+    return guarded(command, body)
 
 
 @click.command()
@@ -147,7 +152,7 @@ def status(job_id: str, as_json: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def show(job_id: str, as_json: bool) -> int:
     """A job's report (its exit code tells how the job ended; a running job shows its progress)."""
-    return status.callback(job_id, as_json)  # type: ignore[misc]
+    return _status("show", job_id, as_json)
 
 
 @click.command()
@@ -169,6 +174,10 @@ def diff(job_id: str, types: List[str], actions: List[str], as_json: bool) -> in
         found = handle.diff()
         if found is None:
             raise InvalidJob(f"job {job_id} has no diff yet (its diff step has not run)")
+        unknown = sorted(set(types) - _element_types(found))
+        if unknown:  # a typo would otherwise print an empty tree and succeed
+            known = ", ".join(sorted(_element_types(found))) or "none"
+            raise InvalidJob(f"no element of type {', '.join(unknown)} in the diff of job {job_id} (types: {known})")
         if as_json:
             click.echo(json.dumps(diff_json(found, list(types), list(actions)), sort_keys=True, default=str))
         else:
@@ -178,11 +187,27 @@ def diff(job_id: str, types: List[str], actions: List[str], as_json: bool) -> in
     return guarded("diff", body)
 
 
+def _element_types(diff: Any) -> Set[str]:
+    """Every model type in a diff, at any depth."""
+    found: Set[str] = set()
+    stack = list(diff.get_children())
+    while stack:
+        element = stack.pop()
+        found.add(element.type)
+        stack.extend(element.get_children())
+    return found
+
+
 @click.command()
 @click.argument("job_id")
 @click.option("--action", type=click.Choice(["create", "update", "delete"]), help="only this action")
 @click.option("--model", help="only this model type")
-@click.option("--status", "status_", help="only this status (success, failure, error, skipped, not run)")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice(["success", "failure", "error", "skipped", "not run"], case_sensitive=False),
+    help="only this status",
+)
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="skip this many entries")
 @click.option("--limit", type=click.IntRange(min=1), default=100, help="at most this many entries (default 100)")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")

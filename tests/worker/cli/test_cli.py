@@ -93,3 +93,13 @@ def test_the_job_list_says_what_each_job_did() -> None:
     assert "partial" in lines[0] and "create 2, 1 failed" in lines[0] and "success" not in lines[0]
     assert "failed" in lines[1] and "no diff" in lines[1]
     assert "success" in lines[2] and "no changes" in lines[2]
+
+
+def test_version_a_misspelled_status_and_the_command_named_in_errors(capsys) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("shardsync, version ")
+    with pytest.raises(SystemExit) as bad:
+        main(["log", "0123456789abcdef0123456789abcdef", "--status", "errror"])
+    assert bad.value.code == 2 and "'errror' is not one of" in capsys.readouterr().err
+    assert main(["show", "0123456789abcdef0123456789abcdef"]) == 2
+    assert capsys.readouterr().err.startswith("shardsync show: job 0123456789abcdef0123456789abcdef is unknown")
