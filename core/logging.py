@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from importlib.util import find_spec
 from typing import Any, List
 
@@ -34,7 +35,8 @@ def enable_console_logging(verbosity: int = 0) -> None:
     # format_exc_info then would make it warn, so only add it when neither is there.
     if not (find_spec("rich") or find_spec("better_exceptions")):
         processors.append(structlog.processors.format_exc_info)
-    processors.append(structlog.dev.ConsoleRenderer())
+    # Colours only on a terminal: piped or redirected output (a log file, `| less`) gets plain text.
+    processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
 
     structlog.configure(
         processors=processors,

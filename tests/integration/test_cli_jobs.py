@@ -274,6 +274,8 @@ def test_a_broken_adapter_module_is_named_without_a_traceback(tmp_path) -> None:
         assert result.returncode == 2, result.stderr
         assert f"adapter module {module!r} (SHARDSYNC_ADAPTER_MODULES) cannot be imported" in result.stderr
         assert expected in result.stderr and "Traceback" not in result.stderr
+        # A module that imports something missing is broken, not missing here: no word on where to install it.
+        assert "must be able to import it" not in result.stderr
 
 
 def test_a_worker_with_a_broken_adapter_module_stops_at_start(tmp_path) -> None:
@@ -291,6 +293,7 @@ def test_a_worker_with_a_broken_adapter_module_stops_at_start(tmp_path) -> None:
     log = (tmp_path / "broken.log").read_text(errors="replace")
     assert code != 0, log
     assert "adapter module 'nothing_by_that_name' (SHARDSYNC_ADAPTER_MODULES) cannot be imported" in log
+    assert "each worker, beat) must be able to import it" in log  # the module itself is missing: where it must be
     assert "Traceback" not in log
 
 

@@ -105,8 +105,16 @@ def import_adapter_modules(modules: List[str]) -> None:
         try:
             importlib.import_module(module)
         except Exception as err:  # noqa: BLE001 - any error of the module's own code, named without a traceback
+            hint = ""
+            if isinstance(err, ModuleNotFoundError) and err.name and module.startswith(err.name):
+                # The module itself is missing here (not one it imports): where it must be, said once.
+                hint = (
+                    "; every process that submits or runs jobs (the shardsync CLI or your app, each worker, beat) "
+                    "must be able to import it: install it in their environment, or put its folder on PYTHONPATH"
+                )
             raise UnknownAdapter(
-                f"adapter module {module!r} (SHARDSYNC_ADAPTER_MODULES) cannot be imported: {type(err).__name__}: {err}"
+                f"adapter module {module!r} (SHARDSYNC_ADAPTER_MODULES) cannot be imported: "
+                f"{type(err).__name__}: {err}{hint}"
             ) from err
         _modules_imported.append(module)
 

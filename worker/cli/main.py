@@ -34,6 +34,10 @@ def quiet_engine(verbose: int) -> None:
     """Engine log events on the console only when asked for (-v info, -vv debug)."""
     if verbose:
         enable_console_logging(verbosity=verbose)
+        # The engine's and shardsync's events, not the libraries' debug chatter (redis-py's "Failed to enable
+        # maintenance notifications" per connection against a Redis before 7.2, kombu's, Celery's).
+        for library in ("redis", "kombu", "celery", "amqp"):
+            logging.getLogger(library).setLevel(logging.WARNING)
     else:
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, List, Optional, Set
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, List, Optional, Set, Tuple
 
 import click
 import structlog
@@ -265,13 +266,33 @@ def check_schedule(file: Optional[str]) -> int:
     except ShardsyncError as err:
         _err("check-schedule", str(err))
         return Exit.BAD_INPUT
+    now = datetime.now(timezone.utc)
     for name, entry in schedule.items():
         job = entry["args"][0] if entry.get("args") else {}
+        when, following = describe_schedule(entry["schedule"], now)
         click.echo(
-            f"{name.removeprefix('shardsync:')}\t{entry['schedule']}\t{job.get('source')} -> {job.get('target')}"
+            f"{name.removeprefix('shardsync:')}\t{when}\tnext {following}\t{job.get('source')} -> {job.get('target')}"
         )
     click.echo(f"{path}: {len(schedule)} scheduled syncs, all valid")
     return Exit.OK
+
+
+def describe_schedule(when: Any, now: datetime) -> Tuple[str, str]:
+    """A beat schedule as people write it (``cron '*/5 * * * *'``, ``every 30 s``) and its next run (UTC).
+
+    An interval's next run is counted from now, as beat counts it from its start.
+    """
+    if hasattr(when, "_orig_minute"):  # celery.schedules.crontab
+        fields = (when._orig_minute, when._orig_hour, when._orig_day_of_month, when._orig_month_of_year,
+                  when._orig_day_of_week)  # fmt: skip
+        shown = f"cron '{' '.join(str(field) for field in fields)}'"
+        following = now + when.remaining_estimate(now)
+    else:  # an interval: seconds, a timedelta or celery.schedules.schedule
+        every = getattr(when, "run_every", when)
+        seconds = every.total_seconds() if isinstance(every, timedelta) else float(every)
+        shown = f"every {seconds:g} s"
+        following = now + timedelta(seconds=seconds)
+    return shown, (following + timedelta(microseconds=500_000)).replace(microsecond=0).isoformat()
 
 
 def register_views(group: Any) -> None:

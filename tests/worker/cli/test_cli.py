@@ -103,3 +103,12 @@ def test_version_a_misspelled_status_and_the_command_named_in_errors(capsys) -> 
     assert bad.value.code == 2 and "'errror' is not one of" in capsys.readouterr().err
     assert main(["show", "0123456789abcdef0123456789abcdef"]) == 2
     assert capsys.readouterr().err.startswith("shardsync show: job 0123456789abcdef0123456789abcdef is unknown")
+
+
+def test_the_engine_log_into_a_pipe_has_no_colour_codes() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "demo", "-vv"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Beginning diff calculation" in done.stderr  # the engine's events are shown...
+    assert "\x1b[" not in done.stderr  # ...as plain text into a pipe

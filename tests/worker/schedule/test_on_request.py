@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,10 +44,15 @@ def test_check_schedule_validates_on_request(tmp_path, capsys) -> None:
     assert "entry 'bad'" in err and "'every' must be a positive number" in err
     good = tmp_path / "good.json"
     entry = {"name": "hourly", "every": 3600, "job": {"source": "demo", "target": "demo"}}
-    good.write_text(json.dumps({"syncs": [entry]}))
+    cron = {"name": "fives", "cron": "*/5 * * * *", "job": {"source": "demo", "target": "demo"}}
+    good.write_text(json.dumps({"syncs": [entry, cron]}))
     assert main(["check-schedule", str(good)]) == 0
     out = capsys.readouterr().out
-    assert "hourly\t3600.0\tdemo -> demo" in out and "1 scheduled syncs, all valid" in out
+    # As written, with its next run: never Celery's repr ("<crontab: ... (m/h/dM/MY/d)>").
+    assert re.search(r"^hourly\tevery 3600 s\tnext \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\tdemo -> demo$", out, re.M)
+    fives = re.search(r"^fives\tcron '\*/5 \* \* \* \*'\tnext \S+:(\d\d):00\+00:00\tdemo -> demo$", out, re.M)
+    assert fives and int(fives.group(1)) % 5 == 0, out
+    assert "2 scheduled syncs, all valid" in out and "<crontab" not in out
     missing = tmp_path / "missing.json"
     assert main(["check-schedule", str(missing)]) == 2
     assert "cannot be read" in capsys.readouterr().err
