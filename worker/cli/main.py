@@ -247,12 +247,15 @@ def apply(job_id: str, no_wait: bool, timeout: Optional[float], as_json: bool) -
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="compute the diff and plan only, whatever the file says")
 @follow_options
-def run(file: str, local: bool, no_wait: bool, timeout: Optional[float], as_json: bool, verbose: int) -> int:
-    """Run the job a TOML file describes (the keys are sync's options: source, target, source_kwargs...)."""
+def run(
+    file: str, dry_run: bool, local: bool, no_wait: bool, timeout: Optional[float], as_json: bool, verbose: int
+) -> int:
+    """Run the job a TOML or JSON file describes (the keys are sync's options: source, target, source_kwargs...)."""
     try:
         options = read_job_file(file)
-        data = spec_data(options, bool(options.get("dry_run", False)))
+        data = spec_data(options, dry_run or bool(options.get("dry_run", False)))
     except (OSError, ValueError, KeyError, InvalidJob) as err:
         _err("run", f"{file}: {err}")
         return Exit.BAD_INPUT

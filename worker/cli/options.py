@@ -6,6 +6,7 @@ One list of names for both, so a job file is a ``sync`` command written down (fo
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Dict, Optional, Tuple
 
@@ -181,7 +182,9 @@ def spec_data(options: Dict[str, Any], dry_run: bool) -> Dict[str, Any]:
 
 
 def read_job_file(path: str) -> Dict[str, Any]:
-    """A TOML job file as sync's options; unknown keys and missing adapters are named.
+    """A job file, TOML (``*.toml``) or JSON (``*.json``) as schedule files are, as sync's options.
+
+    Unknown keys and missing adapters are named.
 
     Raises:
         ValueError: naming the problem.
@@ -190,11 +193,18 @@ def read_job_file(path: str) -> Dict[str, Any]:
         import tomllib  # pylint: disable=import-outside-toplevel
     else:  # pragma: no cover
         import tomli as tomllib  # pylint: disable=import-outside-toplevel
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in (".toml", ".json"):
+        raise ValueError("a job file is TOML (*.toml) or JSON (*.json), told by its extension")
     with open(path, "rb") as handle:
         try:
-            data = tomllib.load(handle)
+            data = tomllib.load(handle) if suffix == ".toml" else json.load(handle)
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"not valid TOML ({err})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError("a job file holds one object (a table) of sync's options")
     unknown = sorted(set(data) - JOB_FILE_KEYS)
     if unknown:
         raise ValueError(f"unknown key {unknown[0]!r}; a job file takes {', '.join(sorted(JOB_FILE_KEYS))}")

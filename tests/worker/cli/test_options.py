@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from worker.cli.main import cli
@@ -41,3 +43,19 @@ def test_a_job_file_takes_the_same_keys(tmp_path) -> None:
     path.write_text('source = "demo"\ntarget = "demo-api"\ntop_level_barrier = false\n')
     with pytest.raises(ValueError, match="unknown key 'top_level_barrier'"):
         read_job_file(str(path))
+
+
+def test_a_job_file_may_be_json_as_schedule_files_are(tmp_path) -> None:
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({"source": "demo", "target": "demo-api", "diff_range": 4, "retry": {"attempts": 3}}))
+    spec = JobSpec.from_data(spec_data(read_job_file(str(path)), dry_run=False))
+    assert spec.diff_range == 4 and spec.retry.attempts == 3
+    for name, text, problem in (
+        ("bad.json", "{", "not valid JSON"),
+        ("list.json", "[]", "holds one object"),
+        ("job.yaml", "source: demo", "TOML .*or JSON"),
+    ):
+        other = tmp_path / name
+        other.write_text(text)
+        with pytest.raises(ValueError, match=problem):
+            read_job_file(str(other))
