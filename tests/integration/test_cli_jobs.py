@@ -209,6 +209,9 @@ def test_run_a_toml_job_file_and_cancel(redis_db: Redis, tmp_path) -> None:
     result = shardsync("run", str(job_file), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["counts"] == {"create": {"success": 2}}
+    job_id = json.loads(result.stdout)["job_id"]
+    shown = shardsync("show", job_id[:8], "--json")  # the short id Flower shows names it
+    assert shown.returncode == 0 and json.loads(shown.stdout)["job_id"] == job_id, shown.stderr
     planned = shardsync("run", str(job_file), "--dry-run", "--json")  # --dry-run over what the file says
     assert planned.returncode == 0, planned.stderr
     assert json.loads(planned.stdout)["status"] == "dry-run"

@@ -21,7 +21,7 @@ from worker.api import REDIS_PATIENCE, JobHandle, submit_spec
 from worker.cli.display import Exit, Follower, exit_code_of, print_report
 from worker.cli.display import complain as _err
 from worker.cli.options import follow_options, job_options, read_job_file, spec_data
-from worker.cli.views import guarded, known_job, register_views
+from worker.cli.views import JOB_ID, guarded, known_job, register_views
 from worker.errors import InvalidJob, InvalidSetting, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
 from worker.job.spec import JobSpec
 from worker.runners.local import run_local
@@ -217,7 +217,7 @@ def plan(local: bool, no_wait: bool, timeout: Optional[float], as_json: bool, ve
 
 
 @cli.command()
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--no-wait", is_flag=True, help="print the new job's id and return at once")
 @click.option("--timeout", type=float, help="stop following after this many seconds (the job goes on)")
 @click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
@@ -263,7 +263,7 @@ def run(
 
 
 @cli.command()
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--timeout", type=float, help="stop watching after this many seconds (the job goes on)")
 @click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
 def watch(job_id: str, timeout: Optional[float], as_json: bool) -> int:
@@ -284,7 +284,7 @@ def _known(command: str, job_id: str) -> Optional[int]:
 
 
 @cli.command()
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--reason", default="cancelled from the command line", help="recorded in the report")
 def cancel(job_id: str, reason: str) -> int:
     """Stop a running job (it ends failed, with a report of what was done)."""

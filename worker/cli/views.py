@@ -13,6 +13,7 @@ from typing import Any, Callable, List, Optional, Set, Tuple
 
 import click
 import structlog
+from redis.exceptions import RedisError
 from rich.console import Console
 
 from core.logging import enable_console_logging
@@ -31,7 +32,7 @@ from worker.cli.display import (
 )
 from worker.cli.display import complain as _err
 from worker.errors import InvalidJob, ShardsyncError, UnknownAdapter
-from worker.job.history import STATES
+from worker.job.history import STATES, job_ids_starting
 from worker.job.spec import check_job_id, parse_flags
 from worker.schedule.entries import load_schedule
 from worker.settings import get_settings
@@ -47,6 +48,30 @@ def guarded(command: str, body: Callable[[], int]) -> int:
     except ShardsyncError as err:
         _err(command, str(err))
         return Exit.REDIS
+
+
+class JobIdParam(click.ParamType):
+    """A job id, or the start of one (the 8 characters Flower shows) that names exactly one known job."""
+
+    name = "job_id"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> str:
+        """The whole id a unique start stands for; anything else as given (the command says what is wrong)."""
+        text = str(value)
+        try:
+            check_job_id(text)
+            if JobHandle(text).known():
+                return text
+            matches = job_ids_starting(text)
+        except (InvalidJob, ShardsyncError, RedisError, OSError):
+            return text  # a bad id, or Redis unreachable: the command itself reports it
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5])
+            self.fail(f"{text!r} starts the ids of several jobs ({shown}...): give more of it", param, ctx)
+        return matches[0] if matches else text
+
+
+JOB_ID = JobIdParam()
 
 
 def known_job(job_id: str) -> JobHandle:
@@ -119,7 +144,7 @@ def jobs(state: Optional[str], target: Optional[str], source: Optional[str], lim
 
 
 @click.command()
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def status(job_id: str, as_json: bool) -> int:
     """A job's progress while it runs, its report once it ended."""
@@ -149,7 +174,7 @@ def _status(command: str, job_id: str, as_json: bool) -> int:
 
 
 @click.command()
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def show(job_id: str, as_json: bool) -> int:
     """A job's report (its exit code tells how the job ended; a running job shows its progress)."""
@@ -157,7 +182,7 @@ def show(job_id: str, as_json: bool) -> int:
 
 
 @click.command()
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--type", "types", multiple=True, help="only elements of this model type (repeatable)")
 @click.option(
     "--action",
@@ -200,7 +225,7 @@ def _element_types(diff: Any) -> Set[str]:
 
 
 @click.command()
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--action", type=click.Choice(["create", "update", "delete"]), help="only this action")
 @click.option("--model", help="only this model type")
 @click.option(

@@ -58,6 +58,24 @@ def job_summary(job: RedisJobState) -> Optional[Dict[str, Any]]:
     }
 
 
+def job_ids_starting(prefix: str, client: Optional[Redis] = None, most: int = 10) -> List[str]:
+    """The ids of known jobs that start with ``prefix`` (a short id, as Flower shows 8 characters), at most ``most``.
+
+    ``prefix`` is a checked job id (letters, digits, ``_.-``): no glob character reaches the SCAN pattern.
+    """
+    from worker.connection import redis_client  # pylint: disable=import-outside-toplevel
+
+    client = client or redis_client()
+    found: List[str] = []
+    for raw, _ in client.zscan_iter(keys.JOB_INDEX, match=f"{prefix}*", count=1000):
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if name not in found:
+            found.append(name)
+        if len(found) >= most:
+            break
+    return found
+
+
 def list_jobs(
     state: Optional[str] = None,
     target: Optional[str] = None,
