@@ -198,6 +198,17 @@ def test_history_show_diff_and_log(redis_db: Redis) -> None:
     assert page == entries[1:3]
     text = shardsync("log", job_id, "--model", "site").stdout
     assert "create  site" in text and "refused" in text
+    assert text.splitlines()[0].split()[:4] == ["op", "action", "model", "unique"]  # a header says what is what
+
+    # A failed job: under the parent that failed, operations were skipped (as the report counts them); what
+    # came after the failure did not run.
+    failed = json.loads(shardsync(*sync_args(data(3, note="fail-raise"), "--json")).stdout)
+    assert failed["status"] == "failed"
+    by_status = {(e["model"], e["unique_id"]): e["status"] for e in json.loads(
+        shardsync("log", failed["job_id"], "--json").stdout
+    )}  # fmt: skip
+    assert by_status[("site", "s-1")] == "error" and by_status[("device", "s-1__d0")] == "skipped"
+    assert by_status[("site", "s-2")] == "not run"
 
 
 def test_run_a_toml_job_file_and_cancel(redis_db: Redis, tmp_path) -> None:

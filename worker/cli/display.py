@@ -301,7 +301,15 @@ def diff_json(diff: Any, types: Optional[List[str]], actions: Optional[List[str]
 
 
 def print_log(console: Console, entries: List[Dict[str, Any]]) -> None:
-    """``shardsync log``: one operation per line."""
+    """``shardsync log``: one operation per line, under a header (op: subtree:position in the plan)."""
+    if not entries:
+        console.print("no operations match", highlight=False)
+        return
+    console.print(
+        f"{'op':>9}  {'action':<6}  {'model':<12}  unique id  status  message   (op: top-level subtree:position)",
+        highlight=False,
+        markup=False,
+    )
     for entry in entries:
         message = f"  {entry['message']}" if entry.get("message") else ""
         console.print(

@@ -126,6 +126,9 @@ def _planned(job: RedisJobState, spec: Dict[str, Any], journal: Dict[str, List[A
         op_ids: Dict[int, str] = {}
         number_elements(root, element, op_ids)  # the shards' numbering, so the names match the journal's
         by_op = {op_ids[id(current)]: current for current in _walk(element)}
+        parent_op = {
+            op_ids[id(child)]: op_ids[id(current)] for current in _walk(element) for child in current.get_children()
+        }
 
         def flags_of(current: Any, op_ids: Dict[int, str] = op_ids) -> int:
             entry = journal.get(op_ids[id(current)])
@@ -136,7 +139,11 @@ def _planned(job: RedisJobState, spec: Dict[str, Any], journal: Dict[str, List[A
             current = by_op[op]
             model_class = getattr(target_cls, current.type, None)
             uid = model_class.create_unique_id(**current.keys) if model_class is not None else current.name
-            yield {"op": op, "action": operation.action, "model": current.type, "unique_id": uid}
+            above, up = [], parent_op.get(op)
+            while up is not None:
+                above.append(up)
+                up = parent_op.get(up)
+            yield {"op": op, "action": operation.action, "model": current.type, "unique_id": uid, "above": above}
 
 
 def _walk(element: Any) -> Iterator[Any]:
@@ -178,11 +185,14 @@ def job_log(
     if report is not None and job.diff_size():
         missing = "skipped" if report.get("status") == "success" else "not run"
         for planned in _planned(job, spec, journal):
+            above = planned.pop("above")
             entry = journal.get(planned["op"])
-            if entry is None:
-                entries.append({**planned, "status": missing, "message": ""})
-            else:
+            if entry is not None:
                 entries.append(_entry(planned["op"], entry))
+                continue
+            # Under a parent that failed it was skipped (the report counts it so), whatever became of the job.
+            failed_above = any(op in journal and journal[op][1] != "success" for op in above)
+            entries.append({**planned, "status": "skipped" if failed_above else missing, "message": ""})
     else:
         ordered = sorted(journal, key=lambda op: tuple(int(part) for part in op.split(":")))
         entries = [_entry(op, journal[op]) for op in ordered]
