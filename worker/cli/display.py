@@ -53,6 +53,7 @@ class Follower:
         self._tasks: Dict[str, TaskID] = {}
         self._last: Tuple[str, float] = ("", 0.0)
         self._target = ""
+        self._shards = 0
 
     def __enter__(self) -> Follower:
         if self.mode == "live":
@@ -106,15 +107,22 @@ class Follower:
             for earlier in STAGES[: STAGES.index(stage)]:
                 task = self._tasks.get(earlier)
                 if task is not None:
-                    done = self._progress.tasks[task].total or 1
+                    done = self._total(task)
                     self._progress.update(task, total=done, completed=done)
         task = self._tasks.get(stage)
         if task is None:
             task = self._tasks[stage] = self._progress.add_task(stage, total=total or None)
+        if stage == "sync" and shards[1]:
+            self._shards = shards[1]
         description = f"{stage} (shards {shards[0]}/{shards[1]})" if stage == "sync" and shards[1] else stage
         if stage == "sync" and self._target:
             description += f"; {self._target}"
         self._progress.update(task, total=total or None, completed=current, description=description)
+
+    def _total(self, task: TaskID) -> float:
+        """A shown stage's total (1 when it had none): rich's task list is by position, not by id."""
+        assert self._progress is not None
+        return next((shown.total for shown in self._progress.tasks if shown.id == task), None) or 1
 
     def finish(self) -> None:
         """Mark every stage shown as complete (the last line never stays at ``finish 0/1``)."""
@@ -123,9 +131,15 @@ class Follower:
             self.console.print(f"{time.monotonic() - self.started:7.1f}s  ended", highlight=False, soft_wrap=True)
         if self._progress is None:
             return
-        for task in self._tasks.values():
-            done = self._progress.tasks[task].total or 1
+        queued = self._tasks.get("queued")
+        if queued is not None and len(self._tasks) > 1:  # the job started: its wait in the queue is no stage
+            self._progress.remove_task(queued)
+            del self._tasks["queued"]
+        for stage, task in self._tasks.items():
+            done = self._total(task)
             self._progress.update(task, total=done, completed=done)
+            if stage == "sync" and self._shards:  # every shard ended: never "shards 0/16" on the last line
+                self._progress.update(task, description=f"sync (shards {self._shards}/{self._shards})")
 
     def note(self, text: str) -> None:
         """A line of its own (a warning), above a live display."""

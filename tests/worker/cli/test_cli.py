@@ -8,7 +8,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from worker.cli.display import print_jobs
+from worker.cli.display import Follower, print_jobs
 from worker.cli.main import main
 
 
@@ -112,3 +112,16 @@ def test_the_engine_log_into_a_pipe_has_no_colour_codes() -> None:
     assert done.returncode == 0, done.stderr
     assert "Beginning diff calculation" in done.stderr  # the engine's events are shown...
     assert "\x1b[" not in done.stderr  # ...as plain text into a pipe
+
+
+def test_the_live_display_ends_on_what_happened() -> None:
+    """Not on "queued 1/1", not on "sync (shards 0/16)": the last frame shows every stage done."""
+    console = Console(record=True, width=120, force_terminal=True)
+    with Follower(console, "live", "job") as follower:
+        follower.update("queued", 0, 1)
+        follower.update("sync", 300, 444, (5, 16))
+        follower.update("sync", 444, 444, (5, 16))  # the last progress seen before the end
+        follower.update("done", 1, 1)
+    assert follower._progress is not None  # what the last frame shows
+    shown = [(task.description, task.completed, task.total) for task in follower._progress.tasks]
+    assert shown == [("sync (shards 16/16)", 444, 444)]
