@@ -22,13 +22,16 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+ENVIRONMENT = "SHARDSYNC_GC_PAUSE"
+"""The variable the engine reads itself (not a runner setting: ``worker.settings`` knows it as the engine's)."""
+
 _lock = threading.Lock()
 _depth = 0
 _was_enabled = False
 
 
 def _wanted() -> bool:
-    return os.environ.get("SHARDSYNC_GC_PAUSE", "1").strip().lower() not in ("0", "false", "no", "off")
+    return os.environ.get(ENVIRONMENT, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core import keys
+from core._gc import ENVIRONMENT as GC_PAUSE
 from worker.errors import InvalidSetting
 from worker.job.guard import parse_delete_limit
 
@@ -175,7 +176,7 @@ def read_settings() -> Settings:
             given = f"={os.environ[name][:60]!r}" if name in os.environ else ""
             problems.append(f"{name}{given}: {error['msg']}")
         raise InvalidSetting("bad setting: " + "; ".join(problems)) from None
-    known = {PREFIX + name.upper() for name in Settings.model_fields}
+    known = {PREFIX + name.upper() for name in Settings.model_fields} | {GC_PAUSE}  # and the engine's own
     for name in sorted(os.environ):
         if name.startswith(PREFIX) and name not in known and not name.startswith(RESERVED):
             close = difflib.get_close_matches(name, sorted(known), n=1)
