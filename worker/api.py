@@ -24,28 +24,12 @@ from worker.errors import InvalidJob, JobFailed, JobStateLost, RedisUnavailable,
 from worker.job.history import job_log, job_summary
 from worker.job.history import list_jobs as _list_jobs
 from worker.job.report import rebuild_diff
+from worker.job.review import retake_apply
 from worker.job.spec import JobSpec
 from worker.runners.celery.app import app
 from worker.runners.celery.submit import enqueue_job
 from worker.settings import get_settings
 from worker.state.redis import RedisJobState
-
-
-def _retake_apply(plan: RedisJobState, applying_job: str) -> bool:
-    """Take a plan's apply over from an earlier apply that ended having applied nothing.
-
-    An apply refused because the target changed in a subtree the plan touches, or stopped by a locked
-    target, leaves the plan as it was: it may be applied again (and is refused again while the target
-    differs). An apply still running, or one that applied anything, keeps it.
-    """
-    earlier = plan.info().get("applied_by")
-    report = RedisJobState(str(earlier), plan.client).report() if earlier else None
-    if report is None or report.get("status") == "success":
-        return False
-    if sum(int(count) for per in (report.get("counts") or {}).values() for count in per.values()):
-        return False
-    plan.release_apply()
-    return plan.claim_apply(applying_job)
 
 
 class JobHandle:
@@ -54,6 +38,7 @@ class JobHandle:
     def __init__(self, job_id: str) -> None:
         self.id = job_id
         self._next_look = 0.0  # when progress() next asks the job state itself (at most once a second)
+        self._settled_at = 0.0  # when wait() first found a report while Celery's state was not final yet
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self.state}>"
@@ -219,7 +204,7 @@ class JobHandle:
             if deadline is not None:
                 data["deadline"] = deadline
             applying = JobSpec.from_data(data)
-            if not job.claim_apply(applying.job_id) and not _retake_apply(job, applying.job_id):
+            if not job.claim_apply(applying.job_id) and not retake_apply(job, applying.job_id):
                 raise InvalidJob(f"plan {self.id} was applied already, by job {job.info().get('applied_by')}")
         try:
             return submit_spec(applying)
@@ -244,7 +229,14 @@ class JobHandle:
         # Once a second, the job state itself: lost (Redis restarted empty)? ended, its result gone?
         with reaching_redis(f"wait for job {self.id}"):
             ended = self._settled()
-        if ended is not None and ended.get("error"):
+        if ended is None:
+            return None
+        # The finish saves the report, then publishes the final state: give that a moment, so that a waiter
+        # never returns while the Celery state still says PROGRESS; only a result that never comes is skipped.
+        self._settled_at = self._settled_at or time.monotonic()
+        if time.monotonic() - self._settled_at < SETTLE_GRACE:
+            return None
+        if ended.get("error"):
             raise JobFailed(f"job {self.id} failed: {ended['error']}", ended)
         return ended
 
@@ -292,6 +284,10 @@ class JobHandle:
                 raise TimeoutError(f"job {self.id} still running after {timeout} s (stage {stage} {current}/{total})")
             time.sleep(interval)  # polling Celery's result backend, between two reads
 
+
+SETTLE_GRACE = 3.0
+"""Seconds a waiter that found the report gives the job's final Celery state to arrive before it goes by the
+report alone (a result backend that expired or lost the result)."""
 
 REDIS_PATIENCE = 60.0
 """Seconds a waiter rides out Redis not answering (a restart, a failover) before it says so."""

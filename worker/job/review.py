@@ -108,3 +108,20 @@ def copy_diff(plan: JobState, job: JobState) -> List[Any]:
     records = plan.diff_records(list(range(plan.diff_size())))
     job.save_diff(records, plan.summary() or {})
     return records
+
+
+def retake_apply(plan: Any, applying_job: str) -> bool:
+    """Take a plan's apply over from an earlier apply that ended having applied nothing.
+
+    An apply refused because the target changed in a subtree the plan touches, or stopped by a locked
+    target, leaves the plan as it was: it may be applied again (and is refused again while the target
+    differs). An apply still running, or one that applied anything, keeps it.
+    """
+    earlier = plan.info().get("applied_by")
+    report = type(plan)(str(earlier), plan.client).report() if earlier else None
+    if report is None or report.get("status") == "success":
+        return False
+    if sum(int(count) for per in (report.get("counts") or {}).values() for count in per.values()):
+        return False
+    plan.release_apply()
+    return plan.claim_apply(applying_job)
