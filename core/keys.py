@@ -85,6 +85,10 @@ JOB_INDEX = f"{ROOT}:~jobs:index"
 """ZSET of every job id submitted through Redis, scored by submission time (``shardsync jobs``, trimmed to the
 retention when read)."""
 
+JOB_LINES = f"{ROOT}:~jobs:lines"
+"""HASH ``job id -> msgpack line`` of the job list (source, target, schedule, submission; once ended, its state,
+summary and times), so that a history of thousands of jobs lists in one read; trimmed with ``JOB_INDEX``."""
+
 SLOTS = f"{ROOT}:~slots"
 """HASH ``worker hostname -> msgpack {slots, expires}``: the pool slots of the live workers that take shards,
 renewed by each worker's main process (the planner sizes shards from their sum)."""
@@ -169,11 +173,13 @@ def configure(namespace: str = "") -> None:
             f"namespace {namespace!r}: only letters, digits, '_', '.' and '-' (at most 64), so that its keys cannot "
             f"be mistaken for another deployment's"
         )
-    global ROOT, META_PATTERN, RUNNING_JOBS, JOB_INDEX, SLOTS, WATCHDOG, METRICS, METRICS_RUNNING, SCHEDULE_SKIPS
+    global ROOT, META_PATTERN, RUNNING_JOBS, JOB_INDEX, JOB_LINES, SLOTS, WATCHDOG, METRICS, METRICS_RUNNING
+    global SCHEDULE_SKIPS
     ROOT = f"{DEFAULT_ROOT}~{namespace}" if namespace else DEFAULT_ROOT
     META_PATTERN = f"{ROOT}:*:meta"
     RUNNING_JOBS = f"{ROOT}:~jobs:running"
     JOB_INDEX = f"{ROOT}:~jobs:index"
+    JOB_LINES = f"{ROOT}:~jobs:lines"
     SLOTS = f"{ROOT}:~slots"
     WATCHDOG = f"{ROOT}:~watchdog"
     METRICS = f"{ROOT}:~metrics"

@@ -382,14 +382,22 @@ def list_jobs(
     target: Optional[str] = None,
     source: Optional[str] = None,
     limit: Optional[int] = 50,
+    schedule: Optional[str] = None,
+    since: Optional[float] = None,
+    until: Optional[float] = None,
+    offset: int = 0,
 ) -> List[Dict[str, Any]]:
     """Recent jobs, newest first: id, source, target, state, summary, failures, submitted/started/ended, seconds.
 
-    Kept as long as the jobs' records (``SHARDSYNC_STORE_TTL``).
+    ``schedule``: only those a schedule entry started (``""``: by none); ``since``/``until``: submitted between
+    (epoch seconds); ``offset``: skip as many matching jobs. Kept ``SHARDSYNC_HISTORY_DAYS``.
 
     Raises:
         ValueError: if ``state`` is not a known job state.
         RedisUnavailable: if Redis cannot be reached.
     """
     with reaching_redis("list jobs"):
-        return _list_jobs(state=state, target=target, source=source, limit=limit, client=redis_client())
+        return _list_jobs(
+            state=state, target=target, source=source, limit=limit, client=redis_client(), schedule=schedule,
+            since=since, until=until, offset=offset,
+        )  # fmt: skip

@@ -11,7 +11,7 @@ import warnings
 from functools import lru_cache
 from typing import Annotated, List, Literal, Optional
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core import keys
@@ -128,6 +128,21 @@ class Settings(BaseSettings):
     or ``warn`` and run (a Redis shared with a cache whose policy cannot change; jobs may then be lost)."""
     visibility_timeout: int = Field(3600, ge=60)
     """Seconds before the Redis broker redelivers an unacknowledged task: longer than the longest task."""
+    history_days: float = Field(30.0, gt=0)
+    """Days a finished job's report, diff and per-object log are kept for ``jobs``, ``log`` and the console,
+    whatever ``store_ttl`` keeps of its stores (the job list forgets jobs older than this)."""
+    history_max_mb: float = Field(64.0, gt=0)
+    """Most MiB of diff and per-object log one job keeps for ``history_days``; a job that wrote more keeps its
+    report and summary that long, and its diff and log only for ``store_ttl`` (the report says so)."""
+    web_users_file: Optional[str] = None
+    """File of the console's and HTTP API's users, one per line: ``name role token`` (role ``viewer`` or
+    ``operator``; the token as ``sha256:<hex>`` of it, as ``shardsync web token`` prints, or as is). A secret,
+    mounted read-only; never on the command line."""
+    web_users: Optional[SecretStr] = None
+    """The same lines in a variable (separated by newlines or ``;``), for platforms that inject secrets so."""
+    web_secret_file: Optional[str] = None
+    """File whose content signs the console's session cookies (the same on every replica); unset: a random key
+    per process, so logins end when it restarts."""
 
     @field_validator("delete_limit")
     @classmethod
@@ -145,6 +160,11 @@ class Settings(BaseSettings):
     def backend_url(self) -> str:
         """The result backend actually used."""
         return self.result_backend or self.broker_url
+
+    @property
+    def history_ttl(self) -> int:
+        """Seconds a finished job's records are kept (``history_days``)."""
+        return max(60, int(self.history_days * 86400))
 
     @property
     def redis_url(self) -> str:

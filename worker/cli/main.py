@@ -22,6 +22,7 @@ from worker.cli.display import Exit, Follower, exit_code_of, print_report
 from worker.cli.display import complain as _err
 from worker.cli.options import follow_options, job_options, read_job_file, spec_data
 from worker.cli.views import JOB_ID, guarded, known_job, register_views
+from worker.cli.web import web
 from worker.errors import InvalidJob, InvalidSetting, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
 from worker.job.spec import JobSpec
 from worker.runners.local import run_local
@@ -318,6 +319,7 @@ def metrics(port: int, addr: str) -> int:
 
 
 register_views(cli)
+cli.add_command(web)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, List, Optional, Set, Tuple
+from datetime import datetime, timezone
+from typing import Any, Callable, List, Optional, Set
 
 import click
 import structlog
@@ -34,7 +34,7 @@ from worker.cli.display import complain as _err
 from worker.errors import InvalidJob, ShardsyncError, UnknownAdapter
 from worker.job.history import STATES, job_ids_starting
 from worker.job.spec import check_job_id, parse_flags
-from worker.schedule.entries import load_schedule
+from worker.schedule.entries import describe_schedule, load_schedule
 from worker.settings import get_settings
 
 
@@ -300,24 +300,6 @@ def check_schedule(file: Optional[str]) -> int:
         )
     click.echo(f"{path}: {len(schedule)} scheduled syncs, all valid")
     return Exit.OK
-
-
-def describe_schedule(when: Any, now: datetime) -> Tuple[str, str]:
-    """A beat schedule as people write it (``cron '*/5 * * * *'``, ``every 30 s``) and its next run (UTC).
-
-    An interval's next run is counted from now, as beat counts it from its start.
-    """
-    if hasattr(when, "_orig_minute"):  # celery.schedules.crontab
-        fields = (when._orig_minute, when._orig_hour, when._orig_day_of_month, when._orig_month_of_year,
-                  when._orig_day_of_week)  # fmt: skip
-        shown = f"cron '{' '.join(str(field) for field in fields)}'"
-        following = now + when.remaining_estimate(now)
-    else:  # an interval: seconds, a timedelta or celery.schedules.schedule
-        every = getattr(when, "run_every", when)
-        seconds = every.total_seconds() if isinstance(every, timedelta) else float(every)
-        shown = f"every {seconds:g} s"
-        following = now + timedelta(seconds=seconds)
-    return shown, (following + timedelta(microseconds=500_000)).replace(microsecond=0).isoformat()
 
 
 def register_views(group: Any) -> None:

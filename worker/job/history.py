@@ -20,6 +20,7 @@ from core.planner import number_elements, subtree_operations
 from worker.adapters.registry import get_adapter
 from worker.job.report import iso, rebuild_diff
 from worker.settings import get_settings
+from worker.state.codec import unpack
 from worker.state.redis import RedisJobState
 
 STATES = ("queued", "running", "success", "failed", "dry-run")
@@ -48,6 +49,9 @@ def job_summary(job: RedisJobState) -> Optional[Dict[str, Any]]:
         "target": spec.get("target"),
         "state": state,
         "dry_run": bool(spec.get("dry_run")),
+        "schedule": info.get("schedule"),
+        "apply_of": spec.get("apply_of"),
+        "applied_by": info.get("applied_by"),
         "summary": job.summary(),
         "failures": int(report.get("failures_total", len(report.get("failures", [])))) if report else 0,
         "error": report.get("error") if report else None,
@@ -55,7 +59,16 @@ def job_summary(job: RedisJobState) -> Optional[Dict[str, Any]]:
         "started": iso(started),
         "ended": iso(finished),
         "seconds": round(duration, 3) if duration is not None else None,
+        "at": float(submitted) if submitted is not None else None,
     }
+
+
+def record_line(job: Any) -> None:
+    """Keep an ended job's line of the job list (``list_jobs`` reads thousands in one go); only in Redis."""
+    if isinstance(job, RedisJobState):
+        line = job_summary(job)
+        if line is not None:
+            job.save_line(line)
 
 
 def job_ids_starting(prefix: str, client: Optional[Redis] = None, most: int = 10) -> List[str]:
@@ -76,16 +89,38 @@ def job_ids_starting(prefix: str, client: Optional[Redis] = None, most: int = 10
     return found
 
 
+def forget_old_jobs(client: Redis) -> int:
+    """Drop the jobs older than the history's retention from the index and the lines; returns how many."""
+    cutoff = time.time() - get_settings().history_ttl
+    old = client.zrangebyscore(keys.JOB_INDEX, "-inf", cutoff)
+    for start in range(0, len(old), 1000):
+        chunk = old[start : start + 1000]
+        pipe = client.pipeline(transaction=False)
+        pipe.hdel(keys.JOB_LINES, *chunk)
+        pipe.zrem(keys.JOB_INDEX, *chunk)
+        pipe.execute()
+    return len(old)
+
+
 def list_jobs(
     state: Optional[str] = None,
     target: Optional[str] = None,
     source: Optional[str] = None,
     limit: Optional[int] = 50,
     client: Optional[Redis] = None,
+    schedule: Optional[str] = None,
+    since: Optional[float] = None,
+    until: Optional[float] = None,
+    offset: int = 0,
 ) -> List[Dict[str, Any]]:
-    """Recent jobs, newest first, optionally only those in one state or with one target (or source) adapter.
+    """Recent jobs, newest first, optionally only some of them (every filter given must hold).
 
-    Jobs older than the retention (``SHARDSYNC_STORE_TTL``) are dropped from the index as it is read.
+    ``state``, ``target``, ``source``: exact; ``schedule``: the schedule entry that started it (``""``: none);
+    ``since``/``until``: submitted between (epoch seconds).
+
+    Each ended job is one kept line (``record_line``), so a history of thousands lists in a few reads; a job
+    still queued or running is read from its state. Jobs older than the retention (``SHARDSYNC_HISTORY_DAYS``)
+    are forgotten as the list is read. ``offset`` skips that many matching jobs (pages of ``limit``).
 
     Raises:
         ValueError: if ``state`` is not one of ``STATES``.
@@ -95,22 +130,43 @@ def list_jobs(
     from worker.connection import redis_client  # pylint: disable=import-outside-toplevel
 
     client = client or redis_client()
-    client.zremrangebyscore(keys.JOB_INDEX, "-inf", time.time() - get_settings().store_ttl)
+    forget_old_jobs(client)
+    ids = client.zrevrangebyscore(
+        keys.JOB_INDEX, "+inf" if until is None else until, "-inf" if since is None else since
+    )
+    wanted = {"state": state, "target": target, "source": source, "schedule": schedule}
     found: List[Dict[str, Any]] = []
-    for raw in client.zrevrange(keys.JOB_INDEX, 0, -1):
-        job = RedisJobState(raw.decode(), client)
-        line = job_summary(job)
-        if line is None:
-            client.zrem(keys.JOB_INDEX, raw)  # its records expired
-            continue
-        if (state and line["state"] != state) or (target and line["target"] != target):
-            continue
-        if source and line["source"] != source:
-            continue
-        found.append(line)
-        if limit is not None and len(found) >= limit:
-            break
+    skip = offset
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for raw_id, raw in zip(chunk, client.hmget(keys.JOB_LINES, chunk), strict=True):
+            line = _line(raw_id.decode(), raw, client)
+            if line is None:
+                continue
+            if any(value is not None and (line.get(name) or "") != value for name, value in wanted.items()):
+                continue
+            if skip:
+                skip -= 1
+                continue
+            found.append(line)
+            if limit is not None and len(found) >= limit:
+                return found
     return found
+
+
+def _line(job_id: str, raw: Optional[bytes], client: Redis) -> Optional[Dict[str, Any]]:
+    """A job's line: the kept one once it ended, else read now; None (and forgotten) once its records are gone."""
+    line = unpack(raw) if raw is not None else None
+    if isinstance(line, dict) and line.get("state") not in ("queued", "running", None):
+        return line
+    job = RedisJobState(job_id, client)
+    line = job_summary(job)
+    if line is None:
+        client.zrem(keys.JOB_INDEX, job_id)
+        client.hdel(keys.JOB_LINES, job_id)
+    elif raw is None and line["state"] not in ("queued", "running"):
+        job.save_line(line)  # a job ended before lines were kept: kept from now on
+    return line
 
 
 def _planned(job: RedisJobState, spec: Dict[str, Any], journal: Dict[str, List[Any]]) -> Iterator[Dict[str, Any]]:
@@ -208,7 +264,10 @@ def job_log(
 
 def _entry(op: str, entry: List[Any]) -> Dict[str, Any]:
     action, status, message, model, uid = entry[:5]
-    return {"op": op, "action": action, "model": model, "unique_id": uid, "status": status, "message": message}
+    found = {"op": op, "action": action, "model": model, "unique_id": uid, "status": status, "message": message}
+    if len(entry) > 6 and entry[6]:
+        found["traceback"] = entry[6]  # a hook that raised (``OperationJournal.operation_raised``)
+    return found
 
 
-__all__ = ["STATES", "iso", "job_log", "job_summary", "list_jobs"]
+__all__ = ["STATES", "forget_old_jobs", "iso", "job_log", "job_summary", "list_jobs", "record_line"]

@@ -19,6 +19,7 @@ from core.adapter import Adapter
 from core.diff_codec import DiffCodec
 from worker.adapters.registry import get_adapter
 from worker.errors import describe
+from worker.job.history import record_line
 from worker.job.report import assemble_report, rebuild_diff
 from worker.job.spec import JobSpec
 from worker.pipeline.context import DONE, StepContext
@@ -90,6 +91,8 @@ def finish(ctx: StepContext) -> Optional[Dict[str, Any]]:
     if not job.save_report(report, get_settings().store_ttl):
         return job.report()  # type: ignore[return-value]  # another end came first (the watchdog's, say)
     job.set_info(status=report["status"], finished=time.time())
+    job.keep_history()
+    record_line(job)
     if spec is not None and job.info().get("lock") == "held":
         job.release_lock(spec.target_identity())
     job.drop_scratch()

@@ -32,6 +32,12 @@ from worker.targets.guard import TargetGuard
 
 logger = structlog.get_logger("shardsync.worker")
 
+TRACE_FRAMES = 12
+"""Frames of a raising hook's traceback kept in its journal entry (the innermost ones)."""
+
+TRACE_CHARS = 6000
+"""Most characters of that traceback kept (its end: the frames nearest the error)."""
+
 _CHILDREN_DONE = DiffSyncModelFlags.SKIP_CHILDREN_ON_DELETE.value | DiffSyncModelFlags.NATURAL_DELETION_ORDER.value
 _SUCCESS = DiffSyncStatus.SUCCESS.value
 
@@ -239,7 +245,10 @@ class ShardSyncer(DiffSyncSyncer):
         logger.error(
             "Operation raised", model=element.type, unique_id=uid, action=action, error=message, exc_info=error
         )
-        self._record(element, [action, DiffSyncStatus.ERROR.value, message, element.type, uid, 0])
+        # The traceback's last frames ride in the entry (masked, bounded): the console and ``log`` show them.
+        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=-TRACE_FRAMES))
+        trace = mask_text(trace[-TRACE_CHARS:], limit=TRACE_CHARS)
+        self._record(element, [action, DiffSyncStatus.ERROR.value, message, element.type, uid, 0, trace])
         self.applied += 1
         self.attempted = True
 

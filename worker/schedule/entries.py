@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -149,3 +150,21 @@ def _entry(path: str, position: int, entry: Any) -> Tuple[str, Dict[str, Any]]:
         "options": {"expires": float(every) if "every" in entry else 3600.0},
     }
     return f"{ENTRY_PREFIX}{entry['name']}", beat_entry
+
+
+def describe_schedule(when: Any, now: datetime) -> Tuple[str, str]:
+    """A beat schedule as people write it (``cron '*/5 * * * *'``, ``every 30 s``) and its next run (UTC).
+
+    An interval's next run is counted from now, as beat counts it from its start.
+    """
+    if hasattr(when, "_orig_minute"):  # celery.schedules.crontab
+        fields = (when._orig_minute, when._orig_hour, when._orig_day_of_month, when._orig_month_of_year,
+                  when._orig_day_of_week)  # fmt: skip
+        shown = f"cron '{' '.join(str(field) for field in fields)}'"
+        following = now + when.remaining_estimate(now)
+    else:  # an interval: seconds, a timedelta or celery.schedules.schedule
+        every = getattr(when, "run_every", when)
+        seconds = every.total_seconds() if isinstance(every, timedelta) else float(every)
+        shown = f"every {seconds:g} s"
+        following = now + timedelta(seconds=seconds)
+    return shown, (following + timedelta(microseconds=500_000)).replace(microsecond=0).isoformat()

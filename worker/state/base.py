@@ -376,6 +376,10 @@ class JobState(JobParts, ABC):
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report, once it has ended."""
 
+    def keep_history(self) -> Dict[str, Any]:
+        """Keep an ended job's records for the history's retention; returns what was kept (nothing in memory)."""
+        return {}
+
     @abstractmethod
     def drop_scratch(self) -> None:
         """Delete what only the running job needed (plan, journal, claims...); the diff stays with the report."""

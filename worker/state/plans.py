@@ -73,7 +73,11 @@ class RedisPlans:
         """Mark this plan as applied by ``applying_job``; False if it was applied before."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hsetnx(self.key("info"), "applied_by", pack(applying_job))
-        self._written(pipe, "info")
+        lasts = self.client.ttl(self.key("spec"))  # an ended plan's records last its history (keep_history)
+        if lasts > 0:
+            pipe.expire(self.key("info"), lasts)
+        else:
+            self._written(pipe, "info")
         return bool(pipe.execute()[0])
 
     def release_apply(self) -> None:

@@ -10,6 +10,7 @@ import time
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from core import keys
 from core.store.redis import Record, RedisStore, clear_namespace, server_time
@@ -24,6 +25,9 @@ _pack = pack
 
 _LONG_LIVED = ("spec", "info", "times", "workers", "loads", "summary", "diff", "journal", "fingerprints")
 """Parts of a job's state kept with its report; renewed while the job runs, so a long job outlives none."""
+
+_BULKY = ("diff", "journal")
+"""The long-lived parts that grow with the job (``keep_history`` bounds them)."""
 
 
 class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
@@ -44,8 +48,15 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
             fields.update(submitted=_pack(now), status=_pack("queued"))
             self.client.hset(self.key("info"), mapping=fields)  # type: ignore[arg-type]
             self.client.expire(self.key("info"), ttl)
+            line = {"job_id": self.job_id, "state": "queued", "at": now, "schedule": (info or {}).get("schedule")}
+            line.update({name: spec.get(name) for name in ("source", "target", "dry_run", "apply_of")})
+            self.save_line(line)
             self.client.zadd(keys.JOB_INDEX, {self.job_id: now})
         return bool(created)
+
+    def save_line(self, line: Dict[str, Any]) -> None:
+        """Keep the job's line of the job list (``worker.job.history``), read with thousands of others at once."""
+        self.client.hset(keys.JOB_LINES, self.job_id, _pack(line))
 
     def now(self) -> float:
         """Redis's clock (``TIME``)."""
@@ -55,6 +66,7 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
         """Undo ``create`` for a job that could not be enqueued, so that its id may be used again."""
         self.client.delete(self.key("spec"), self.key("info"))
         self.client.zrem(keys.JOB_INDEX, self.job_id)
+        self.client.hdel(keys.JOB_LINES, self.job_id)
 
     def spec_data(self) -> Optional[Dict[str, Any]]:
         """The spec as submitted, or None if this job is unknown (or expired)."""
@@ -319,6 +331,33 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
     def report(self) -> Optional[Dict[str, Any]]:
         """The job's report, once it has finished."""
         return unpack(self.client.get(self.key("report")))
+
+    def keep_history(self) -> Dict[str, Any]:
+        """Keep an ended job's records for the history's retention (``history_days``), within its budget.
+
+        The report, spec, info and figures are small and always kept; the diff and the journal (the per-object
+        log) are kept as long only when together they fit ``history_max_mb``, else for ``store_ttl`` (and the
+        info says so, for the console and ``jobs``). The job's stores are not records: ``store_ttl`` keeps them.
+        Returns what was kept, as recorded in the info's ``history`` field.
+        """
+        settings = get_settings()
+        ttl = settings.history_ttl
+        size = sum(self._bytes(part) for part in _BULKY)
+        whole = size <= settings.history_max_mb * 2**20
+        kept = {"until": round(self.now() + ttl), "bytes": size, "diff_and_log": whole}
+        self._hset("info", {"history": _pack(kept)})
+        pipe = self.client.pipeline(transaction=False)
+        for part in (*_LONG_LIVED, "report"):
+            pipe.expire(self.key(part), ttl if whole or part not in _BULKY else min(ttl, settings.store_ttl))
+        pipe.execute()
+        return kept
+
+    def _bytes(self, part: str) -> int:
+        """Bytes a part takes in Redis (sampled, as ``MEMORY USAGE`` counts them; 0 when the command is refused)."""
+        try:
+            return int(self.client.memory_usage(self.key(part), samples=20) or 0)
+        except ResponseError:  # an ACL user without MEMORY: the budget cannot be judged, the records are kept
+            return 0
 
     def drop_scratch(self) -> None:
         """Delete what only the running job needed: plan, progress, claims, wave sets.
