@@ -6,7 +6,8 @@
 with what a local ``sync_from`` does.  Attribute values steer the hooks: ``fail-raise`` makes the hook
 raise an ObjectCrudException, ``fail-body:<key>`` too, with a 10 KiB message quoting the token held in the
 Redis key ``<key>`` (``?token=...``),
-``fail-none`` makes it return None; ``wait:<key>`` makes it wait (polling,
+``fail-none`` makes it return None; ``fail-runtime`` makes it raise a RuntimeError (a bug, not a refusal);
+``wait:<key>`` makes it wait (polling,
 with a deadline) until the Redis key ``<key>`` exists; ``meet:<key>:<n>`` adds this process to the set
 ``<key>`` and waits until ``n`` processes are in it (proof that shards run at the same time elsewhere);
 ``wait-file:<path>`` waits (polling, with a deadline) until the file ``<path>`` exists, touching no Redis
@@ -62,6 +63,8 @@ def _steer(adapter: Any, value: Any) -> Optional[str]:
         return "raise"
     if value == "fail-none":
         return "none"
+    if value == "fail-runtime":  # a bug in the hook (not the remote's refusal): the shard stops on it
+        raise RuntimeError(f"the hook broke on {value}")
     if value.startswith("fail-body:"):  # a remote's long error body, a credential (kept in Redis) echoed in it
         token = _client(adapter.record_url).get(value[10:]).decode()
         raise ObjectCrudException(f"upstream answered 500 for ?token={token}: {'y' * 10_240} (token={token})")

@@ -24,7 +24,29 @@ from worker.web import reads
 from worker.web.auth import User
 from worker.web.session import current_user, operator
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(current_user)])
+
+class Problem(BaseModel):
+    """What went wrong, in words (``errors``: the fields a 422 found wrong, as pydantic names them)."""
+
+    detail: str
+    errors: Optional[List[Dict[str, Any]]] = None
+
+
+_PROBLEMS = {
+    400: "a body that is not JSON",
+    401: "no user: no token, an unknown one, or no session",
+    403: "the user's role does not allow it, or a session's change without its CSRF token",
+    404: "no such job (or its records expired), or no report yet",
+    409: "the job's state does not allow it (a plan applied already, an id taken)",
+    422: "the request names something invalid (each problem named)",
+    424: "the console lacks the job's adapters (SHARDSYNC_ADAPTER_MODULES)",
+    503: "Redis or the broker cannot be reached",
+}
+router = APIRouter(
+    prefix="/api/v1",
+    dependencies=[Depends(current_user)],
+    responses={code: {"model": Problem, "description": text} for code, text in _PROBLEMS.items()},
+)
 
 JobId = Path(min_length=1, max_length=200, description="a job id, as submit returned it")
 

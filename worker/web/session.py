@@ -13,6 +13,7 @@ import secrets
 from typing import Optional
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from worker.web.auth import User, UserBook
 
@@ -58,7 +59,10 @@ def check_csrf(request: Request, given: Optional[str]) -> None:
         raise HTTPException(403, "the form or request is stale or from elsewhere (CSRF token missing or wrong)")
 
 
-def current_user(request: Request) -> User:
+_BEARER = HTTPBearer(auto_error=False, description="a user's token (shardsync web token NAME)")
+
+
+def current_user(request: Request, _credentials: Optional[HTTPAuthorizationCredentials] = Depends(_BEARER)) -> User:
     """The user making the request, or 401.
 
     A bearer token is checked first (an app's request carries no cookie to forge); with the session cookie
