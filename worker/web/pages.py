@@ -144,7 +144,6 @@ def job_page(request: Request, job_id: str, user: User = Depends(page_user), err
             "progress": {"stage": stage, "current": current, "total": total},
             "shards": reads.shard_states(job),
             "target_state": handle.target(),
-            "times": job.times(),
             "error": error,
         }
     return render(request, "job.html", user, status=409 if error else 200, **context)

@@ -138,16 +138,22 @@ def _page(job: RedisJobState, size: int, items: List[Dict[str, Any]], following:
 
 def shard_states(job: RedisJobState) -> Dict[str, Any]:
     """The job's shards: how many are planned, which are done (and with what), which run now."""
-    try:
-        total = int(job.plan_head()["shards"])
-    except LookupError:
-        total = 0
+    report = job.report()
+    if report is not None:  # ended: the plan and the shards' records are gone, the report keeps the results
+        results = {int(result["index"]): result for result in report.get("shards") or [] if "index" in result}
+        total, running = max(results, default=-1) + 1, []
+    else:
+        results = job.shard_results()
+        try:
+            total = int(job.plan_head()["shards"])
+        except LookupError:
+            total = 0
+        running = sorted(int(key.split("-", 1)[1]) for key in job.running_steps() if key.startswith("shard-"))
     done = {
         str(index): {"operations": int(result.get("operations") or 0), "applied": int(result.get("applied") or 0),
                      "worker": result.get("worker"), "error": result.get("error")}
-        for index, result in sorted(job.shard_results().items())
+        for index, result in sorted(results.items())
     }  # fmt: skip
-    running = sorted(int(key.split("-", 1)[1]) for key in job.running_steps() if key.startswith("shard-"))
     return {"total": total, "done": done, "running": running}
 
 

@@ -298,7 +298,9 @@ def test_pages_answer_for_a_signed_in_viewer(app: Any, client_redis: Redis) -> N
                  "/schedules", "/workers", "/jobs?state=dry-run"):  # fmt: skip
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.text[-500:])
+        assert "built-in method" not in answer.text and "None update" not in answer.text, path
     page = client.get(f"/jobs/{job.job_id}").text
+    assert "1 create, 1 update, 1 delete" in page
     assert "a plan: nothing applied" in page and 'id="approve"' not in page  # a viewer has no buttons
     answer = client.get("/jobs?since=someday", headers={"accept": "text/html"})
     assert answer.status_code == 422 and "since &#39;someday&#39;" in answer.text
