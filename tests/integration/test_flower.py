@@ -100,6 +100,16 @@ def test_flower_shows_job_progress_and_result(redis_db, tmp_path) -> None:
         assert done
         status, result = get(f"{base}/api/task/result/{handle.id}")
         assert result["state"] == "SUCCESS" and result["result"]["counts"] == {"create": {"success": 2}}
+
+        # The job's own task reads as a sync: its adapters as arguments, its report's gist as its result.
+        def job_shown():
+            status, info = get(f"{base}/api/task/info/{handle.id}")
+            return info if status == 200 and info.get("args") and "'status'" in str(info.get("result")) else None
+
+        job_info = poll(job_shown, what="the job's arguments and result in flower")
+        assert job_info["args"] == "dataset -> dataset" and job_info["kwargs"] == "{}"
+        assert "'status': 'success'" in job_info["result"]
+        assert "'counts': {'create': {'success': 2}}" in job_info["result"] and "kwargs" not in job_info["result"]
         # Tasks are listed under the workers that exist, never under a made-up gen<pid>@host.
         status, tasks = get(f"{base}/api/tasks")
         mine = {task_id: task for task_id, task in tasks.items() if task_id.startswith(handle.id)}

@@ -187,6 +187,24 @@ def compose_report(
     }
 
 
+def report_summary(report: Dict[str, Any]) -> Dict[str, Any]:
+    """The gist of a report as data (what Flower shows as the job task's result): small, with no kwargs."""
+    seconds = report.get("seconds") or {}
+    return {
+        "status": report.get("status"),
+        "source": report.get("source"),
+        "target": report.get("target"),
+        "diff": report.get("summary"),
+        "operations": report.get("operations"),
+        "counts": report.get("counts"),
+        "failures": report.get("failures_total", 0),
+        "skipped": report.get("skipped", 0),
+        "shards": len(report.get("shards") or []),
+        "workers": report.get("workers"),
+        "seconds": seconds.get("total"),
+    }
+
+
 class KeptDiff(Diff):
     """A job's diff as kept: its changed top-level subtrees, with the summary of the whole diff.
 

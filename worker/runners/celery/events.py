@@ -15,6 +15,7 @@ from celery import current_task, states
 from celery.result import AsyncResult
 
 from worker.errors import JobFailed, describe
+from worker.job.report import report_summary
 from worker.runners.celery.app import app
 
 logger = structlog.get_logger("shardsync.worker")
@@ -45,8 +46,7 @@ def publish_end(job_id: str, report: Dict[str, Any]) -> None:
         job_event("task-failed", job_id, exception=f"JobFailed('{error}')", traceback="", runtime=runtime)
     else:
         app.backend.store_result(job_id, report, states.SUCCESS)
-        summary = f"{report['status']}: {report['operations']} operations in {len(report['shards'])} shards"
-        job_event("task-succeeded", job_id, result=summary, runtime=runtime)
+        job_event("task-succeeded", job_id, result=repr(report_summary(report)), runtime=runtime)
 
 
 def end_published(job_id: str) -> bool:

@@ -38,6 +38,9 @@ def enqueue_job(spec: JobSpec, info: Optional[Dict[str, Any]] = None) -> None:
                 args=(),  # the job id (the task id) is all it needs: the spec stays in the job state
                 task_id=start.task_id(spec.job_id, ()),
                 retry_policy={"max_retries": 2, "interval_start": 0.2},
+                # What Flower shows of the job: its adapters by name (no kwargs: they may hold secrets).
+                argsrepr=f"{spec.source} -> {spec.target}" + (" (plan)" if spec.dry_run else ""),
+                kwargsrepr="{}",
             )
         except Exception:
             job.forget()  # not enqueued: the id may be used again
