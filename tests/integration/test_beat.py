@@ -19,9 +19,11 @@ from redis import Redis
 
 from core import keys
 from core.store.redis import RedisStore
+from worker.api import list_jobs
 from worker.job.spec import JobSpec
 from worker.schedule.ticks import running_job, skipped_ticks
 from worker.state import RedisJobState
+from worker.web import reads
 
 pytestmark = pytest.mark.usefixtures("workers")
 
@@ -184,6 +186,13 @@ target_kwargs = {{ name = {json.dumps(name)}, record_url = {json.dumps(REDIS_URL
         line = poll(skip_logged, timeout=30, what="the skip in a worker's log")
         assert f"running_job_id='{first}'" in line and "WARNING" in line, line
         skipped_while_running = skipped_ticks(name, redis_db)
+        # Not only in a log: the console (and its API) shows the entry's skipped ticks and its running job,
+        # and the job list says which schedule started a job, and filters by it.
+        entry = next(found for found in reads.schedules(redis_db, str(schedule))["entries"] if found["name"] == name)
+        assert entry["skipped"] >= 3 and entry["running"] == first and entry["when"] == "every 1 s"
+        listed = list_jobs(schedule=name, limit=None)
+        assert [job["job_id"] for job in listed] == [first] and listed[0]["schedule"] == name
+        assert first not in [job["job_id"] for job in list_jobs(schedule="", limit=None)]
 
         # The run ends: its finish lets go of the marker, and the next tick starts the next run.
         redis_db.set(gate, 1, ex=300)

@@ -49,7 +49,9 @@ def scrape(url: str) -> Optional[Samples]:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sum of the samples named so whose labels include ``labels`` (``sum`` over the rest, as PromQL)."""
+    wanted = set(labels.items())
+    return sum(found for (sample, have), found in samples.items() if sample == name and wanted <= set(have))
 
 
 def delta(after: Samples, before: Samples, name: str, **labels: str) -> float:
@@ -127,6 +129,9 @@ def test_a_scrape_while_a_job_runs_and_after_it_ended(redis_db, exporter) -> Non
     assert report["status"] == "success" and report["failures"], report
     assert delta(after, before, "shardsync_jobs_started_total") == 1
     assert delta(after, before, "shardsync_jobs_ended_total", status="success") == 1
+    who = {"source": "dataset", "target": "dataset", "schedule": ""}  # which sync: labels of its own
+    assert delta(after, before, "shardsync_jobs_ended_total", status="success", **who) == 1
+    assert delta(after, before, "shardsync_job_duration_seconds_count", status="success", **who) == 1
     assert delta(after, before, "shardsync_jobs_ended_total", status="failed") == 0
     assert delta(after, before, "shardsync_jobs_running") == 0
     assert delta(after, before, "shardsync_jobs_running_operations_done") == 0

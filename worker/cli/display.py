@@ -250,9 +250,10 @@ def print_jobs(console: Console, jobs: List[Dict[str, Any]]) -> None:
         failures = f", {job['failures']} failed" if job.get("failures") else ""
         # A job that ended with failed operations exits 5 (WITH_FAILURES), not 0: not listed as a success.
         state = "partial" if job["state"] == "success" and job.get("failures") else job["state"]
+        started_by = f"  schedule {job['schedule']}" if job.get("schedule") else ""
         console.print(
             f"{job['job_id']}  {job['source']} -> {job['target']}  {state:<8}  {changes or 'no changes'}"
-            f"{failures}  {job.get('submitted') or '-'}  {seconds}",
+            f"{failures}  {job.get('submitted') or '-'}  {seconds}{started_by}",
             highlight=False,
             soft_wrap=True,
             markup=False,

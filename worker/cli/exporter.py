@@ -37,6 +37,7 @@ from worker.hooks.metrics import (
     PREFIX,
     SEP,
     TARGET_FIGURES,
+    WHO,
     bound_name,
     field_name,
 )
@@ -85,32 +86,49 @@ def running_jobs(client: Redis) -> List[Tuple[str, float, int]]:
     return found
 
 
-def _histogram_family(name: str, doc: str, label: str, values: Dict[str, Dict[str, float]]) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, doc, labels=[label])
-    for value, fields in sorted(values.items()):
+def _histogram_family(
+    name: str, doc: str, labels: Sequence[str], values: Dict[Tuple[str, ...], Dict[str, float]]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=list(labels))
+    for label_values, fields in sorted(values.items()):
         cumulated = 0.0
         buckets: List[Tuple[str, float]] = []
         for bound in BUCKETS:
             cumulated += fields.get(field_name("le", bound_name(bound)), 0.0)
             buckets.append((floatToGoString(bound), cumulated))
         buckets.append(("+Inf", fields.get("count", 0.0)))
-        family.add_metric([value], buckets, sum_value=fields.get("sum", 0.0))
+        family.add_metric(list(label_values), buckets, sum_value=fields.get("sum", 0.0))
     return family
+
+
+_NOBODY = ("",) * len(WHO)
+"""The ``WHO`` labels of what was counted before they were (fields without them): no source, target, schedule."""
 
 
 def families(counters: Mapping[str, float], running: Sequence[Tuple[str, float, int]], now: float) -> List[Metric]:
     """The metric families of one scrape, from the metrics hash and the running jobs."""
-    ended = {status: 0.0 for status in JOB_STATUSES}
-    operations: Dict[Tuple[str, str], float] = {}
-    histograms: Dict[str, Dict[str, Dict[str, float]]] = {"job_seconds": {}, "stage_seconds": {}}
+    ended: Dict[Tuple[str, ...], float] = {}
+    operations: Dict[Tuple[str, ...], float] = {}
+    job_seconds: Dict[Tuple[str, ...], Dict[str, float]] = {}
+    stage_seconds: Dict[Tuple[str, ...], Dict[str, float]] = {}
+    labelled = 1 + len(WHO)
     for field, value in counters.items():
         parts = field.split(SEP)
-        if parts[0] == "jobs_ended" and len(parts) == 2:
-            ended[parts[1]] = value
-        elif parts[0] == "operations" and len(parts) == 3:
-            operations[(parts[1], parts[2])] = value
-        elif parts[0] in histograms and len(parts) >= 3:
-            histograms[parts[0]].setdefault(parts[1], {})[SEP.join(parts[2:])] = value
+        kind, rest = parts[0], tuple(parts[1:])
+        if kind == "jobs_ended" and len(rest) in (1, labelled):
+            ended[(rest + _NOBODY)[:labelled]] = value
+        elif kind == "operations" and len(rest) in (2, 1 + labelled):
+            operations[(rest + _NOBODY)[: 1 + labelled]] = value
+        elif kind == "job_seconds" and len(rest) in (2, 3, 1 + labelled, 2 + labelled):
+            # status [, who...], then "count", "sum" or "le", bound
+            tail = 2 if len(rest) in (3, 2 + labelled) else 1  # by length: a label may be called "le"
+            who = rest[1:-tail] or _NOBODY
+            job_seconds.setdefault((rest[0], *who), {})[SEP.join(rest[-tail:])] = value
+        elif kind == "stage_seconds" and len(rest) >= 2:
+            stage_seconds.setdefault((rest[0],), {})[SEP.join(rest[1:])] = value
+    for status in JOB_STATUSES:  # every status shown from the start, at 0
+        if not any(key[0] == status for key in ended):
+            ended[(status, *_NOBODY)] = 0.0
 
     started = CounterMetricFamily(
         f"{PREFIX}_jobs_started",
@@ -118,17 +136,19 @@ def families(counters: Mapping[str, float], running: Sequence[Tuple[str, float, 
         counters.get("jobs_started", 0),
     )
     ended_family = CounterMetricFamily(
-        f"{PREFIX}_jobs_ended", "Jobs that ended, by final status (success, failed, dry-run).", labels=["status"]
+        f"{PREFIX}_jobs_ended",
+        "Jobs that ended, by final status (success, failed, dry-run), source, target and schedule entry.",
+        labels=["status", *WHO],
     )
-    for status, value in sorted(ended.items()):
-        ended_family.add_metric([status], value)
+    for label_values, value in sorted(ended.items()):
+        ended_family.add_metric(list(label_values), value)
     operations_family = CounterMetricFamily(
         f"{PREFIX}_operations",
-        "Operations of ended jobs, by action and status (their reports' counts).",
-        labels=["action", "status"],
+        "Operations of ended jobs, by action and status (their reports' counts), source, target and schedule.",
+        labels=["action", "status", *WHO],
     )
-    for (action, status), value in sorted(operations.items()):
-        operations_family.add_metric([action, status], value)
+    for label_values, value in sorted(operations.items()):
+        operations_family.add_metric(list(label_values), value)
     skipped = CounterMetricFamily(
         f"{PREFIX}_operations_skipped",
         "Planned operations of ended jobs that never ran (under a failed parent, or after their job stopped).",
@@ -173,15 +193,15 @@ def families(counters: Mapping[str, float], running: Sequence[Tuple[str, float, 
         *target,
         _histogram_family(
             f"{PREFIX}_job_duration_seconds",
-            "Seconds from a job's submission to its end, by final status.",
-            "status",
-            histograms["job_seconds"],
+            "Seconds from a job's submission to its end, by final status, source, target and schedule entry.",
+            ["status", *WHO],
+            job_seconds,
         ),
         _histogram_family(
             f"{PREFIX}_stage_duration_seconds",
             "Seconds each stage of a job took (load-source, load-target, diff, plan, sync, finish).",
-            "stage",
-            histograms["stage_seconds"],
+            ["stage"],
+            stage_seconds,
         ),
     ]
 

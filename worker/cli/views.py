@@ -127,13 +127,17 @@ def demo(sites: int, seed: int, dry_run: bool, flags: List[str], as_json: bool, 
 @click.option("--state", type=click.Choice(STATES), help="only jobs in this state")
 @click.option("--target", help="only jobs into this target adapter")
 @click.option("--source", help="only jobs from this source adapter")
+@click.option("--schedule", help="only jobs this schedule entry started ('': those none started)")
 @click.option("--limit", type=click.IntRange(min=1), default=50, help="at most this many (default 50)")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
-def jobs(state: Optional[str], target: Optional[str], source: Optional[str], limit: int, as_json: bool) -> int:
-    """Recent jobs, newest first: id, source -> target, state, changes, submitted, duration."""
+def jobs(
+    state: Optional[str], target: Optional[str], source: Optional[str], schedule: Optional[str], limit: int,
+    as_json: bool,
+) -> int:  # fmt: skip
+    """Recent jobs, newest first: id, source -> target, state, changes, submitted, duration, schedule."""
 
     def body() -> int:
-        found = list_jobs(state=state, target=target, source=source, limit=limit)
+        found = list_jobs(state=state, target=target, source=source, schedule=schedule, limit=limit)
         if as_json:
             click.echo(json.dumps(found, sort_keys=True, default=str))
         else:

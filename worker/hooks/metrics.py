@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import msgpack
 from redis import Redis
@@ -92,7 +92,7 @@ def bound_name(bound: float) -> str:
     return f"{bound:g}"
 
 
-def _histogram(name: str, label: str, seconds: Any) -> List[Increment]:
+def _histogram(name: str, labels: Tuple[str, ...], seconds: Any) -> List[Increment]:
     """The increments that observe one duration in a histogram of the hash (none for a value that is not one)."""
     try:
         value = float(seconds)
@@ -101,29 +101,36 @@ def _histogram(name: str, label: str, seconds: Any) -> List[Increment]:
     if not math.isfinite(value):
         return []
     value = max(0.0, value)
-    found = [(field_name(name, label, "count"), "i", "1"), (field_name(name, label, "sum"), "f", f"{value:.6f}")]
+    found = [(field_name(name, *labels, "count"), "i", "1"), (field_name(name, *labels, "sum"), "f", f"{value:.6f}")]
     for bound in BUCKETS:
         if value <= bound:
-            found.append((field_name(name, label, "le", bound_name(bound)), "i", "1"))
+            found.append((field_name(name, *labels, "le", bound_name(bound)), "i", "1"))
             break
     return found
 
 
-def end_increments(report: Mapping[str, Any]) -> List[Increment]:
-    """What a job's end adds to the metrics, from its report.
+WHO = ("source", "target", "schedule")
+"""The labels that say which sync a job was: its adapters by registered name and its schedule entry (empty when
+none started it). Few values each, so they keep the series few."""
+
+
+def end_increments(report: Mapping[str, Any], schedule: Optional[str] = None) -> List[Increment]:
+    """What a job's end adds to the metrics, from its report (and the schedule entry that started it).
 
     Its status; its operations by action and status (``report["counts"]``) and those planned that never ran
     (``report["skipped"]``); what its target made it do (``TARGET_FIGURES``); its duration from submission to
     the end (``seconds["total"]``) in the job histogram, by status; each other entry of ``seconds`` (the
     stages: ``load-source``, ``load-target``, ``diff``, ``plan``, ``sync``, ``finish``) in the stage histogram.
+    The job counts, operations and durations carry the ``WHO`` labels too, as the fields' last parts.
     """
     status = str(report.get("status") or "failed")
-    found: List[Increment] = [(field_name("jobs_ended", status), "i", "1")]
+    who = (report.get("source") or "", report.get("target") or "", schedule or "")
+    found: List[Increment] = [(field_name("jobs_ended", status, *who), "i", "1")]
     counts = report.get("counts") or {}
     for action, per_status in sorted(counts.items()):
         for op_status, count in sorted((per_status or {}).items()):
             if int(count) > 0:
-                found.append((field_name("operations", action, op_status), "i", str(int(count))))
+                found.append((field_name("operations", action, op_status, *who), "i", str(int(count))))
     skipped = int(report.get("skipped") or 0)
     if skipped > 0:
         found.append(("operations_skipped", "i", str(skipped)))
@@ -136,9 +143,9 @@ def end_increments(report: Mapping[str, Any]) -> List[Increment]:
             found.append((field_name("target", name), kind, str(int(value)) if kind == "i" else f"{value:.6f}"))
     for stage, seconds in sorted((report.get("seconds") or {}).items()):
         if stage == "total":
-            found += _histogram("job_seconds", status, seconds)
+            found += _histogram("job_seconds", (status, *who), seconds)
         else:
-            found += _histogram("stage_seconds", stage, seconds)
+            found += _histogram("stage_seconds", (stage,), seconds)
     return found
 
 
@@ -149,7 +156,9 @@ def count_job_started(client: Redis, job_id: str) -> bool:
     return bool(started)
 
 
-def count_job_ended(client: Redis, job_id: str, report: Mapping[str, Any], ttl: int) -> bool:
+def count_job_ended(
+    client: Redis, job_id: str, report: Mapping[str, Any], ttl: int, schedule: Optional[str] = None
+) -> bool:
     """Count a job's end from its report, once: False if it was counted before (then only its running entry goes).
 
     Args:
@@ -157,9 +166,10 @@ def count_job_ended(client: Redis, job_id: str, report: Mapping[str, Any], ttl: 
         job_id: The job.
         report: Its report (``worker.job.report``).
         ttl: Expiry given to the job's info if it has none (the marker lives in it, as long as the report).
+        schedule: The schedule entry that started the job (its ``schedule`` label), if one did.
     """
     args: List[Any] = [job_id, msgpack.packb(time.time()), int(ttl), COUNTED]
-    for increment in end_increments(report):
+    for increment in end_increments(report, schedule):
         args.extend(increment)
     info = keys.job_key(job_id, "info")
     return bool(client.eval(_COUNT_END, 3, keys.METRICS, keys.METRICS_RUNNING, info, *args))
@@ -176,4 +186,5 @@ class MetricsHook:
     def ended(self, job: JobState, report: Dict[str, Any]) -> None:
         """Count the job's end from its report, once; it no longer counts as running."""
         if isinstance(job, RedisJobState):
-            count_job_ended(job.client, job.job_id, report, get_settings().store_ttl)
+            schedule = job.info().get("schedule")
+            count_job_ended(job.client, job.job_id, report, get_settings().store_ttl, schedule)

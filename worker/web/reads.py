@@ -190,12 +190,13 @@ def live_workers(client: Redis) -> List[Dict[str, Any]]:
     return workers
 
 
-def schedules(client: Redis) -> Dict[str, Any]:
+def schedules(client: Redis, path: Optional[str] = None) -> Dict[str, Any]:
     """The schedule file's entries with their next run, the job running for each and their skipped ticks.
 
-    ``error`` says why there are none: no file set, or the file is invalid (the worker log says the same).
+    ``path``: the schedule file (default ``SHARDSYNC_SCHEDULE_FILE``, the one beat reads). ``error`` says why
+    there are none: no file set, or the file is invalid (beat refuses it too).
     """
-    path = get_settings().schedule_file
+    path = path or get_settings().schedule_file
     if not path:
         return {"file": None, "entries": [], "error": "SHARDSYNC_SCHEDULE_FILE is not set: no scheduled syncs"}
     try:

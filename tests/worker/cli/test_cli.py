@@ -85,14 +85,16 @@ def test_the_job_list_says_what_each_job_did() -> None:
     jobs = [
         {"job_id": "a", "source": "s", "target": "t", "state": "success", "summary": {"create": 2}, "failures": 1},
         {"job_id": "b", "source": "s", "target": "t", "state": "failed", "summary": None, "failures": 0},
-        {"job_id": "c", "source": "s", "target": "t", "state": "success", "summary": {"create": 0}, "failures": 0},
-    ]
+        {"job_id": "c", "source": "s", "target": "t", "state": "success", "summary": {"create": 0}, "failures": 0,
+         "schedule": "nightly"},
+    ]  # fmt: skip
     console = Console(record=True, width=200)
     print_jobs(console, jobs)
     lines = console.export_text().splitlines()
     assert "partial" in lines[0] and "create 2, 1 failed" in lines[0] and "success" not in lines[0]
     assert "failed" in lines[1] and "no diff" in lines[1]
     assert "success" in lines[2] and "no changes" in lines[2]
+    assert lines[2].endswith("schedule nightly") and "schedule" not in lines[0]  # which schedule started it
 
 
 def test_version_a_misspelled_status_and_the_command_named_in_errors(capsys) -> None:

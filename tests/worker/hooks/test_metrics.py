@@ -49,6 +49,8 @@ def report(job_id: str, status: str = "success", **seconds: float) -> Dict:
     return {
         "job_id": job_id,
         "status": status,
+        "source": "nautobot",
+        "target": "netbox",
         "counts": {"create": {"success": 5, "error": 1}, "delete": {"success": 2}},
         "seconds": {"diff": 0.3, "sync": 42.0, "total": 50.5, **seconds},
     }
@@ -65,6 +67,15 @@ def scrape(client: Redis) -> Dict:
     return samples
 
 
+def by(samples: Dict, *kept: str) -> Dict:
+    """The samples summed over every label but ``kept`` (as ``sum by (...)`` does in PromQL)."""
+    found: Dict = {}
+    for (name, labels), value in samples.items():
+        key = (name, tuple((label, text) for label, text in labels if label in kept))
+        found[key] = found.get(key, 0.0) + value
+    return found
+
+
 def new_job(client: Redis, created: list, ttl: int = 600) -> RedisJobState:
     job = RedisJobState(f"test-metrics-{uuid.uuid4().hex}", client)
     created.append(job.job_id)
@@ -74,29 +85,51 @@ def new_job(client: Redis, created: list, ttl: int = 600) -> RedisJobState:
 
 def test_end_increments_from_a_report() -> None:
     found = metrics.end_increments(
-        {**report("j"), "skipped": 3, "seconds": {"diff": 0.3, "total": 4000.0}, "retries": 4, "paused": 1.5}
+        {**report("j"), "skipped": 3, "seconds": {"diff": 0.3, "total": 4000.0}, "retries": 4, "paused": 1.5},
+        schedule="nightly",
     )
     assert found == [
-        ("jobs_ended|success", "i", "1"),
-        ("operations|create|error", "i", "1"),
-        ("operations|create|success", "i", "5"),
-        ("operations|delete|success", "i", "2"),
+        ("jobs_ended|success|nautobot|netbox|nightly", "i", "1"),
+        ("operations|create|error|nautobot|netbox|nightly", "i", "1"),
+        ("operations|create|success|nautobot|netbox|nightly", "i", "5"),
+        ("operations|delete|success|nautobot|netbox|nightly", "i", "2"),
         ("operations_skipped", "i", "3"),
         ("target|retries", "i", "4"),
         ("target|paused", "f", "1.500000"),
         ("stage_seconds|diff|count", "i", "1"),
         ("stage_seconds|diff|sum", "f", "0.300000"),
         ("stage_seconds|diff|le|0.5", "i", "1"),
-        ("job_seconds|success|count", "i", "1"),
-        ("job_seconds|success|sum", "f", "4000.000000"),
-        ("job_seconds|success|le|7200", "i", "1"),
+        ("job_seconds|success|nautobot|netbox|nightly|count", "i", "1"),
+        ("job_seconds|success|nautobot|netbox|nightly|sum", "f", "4000.000000"),
+        ("job_seconds|success|nautobot|netbox|nightly|le|7200", "i", "1"),
     ]
     beyond = metrics.end_increments({"status": "failed", "seconds": {"total": 10**6, "sync": float("nan")}})
     assert beyond == [  # above the last bound: counted in +Inf only; not a number: not observed
-        ("jobs_ended|failed", "i", "1"),
-        ("job_seconds|failed|count", "i", "1"),
-        ("job_seconds|failed|sum", "f", "1000000.000000"),
+        ("jobs_ended|failed|||", "i", "1"),
+        ("job_seconds|failed||||count", "i", "1"),
+        ("job_seconds|failed||||sum", "f", "1000000.000000"),
     ]
+
+
+def test_counters_of_an_earlier_release_without_the_sync_labels_are_still_shown() -> None:
+    old = {"jobs_ended|success": 4.0, "operations|create|success": 9.0, "job_seconds|success|count": 4.0,
+           "job_seconds|success|sum": 12.0, "job_seconds|success|le|5": 4.0,
+           "jobs_ended|success|nautobot|netbox|le": 1.0, "job_seconds|success|nautobot|netbox|le|count": 1.0,
+           "job_seconds|success|nautobot|netbox|le|sum": 2.0,
+           "job_seconds|success|nautobot|netbox|le|le|5": 1.0}  # fmt: skip
+    found = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in exporter.families(old, [], time.time())
+        for sample in family.samples
+    }
+    nobody = (("schedule", ""), ("source", ""), ("status", "success"), ("target", ""))
+    named = (("schedule", "le"), ("source", "nautobot"), ("status", "success"), ("target", "netbox"))  # "le" too
+    assert found[("shardsync_jobs_ended_total", nobody)] == 4 and found[("shardsync_jobs_ended_total", named)] == 1
+    assert found[("shardsync_operations_total", (("action", "create"), *sorted(nobody)))] == 9
+    assert found[("shardsync_job_duration_seconds_count", nobody)] == 4
+    assert found[("shardsync_job_duration_seconds_bucket", tuple(sorted((*nobody, ("le", "5.0")))))] == 4
+    assert found[("shardsync_job_duration_seconds_sum", named)] == 2
+    assert found[("shardsync_job_duration_seconds_bucket", tuple(sorted((*named, ("le", "5.0")))))] == 1
 
 
 def test_a_job_is_counted_once_however_often_its_steps_count_it(client) -> None:
@@ -114,8 +147,10 @@ def test_a_job_is_counted_once_however_often_its_steps_count_it(client) -> None:
         assert metrics.count_job_ended(client, job.job_id, report(job.job_id), ttl=600) is False
         assert metrics.count_job_started(client, job.job_id) is False
     assert exporter.read_counters(client) == once
-    assert once["jobs_ended|success"] == 1 and once["operations|create|success"] == 5
-    assert once["job_seconds|success|count"] == 1 and once["job_seconds|success|sum"] == pytest.approx(50.5)
+    who = "nautobot|netbox|"
+    assert once[f"jobs_ended|success|{who}"] == 1 and once[f"operations|create|success|{who}"] == 5
+    assert once[f"job_seconds|success|{who}|count"] == 1
+    assert once[f"job_seconds|success|{who}|sum"] == pytest.approx(50.5)
     assert exporter.running_jobs(client) == []
     assert isinstance(job.info()["counted"], float)  # the marker, in the job's info: it lives as its report
     assert 0 < client.ttl(job.key("info")) <= 600
@@ -128,7 +163,7 @@ def test_the_end_counted_first_keeps_a_late_start_from_counting(client) -> None:
     count_ended(job, {"status": "failed", "seconds": {"total": 1.0}}, ttl=300)  # a job cancelled as it started
     MetricsHook().started(job)
     counters = exporter.read_counters(client)
-    assert "jobs_started" not in counters and counters["jobs_ended|failed"] == 1
+    assert "jobs_started" not in counters and counters["jobs_ended|failed|||"] == 1
     assert client.hlen(keys.METRICS_RUNNING) == 0
     assert 0 < client.ttl(job.key("info")) <= 300  # an info without expiry gets the report's
 
@@ -164,6 +199,7 @@ def test_a_scrape_shows_counters_and_histograms(client) -> None:
     assert samples[("shardsync_target_throttled_total", ())] == 1
     assert samples[("shardsync_target_waited_seconds_total", ())] == 0.5
     assert samples[("shardsync_target_paused_seconds_total", ())] == 20.0
+    samples = by(samples, "status", "action", "stage", "le")  # summed over source, target and schedule
     ended = {dict(labels)["status"]: v for (name, labels), v in samples.items() if name == "shardsync_jobs_ended_total"}
     assert ended == {"success": 2, "failed": 0, "dry-run": 1}
     assert samples[("shardsync_operations_total", (("action", "create"), ("status", "success")))] == 10
@@ -241,13 +277,17 @@ def test_a_job_run_on_the_redis_state_is_counted_once_though_its_finish_runs_aga
     finally:
         job.release_lock(spec.target_identity())
         client.delete(keys.lock_holder_key(spec.target_identity()))
-    assert once["jobs_started"] == 1 and once["jobs_ended|success"] == 1
-    ops = {field.split("|", 1)[1]: value for field, value in once.items() if field.startswith("operations|")}
+    assert once["jobs_started"] == 1 and once["jobs_ended|success|demo|demo-api|"] == 1
+    ops = {
+        "|".join(field.split("|")[1:3]): value
+        for field, value in once.items()
+        if field.startswith("operations|") and field.endswith("|demo|demo-api|")
+    }
     assert ops == {f"{a}|{s}": n for a, per in saved["counts"].items() for s, n in per.items()}
     assert sum(ops.values()) + saved["skipped"] == saved["operations"] > 0
     assert once.get("operations_skipped", 0) == saved["skipped"]
     for stage, seconds in saved["seconds"].items():
-        name = "job_seconds|success" if stage == "total" else f"stage_seconds|{stage}"
+        name = "job_seconds|success|demo|demo-api|" if stage == "total" else f"stage_seconds|{stage}"
         assert once[f"{name}|count"] == 1 and once[f"{name}|sum"] == pytest.approx(seconds, abs=1e-5), stage
     assert exporter.running_jobs(client) == []
 
