@@ -174,6 +174,12 @@ class Settings(BaseSettings):
 
 PREFIX = "SHARDSYNC_"
 
+SECRETS_DIR = "SHARDSYNC_SECRETS_DIR"
+"""A directory of files named after settings (``shardsync_broker_url``...), each holding that setting's value:
+mounted secrets (a Compose secret, a Kubernetes Secret volume) for the settings that hold credentials, such
+as a Redis URL with its password, kept out of the environment and the command line. A variable wins over a
+file."""
+
 RESERVED = ("SHARDSYNC_TEST_", "SHARDSYNC_CI_")
 """Prefixes of variables that are not settings: the project's own tests and CI read them."""
 
@@ -187,8 +193,11 @@ def read_settings() -> Settings:
 
     Every ``SHARDSYNC_`` variable that no setting reads is warned of, with the closest setting's name.
     """
+    secrets = os.environ.get(SECRETS_DIR) or None
+    if secrets is not None and not os.path.isdir(secrets):
+        raise InvalidSetting(f"bad setting: {SECRETS_DIR}={secrets[:200]!r}: not a directory")
     try:
-        settings = Settings()
+        settings = Settings(_secrets_dir=secrets)  # type: ignore[call-arg]
     except ValidationError as err:
         problems = []
         for error in err.errors():
@@ -196,7 +205,7 @@ def read_settings() -> Settings:
             given = f"={os.environ[name][:60]!r}" if name in os.environ else ""
             problems.append(f"{name}{given}: {error['msg']}")
         raise InvalidSetting("bad setting: " + "; ".join(problems)) from None
-    known = {PREFIX + name.upper() for name in Settings.model_fields} | {GC_PAUSE}  # and the engine's own
+    known = {PREFIX + name.upper() for name in Settings.model_fields} | {GC_PAUSE, SECRETS_DIR}  # and the engine's
     for name in sorted(os.environ):
         if name.startswith(PREFIX) and name not in known and not name.startswith(RESERVED):
             close = difflib.get_close_matches(name, sorted(known), n=1)

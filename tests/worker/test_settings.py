@@ -6,6 +6,7 @@ import os
 import ssl
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -125,3 +126,23 @@ def test_the_command_line_reports_a_bad_setting_without_a_traceback(arguments, c
     assert "Traceback" not in done.stderr
     if code:
         assert "SHARDSYNC_SHARD_SIZE='0'" in done.stderr
+
+
+def test_settings_from_a_secrets_directory_a_variable_winning(monkeypatch, tmp_path) -> None:
+
+    (tmp_path / "shardsync_broker_url").write_text("redis://:s3cret@redis:6379/2\n")
+    (tmp_path / "SHARDSYNC_WEB_USERS").write_text("ann operator " + "a" * 20)
+    monkeypatch.setenv("SHARDSYNC_SECRETS_DIR", str(tmp_path))
+    monkeypatch.delenv("SHARDSYNC_BROKER_URL")
+    monkeypatch.setenv("SHARDSYNC_STORE_URL", "redis://other:6379/1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the directory's variable is a known one
+        settings = read_settings()
+    assert settings.broker_url == "redis://:s3cret@redis:6379/2" and settings.store_url == "redis://other:6379/1"
+    assert settings.web_users is not None and settings.web_users.get_secret_value().startswith("ann operator")
+    (tmp_path / "shardsync_shard_size").write_text("0")
+    with pytest.raises(InvalidSetting, match=r"SHARDSYNC_SHARD_SIZE"):
+        read_settings()
+    monkeypatch.setenv("SHARDSYNC_SECRETS_DIR", str(tmp_path / "nosuch"))
+    with pytest.raises(InvalidSetting, match=r"SHARDSYNC_SECRETS_DIR=.*not a directory"):
+        read_settings()
