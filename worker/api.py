@@ -387,17 +387,12 @@ def list_jobs(
     until: Optional[float] = None,
     offset: int = 0,
 ) -> List[Dict[str, Any]]:
-    """Recent jobs, newest first: id, source, target, state, summary, failures, submitted/started/ended, seconds.
-
-    ``schedule``: only those a schedule entry started (``""``: by none); ``since``/``until``: submitted between
-    (epoch seconds); ``offset``: skip as many matching jobs. Kept ``SHARDSYNC_HISTORY_DAYS``.
+    """Recent jobs, newest first (``worker.job.history.list_jobs`` says each filter, ``offset``, the retention).
 
     Raises:
         ValueError: if ``state`` is not a known job state.
         RedisUnavailable: if Redis cannot be reached.
     """
+    found = dict(state=state, target=target, source=source, limit=limit, schedule=schedule, since=since, until=until)
     with reaching_redis("list jobs"):
-        return _list_jobs(
-            state=state, target=target, source=source, limit=limit, client=redis_client(), schedule=schedule,
-            since=since, until=until, offset=offset,
-        )  # fmt: skip
+        return _list_jobs(**found, offset=offset, client=redis_client())  # type: ignore[arg-type]
