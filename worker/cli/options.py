@@ -125,7 +125,10 @@ def follow_options(func: Any) -> Any:
         click.option("--no-wait", is_flag=True, help="print the job id and return at once"),
         click.option("--timeout", type=float, help="stop following after this many seconds (the job goes on)"),
         click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object"),
-        click.option("-v", "--verbose", count=True, help="log engine events (-v info, -vv debug)"),
+        click.option(
+            "-v", "--verbose", count=True,
+            help="log engine events (-v info, -vv debug): with --local here; a job on workers logs them there",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
