@@ -8,7 +8,7 @@ header for changes); submitting, cancelling and applying need the operator role.
 
 from __future__ import annotations
 
-import functools
+import threading
 from typing import Any, Dict, List, Literal, Optional
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
@@ -218,10 +218,29 @@ def log(
 
 
 def log_entries(job: RedisJobState) -> List[Dict[str, Any]]:
-    """Every entry of a job's log; an ended job's, which no longer changes, from a small cache."""
-    if job.report() is not None:
-        return _ended_log(job.job_id)
-    return _log(job.job_id)
+    """Every entry of a job's log; an ended job's (it no longer changes) kept a while, if it is not huge."""
+    if job.report() is None:
+        return _log(job.job_id)
+    with _ENDED_LOCK:
+        found = _ENDED.get(job.job_id)
+    if found is None:
+        found = _log(job.job_id)
+        if len(found) <= CACHED_ENTRIES:
+            with _ENDED_LOCK:
+                _ENDED[job.job_id] = found
+                while len(_ENDED) > CACHED_LOGS:
+                    _ENDED.pop(next(iter(_ENDED)))
+    return found
+
+
+CACHED_LOGS = 8
+"""Ended jobs' logs a console process keeps (the last read), so that paging through one reads it once."""
+
+CACHED_ENTRIES = 100_000
+"""Longest log kept so (a bigger one is read again for each page, rather than held in memory)."""
+
+_ENDED: Dict[str, List[Dict[str, Any]]] = {}
+_ENDED_LOCK = threading.Lock()
 
 
 def _log(job_id: str) -> List[Dict[str, Any]]:
@@ -233,11 +252,6 @@ def _log(job_id: str) -> List[Dict[str, Any]]:
         raise HTTPException(
             424, f"{err}: the console lists a log with the job's adapters, as workers do (SHARDSYNC_ADAPTER_MODULES)"
         ) from None
-
-
-@functools.lru_cache(maxsize=8)
-def _ended_log(job_id: str) -> List[Dict[str, Any]]:
-    return _log(job_id)
 
 
 @router.post("/jobs/{job_id}/cancel", status_code=202, summary="Stop a job (it ends failed, with its report)")

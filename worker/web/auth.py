@@ -20,8 +20,12 @@ import threading
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+import structlog
+
 from worker.errors import InvalidSetting
 from worker.settings import Settings
+
+logger = structlog.get_logger("shardsync.web")
 
 ROLES = ("viewer", "operator")
 """The roles, each allowed what the one before it is, and more."""
@@ -94,6 +98,7 @@ class UserBook:
         self._seen: Optional[Tuple[float, int]] = None
         self._users: Dict[str, User] = {}
         self._by_digest: Dict[str, User] = {}
+        self._complained = ""
         self.reload()
         if not self._users:
             raise InvalidSetting(
@@ -141,8 +146,10 @@ class UserBook:
     def _reload_quietly(self) -> None:
         try:
             self.reload()
-        except InvalidSetting:
-            pass  # a file being rewritten (or broken) keeps the users read last; the log of the next start says
+        except InvalidSetting as err:  # a file being rewritten, or broken: the users read last stay
+            if str(err) != self._complained:
+                self._complained = str(err)
+                logger.warning("Users file not read again; the users read last stay", error=str(err))
 
 
 __all__ = ["ROLES", "User", "UserBook", "new_token", "parse_users", "token_digest"]

@@ -19,6 +19,7 @@ from redis import Redis
 from core import keys
 from core.store.redis import server_time
 from worker.errors import ShardsyncError
+from worker.runners.celery.slots import LIVES
 from worker.schedule.entries import describe_schedule, entry_name, load_schedule
 from worker.schedule.ticks import running_job, skipped_ticks_by_entry
 from worker.settings import get_settings
@@ -185,7 +186,7 @@ def live_workers(client: Redis) -> List[Dict[str, Any]]:
             slots, expires = 0, 0.0
         workers.append(
             {"hostname": hostname.decode(errors="replace"), "slots": slots, "alive": expires > now,
-             "seen": _iso(expires - 30.0) if expires else None}
+             "seen": _iso(expires - LIVES) if expires else None}
         )  # fmt: skip
     return workers
 
