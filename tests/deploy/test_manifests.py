@@ -1,8 +1,10 @@
 """The deployment files, checked by parsing them (no Docker engine or cluster needed).
 
 Covers docker-compose.yml, every YAML document in deploy/kubernetes/ and deploy/Dockerfile: the processes
-and their celery commands, the queues, a single beat, labels and selectors, the image, and that every
-SHARDSYNC_* variable the files set is one the app actually reads (worker.settings.Settings).
+(workers, beat, Flower, the metrics exporter, the console) and their commands, the queues, a single beat without
+a schedule file, labels and selectors, the image, ports published on 127.0.0.1 only, and that every SHARDSYNC_*
+variable the files set is one the app actually reads (worker.settings.Settings). Secrets: test_secrets.py; health
+checks: test_health.py; deploy/README.md: test_docs.py.
 """
 
 from __future__ import annotations
@@ -11,123 +13,65 @@ import fnmatch
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
-from urllib.parse import urlsplit
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import pytest
-import yaml
 
+from tests.deploy.files import (
+    APP_PROCESSES,
+    CELERY_PROCESSES,
+    COMPONENT_LABEL,
+    DOCKERFILE,
+    DOCKERIGNORE,
+    ENV_PREFIX,
+    K8S_DIR,
+    K8S_DOCUMENTS,
+    K8S_FILES,
+    NAME_LABEL,
+    QUEUES,
+    ROOT,
+    SHARDSYNC_PROCESSES,
+    allowed_env_names,
+    app_containers,
+    celery_subcommand,
+    compose,
+    compose_command,
+    compose_environment,
+    container_argv,
+    containers,
+    doc_id,
+    env_names_used,
+    is_celery,
+    of_kind,
+    pod_spec,
+    process_argv,
+    queues,
+    services_of,
+    strings,
+    workloads,
+)
 from worker.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-DOCKERFILE = ROOT / "deploy" / "Dockerfile"
-DOCKERIGNORE = ROOT / "deploy" / "Dockerfile.dockerignore"
-K8S_DIR = ROOT / "deploy" / "kubernetes"
-
-QUEUES = {"shardsync.jobs", "shardsync.shards"}
-ENV_PREFIX = "SHARDSYNC_"
-# Read by the engine itself (core/_gc.py), not a worker setting, but documented for deployments too.
-ENGINE_ENV = {"SHARDSYNC_GC_PAUSE"}
-ENV_NAME = re.compile(r"SHARDSYNC_[A-Za-z0-9_]+")
-URL_SETTINGS = ("SHARDSYNC_BROKER_URL", "SHARDSYNC_RESULT_BACKEND", "SHARDSYNC_STORE_URL")
-
-# compose service / Kubernetes component -> celery subcommand it runs
-APP_PROCESSES = {"worker-jobs": "worker", "worker-shards": "worker", "beat": "beat", "flower": "flower"}
-K8S_FILES = {"configmap.yaml", "redis.yaml", "worker-jobs.yaml", "worker-shards.yaml", "beat.yaml", "flower.yaml"}
-NAME_LABEL = "app.kubernetes.io/name"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the project supports 3.10, whose tomli is a dependency there
+    import tomli as tomllib
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Helpers
-# ------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def services() -> Dict[str, Dict[str, Any]]:
+    return compose()["services"]
 
 
-def _argv(command: Any) -> List[str]:
-    """A command as an argument list: YAML lists as they are, strings split like a shell would."""
-    if isinstance(command, str):
-        return shlex.split(command)
-    assert isinstance(command, list), f"command must be a list or a string, got {command!r}"
-    return [str(part) for part in command]
-
-
-def _celery_subcommand(argv: List[str]) -> str:
-    assert argv[:3] == ["celery", "-A", "worker"], f"command does not start with 'celery -A worker': {argv}"
-    assert len(argv) > 3, f"celery command without a subcommand: {argv}"
-    return argv[3]
-
-
-def _queues(argv: List[str]) -> List[str]:
-    """The queue names of a worker command's -Q/--queues option (comma-separated, may repeat)."""
-    names: List[str] = []
-    for index, arg in enumerate(argv):
-        value: Optional[str] = None
-        if arg in ("-Q", "--queues"):
-            assert index + 1 < len(argv), f"{arg} without a value: {argv}"
-            value = argv[index + 1]
-        elif arg.startswith("--queues="):
-            value = arg.split("=", 1)[1]
-        elif arg.startswith("-Q") and len(arg) > 2:
-            value = arg[2:].lstrip("=")
-        if value is not None:
-            names.extend(name.strip() for name in value.split(",") if name.strip())
-    return names
-
-
-def _strings(node: Any) -> Iterator[str]:
-    """Every string in a parsed YAML tree, mapping keys included."""
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            yield from _strings(key)
-            yield from _strings(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _strings(item)
-
-
-def _env_names_used(node: Any) -> Set[str]:
-    return {match for text in _strings(node) for match in ENV_NAME.findall(text)}
-
-
-def _allowed_env_names() -> Set[str]:
-    names = set(ENGINE_ENV)
-    for field_name, field in Settings.model_fields.items():
-        names.add(ENV_PREFIX + field_name.upper())
-        for alias in (field.alias, field.validation_alias):
-            if isinstance(alias, str):
-                names.add(alias.upper())
-    return names
-
-
-def _compose_environment(service: Dict[str, Any]) -> Dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        pairs = (item.split("=", 1) if "=" in item else (item, "") for item in env)
-        return {key: value for key, value in pairs}
-    return {str(key): "" if value is None else str(value) for key, value in env.items()}
+def _runs(command: List[str]) -> List[str]:
+    return process_argv(command)
 
 
 # ------------------------------------------------------------------------------------------------------------
 # docker-compose.yml
 # ------------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def compose() -> Dict[str, Any]:
-    with COMPOSE_FILE.open(encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
-    assert isinstance(data, dict) and isinstance(data.get("services"), dict), "compose file without services"
-    return data
-
-
-@pytest.fixture(scope="module")
-def services(compose) -> Dict[str, Dict[str, Any]]:
-    return compose["services"]
 
 
 def test_compose_has_the_stack_services(services):
@@ -143,35 +87,45 @@ def test_compose_app_services_build_from_the_deploy_dockerfile(services, name):
     assert (ROOT / build["context"] / build["dockerfile"]).is_file()
 
 
-@pytest.mark.parametrize(("name", "subcommand"), sorted(APP_PROCESSES.items()))
+@pytest.mark.parametrize(("name", "subcommand"), sorted(CELERY_PROCESSES.items()))
 def test_compose_app_services_run_the_celery_app(services, name, subcommand):
     assert "command" in services[name], f"{name} has no command (the image's default is a two-queue worker)"
-    assert _celery_subcommand(_argv(services[name]["command"])) == subcommand
+    assert celery_subcommand(_runs(compose_command(services[name]))) == subcommand
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted((name, spec[0]) for name, spec in SHARDSYNC_PROCESSES.items()))
+def test_compose_runs_the_exporter_and_the_console(services, name, expected):
+    assert _runs(compose_command(services[name])) == expected
+
+
+def _compose_celery_commands(services: Dict[str, Dict[str, Any]]) -> Dict[str, List[str]]:
+    found = {}
+    for name, service in services.items():
+        if name != "redis" and "command" in service and is_celery(_runs(compose_command(service))):
+            found[name] = _runs(compose_command(service))
+    return found
 
 
 def test_compose_workers_consume_exactly_the_two_queues(services):
     consumed: Set[str] = set()
-    for name, service in services.items():
-        if name == "redis" or _celery_subcommand(_argv(service["command"])) != "worker":
+    for name, command in _compose_celery_commands(services).items():
+        if celery_subcommand(command) != "worker":
             continue
-        queues = _queues(_argv(service["command"]))
-        assert queues, f"{name}: worker without -Q would consume celery's default queue"
-        assert set(queues) <= QUEUES, f"{name}: unknown queues {set(queues) - QUEUES}"
-        consumed.update(queues)
+        names = queues(command)
+        assert names, f"{name}: worker without -Q would consume celery's default queue"
+        assert set(names) <= QUEUES, f"{name}: unknown queues {set(names) - QUEUES}"
+        consumed.update(names)
     assert consumed == QUEUES
 
 
 def test_compose_queues_are_split_between_the_two_workers(services):
-    assert _queues(_argv(services["worker-jobs"]["command"])) == ["shardsync.jobs"]
-    assert _queues(_argv(services["worker-shards"]["command"])) == ["shardsync.shards"]
+    assert queues(compose_command(services["worker-jobs"])) == ["shardsync.jobs"]
+    assert queues(compose_command(services["worker-shards"])) == ["shardsync.shards"]
 
 
 def test_compose_beat_is_a_single_instance(services):
-    beats = [
-        name
-        for name, service in services.items()
-        if name != "redis" and "command" in service and _celery_subcommand(_argv(service["command"])) == "beat"
-    ]
+    commands = _compose_celery_commands(services)
+    beats = [name for name, command in commands.items() if celery_subcommand(command) == "beat"]
     assert beats == ["beat"]
     replicas = (services["beat"].get("deploy") or {}).get("replicas", 1)
     assert replicas == 1
@@ -190,35 +144,52 @@ def test_compose_app_services_wait_for_a_healthy_redis(services, name):
     assert depends_on["redis"]["condition"] == "service_healthy"
 
 
-def test_compose_redis_has_aof_and_a_healthcheck(services):
+def test_compose_redis_has_aof(services):
     redis = services["redis"]
     assert str(redis["image"]).startswith("redis:7")
-    argv = _argv(redis["command"])
-    assert argv[0] == "redis-server"
-    assert "--appendonly" in argv and argv[argv.index("--appendonly") + 1] == "yes"
-    test = _argv(redis["healthcheck"]["test"])
-    assert test[0] in ("CMD", "CMD-SHELL")
-    assert "redis-cli ping" in " ".join(test[1:])
+    command = compose_command(redis)
+    assert command[0] == "redis-server", "the image's entrypoint drops to the redis user only for redis-server"
+    assert option(command, "--appendonly") == "yes"
+    assert option(command, "--maxmemory-policy") == "noeviction"
 
 
-def test_compose_flower_publishes_5555(services):
-    ports = [str(port) for port in services["flower"].get("ports", [])]
-    assert any(port.split(":")[-1].split("/")[0] == "5555" for port in ports), ports
-    assert "--port=5555" in _argv(services["flower"]["command"])
+def option(command: List[str], name: str) -> Optional[str]:
+    return command[command.index(name) + 1] if name in command else None
 
 
-@pytest.mark.parametrize("name", sorted(APP_PROCESSES))
-def test_compose_app_services_use_the_compose_redis(services, name):
-    env = _compose_environment(services[name])
-    for setting in URL_SETTINGS:
-        assert setting in env, f"{name}: {setting} not set"
-        url = urlsplit(env[setting])
-        assert url.scheme in ("redis", "rediss") and url.hostname == "redis", f"{name}: {setting}={env[setting]}"
+@pytest.mark.parametrize(("name", "port"), [("flower", 5555), ("web", 8000), ("metrics", 9808)])
+def test_compose_publishes_the_http_ports_on_localhost(services, name, port):
+    ports = [str(entry) for entry in services[name].get("ports", [])]
+    assert any(entry.split(":")[-1].split("/")[0] == str(port) for entry in ports), ports
 
 
-def test_compose_uses_only_known_settings(compose):
-    unknown = _env_names_used(compose) - _allowed_env_names()
+def test_compose_publishes_nothing_beyond_localhost(services):
+    for name, service in services.items():
+        for entry in service.get("ports", []):
+            assert isinstance(entry, str), f"{name}: write ports as '127.0.0.1:HOST:CONTAINER' strings"
+            assert entry.startswith("127.0.0.1:"), f"{name}: port {entry} is published on every interface"
+    assert "ports" not in services["redis"], "Redis is for the stack only"
+
+
+def test_compose_flower_listens_on_5555(services):
+    assert "--port=5555" in _runs(compose_command(services["flower"]))
+
+
+def test_compose_beat_has_no_schedule_file(services):
+    command = _runs(compose_command(services["beat"]))
+    assert not [arg for arg in command if arg.startswith(("--schedule", "-s"))], command
+
+
+def test_compose_uses_only_known_settings():
+    unknown = env_names_used(compose()) - allowed_env_names()
     assert not unknown, f"docker-compose.yml sets variables the app does not read: {sorted(unknown)}"
+
+
+def test_compose_commands_leave_nothing_to_the_host_shell(services):
+    # compose_command fails on a '$' that Compose would take from the shell running `docker compose`.
+    for service in services.values():
+        if "command" in service:
+            compose_command(service)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -226,61 +197,12 @@ def test_compose_uses_only_known_settings(compose):
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _load_k8s_documents() -> List[Tuple[str, Dict[str, Any]]]:
-    documents = []
-    for path in sorted(K8S_DIR.glob("*.yaml")):
-        with path.open(encoding="utf-8") as handle:
-            for document in yaml.safe_load_all(handle):
-                if document is not None:  # an empty document, e.g. after a trailing '---'
-                    documents.append((path.name, document))
-    return documents
-
-
-K8S_DOCUMENTS = _load_k8s_documents()
-
-
-def _doc_id(item: Tuple[str, Dict[str, Any]]) -> str:
-    filename, document = item
-    if not isinstance(document, dict):
-        return f"{filename}:?"
-    return f"{filename}:{document.get('kind')}/{(document.get('metadata') or {}).get('name')}"
-
-
-def _of_kind(*kinds: str) -> List[Dict[str, Any]]:
-    return [document for _, document in K8S_DOCUMENTS if document.get("kind") in kinds]
-
-
-def _workloads() -> Dict[str, Dict[str, Any]]:
-    """Deployments and StatefulSets by component label."""
-    found: Dict[str, Dict[str, Any]] = {}
-    for document in _of_kind(*WORKLOAD_KINDS):
-        component = document["metadata"]["labels"][COMPONENT_LABEL]
-        assert component not in found, f"two workloads with component {component}"
-        found[component] = document
-    return found
-
-
-def _containers(workload: Dict[str, Any]) -> List[Dict[str, Any]]:
-    return workload["spec"]["template"]["spec"]["containers"]
-
-
-def _container_argv(container: Dict[str, Any]) -> List[str]:
-    return _argv(container.get("command", [])) + _argv(container.get("args", []))
-
-
-def _app_containers() -> Iterator[Tuple[str, Dict[str, Any]]]:
-    workloads = _workloads()
-    for component in sorted(APP_PROCESSES):
-        for container in _containers(workloads[component]):
-            yield component, container
-
-
 def test_k8s_manifest_files_are_present():
     assert K8S_FILES <= {path.name for path in K8S_DIR.glob("*.yaml")}
     assert K8S_DOCUMENTS
 
 
-@pytest.mark.parametrize("item", K8S_DOCUMENTS, ids=[_doc_id(item) for item in K8S_DOCUMENTS])
+@pytest.mark.parametrize("item", K8S_DOCUMENTS, ids=[doc_id(item) for item in K8S_DOCUMENTS])
 def test_k8s_document_is_a_namespace_agnostic_labelled_object(item):
     _, document = item
     assert isinstance(document, dict)
@@ -300,12 +222,12 @@ def test_k8s_object_names_are_unique_per_kind():
 
 
 def test_k8s_has_a_workload_per_process():
-    assert set(_workloads()) == {"redis", *APP_PROCESSES}
+    assert set(workloads()) == {"redis", *APP_PROCESSES}
 
 
 @pytest.mark.parametrize("component", sorted({"redis", *APP_PROCESSES}))
 def test_k8s_workload_selector_matches_its_pod_labels(component):
-    workload = _workloads()[component]
+    workload = workloads()[component]
     selector = workload["spec"]["selector"]["matchLabels"]
     pod_labels = workload["spec"]["template"]["metadata"]["labels"]
     assert selector, "empty selector"
@@ -315,20 +237,20 @@ def test_k8s_workload_selector_matches_its_pod_labels(component):
 
 
 def test_k8s_services_select_a_workload_and_target_its_ports():
-    workloads = _workloads()
-    services = _of_kind("Service")
+    found = workloads()
+    services = of_kind("Service")
     assert services
     for service in services:
         selector = service["spec"]["selector"]
         matching = [
             workload
-            for workload in workloads.values()
+            for workload in found.values()
             if selector.items() <= workload["spec"]["template"]["metadata"]["labels"].items()
         ]
         assert len(matching) == 1, f"Service {service['metadata']['name']} selects {len(matching)} workloads"
         container_ports = {
             port.get("name"): port["containerPort"]
-            for container in _containers(matching[0])
+            for container in containers(matching[0])
             for port in container.get("ports", [])
         }
         for port in service["spec"]["ports"]:
@@ -338,75 +260,114 @@ def test_k8s_services_select_a_workload_and_target_its_ports():
             )
 
 
+def test_k8s_services_stay_inside_the_cluster():
+    for service in of_kind("Service"):
+        assert service["spec"].get("type", "ClusterIP") == "ClusterIP", service["metadata"]["name"]
+
+
 def test_k8s_app_containers_share_one_image():
-    images = {container["image"] for _, container in _app_containers()}
+    images = {container["image"] for _, container in app_containers()}
     assert len(images) == 1, f"app containers use different images: {images}"
-    assert all(container["image"].startswith("redis:") for container in _containers(_workloads()["redis"]))
+    assert all(container["image"].startswith("redis:") for container in containers(workloads()["redis"]))
 
 
-@pytest.mark.parametrize(("component", "subcommand"), sorted(APP_PROCESSES.items()))
+@pytest.mark.parametrize(("component", "subcommand"), sorted(CELERY_PROCESSES.items()))
 def test_k8s_app_containers_run_the_celery_app(component, subcommand):
-    for container in _containers(_workloads()[component]):
-        assert _celery_subcommand(_container_argv(container)) == subcommand
+    for container in containers(workloads()[component]):
+        assert celery_subcommand(_runs(container_argv(container))) == subcommand
+
+
+@pytest.mark.parametrize("component", sorted(SHARDSYNC_PROCESSES))
+def test_k8s_runs_the_exporter_and_the_console_behind_a_service(component):
+    expected, port = SHARDSYNC_PROCESSES[component]
+    (container,) = containers(workloads()[component])
+    command = container_argv(container)
+    assert command[: len(expected)] == expected
+    assert [arg for arg in command[len(expected) :] if not arg.startswith("--secure-cookies")] == []
+    assert port in {entry["containerPort"] for entry in container["ports"]}
+    (service,) = services_of(component)
+    assert port in {entry["port"] for entry in service["spec"]["ports"]}
+
+
+def test_k8s_exporter_service_is_the_scrape_target():
+    # The Prometheus scrape config of the top-level README targets shardsync-metrics:9808.
+    (service,) = services_of("metrics")
+    assert service["metadata"]["name"] == "shardsync-metrics"
+
+
+def _k8s_celery_commands() -> List[Tuple[str, List[str]]]:
+    return [
+        (component, _runs(container_argv(container)))
+        for component, container in app_containers()
+        if is_celery(_runs(container_argv(container)))
+    ]
 
 
 def test_k8s_workers_consume_exactly_the_two_queues():
     consumed: Set[str] = set()
-    for component, container in _app_containers():
-        argv = _container_argv(container)
-        if _celery_subcommand(argv) != "worker":
+    for component, command in _k8s_celery_commands():
+        if celery_subcommand(command) != "worker":
             continue
-        queues = _queues(argv)
-        assert queues, f"{component}: worker without -Q would consume celery's default queue"
-        assert set(queues) <= QUEUES, f"{component}: unknown queues {set(queues) - QUEUES}"
-        consumed.update(queues)
+        names = queues(command)
+        assert names, f"{component}: worker without -Q would consume celery's default queue"
+        assert set(names) <= QUEUES, f"{component}: unknown queues {set(names) - QUEUES}"
+        consumed.update(names)
     assert consumed == QUEUES
 
 
 def test_k8s_beat_is_one_recreated_replica():
-    beats = [
-        component
-        for component, container in _app_containers()
-        if _celery_subcommand(_container_argv(container)) == "beat"
-    ]
+    beats = [component for component, command in _k8s_celery_commands() if celery_subcommand(command) == "beat"]
     assert beats == ["beat"]
-    beat = _workloads()["beat"]
+    beat = workloads()["beat"]
     assert beat["kind"] == "Deployment"
     assert beat["spec"]["replicas"] == 1
     assert beat["spec"]["strategy"]["type"] == "Recreate"
-    assert len(_containers(beat)) == 1
+    assert len(containers(beat)) == 1
+
+
+def test_k8s_beat_has_no_schedule_file():
+    (container,) = containers(workloads()["beat"])
+    command = container_argv(container)
+    assert not [arg for arg in command if arg.startswith(("--schedule", "-s"))], command
+
+
+def test_no_deploy_file_passes_a_beat_schedule_file():
+    texts = [path.read_text(encoding="utf-8") for path in [ROOT / "docker-compose.yml", *K8S_DIR.glob("*.yaml")]]
+    assert not [text for text in texts if "--schedule" in text or "celerybeat-schedule" in text]
 
 
 def test_k8s_shard_workers_scale_out_and_drain_slowly():
-    shards = _workloads()["worker-shards"]
+    shards = workloads()["worker-shards"]
     assert shards["spec"]["replicas"] >= 2
-    pod_spec = shards["spec"]["template"]["spec"]
-    assert pod_spec["terminationGracePeriodSeconds"] >= 300, "too short for a shard to finish on warm shutdown"
-    assert pod_spec["terminationGracePeriodSeconds"] >= _workloads()["worker-jobs"]["spec"]["template"]["spec"].get(
+    spec = pod_spec(shards)
+    assert spec["terminationGracePeriodSeconds"] >= 300, "too short for a shard to finish on warm shutdown"
+    assert spec["terminationGracePeriodSeconds"] >= pod_spec(workloads()["worker-jobs"]).get(
         "terminationGracePeriodSeconds", 30
     )
 
 
-@pytest.mark.parametrize("component", ["worker-jobs", "worker-shards"])
-def test_k8s_workers_have_resources_and_a_ping_liveness_probe(component):
-    for container in _containers(_workloads()[component]):
+@pytest.mark.parametrize("component", sorted(APP_PROCESSES))
+def test_k8s_app_containers_have_resources(component):
+    for container in containers(workloads()[component]):
         resources = container["resources"]
         assert {"cpu", "memory"} <= set(resources["requests"])
         assert "memory" in resources["limits"]
-        probe = " ".join(_argv(container["livenessProbe"]["exec"]["command"]))
-        assert "celery -A worker inspect ping" in probe
-        assert "$HOSTNAME" in probe, "the probe must ping this pod's worker, not any worker"
 
 
-def test_k8s_app_pods_run_as_non_root():
-    for component in APP_PROCESSES:
-        pod_spec = _workloads()[component]["spec"]["template"]["spec"]
-        assert pod_spec.get("securityContext", {}).get("runAsNonRoot") is True, component
-        assert pod_spec["securityContext"].get("runAsUser", 0) != 0, component
+@pytest.mark.parametrize("component", sorted(APP_PROCESSES))
+def test_k8s_app_pods_run_as_non_root_without_a_token(component):
+    spec = pod_spec(workloads()[component])
+    assert spec.get("securityContext", {}).get("runAsNonRoot") is True, component
+    assert spec["securityContext"].get("runAsUser", 0) != 0, component
+    assert spec.get("automountServiceAccountToken") is False, f"{component}: needs no Kubernetes API token"
+    for container in containers(workloads()[component]):
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"]["drop"] == ["ALL"]
 
 
 def test_k8s_configmap_holds_only_shardsync_settings():
-    configmaps = _of_kind("ConfigMap")
+    configmaps = of_kind("ConfigMap")
     assert len(configmaps) == 1
     data = configmaps[0]["data"]
     assert data
@@ -416,43 +377,39 @@ def test_k8s_configmap_holds_only_shardsync_settings():
 
 
 def test_k8s_app_containers_load_the_configmap():
-    name = _of_kind("ConfigMap")[0]["metadata"]["name"]
-    for component, container in _app_containers():
+    name = of_kind("ConfigMap")[0]["metadata"]["name"]
+    for component, container in app_containers():
         refs = [source["configMapRef"]["name"] for source in container.get("envFrom", []) if "configMapRef" in source]
         assert name in refs, f"{component}: does not load ConfigMap {name}"
 
 
-def test_k8s_configmap_points_at_the_redis_service():
-    data = _of_kind("ConfigMap")[0]["data"]
-    redis_ports = {
-        service["metadata"]["name"]: {port["port"] for port in service["spec"]["ports"]}
-        for service in _of_kind("Service")
-        if service["metadata"]["labels"][COMPONENT_LABEL] == "redis"
-    }
-    for setting in URL_SETTINGS:
-        url = urlsplit(data[setting])
-        assert url.scheme in ("redis", "rediss")
-        assert url.hostname in redis_ports, f"{setting}={data[setting]} names no Redis Service ({sorted(redis_ports)})"
-        assert (url.port or 6379) in redis_ports[url.hostname]
-
-
 def test_k8s_redis_runs_with_aof():
-    (container,) = _containers(_workloads()["redis"])
-    argv = _container_argv(container)
-    assert "--appendonly" in argv and argv[argv.index("--appendonly") + 1] == "yes"
+    (container,) = containers(workloads()["redis"])
+    command = container_argv(container)
+    assert option(command, "--appendonly") == "yes"
+    assert option(command, "--maxmemory-policy") == "noeviction"
 
 
 def test_k8s_flower_service_exposes_5555():
-    (service,) = [s for s in _of_kind("Service") if s["metadata"]["labels"][COMPONENT_LABEL] == "flower"]
+    (service,) = services_of("flower")
     assert 5555 in {port["port"] for port in service["spec"]["ports"]}
-    (container,) = _containers(_workloads()["flower"])
+    (container,) = containers(workloads()["flower"])
     assert 5555 in {port["containerPort"] for port in container["ports"]}
-    assert "--port=5555" in _container_argv(container)
+    assert "--port=5555" in container_argv(container)
 
 
 def test_k8s_uses_only_known_settings():
-    unknown = _env_names_used([document for _, document in K8S_DOCUMENTS]) - _allowed_env_names()
+    unknown = env_names_used([document for _, document in K8S_DOCUMENTS]) - allowed_env_names()
     assert not unknown, f"Kubernetes manifests set variables the app does not read: {sorted(unknown)}"
+
+
+def test_k8s_mounted_volumes_exist():
+    for component, workload in workloads().items():
+        volumes = {volume["name"] for volume in pod_spec(workload).get("volumes", [])}
+        claims = {claim["metadata"]["name"] for claim in workload["spec"].get("volumeClaimTemplates", [])}
+        for container in containers(workload):
+            for mount in container.get("volumeMounts", []):
+                assert mount["name"] in volumes | claims, f"{component}: mounts unknown volume {mount['name']}"
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -464,15 +421,25 @@ def test_settings_read_the_shardsync_prefix():
     assert str(Settings.model_config.get("env_prefix", "")).upper() == ENV_PREFIX
 
 
-def test_the_url_settings_exist():
-    assert set(URL_SETTINGS) <= _allowed_env_names()
+def test_the_settings_the_files_rely_on_exist():
+    assert {
+        "SHARDSYNC_BROKER_URL",
+        "SHARDSYNC_ADAPTER_MODULES",
+        "SHARDSYNC_SCHEDULE_FILE",
+        "SHARDSYNC_WEB_USERS_FILE",
+        "SHARDSYNC_WEB_SECRET_FILE",
+        "SHARDSYNC_SECRETS_DIR",
+    } <= allowed_env_names()
+    # The result backend and the store default to the broker URL, so one secret file serves all three.
+    settings = Settings(broker_url="redis://:p@host:6379/0")
+    assert settings.backend_url == settings.redis_url == "redis://:p@host:6379/0"
 
 
 def test_the_workers_queues_are_the_apps_queues(services):
     # The -Q options above name QUEUES; the app routes its tasks to the queues named by these settings.
     defaults = {Settings.model_fields[name].default for name in ("jobs_queue", "shards_queue")}
     assert defaults == QUEUES
-    environments = [_of_kind("ConfigMap")[0]["data"], *(_compose_environment(services[name]) for name in APP_PROCESSES)]
+    environments = [of_kind("ConfigMap")[0]["data"], *(compose_environment(services[name]) for name in APP_PROCESSES)]
     for env in environments:
         overridden = {"SHARDSYNC_JOBS_QUEUE", "SHARDSYNC_SHARDS_QUEUE"} & set(env)
         assert not overridden, f"queue renamed by {sorted(overridden)} while the -Q options keep {sorted(QUEUES)}"
@@ -505,9 +472,9 @@ def _dockerfile_instructions() -> List[Tuple[str, str]]:
 def _exec_or_shell(arguments: str) -> List[str]:
     """The argv of a CMD/ENTRYPOINT in exec (JSON) or shell form."""
     if arguments.startswith("["):
-        argv = json.loads(arguments)
-        assert isinstance(argv, list) and all(isinstance(part, str) for part in argv)
-        return argv
+        parsed = json.loads(arguments)
+        assert isinstance(parsed, list) and all(isinstance(part, str) for part in parsed)
+        return parsed
     return shlex.split(arguments)
 
 
@@ -535,7 +502,7 @@ def test_dockerfile_runs_as_a_non_root_user(dockerfile):
     assert name not in ("root", "0")
 
 
-def test_dockerfile_installs_the_project_and_flower(dockerfile):
+def _pip_installed(dockerfile: List[Tuple[str, str]]) -> List[str]:
     installed: List[str] = []
     for name, arguments in dockerfile:
         if name != "RUN":
@@ -547,8 +514,22 @@ def test_dockerfile_installs_the_project_and_flower(dockerfile):
             at = tokens.index("install")
             if any(Path(token).name.startswith("pip") for token in tokens[:at]):  # pip, pip3, python -m pip
                 installed.extend(token for token in tokens[at + 1 :] if not token.startswith("-"))
+    return installed
+
+
+def test_dockerfile_installs_the_project_and_flower(dockerfile):
+    installed = _pip_installed(dockerfile)
     assert "." in installed, f"no 'pip install .' (installs: {installed})"
     assert any(re.match(r"flower\b", token) for token in installed), f"flower is not installed (installs: {installed})"
+
+
+def test_the_image_gets_the_consoles_dependencies(dockerfile):
+    # `pip install .` installs the main dependencies, which must hold the console's stack.
+    assert "." in _pip_installed(dockerfile)
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        dependencies = tomllib.load(handle)["project"]["dependencies"]
+    names = {re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower() for requirement in dependencies}
+    assert {"fastapi", "uvicorn", "jinja2", "python-multipart", "itsdangerous", "prometheus_client"} <= names
 
 
 def test_dockerfile_copies_existing_sources_not_ignored(dockerfile):
@@ -570,17 +551,23 @@ def test_dockerfile_copies_existing_sources_not_ignored(dockerfile):
             assert not hits, f"COPY source {source} is excluded by {DOCKERIGNORE.name}: {hits}"
 
 
+def test_the_secrets_stay_out_of_the_build_context():
+    ignored = {line.strip().rstrip("/") for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()}
+    assert "secrets" in ignored
+
+
 def test_dockerfile_default_command_is_a_worker_on_both_queues(dockerfile):
     entrypoint = _last(dockerfile, "ENTRYPOINT")
     command = _last(dockerfile, "CMD")
     assert command or entrypoint
-    argv = (_exec_or_shell(entrypoint) if entrypoint else []) + (_exec_or_shell(command) if command else [])
-    assert _celery_subcommand(argv) == "worker"
-    assert set(_queues(argv)) == QUEUES
+    full = (_exec_or_shell(entrypoint) if entrypoint else []) + (_exec_or_shell(command) if command else [])
+    assert celery_subcommand(full) == "worker"
+    assert set(queues(full)) == QUEUES
 
 
-def test_dockerfile_healthcheck_pings_the_local_worker(dockerfile):
-    healthcheck = _last(dockerfile, "HEALTHCHECK")
-    assert healthcheck and "CMD" in healthcheck
-    assert "celery -A worker inspect ping" in healthcheck
-    assert "$HOSTNAME" in healthcheck
+def test_no_deploy_file_has_a_credential_in_a_command():
+    # A URL with a password, --basic-auth or --requirepass on a command line shows in `ps`.
+    for text in [*strings(compose()), *strings([document for _, document in K8S_DOCUMENTS])]:
+        assert not re.search(r"\w+://[^/\s@]*:[^/\s@]+@", text), f"a URL with a password: {text!r}"
+        assert "--basic-auth" not in text and "--requirepass" not in text and "requirepass " not in text, text
+    assert "--basic-auth" not in DOCKERFILE.read_text(encoding="utf-8")
