@@ -12,25 +12,37 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, Iterator, List, Optional
 
+import structlog
 from redis import Redis
 
 from core import keys
 from core.diff_codec import DiffCodec
 from core.planner import number_elements, subtree_operations
 from worker.adapters.registry import get_adapter
+from worker.errors import describe
 from worker.job.report import iso, rebuild_diff
 from worker.settings import get_settings
 from worker.state.codec import unpack
 from worker.state.redis import RedisJobState
 
+logger = structlog.get_logger("shardsync.worker")
+
 STATES = ("queued", "running", "success", "failed", "dry-run")
 
 
 def job_summary(job: RedisJobState) -> Optional[Dict[str, Any]]:
-    """One line of history: id, source -> target, state, diff summary, times; None if the job is unknown."""
-    spec = job.spec_data()
+    """One line of history: id, source -> target, state, diff summary, times; None if the job is unknown.
+
+    A spec that cannot be read (not msgpack, not a table) is listed with no adapters: the job still has a line.
+    """
+    try:
+        spec = job.spec_data()
+    except Exception:  # noqa: BLE001 - unreadable: its report says so; the list shows it all the same
+        spec = {}
     if spec is None:
         return None
+    if not isinstance(spec, dict):
+        spec = {}
     info = job.info()
     report = job.report()
     if report is not None:
@@ -66,9 +78,12 @@ def job_summary(job: RedisJobState) -> Optional[Dict[str, Any]]:
 def record_line(job: Any) -> None:
     """Keep an ended job's line of the job list (``list_jobs`` reads thousands in one go); only in Redis."""
     if isinstance(job, RedisJobState):
-        line = job_summary(job)
-        if line is not None:
-            job.save_line(line)
+        try:
+            line = job_summary(job)
+            if line is not None:
+                job.save_line(line)
+        except Exception as err:  # noqa: BLE001 - a line is for listing: the job's end never depends on it
+            logger.warning("Job line not kept", job_id=job.job_id, error=describe(err))
 
 
 def job_ids_starting(prefix: str, client: Optional[Redis] = None, most: int = 10) -> List[str]:
