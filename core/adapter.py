@@ -17,6 +17,7 @@ from core.exceptions import DiffClassMismatch, ObjectNotFound
 from core.limits import Limits
 from core.model import DiffSyncModel
 from core.retry import RetryBudget
+from core.scope import Scope, ScopeLike
 from core.store import BaseStore
 from core.store.local import LocalStore
 from core.utils import get_path, set_key, tree_string
@@ -323,6 +324,7 @@ class Adapter:
         *,
         batch_size: Optional[BatchSize] = None,
         retry: Optional[RetryBudget] = None,
+        scope: Optional[ScopeLike] = None,
     ) -> Diff:
         """Make this adapter's data match ``source``, through the models' create/update/delete hooks.
 
@@ -336,13 +338,16 @@ class Adapter:
                 model's ``_batch_size``); only models that override a batch hook are grouped.
             retry: How long a hook whose remote says "try later" (``TransientError``, or one of
                 ``transient_errors``) is called again (default: ``retry_budget``, else ``RetryBudget()``).
+            scope: Only this part of both datasets is compared and written (``core.scope.Scope``, or its plain
+                data); nothing outside it is created, updated or deleted. A ``diff`` given is applied as it is.
 
         Returns:
             The diff that was applied.
 
         Raises:
             DiffClassMismatch: if ``diff`` is not an instance of ``diff_class``.
-            ValueError: if ``batch_size`` is not a whole number of 1 or more (or a mapping of such).
+            ValueError: if ``batch_size`` is not a whole number of 1 or more (or a mapping of such), or the
+                scope is not one.
         """
         from core.syncer import DiffSyncSyncer  # pylint: disable=import-outside-toplevel
 
@@ -354,7 +359,10 @@ class Adapter:
                     f"{diff_class.__name__}",
                 )
         if not _has_elements(diff):
-            diff = self.diff_from(source, diff_class=diff_class, flags=flags, callback=callback)
+            if scope is not None:  # passed only when given: a subclass's diff_from of diffsync's signature still works
+                diff = self.diff_from(source, diff_class=diff_class, flags=flags, callback=callback, scope=scope)
+            else:
+                diff = self.diff_from(source, diff_class=diff_class, flags=flags, callback=callback)
         syncer = DiffSyncSyncer(
             diff=diff,
             src_diffsync=source,
@@ -379,6 +387,7 @@ class Adapter:
         *,
         batch_size: Optional[BatchSize] = None,
         retry: Optional[RetryBudget] = None,
+        scope: Optional[ScopeLike] = None,
     ) -> Diff:
         """Make ``target``'s data match this adapter's (see ``sync_from``).
 
@@ -388,9 +397,11 @@ class Adapter:
         Raises:
             DiffClassMismatch: if ``diff`` is not an instance of ``diff_class``.
         """
+        extra = {"scope": scope} if scope is not None else {}
         return target.sync_from(
-            self, diff_class=diff_class, flags=flags, callback=callback, diff=diff, batch_size=batch_size, retry=retry
-        )
+            self, diff_class=diff_class, flags=flags, callback=callback, diff=diff, batch_size=batch_size, retry=retry,
+            **extra,
+        )  # fmt: skip
 
     def sync_complete(
         self,
@@ -417,6 +428,8 @@ class Adapter:
         diff_class: Type[Diff] = Diff,
         flags: DiffSyncFlags = DiffSyncFlags.NONE,
         callback: Optional[ProgressCallback] = None,
+        *,
+        scope: Optional[ScopeLike] = None,
     ) -> Diff:
         """Compute what would have to change for this adapter's data to match ``source``.
 
@@ -425,12 +438,17 @@ class Adapter:
             diff_class: Diff class (or subclass) to build.
             flags: Flags changing how the diff behaves.
             callback: Called as ``callback("diff", current, total)`` while the diff progresses.
+            scope: Compare only this part of both datasets (``core.scope.Scope``, or its plain data).
+
+        Raises:
+            ValueError: if ``scope`` is not a scope.
         """
         from core.differ import DiffSyncDiffer  # pylint: disable=import-outside-toplevel
 
         differ = DiffSyncDiffer(
-            src_diffsync=source, dst_diffsync=self, flags=flags, diff_class=diff_class, callback=callback
-        )
+            src_diffsync=source, dst_diffsync=self, flags=flags, diff_class=diff_class, callback=callback,
+            scope=Scope.from_data(scope),
+        )  # fmt: skip
         return differ.calculate_diffs()
 
     def diff_to(
@@ -439,8 +457,12 @@ class Adapter:
         diff_class: Type[Diff] = Diff,
         flags: DiffSyncFlags = DiffSyncFlags.NONE,
         callback: Optional[ProgressCallback] = None,
+        *,
+        scope: Optional[ScopeLike] = None,
     ) -> Diff:
         """Compute what would have to change in ``target`` for it to match this adapter (see ``diff_from``)."""
+        if scope is not None:
+            return target.diff_from(self, diff_class=diff_class, flags=flags, callback=callback, scope=scope)
         return target.diff_from(self, diff_class=diff_class, flags=flags, callback=callback)
 
     # ------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from core.diff import EPOCH as _EPOCH
 from core.diff import UNSET, Diff, DiffElement
 from core.enum import DiffSyncActions, DiffSyncFlags, DiffSyncModelFlags
 from core.exceptions import ObjectNotFound
+from core.scope import Scope
 from core.store import reads_through_index
 from core.utils import intersection, symmetric_difference
 
@@ -123,7 +124,10 @@ class DiffSyncDiffer:
         flags: DiffSyncFlags,
         diff_class: Type[Diff] = Diff,
         callback: Optional[Callable[[str, int, int], None]] = None,
+        scope: Optional[Scope] = None,
     ) -> None:
+        self.scope = scope if scope is not None and not scope.whole else None
+        self._scoped_children: Dict[Tuple[Tuple[str, str], ...], Tuple[Tuple[str, str], ...]] = {}
         self.src_diffsync = src_diffsync
         self.dst_diffsync = dst_diffsync
         self.flags = flags
@@ -177,10 +181,16 @@ class DiffSyncDiffer:
             elif skipped_type in src.top_level:
                 self.incr_models_processed(len(src.get_all(skipped_type)))
 
+        scope = self.scope
         with paused_gc():
             for obj_type in intersection(dst.top_level, src.top_level):
+                if scope is not None and not scope.has_type(obj_type):
+                    continue  # outside the scope: neither compared nor counted
                 src_map, src_len = _all_of_type(src, obj_type)
                 dst_map, dst_len = _all_of_type(dst, obj_type)
+                if scope is not None:
+                    src_map, src_len = self.in_scope(obj_type, src_map)
+                    dst_map, dst_len = self.in_scope(obj_type, dst_map)
                 for diff_element in self._diff_maps(src_map, src_len, dst_map, dst_len):
                     self.diff.add(diff_element)
 
@@ -190,16 +200,51 @@ class DiffSyncDiffer:
         return self.diff
 
     def diff_maps(
-        self, src_map: Mapping[str, DiffSyncModel], dst_map: Mapping[str, DiffSyncModel]
+        self,
+        src_map: Mapping[str, DiffSyncModel],
+        dst_map: Mapping[str, DiffSyncModel],
+        modelname: Optional[str] = None,
     ) -> List[DiffElement]:
         """Diff a slice of one top-level type: ``{uid: object}`` maps, source order first, then the rest.
 
         What a distributed diff runs per range of top-level elements, inside both stores' sessions; the
         elements of consecutive slices, joined, are those of one diff of everything, and ``models_processed``
-        counts this differ's share.
+        counts this differ's share. With a scope, ``modelname`` names the slice's type: only its objects in
+        scope are diffed.
         """
+        if self.scope is not None and modelname is not None:
+            if not self.scope.has_type(modelname):
+                return []
+            src_map = self.in_scope(modelname, src_map)[0]
+            dst_map = self.in_scope(modelname, dst_map)[0]
         with paused_gc():
             return self._diff_maps(src_map, len(src_map), dst_map, len(dst_map))
+
+    def in_scope(self, modelname: str, objects: Mapping[str, DiffSyncModel]) -> Tuple[Mapping[str, DiffSyncModel], int]:
+        """The top-level objects of one type that are in the scope, in their order, and how many."""
+        scope = self.scope
+        if scope is None or (scope.ids is None and not scope.where.get(modelname)):
+            return objects, len(objects)
+        has_top = scope.has_top
+        kept = {uid: obj for uid, obj in objects.items() if has_top(modelname, uid, obj)}
+        return kept, len(kept)
+
+    def _children_in_scope(self, children: Tuple[Tuple[str, str], ...]) -> Tuple[Tuple[str, str], ...]:
+        found = self._scoped_children.get(children)
+        if found is None:
+            has_child_type = self.scope.has_child_type  # type: ignore[union-attr]
+            found = self._scoped_children[children] = tuple(pair for pair in children if has_child_type(pair[0]))
+        return found
+
+    def _holds_excluded_children(self, obj: DiffSyncModel) -> bool:
+        """Whether an object has children of a type outside the scope (deleting it would take them along)."""
+        scope = self.scope
+        if scope is None or scope.children is None:
+            return False
+        return any(
+            getattr(obj, fieldname) for modelname, fieldname in obj.get_children_mapping().items()
+            if not scope.has_child_type(modelname)
+        )  # fmt: skip
 
     def diff_object_list(self, src: List[DiffSyncModel], dst: List[DiffSyncModel]) -> List[DiffElement]:
         """Diff two lists of objects of the same type, matching them by unique id.
@@ -343,6 +388,9 @@ class DiffSyncDiffer:
         elif dst_obj is not None:
             if (self._flags or dst_obj.__dict__["model_flags"] is not _MODEL_NONE) and self._model_skip(None, dst_obj):
                 return None
+            if self.scope is not None and self._holds_excluded_children(dst_obj):
+                self._skip(dst_obj, "Skipping: a delete would take children outside the scope with it")
+                return None
             obj_cls = dst_obj.__class__
         else:
             raise RuntimeError("diff_object_pair() called with neither src_obj nor dst_obj??")
@@ -431,6 +479,8 @@ class DiffSyncDiffer:
                 self.incr_models_processed(1)
             children = info.children
 
+        if self.scope is not None and self.scope.children is not None and children:
+            children = self._children_in_scope(children)
         element._subtree_diffs = self._add_children(element, src_obj, dst_obj, children) or element._action is not None
         element._epoch = _EPOCH.value
         return element
