@@ -237,14 +237,20 @@ class DiffSyncDiffer:
         return found
 
     def _holds_excluded_children(self, obj: DiffSyncModel) -> bool:
-        """Whether an object has children of a type outside the scope (deleting it would take them along)."""
+        """Whether a target object holds objects of an excluded child type, at any depth (a delete takes them)."""
         scope = self.scope
         if scope is None or scope.children is None:
             return False
-        return any(
-            getattr(obj, fieldname) for modelname, fieldname in obj.get_children_mapping().items()
-            if not scope.has_child_type(modelname)
-        )  # fmt: skip
+        for modelname, fieldname in obj.get_children_mapping().items():
+            uids = getattr(obj, fieldname)
+            if not uids:
+                continue
+            if not scope.has_child_type(modelname):
+                return True
+            children, _ = self._children_of(False, modelname, uids)
+            if any(self._holds_excluded_children(child) for child in children.values()):
+                return True
+        return False
 
     def diff_object_list(self, src: List[DiffSyncModel], dst: List[DiffSyncModel]) -> List[DiffElement]:
         """Diff two lists of objects of the same type, matching them by unique id.
