@@ -251,6 +251,27 @@ class Adapter:
             for part in parts:
                 self.load_partition(part)
 
+    def load_scoped(self, scope: Scope) -> None:
+        """Load at least the objects in ``scope`` (``core.scope.Scope``), for a scoped job; to be overridden.
+
+        The default loads everything (``load()``), and a scoped diff then leaves out what is outside the scope.
+        Override it when the system can be asked for part of its data (one device, one region, some types):
+        a scoped job then reads only that. Loading more than the scope is harmless (it is never compared);
+        loading less is not: an object in scope that is not loaded on the target side is created again, one
+        missing on the source side is deleted. Load whole subtrees, children with their parent, of every child
+        type (those the scope excludes too): a delete that would take excluded children along is skipped, and
+        only loaded children tell.
+        """
+        self.load()
+
+    def partitions_in(self, scope: Scope) -> Optional[Sequence[Any]]:
+        """The partitions that hold the objects in ``scope``, for a scoped job (default: all of ``partitions()``).
+
+        Override it with ``partitions()`` when a partition's key tells what it holds (a region, an id range):
+        a scoped job then loads only those partitions.
+        """
+        return self.partitions()
+
     def partitions(self) -> Optional[Sequence[Any]]:
         """The parts this adapter's load divides into, as plain-data keys, or None to load in one piece.
 

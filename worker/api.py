@@ -12,20 +12,20 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from celery import states
 from celery.result import AsyncResult
 
-from core.adapter import Adapter
 from core.batch import BatchSize
 from core.diff import Diff
 from core.diff_codec import DiffCodec
 from core.limits import Limits
 from core.retry import RetryBudget
-from worker.adapters.registry import get_adapter, registered_adapters
+from core.scope import Scope, ScopeLike
+from worker.adapters.registry import get_adapter
 from worker.connection import reaching_redis, redis_client
 from worker.errors import InvalidJob, JobFailed, JobStateLost, RedisUnavailable, job_state_lost_message
 from worker.job.history import job_log, job_summary
 from worker.job.history import list_jobs as _list_jobs
 from worker.job.report import rebuild_diff
 from worker.job.review import retake_apply
-from worker.job.spec import JobSpec
+from worker.job.spec import JobSpec, adapter_by_name
 from worker.runners.celery.app import app
 from worker.runners.celery.submit import enqueue_job
 from worker.settings import get_settings
@@ -293,25 +293,6 @@ REDIS_PATIENCE = 60.0
 """Seconds a waiter rides out Redis not answering (a restart, a failover) before it says so."""
 
 
-def _by_name(side: str, adapter: Any, kwargs: Optional[Dict[str, Any]]) -> Tuple[str, Dict[str, Any]]:
-    """An adapter given as an instance: its registered name and the kwargs it was built with."""
-    if isinstance(adapter, str):
-        return adapter, (dict(kwargs) if isinstance(kwargs, dict) else ({} if kwargs is None else kwargs))
-    if not isinstance(adapter, Adapter):
-        raise InvalidJob(f"invalid job spec: {side} must be a registered adapter name or an Adapter, not {adapter!r}")
-    if kwargs:
-        raise InvalidJob(f"invalid job spec: {side}_kwargs cannot be given with an adapter instance")
-    names = [name for name, cls in registered_adapters().items() if cls is type(adapter)]
-    if not names:
-        raise InvalidJob(
-            f"invalid job spec: {side} adapter class {type(adapter).__qualname__} is not registered "
-            "(register_adapter or the shardsync.adapters entry points)"
-        )
-    found = adapter.get_constructor_kwargs()
-    found.pop("internal_storage_engine", None)  # workers use the job's own stores
-    return sorted(names)[0], found
-
-
 SUBMIT_FIELDS = frozenset(JobSpec.model_fields) - {"apply_of"}
 """The spec's fields ``submit_sync`` takes, as keyword arguments of the same names (a test holds them equal)."""
 
@@ -335,6 +316,7 @@ def submit_sync(
     retry: Optional[Union[RetryBudget, Mapping[str, float]]] = None,
     limits: Optional[Union[Limits, Mapping[str, float]]] = None,
     outage_budget: Optional[float] = None,
+    scope: Optional[ScopeLike] = None,
 ) -> JobHandle:
     """Validate a sync job and enqueue it; returns its handle at once.
 
@@ -344,20 +326,22 @@ def submit_sync(
     its fields by name); the rest is the target adapter's ``retry_budget``, else the settings'. ``limits``:
     what the target can take (``core.Limits``: calls in flight, calls per second, over every worker, and
     ``call_timeout``), over the target adapter's ``limits``. ``outage_budget``: seconds the target may stay
-    unavailable before the job fails (None: ``SHARDSYNC_OUTAGE_BUDGET``).
+    unavailable before the job fails (None: ``SHARDSYNC_OUTAGE_BUDGET``). ``scope``: only that part of both sides
+    is compared and written (``core.scope.Scope``, or its plain data).
 
     Raises:
         UnknownAdapter: if ``source`` or ``target`` is not a registered adapter name.
         InvalidJob: if anything else in the spec is invalid (every problem is named), or the job id is taken.
     """
     data: Dict[str, Any] = {name: value for name, value in locals().items() if name in SUBMIT_FIELDS}
-    data["source"], data["source_kwargs"] = _by_name("source", source, source_kwargs)
-    data["target"], data["target_kwargs"] = _by_name("target", target, target_kwargs)
+    data["source"], data["source_kwargs"] = adapter_by_name("source", source, source_kwargs)
+    data["target"], data["target_kwargs"] = adapter_by_name("target", target, target_kwargs)
     data["flags"] = list(flags) if isinstance(flags, (list, tuple, set, frozenset)) else flags  # else: named error
     data["shard_size"] = shard_size if shard_size is not None else get_settings().shard_size
     data["batch_size"] = dict(batch_size) if isinstance(batch_size, Mapping) else batch_size
     data["retry"] = dataclasses.asdict(retry) if isinstance(retry, RetryBudget) else retry
     data["limits"] = dataclasses.asdict(limits) if isinstance(limits, Limits) else limits
+    data["scope"] = scope.to_data() if isinstance(scope, Scope) else scope
     if job_id is None:
         del data["job_id"]  # a new one
     return submit_spec(JobSpec.from_data(data))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core import Adapter, Limits
+from core.scope import Scope
 from tests.worker._plain import Plain, plain  # noqa: F401 - plain: the autouse fixture
 from worker import InvalidJob
 from worker.job.spec import JobSpec
@@ -50,6 +51,7 @@ def test_submit_sync_builds_the_spec_from_its_arguments(monkeypatch) -> None:
         "plain", "plain", flags=("continue_on_failure",), dry_run=True, shard_size=7, top_level_barrier=False,
         batch_size=3, delete_limit="10", allow_deletes=True, job_id="a-job", deadline=60, keep_stores=True,
         diff_range=9, source_kwargs={"url": "a"}, retry={"attempts": 2}, limits=Limits(concurrency=3),
+        scope=Scope(ids=("x",), children=()),
     )  # fmt: skip
     (spec,) = sent
     assert spec.model_dump() == {
@@ -59,4 +61,5 @@ def test_submit_sync_builds_the_spec_from_its_arguments(monkeypatch) -> None:
         "allow_deletes": True, "apply_of": None, "deadline": 60, "job_id": "a-job",
         "retry": {"attempts": 2, "seconds": None, "initial": None, "maximum": None},
         "limits": {"concurrency": 3, "rate": None, "call_timeout": None}, "outage_budget": None,
+        "scope": {"types": None, "ids": ["x"], "where": {}, "children": []},
     }  # fmt: skip

@@ -11,6 +11,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from core import Adapter, DiffSyncModel
+from core.scope import Scope
 
 
 class _RemoteLatency(DiffSyncModel):
@@ -124,6 +125,7 @@ class InventoryAdapter(Adapter):
         self.partition_count = partitions
         self.page_latency = page_latency
         self._on_page = 0
+        self._scope: Optional[Scope] = None  # while load_scoped builds only what a scope holds
 
     def load(self) -> None:
         """Build the inventory in memory (partition by partition when it declares partitions)."""
@@ -131,6 +133,26 @@ class InventoryAdapter(Adapter):
             super().load()
         else:
             self._load_sites(0, self.sites)
+
+    def load_scoped(self, scope: Scope) -> None:
+        """Build only the scope's sites, each with all its children (excluded child types too: see ``Adapter``)."""
+        self._scope = scope
+        try:
+            if self.partition_count:
+                for part in self.partitions_in(scope) or []:
+                    self.load_partition(part)
+            else:
+                self._load_sites(0, self.sites)
+        finally:
+            self._scope = None
+
+    def partitions_in(self, scope: Scope) -> Optional[List[List[int]]]:
+        """The ranges that hold the scope's sites, when it names them by id; else every range."""
+        every = self.partitions()
+        if every is None or scope.ids is None or not scope.has_type("site"):
+            return every if scope.has_type("site") else ([] if every is not None else None)
+        numbers = {int(uid[5:]) for uid in scope.ids if uid.startswith("site-") and uid[5:].isdigit()}
+        return [[first, end] for first, end in every if any(first <= n < end for n in numbers) or end >= self.sites]
 
     def partitions(self) -> Optional[List[List[int]]]:
         """``partitions`` ranges ``[first, end)`` of site numbers, when asked for (benchmarks, tests)."""
@@ -166,7 +188,10 @@ class InventoryAdapter(Adapter):
                 site = self.site(name=f"site-{site_index:04d}", region=["emea", "amer", "apac"][site_index % 3])
                 if planned:
                     site.status = "planned"
-                self._add(site)
+                if self._in_scope(site):
+                    self._add(site)
+                else:
+                    site = None
             for device_index in range(self.devices):
                 border = perturb and rng.random() < 0.1
                 changed = [perturb and rng.random() < 0.1 for _ in range(self.interfaces)]
@@ -190,7 +215,13 @@ class InventoryAdapter(Adapter):
                     self._add(interface)
                     device.add_child(interface)
         if perturb and end >= self.sites:
-            self._add(self.site(name=f"site-{self.sites + self.variant:04d}", region="emea"))
+            extra = self.site(name=f"site-{self.sites + self.variant:04d}", region="emea")
+            if self._in_scope(extra):
+                self._add(extra)
+
+    def _in_scope(self, site: DiffSyncModel) -> bool:
+        scope = self._scope
+        return scope is None or (scope.has_type("site") and scope.has_top("site", site.get_unique_id(), site))
 
 
 def demo_adapters(sites: int = 3, seed: int = 1) -> Dict[str, InventoryAdapter]:
@@ -274,6 +305,11 @@ class ApiInventoryAdapter(InventoryAdapter):
     def load(self) -> None:
         """Load the inventory, then index the remote ids the hooks address records by."""
         super().load()
+        self._connect()
+
+    def load_scoped(self, scope: Scope) -> None:
+        """Load the scope's part of the inventory, then index the remote ids (as ``load()``)."""
+        super().load_scoped(scope)
         self._connect()
 
     def on_attach(self) -> None:

@@ -181,6 +181,8 @@ def print_report(console: Console, report: Dict[str, Any], as_json: bool) -> Non
     summary = report.get("summary")
     diff = f"diff {summary}" if summary is not None else "no diff (the job ended before it)"
     out(f"  {report['source']} -> {report['target']}, {diff}", highlight=False, soft_wrap=True)
+    if report.get("scope"):
+        out(f"  scope {json.dumps(report['scope'], sort_keys=True)}", highlight=False, soft_wrap=True, markup=False)
     if report.get("dry_run"):
         shards = "a plan: nothing applied"
     else:

@@ -27,7 +27,7 @@ class _Json(click.ParamType):
         except json.JSONDecodeError as err:
             self.fail(f"not valid JSON ({err})", param, ctx)
         if not isinstance(found, dict):
-            self.fail("must be a JSON object of constructor arguments", param, ctx)
+            self.fail("must be a JSON object", param, ctx)
         return found
 
 
@@ -73,6 +73,12 @@ def job_options(func: Any) -> Any:
         click.option("--source", required=True, help="registered name of the source adapter"),
         click.option("--target", required=True, help="registered name of the target adapter"),
         click.option("--source-kwargs", type=_Json(), help="JSON object of the source adapter's arguments"),
+        click.option(
+            "--scope",
+            type=_Json(),
+            help='only this part of both sides: JSON {"types": [...], "ids": [...], "where": {TYPE: {ID: [...]}}, '
+            '"children": [...]}; nothing outside it changes',
+        ),
         click.option("--target-kwargs", type=_Json(), help="JSON object of the target adapter's arguments"),
         click.option("--flag", "flags", multiple=True, help="a DiffSyncFlags name (repeatable)"),
         click.option("--shard-size", type=_Positive(), help="most operations per shard (default SHARDSYNC_SHARD_SIZE)"),

@@ -18,6 +18,7 @@ from redis import Redis
 from core import keys
 from core.diff_codec import DiffCodec
 from core.planner import number_elements, subtree_operations
+from core.scope import Scope
 from worker.adapters.registry import get_adapter
 from worker.errors import describe
 from worker.job.report import iso, rebuild_diff
@@ -64,6 +65,7 @@ def job_summary(job: RedisJobState) -> Optional[Dict[str, Any]]:
         "schedule": info.get("schedule"),
         "apply_of": spec.get("apply_of"),
         "applied_by": info.get("applied_by"),
+        "scope": _scope_text(spec.get("scope")),
         "summary": job.summary(),
         "failures": int(report.get("failures_total", len(report.get("failures", [])))) if report else 0,
         "error": report.get("error") if report else None,
@@ -73,6 +75,15 @@ def job_summary(job: RedisJobState) -> Optional[Dict[str, Any]]:
         "seconds": round(duration, 3) if duration is not None else None,
         "at": float(submitted) if submitted is not None else None,
     }
+
+
+def _scope_text(data: Any) -> Optional[str]:
+    """A job's scope in a few words (None: everything); never its whole list of ids."""
+    try:
+        scope = Scope.from_data(data)
+    except ValueError:
+        return "(unreadable)"
+    return None if scope is None or scope.whole else scope.describe()
 
 
 def record_line(job: Any) -> None:

@@ -276,7 +276,7 @@ def assemble_report(
     workers.update(result["worker"] for result in shard_results.values() if result.get("worker"))
     if hostname:
         workers.add(hostname)
-    return compose_report(
+    report = compose_report(
         job_id=job.job_id,
         source=spec_data.get("source"),
         target=spec_data.get("target"),
@@ -309,3 +309,16 @@ def assemble_report(
             for side in ("source", "target")
         },
     )
+    report["scope"] = _scope_shown(spec_data.get("scope"))
+    return report
+
+
+def _scope_shown(scope: Any) -> Optional[Dict[str, Any]]:
+    """A job's scope as its report keeps it: what narrows it, its ids summarised past 100 (None: everything)."""
+    if not isinstance(scope, dict):
+        return None
+    found = {name: value for name, value in scope.items() if value is not None and value != {}}  # [] narrows
+    ids = found.get("ids")
+    if isinstance(ids, list) and len(ids) > 100:
+        found["ids"] = [*ids[:100], f"... and {len(ids) - 100} more"]
+    return found or None

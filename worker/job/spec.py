@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import re
 import typing
 import uuid
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import msgpack
 from pydantic import (
@@ -25,11 +24,11 @@ from pydantic import (
 from core.adapter import Adapter
 from core.batch import check_batch_size
 from core.enum import DiffSyncFlags
-from core.limits import Limits
-from core.retry import RetryBudget
-from worker.adapters.registry import get_adapter
+from core.scope import Scope
+from worker.adapters.registry import get_adapter, registered_adapters
 from worker.errors import InvalidJob, JobFailed
 from worker.job.guard import parse_delete_limit
+from worker.job.tables import LimitsSpec, RetrySpec, ScopeSpec, check_scope
 
 FLAG_NAMES = {name.lower(): flag for name, flag in DiffSyncFlags.__members__.items() if name != "NONE"}
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
@@ -159,50 +158,27 @@ def _type_name(annotation: Any) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
-class RetrySpec(BaseModel):
-    """A job's retry budget for hooks whose remote says "try later" (``core.retry.RetryBudget``).
+def adapter_by_name(side: str, adapter: Any, kwargs: Optional[Dict[str, Any]]) -> Tuple[str, Dict[str, Any]]:
+    """A job's side as a registered name and kwargs, from a name (and kwargs) or an adapter instance.
 
-    A field left out is the target adapter's (``Adapter.retry_budget``), else the setting's
-    (``SHARDSYNC_RETRY_ATTEMPTS``, ``SHARDSYNC_RETRY_SECONDS``), else ``RetryBudget``'s default.
+    Raises:
+        InvalidJob: an instance of a class that is not registered, or an instance with kwargs.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    attempts: Optional[int] = Field(None, ge=1, le=1000, description="calls of one operation in all")
-    seconds: Optional[float] = Field(None, ge=0, le=86400, description="most seconds from its first failure")
-    initial: Optional[float] = Field(None, ge=0, le=3600, description="the first wait")
-    maximum: Optional[float] = Field(None, ge=0, le=3600, description="the longest wait of the backoff")
-
-    @model_validator(mode="after")
-    def _waits(self) -> RetrySpec:
-        if self.initial is not None and self.maximum is not None and self.initial > self.maximum:
-            raise ValueError(f"retry initial wait {self.initial} is longer than its maximum {self.maximum}")
-        return self
-
-    def budget(self, base: RetryBudget) -> RetryBudget:
-        """``base`` with the fields this job sets."""
-        given = {name: value for name, value in self.model_dump().items() if value is not None}
-        if "initial" in given and "maximum" not in given:
-            given["maximum"] = max(base.maximum, given["initial"])
-        elif "maximum" in given and "initial" not in given:
-            given["initial"] = min(base.initial, given["maximum"])
-        return dataclasses.replace(base, **given)
-
-
-class LimitsSpec(BaseModel):
-    """A job's limits on its target (``core.limits.Limits``); a field left out is the target adapter's."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    concurrency: Optional[int] = Field(None, ge=1, le=100_000, description="most calls in flight at once")
-    rate: Optional[float] = Field(None, gt=0, le=1_000_000, description="most calls started per second")
-    call_timeout: Optional[float] = Field(
-        None, gt=0, le=86_400, description="most seconds one call to the target may take before it is interrupted"
-    )
-
-    def to_limits(self) -> Limits:
-        """As ``core.limits.Limits`` (fields left out: None)."""
-        return Limits(**self.model_dump())
+    if isinstance(adapter, str):
+        return adapter, (dict(kwargs) if isinstance(kwargs, dict) else ({} if kwargs is None else kwargs))
+    if not isinstance(adapter, Adapter):
+        raise InvalidJob(f"invalid job spec: {side} must be a registered adapter name or an Adapter, not {adapter!r}")
+    if kwargs:
+        raise InvalidJob(f"invalid job spec: {side}_kwargs cannot be given with an adapter instance")
+    names = [name for name, cls in registered_adapters().items() if cls is type(adapter)]
+    if not names:
+        raise InvalidJob(
+            f"invalid job spec: {side} adapter class {type(adapter).__qualname__} is not registered "
+            "(register_adapter or the shardsync.adapters entry points)"
+        )
+    found = adapter.get_constructor_kwargs()
+    found.pop("internal_storage_engine", None)  # workers use the job's own stores
+    return sorted(names)[0], found
 
 
 class JobSpec(BaseModel):
@@ -251,6 +227,9 @@ class JobSpec(BaseModel):
         None, ge=0, le=7 * 86400,
         description="seconds the target may stay unavailable before the job fails; None: SHARDSYNC_OUTAGE_BUDGET",
     )  # fmt: skip
+    scope: Optional[ScopeSpec] = Field(
+        None, description="only this part of both sides is compared and written; None: everything"
+    )
     job_id: str = Field(default_factory=_new_job_id)
 
     @field_validator("job_id", "apply_of")
@@ -300,7 +279,14 @@ class JobSpec(BaseModel):
                 _check_fits(cls, kwargs)
             except TypeError as err:
                 raise ValueError(f"{side}_kwargs do not fit adapter {name!r} ({cls.__qualname__}): {err}") from None
+        if self.scope is not None:
+            check_scope(self.scope, get_adapter(self.source), get_adapter(self.target))
         return self
+
+    @property
+    def scope_obj(self) -> Optional[Scope]:
+        """The job's scope as ``core.scope.Scope`` (None: everything)."""
+        return self.scope.to_scope() if self.scope is not None else None
 
     @property
     def diffsync_flags(self) -> DiffSyncFlags:

@@ -18,7 +18,7 @@ copied, once the target subtrees it touches are checked unchanged), and a job wh
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import structlog
 
@@ -98,7 +98,8 @@ def diff(ctx: StepContext) -> Optional[Dict[str, Any]]:
         the_diff = rebuild_diff(copy_diff(plan_state, job), codec, source.name, target.name, job.summary())
     else:
         # Only the subtrees with a change are kept and planned; the unchanged ones live on in the summary.
-        the_diff = changed_part(target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress))
+        scoped = {"scope": spec.scope_obj} if spec.scope is not None else {}  # an own diff_from may not take it
+        the_diff = changed_part(target.diff_from(source, flags=spec.diffsync_flags, callback=on_progress, **scoped))
         records = [codec.encode(element, changed_only=True) for element in the_diff.get_children()]
         job.save_diff(records, the_diff.summary())
         if spec.dry_run:  # a plan: fingerprint what it touches, for an apply to check
@@ -135,7 +136,15 @@ def set_up(ctx: StepContext) -> Dict[str, Any]:
     size = (spec.diff_range or get_settings().diff_range) if job.distributed else 0  # one process: one range each
     slots = ctx.live_slots() if job.distributed and spec.diff_range is None else None
     parts: List[Dict[str, Any]] = []
+    scope = spec.scope_obj
     for modelname in intersection(target.top_level, source.top_level):
+        if scope is not None and not scope.has_type(modelname):
+            continue  # out of scope: neither diffed nor counted
+        if scope is not None and scope.ids is not None:  # the scope names its objects: read only those
+            step = size or max(len(scope.ids), 1)
+            for first in range(0, len(scope.ids), step):
+                parts.append({"type": modelname, "side": "ids", "first": first, "end": first + step})
+            continue
         for side, adapter in (("source", source), ("target", target)):
             count = adapter.store.count(model=modelname)
             step = size or max(count, 1)
@@ -145,7 +154,8 @@ def set_up(ctx: StepContext) -> Dict[str, Any]:
                 parts.append({"type": modelname, "side": side, "first": first, "end": min(count, first + step)})
     skipped = 0  # types top-level on one side only: counted, not diffed (as a diff of everything does)
     for modelname in symmetric_difference(target.top_level, source.top_level):
-        skipped += (target if modelname in target.top_level else source).store.count(model=modelname)
+        if scope is None:
+            skipped += (target if modelname in target.top_level else source).store.count(model=modelname)
     ranges = {"parts": parts, "skipped": skipped, "started": time.time()}
     job.save_ranges(ranges)
     logger.info("Diff in ranges", ranges=len(parts), size=size or None)
@@ -185,9 +195,20 @@ def range_done(job: JobState, index: int) -> bool:
     return index in job.ranges_done()
 
 
-def _read_range(source: Adapter, target: Adapter, part: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """The range's ``{uid: object}`` maps of both sides, their subtrees read into the stores' sessions."""
+def _read_range(
+    source: Adapter, target: Adapter, part: Dict[str, Any], ids: Sequence[str] = ()
+) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The range's ``{uid: object}`` maps of both sides, their subtrees read into the stores' sessions.
+
+    A range of a scope's ids (side ``ids``) reads those of them each side has: the others are never read.
+    """
     modelname, first, end = part["type"], int(part["first"]), int(part["end"])
+    if part["side"] == "ids":
+        wanted = list(ids[first:end])
+        in_source = source.store.existing_uids(modelname, wanted)
+        in_target = target.store.existing_uids(modelname, wanted)
+        src_map = source.store.fetch_subtrees(modelname, [uid for uid in wanted if uid in in_source])
+        return src_map, target.store.fetch_subtrees(modelname, [uid for uid in wanted if uid in in_target])
     if part["side"] == "source":
         src_map = source.store.fetch_subtrees(modelname, source.store.uids_in_order(modelname, first, end))
         present = target.store.existing_uids(modelname, list(src_map))
@@ -203,10 +224,11 @@ def diff_range(ctx: StepContext, index: int) -> Tuple[List[Any], Dict[str, Any]]
     part = ctx.job.ranges()["parts"][index]  # type: ignore[index]
     started = time.perf_counter()
     source, target = ctx.adapters(lazy=True, reuse=True)
-    differ = DiffSyncDiffer(source, target, spec.diffsync_flags)
+    scope = spec.scope_obj
+    differ = DiffSyncDiffer(source, target, spec.diffsync_flags, scope=scope)
     with source.store.engine_session(), target.store.engine_session():
-        src_map, dst_map = _read_range(source, target, part)
-        elements = differ.diff_maps(src_map, dst_map)
+        src_map, dst_map = _read_range(source, target, part, scope.ids or () if scope is not None else ())
+        elements = differ.diff_maps(src_map, dst_map, part["type"])
         counted = Diff()
         for element in elements:
             counted.add(element)

@@ -52,7 +52,8 @@ def load(ctx: StepContext, side: str) -> Optional[Dict[str, Any]]:
         _hand_over_partitions(ctx, side, len(partitioned["keys"]))
         return None
     adapter = spec.build_adapter(side)
-    partitions = adapter.partitions()
+    scope = spec.scope_obj
+    partitions = adapter.partitions() if scope is None else adapter.partitions_in(scope)
     store = job.fresh_store(side)
     if partitions is not None:
         keys = check_partitions(adapter, partitions)
@@ -63,8 +64,12 @@ def load(ctx: StepContext, side: str) -> Optional[Dict[str, Any]]:
     adapter.store = store
     store.adapter = adapter
     _guard_writes(ctx, store)
-    with time_limit(get_settings().load_timeout, f"{type(adapter).__name__}.load()"):
-        adapter.load()
+    if scope is None:
+        with time_limit(get_settings().load_timeout, f"{type(adapter).__name__}.load()"):
+            adapter.load()
+    else:  # an adapter that can load part of its system reads only the scope; the rest load whole
+        with time_limit(get_settings().load_timeout, f"{type(adapter).__name__}.load_scoped()"):
+            adapter.load_scoped(scope)
     ctx.standing()  # a load that outlived its job writes nothing more
     flush = getattr(store, "flush", None)
     if flush is not None:
