@@ -149,11 +149,16 @@ def job_page(request: Request, job_id: str, user: User = Depends(page_user), err
     return render(request, "job.html", user, status=409 if error else 200, **context)
 
 
-@router.post("/jobs/{job_id}/cancel")
-def cancel_job(request: Request, job_id: str, csrf: str = Form(""), user: User = Depends(page_user)) -> Response:
+def operating(request: Request, csrf: str, user: User, doing: str) -> None:
+    """A page's form that changes something: the session's own (CSRF) and an operator's, else 403."""
     check_csrf(request, csrf)
     if not user.operates:
-        raise HTTPException(403, f"user {user.name} is a {user.role}: cancelling needs an operator")
+        raise HTTPException(403, f"user {user.name} is a {user.role}: {doing} needs an operator")
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(request: Request, job_id: str, csrf: str = Form(""), user: User = Depends(page_user)) -> Response:
+    operating(request, csrf, user, "cancelling")
     with reaching_redis(f"cancel job {job_id}"):
         job = _job(job_id)
         if job.report() is None:
@@ -163,9 +168,7 @@ def cancel_job(request: Request, job_id: str, csrf: str = Form(""), user: User =
 
 @router.post("/jobs/{job_id}/approve")
 def approve(request: Request, job_id: str, csrf: str = Form(""), user: User = Depends(page_user)) -> Response:
-    check_csrf(request, csrf)
-    if not user.operates:
-        raise HTTPException(403, f"user {user.name} is a {user.role}: approving a plan needs an operator")
+    operating(request, csrf, user, "approving a plan")
     with reaching_redis(f"apply plan {job_id}"):
         job = _job(job_id)
         try:
