@@ -134,7 +134,32 @@ class Scope:
         return "; ".join(parts)
 
 
+def union(first: Optional[Scope], second: Optional[Scope]) -> Optional[Scope]:
+    """The smallest scope this module can say that holds both (None: everything).
+
+    Exact for scopes that differ in one way (two lists of ids, of types or of child types); otherwise a scope
+    that holds more than both (syncing more of the same pair is right, only slower): a constraint only one of
+    them has is dropped, and lists are joined.
+    """
+    if first is None or second is None or first.whole or second.whole:
+        return None
+
+    def joined(one: Optional[Tuple[str, ...]], other: Optional[Tuple[str, ...]]) -> Optional[Tuple[str, ...]]:
+        return None if one is None or other is None else tuple(dict.fromkeys(one + other))
+
+    where: Dict[str, Dict[str, Tuple[Any, ...]]] = {}
+    for modelname in first.where.keys() & second.where.keys():
+        own, theirs = first.where[modelname], second.where[modelname]
+        common = {name: tuple(dict.fromkeys(own[name] + theirs[name])) for name in own.keys() & theirs.keys()}
+        if common:
+            where[modelname] = common
+    return Scope(
+        types=joined(first.types, second.types), ids=joined(first.ids, second.ids), where=where,
+        children=joined(first.children, second.children),
+    )  # fmt: skip
+
+
 ScopeLike = Union[Scope, Mapping[str, Any]]
 """A scope, or its plain data (``Scope.to_data``'s form), as the engine's and the runner's APIs take it."""
 
-__all__ = ["Scope", "ScopeLike"]
+__all__ = ["Scope", "ScopeLike", "union"]

@@ -239,3 +239,22 @@ def test_the_whole_scope_changes_nothing_and_bad_scopes_are_named() -> None:
     scope = Scope.from_data({"types": ["site"], "ids": ["s0"], "children": []})
     assert Scope.from_data(scope.to_data()) == scope and "children none" in scope.describe()
     assert copy.deepcopy(scope) == scope
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(first=scopes, second=scopes, data=datasets)
+def test_the_union_of_two_scopes_holds_both(first: Scope, second: Scope, data: Data) -> None:
+    from core.scope import union
+
+    joined = union(first, second) or Scope()
+    for scope in (first, second):
+        for name in data["sites"]:
+            if in_top(scope, "site", name, {"name": name}):
+                assert in_top(joined, "site", name, {"name": name})
+        for (group, vid) in data["vlans"]:
+            if in_top(scope, "vlan", f"{group}__{vid}", {"group": group, "vid": vid}):
+                assert in_top(joined, "vlan", f"{group}__{vid}", {"group": group, "vid": vid})
+        for child in ("device", "interface"):
+            assert joined.has_child_type(child) or not scope.has_child_type(child)
+    assert union(Scope(ids=("a",)), Scope(ids=("b", "a"))) == Scope(ids=("a", "b"))
+    assert union(Scope(ids=("a",)), None) is None
