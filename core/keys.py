@@ -128,6 +128,15 @@ SCHEDULE_SKIPS = f"{ROOT}:~schedule-skips"
 """HASH ``entry name -> count`` of the ticks skipped because the entry's previous run was still running."""
 
 
+def coalesce_key(pair: str) -> str:
+    """HASH of the job that requests to sync one pair join while it waits to start (``worker.state.coalesce``).
+
+    Fields: ``job`` (its id), ``scope`` (msgpack: the union of the requests' scopes, nil for everything),
+    ``open`` (``1`` until the job starts; a request that finds it ``0`` makes the next job), ``reserved``.
+    """
+    return f"{ROOT}:~coalesce:{pair}"
+
+
 def lock_holder_key(target: str) -> str:
     """STRING naming the last job that took the lock on ``target`` (``~released`` once it let go).
 

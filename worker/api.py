@@ -317,6 +317,7 @@ def submit_sync(
     limits: Optional[Union[Limits, Mapping[str, float]]] = None,
     outage_budget: Optional[float] = None,
     scope: Optional[ScopeLike] = None,
+    coalesce: Optional[float] = None,
 ) -> JobHandle:
     """Validate a sync job and enqueue it; returns its handle at once.
 
@@ -327,7 +328,9 @@ def submit_sync(
     what the target can take (``core.Limits``: calls in flight, calls per second, over every worker, and
     ``call_timeout``), over the target adapter's ``limits``. ``outage_budget``: seconds the target may stay
     unavailable before the job fails (None: ``SHARDSYNC_OUTAGE_BUDGET``). ``scope``: only that part of both sides
-    is compared and written (``core.scope.Scope``, or its plain data).
+    is compared and written (``core.scope.Scope``, or its plain data). ``coalesce``: wait that many seconds for
+    more requests of the same pair, which join this job (its scope the union of theirs); the handle returned may
+    be of the waiting job this request joined (``worker.state.coalesce``).
 
     Raises:
         UnknownAdapter: if ``source`` or ``target`` is not a registered adapter name.
@@ -350,6 +353,8 @@ def submit_sync(
 def submit_spec(spec: JobSpec, *, info: Optional[Dict[str, Any]] = None) -> JobHandle:
     """Enqueue a validated spec (see ``submit_sync``); returns its handle at once.
 
+    With ``coalesce``, the handle may be of the pair's waiting job, which this request joined.
+
     ``info``: fields recorded with the job before it is enqueued (a scheduled run's ``schedule``: the entry
     whose marker its end releases, ``worker.hooks.schedule``).
 
@@ -357,8 +362,7 @@ def submit_spec(spec: JobSpec, *, info: Optional[Dict[str, Any]] = None) -> JobH
         InvalidJob: if the job id is taken.
         RedisUnavailable: if Redis or the broker cannot be reached.
     """
-    enqueue_job(spec, info)
-    return JobHandle(spec.job_id)
+    return JobHandle(enqueue_job(spec, info))
 
 
 def list_jobs(

@@ -118,6 +118,10 @@ def job_options(func: Any) -> Any:
         click.option(
             "--outage-budget", type=float, help="seconds the target may stay unavailable before the job fails"
         ),
+        click.option(
+            "--coalesce", type=float,
+            help="seconds to wait for more requests of the same pair, joined into one job (a follow-up while one runs)",
+        ),
     ]
     for option in reversed(options):
         func = option(func)

@@ -230,6 +230,10 @@ class JobSpec(BaseModel):
     scope: Optional[ScopeSpec] = Field(
         None, description="only this part of both sides is compared and written; None: everything"
     )
+    coalesce: Optional[float] = Field(
+        None, gt=0, le=600,
+        description="seconds to wait for more requests of the same pair, joined into this job; None: start now",
+    )  # fmt: skip
     job_id: str = Field(default_factory=_new_job_id)
 
     @field_validator("job_id", "apply_of")
@@ -322,6 +326,17 @@ class JobSpec(BaseModel):
         packed = msgpack.packb([f"{cls.__module__}.{cls.__qualname__}", _canonical(own)], use_bin_type=True)
         digest = hashlib.sha256(packed).hexdigest()[:24]
         return f"{cls.__name__}.{digest}"
+
+    def pair(self) -> str:
+        """The sync pair this job is one run of, which coalesced requests share.
+
+        The source and its kwargs, the target's identity, the flags, and whether it is a plan.
+        """
+        packed = msgpack.packb(
+            [self.source, _canonical(self.source_kwargs), self.target_identity(), sorted(self.flags), self.dry_run],
+            use_bin_type=True,
+        )
+        return hashlib.sha256(packed).hexdigest()[:32]
 
     def to_message(self) -> Dict[str, Any]:
         """The spec as plain data for a task message."""

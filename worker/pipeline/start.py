@@ -6,8 +6,12 @@ import time
 from typing import Any
 
 from worker.errors import describe
-from worker.pipeline.context import DONE, SIDES, StepContext, Stop
+from worker.pipeline.context import DONE, SIDES, Busy, StepContext, Stop
 from worker.settings import get_settings
+from worker.state.coalesce import rescope, take
+
+COALESCED_WAIT = 2
+"""Seconds between two looks of a coalesced job's start at its target's lock, held by the run before it."""
 
 
 def started(job: Any) -> bool:
@@ -27,10 +31,18 @@ def start(ctx: StepContext) -> bool:
     except Exception as err:  # noqa: BLE001 - reported as the job's failure
         raise Stop(f"invalid job: {describe(err)}") from None
     holder = job.acquire_lock(spec.target_identity(), get_settings().lock_ttl)  # idempotent for this job
+    if holder is not None and spec.coalesce is not None:
+        # A coalesced run waits for the run before it (its requests keep joining it meanwhile), never refused.
+        raise Busy(f"job {job.job_id}'s start (target {spec.target} held by job {holder})", COALESCED_WAIT)
     if holder is not None:
         job.set_info(lock="not held")
         raise Stop(f"target {spec.target} is being synced by job {holder}; one sync into a target at a time")
     job.set_info(lock="held")
+    client = getattr(job, "client", None)  # coalescing is the Redis state's: one process has no producers
+    if spec.coalesce is not None and client is not None:
+        taken, scope = take(client, spec.pair(), job.job_id)  # the requests that joined it stop joining now
+        if taken:
+            rescope(client, job.job_id, {**spec.to_message(), "scope": scope})
     if job.aborted():  # cancelled before it started
         raise Stop()
     job.set_info(status="running", started=time.time(), worker=ctx.hostname)

@@ -212,6 +212,8 @@ def scheduled(self: Task, entry: Any) -> Optional[str]:
             raise InvalidJob(f"scheduled sync {entry!r} is not published in Redis (restart beat to publish it)")
         name = entry_name(str(entry))
     spec = JobSpec.from_data({key: value for key, value in job.items() if key != "job_id"})
+    if spec.coalesce is not None:
+        raise InvalidJob(f"scheduled sync {entry!r}: coalesce is for requests that come in bursts, not for ticks")
     if name is None:
         enqueue_job(spec)
     else:
