@@ -9,13 +9,21 @@ source a variant of the target; one whole job on the embedded runner (``run_loca
 ranged diff, plan and shards in this process), then the same job scoped to ``--scope-share`` of the sites
 (spread over the inventory), once with the demo adapters (which load by scope) and once with adapters that do
 not (they load whole, and the diff leaves the rest out). Each scoped job's result is checked against the
-engine's scoped diff of the same data. Prints the table, the command, and exits 1 when a target is missed:
-a scoped job at most 5% of the whole job's time with adapters that load by scope, 30% with adapters that do not.
+engine's scoped diff of the same data. Targets: a scoped job at most 5% of the whole job's time with adapters
+that load by scope, 30% with adapters that do not.
+
+Events (``--events``): ``--requests`` resync requests over ``--seconds``, each scoped to one of ``--subtrees``
+sites of one pair, with ``--coalesce`` seconds, sent to 2 real ``celery -A worker worker`` processes (Redis
+database ``--db``, emptied before and after). Targets: at most 3 jobs run, none is refused or fails, and every
+requested site is synced by a job that started after its request (the target converges).
+
+Prints the table and the command, and exits 1 when a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +31,19 @@ from typing import Any, Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+
+def _db() -> int:
+    """``--db`` read before anything imports ``worker`` (its Celery app reads the environment once)."""
+    for position, arg in enumerate(sys.argv):
+        if arg == "--db" and position + 1 < len(sys.argv):
+            return int(sys.argv[position + 1])
+        if arg.startswith("--db="):
+            return int(arg.split("=", 1)[1])
+    return 7
+
+
+os.environ["SHARDSYNC_BROKER_URL"] = f"redis://127.0.0.1:6379/{_db()}"
 
 from core.adapter import Adapter  # noqa: E402
 from core.scope import Scope  # noqa: E402
@@ -100,17 +121,84 @@ def scoped(args: argparse.Namespace) -> List[str]:
     return missed
 
 
+def events(args: argparse.Namespace) -> List[str]:
+    import random
+    import tempfile
+    import uuid
+
+    url = os.environ["SHARDSYNC_BROKER_URL"]
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from _workers import start_worker, stop_workers, wait_for_workers  # the tests' real worker processes
+    from redis import Redis
+    from ss_test_adapters import read_calls  # the tests' recording adapter, registered here and in the workers
+
+    from worker import JobHandle, submit_sync
+
+    client = Redis.from_url(url)
+    client.flushdb()
+    logs = Path(tempfile.mkdtemp(prefix="bench-events-"))
+    procs = [start_worker(name, logs, concurrency=2) for name in ("bench1", "bench2")]
+    missed: List[str] = []
+    try:
+        wait_for_workers(["bench1", "bench2"], procs)
+        calls = f"bench:calls:{uuid.uuid4().hex}"
+        source = {"region": [], "site": [{"name": f"s-{n:03d}", "devices": [{"name": f"d{d}"} for d in range(3)]}
+                                         for n in range(args.subtrees)]}  # fmt: skip
+        rng = random.Random(7)
+        asked: Dict[str, float] = {}
+        jobs: Dict[str, float] = {}
+        started = time.perf_counter()
+        for number in range(args.requests):
+            due = started + args.seconds * number / args.requests
+            time.sleep(max(0.0, due - time.perf_counter()))
+            site = f"s-{rng.randrange(args.subtrees):03d}"
+            handle = submit_sync("dataset", "dataset", source_kwargs={"data": source},
+                                 target_kwargs={"record_url": url, "calls_key": calls}, scope={"ids": [site]},
+                                 coalesce=args.coalesce)  # fmt: skip
+            asked.setdefault(site, time.time())
+            jobs.setdefault(handle.id, time.time())
+        sent = time.perf_counter() - started
+        reports = {}
+        for job_id in jobs:
+            try:
+                reports[job_id] = JobHandle(job_id).wait(300)
+            except Exception as err:  # noqa: BLE001 - a refused or failed job is what this counts
+                missed.append(f"job {job_id} did not succeed: {err}")
+        synced = {call[2] for call in read_calls(client, calls) if call[0] == "create" and "__" not in call[2]}
+        print(f"{args.requests} requests over {sent:.1f} s, {len(asked)} sites of {args.subtrees}, "
+              f"coalesce {args.coalesce:g} s")  # fmt: skip
+        print(f"jobs run: {len(jobs)} (target: at most 3); failed or refused: {len(jobs) - len(reports)}; "
+              f"sites synced: {len(synced)} of {len(asked)} asked")  # fmt: skip
+        for job_id, report in reports.items():
+            print(f"  job {job_id[:8]}: {report['status']}, {len((report.get('scope') or {}).get('ids') or [])} "
+                  f"sites in scope, {report['operations']} operations, {report['seconds']['total']:.1f} s")  # fmt: skip
+        if len(jobs) > 3:
+            missed.append(f"{len(jobs)} jobs ran for {args.requests} requests, target at most 3")
+        if set(asked) - synced:
+            missed.append(f"sites asked for and never synced: {sorted(set(asked) - synced)[:5]}")
+    finally:
+        stop_workers(procs)
+        client.flushdb()
+    return missed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scoped", action="store_true", help="the scoped syncs' targets")
     parser.add_argument("--objects", type=int, default=204_000, help="objects per side")
     parser.add_argument("--scope-share", type=float, default=0.01, help="share of the top-level elements in scope")
     parser.add_argument("--hook-latency", type=float, default=0.0, help="seconds each write to the target takes")
+    parser.add_argument("--events", action="store_true", help="the coalescing resyncs' targets (real workers)")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=10.0, help="over how long the requests are sent")
+    parser.add_argument("--subtrees", type=int, default=50)
+    parser.add_argument("--coalesce", type=float, default=5.0, help="each request's coalesce window")
+    parser.add_argument("--db", type=int, default=7, help="Redis database of --events (emptied)")
     args = parser.parse_args()
-    if not args.scoped:
-        parser.error("say which targets to measure: --scoped")
+    if not (args.scoped or args.events):
+        parser.error("say which targets to measure: --scoped, --events")
     print("command: python tests/bench/bench_incremental.py " + " ".join(sys.argv[1:]))
-    missed = scoped(args)
+    missed = (scoped(args) if args.scoped else []) + (events(args) if args.events else [])
     for line in missed:
         print("MISSED:", line)
     return 1 if missed else 0
