@@ -139,6 +139,8 @@ def _entry(path: str, position: int, entry: Any) -> Tuple[str, Dict[str, Any]]:
         raise InvalidJob(f"{where}: needs a 'job' mapping")
     if "job_id" in job:
         raise InvalidJob(f"{where}: a scheduled job gets a new job_id at each run; remove 'job_id'")
+    if job.get("coalesce") is not None:
+        raise InvalidJob(f"{where}: 'coalesce' joins requests that come in bursts; a schedule's ticks do not")
     try:
         JobSpec.from_data(job)
     except Exception as err:  # noqa: BLE001 - InvalidJob or UnknownAdapter, named with the entry
