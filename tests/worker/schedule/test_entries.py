@@ -50,7 +50,10 @@ def test_every_and_cron_entries(tmp_path) -> None:
         ({"syncs": [{"name": "a", "every": 5, "job": {"source": "nope", "target": "demo"}}]}, "unknown adapter 'nope'"),
         ({"syncs": [{"name": "a", "every": 5, "job": {"source": "demo", "target": "demo", "job_id": "x"}}]}, "job_id"),
         ({"syncs": [{"name": "a", "every": 5, "when": 1, "job": {}}]}, "unknown keys ['when']"),
-        ({"syncs": [{"name": "a", "every": 5, "job": {"source": "demo", "target": "demo", "coalesce": 5}}]}, "coalesce"),
+        (
+            {"syncs": [{"name": "a", "every": 5, "job": {"source": "demo", "target": "demo", "coalesce": 5}}]},
+            "coalesce",
+        ),
         (
             {"syncs": [{"name": "a", "every": 5, "job": {"source": "demo", "target": "demo", "scope": {"ids": "x"}}}]},
             "scope.ids",
