@@ -15,7 +15,7 @@ and a start never misses a request that joined just before it: one of them sees 
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from redis import Redis
 from redis.exceptions import WatchError
@@ -23,6 +23,8 @@ from redis.exceptions import WatchError
 from core import keys
 from core.scope import Scope, union
 from worker.state.codec import pack, unpack
+
+T = TypeVar("T")
 
 RESERVED = 120.0
 """Seconds a reserved entry whose job was never recorded counts as pending (a producer that died between)."""
@@ -32,7 +34,7 @@ def _scope_data(scope: Optional[Scope]) -> Any:
     return None if scope is None or scope.whole else scope.to_data()
 
 
-def _pending(client: Redis, entry: dict, now: float) -> Optional[str]:
+def _pending(client: Redis, entry: Dict[bytes, bytes], now: float) -> Optional[str]:
     """The entry's job if it still waits to start and will: open, not ended, recorded (or just reserved)."""
     if entry.get(b"open") != b"1":
         return None
@@ -44,6 +46,17 @@ def _pending(client: Redis, entry: dict, now: float) -> Optional[str]:
     return job_id
 
 
+def _watched(client: Redis, key: str, change: Callable[[Any, Dict[bytes, bytes]], T]) -> T:
+    """``change(pipeline, entry)`` under WATCH of the entry, again until no one else changed it meanwhile."""
+    while True:
+        with client.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                return change(pipe, pipe.hgetall(key))
+            except WatchError:
+                continue  # another request or a start changed the entry: look again
+
+
 def join_or_reserve(client: Redis, pair: str, job_id: str, scope: Optional[Scope], ttl: int) -> Optional[str]:
     """Join the pair's waiting job, or reserve the pair's entry for a new job ``job_id``.
 
@@ -51,40 +64,36 @@ def join_or_reserve(client: Redis, pair: str, job_id: str, scope: Optional[Scope
     records and sends ``job_id`` (or calls ``release``).
     """
     key = keys.coalesce_key(pair)
-    while True:
-        with client.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                entry = pipe.hgetall(key)
-                waiting = _pending(client, entry, time.time())
-                pipe.multi()
-                if waiting is not None:
-                    joined = union(Scope.from_data(unpack(entry.get(b"scope"))), scope)
-                    pipe.hset(key, "scope", pack(_scope_data(joined)))
-                    pipe.execute()
-                    return waiting
-                pipe.delete(key)
-                pipe.hset(key, mapping={"job": job_id, "scope": pack(_scope_data(scope)), "open": "1",
-                                        "reserved": repr(time.time())})  # fmt: skip
-                pipe.expire(key, ttl)
-                pipe.execute()
-                return None
-            except WatchError:
-                continue  # another request or the start changed the entry: look again
+
+    def change(pipe: Any, entry: Dict[bytes, bytes]) -> Optional[str]:
+        waiting = _pending(client, entry, time.time())
+        pipe.multi()
+        if waiting is not None:
+            joined = union(Scope.from_data(unpack(entry.get(b"scope"))), scope)
+            pipe.hset(key, "scope", pack(_scope_data(joined)))
+            pipe.execute()
+            return waiting
+        pipe.delete(key)
+        pipe.hset(key, mapping={"job": job_id, "scope": pack(_scope_data(scope)), "open": "1",
+                                "reserved": repr(time.time())})  # fmt: skip
+        pipe.expire(key, ttl)
+        pipe.execute()
+        return None
+
+    return _watched(client, key, change)
 
 
 def release(client: Redis, pair: str, job_id: str) -> None:
     """Give up a reservation whose job could not be sent (only if the entry is still that job's)."""
     key = keys.coalesce_key(pair)
-    with client.pipeline() as pipe:
-        try:
-            pipe.watch(key)
-            if pipe.hget(key, "job") == job_id.encode():
-                pipe.multi()
-                pipe.delete(key)
-                pipe.execute()
-        except WatchError:
-            pass  # someone joined or took it meanwhile: the job exists for them
+
+    def change(pipe: Any, entry: Dict[bytes, bytes]) -> None:
+        if entry.get(b"job") == job_id.encode():
+            pipe.multi()
+            pipe.delete(key)
+            pipe.execute()
+
+    _watched(client, key, change)
 
 
 def take(client: Redis, pair: str, job_id: str) -> Tuple[bool, Any]:
@@ -93,20 +102,16 @@ def take(client: Redis, pair: str, job_id: str) -> Tuple[bool, Any]:
     (False, None) when the entry is another job's or gone (a start delivered again): the spec's scope stands.
     """
     key = keys.coalesce_key(pair)
-    while True:
-        with client.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                entry = pipe.hgetall(key)
-                if (entry.get(b"job") or b"").decode() != job_id or entry.get(b"open") != b"1":
-                    pipe.reset()
-                    return False, None
-                pipe.multi()
-                pipe.hset(key, "open", "0")
-                pipe.execute()
-                return True, unpack(entry.get(b"scope"))
-            except WatchError:
-                continue
+
+    def change(pipe: Any, entry: Dict[bytes, bytes]) -> Tuple[bool, Any]:
+        if (entry.get(b"job") or b"").decode() != job_id or entry.get(b"open") != b"1":
+            return False, None
+        pipe.multi()
+        pipe.hset(key, "open", "0")
+        pipe.execute()
+        return True, unpack(entry.get(b"scope"))
+
+    return _watched(client, key, change)
 
 
 def rescope(client: Redis, job_id: str, spec: dict) -> None:
