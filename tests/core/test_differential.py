@@ -1774,6 +1774,10 @@ EXTENSIONS = {
     ("sync_to", "batch_size"): None,
     ("sync_from", "retry"): None,
     ("sync_to", "retry"): None,
+    ("sync_from", "scope"): None,  # scoped syncs (diffsync's open PR #345 adds the same idea)
+    ("sync_to", "scope"): None,
+    ("diff_from", "scope"): None,
+    ("diff_to", "scope"): None,
 }
 """Parameters shardsync adds: keyword-only, with a default that keeps diffsync's behaviour."""
 
