@@ -184,7 +184,7 @@ def part_of(adapter: Net, scope: Scope, inside: bool) -> Dict[str, Any]:
     return found
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(source=datasets, target=datasets, scope=scopes)
 def test_a_scoped_sync_is_a_full_sync_of_the_scope_and_touches_nothing_else(
     source: Data, target: Data, scope: Scope
@@ -241,7 +241,7 @@ def test_the_whole_scope_changes_nothing_and_bad_scopes_are_named() -> None:
     assert copy.deepcopy(scope) == scope
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(first=scopes, second=scopes, data=datasets)
 def test_the_union_of_two_scopes_holds_both(first: Scope, second: Scope, data: Data) -> None:
     from core.scope import union

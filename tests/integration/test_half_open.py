@@ -26,7 +26,8 @@ from core import keys
 from tests.core.store._proxy import Proxy
 
 DB = 10
-FROZEN_SECONDS = 30.0  # past the 20 s socket timeout: every blocked read fails once at least
+SOCKET_TIMEOUT = 6  # the node's SHARDSYNC_REDIS_SOCKET_TIMEOUT (20 s by default): the test waits past it
+FROZEN_SECONDS = 2 * SOCKET_TIMEOUT + 2.0  # past the socket timeout (twice: a command is tried twice) and the claim
 
 
 def test_a_half_open_path_to_redis_mid_shard(tmp_path: Path) -> None:
@@ -34,7 +35,8 @@ def test_a_half_open_path_to_redis_mid_shard(tmp_path: Path) -> None:
     direct.flushdb()
     suite = Redis.from_url(REDIS_URL)
     proxy = Proxy("127.0.0.1", 6379)
-    env = {**worker_env(), "SHARDSYNC_BROKER_URL": f"redis://127.0.0.1:{proxy.port}/{DB}"}
+    env = {**worker_env(), "SHARDSYNC_BROKER_URL": f"redis://127.0.0.1:{proxy.port}/{DB}",
+           "SHARDSYNC_REDIS_SOCKET_TIMEOUT": str(SOCKET_TIMEOUT)}  # fmt: skip
     gate, calls_key = f"test:gate:{uuid.uuid4().hex}", f"test:calls:{uuid.uuid4().hex}"
     sites = [{"name": f"s-{i}", "note": "", "devices": [{"name": "d0", "note": ""}]} for i in range(6)]
     sites[3]["note"] = f"wait:{gate}"
