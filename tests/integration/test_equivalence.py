@@ -77,7 +77,7 @@ def scenarios(draw: st.DrawFn) -> Dict[str, Any]:
 
 
 @settings(
-    max_examples=50,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
