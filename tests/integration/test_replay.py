@@ -88,7 +88,7 @@ def client():
     yield redis
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(scenario=scenarios(), crash_at=st.integers(min_value=0, max_value=25), batch=st.sampled_from([1, 1, 3]))
 def test_a_crashed_shard_run_again_from_its_journal_ends_as_a_local_sync(client, scenario, crash_at, batch) -> None:
     source, target_data, flag_names = scenario["source"], scenario["target"], scenario["flags"]
