@@ -40,9 +40,13 @@ def start(ctx: StepContext) -> bool:
     job.set_info(lock="held")
     client = getattr(job, "client", None)  # coalescing is the Redis state's: one process has no producers
     if spec.coalesce is not None and client is not None:
-        taken, scope = take(client, spec.pair(), job.job_id)  # the requests that joined it stop joining now
-        if taken:
-            rescope(client, job.job_id, {**spec.to_message(), "scope": scope})
+        # The requests that joined it stop joining now; their scopes' union becomes the job's.
+        take(
+            client,
+            spec.pair(),
+            job.job_id,
+            lambda scope: rescope(client, job.job_id, {**spec.to_message(), "scope": scope}),
+        )
     if job.aborted():  # cancelled before it started
         raise Stop()
     job.set_info(status="running", started=time.time(), worker=ctx.hostname)

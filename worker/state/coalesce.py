@@ -15,7 +15,7 @@ and a start never misses a request that joined just before it: one of them sees 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Optional, TypeVar
 
 from redis import Redis
 from redis.exceptions import WatchError
@@ -96,20 +96,24 @@ def release(client: Redis, pair: str, job_id: str) -> None:
     _watched(client, key, change)
 
 
-def take(client: Redis, pair: str, job_id: str) -> Tuple[bool, Any]:
-    """At the job's start: close the pair's entry if it is this job's; (True, the joined scope's data) then.
+def take(client: Redis, pair: str, job_id: str, keep: Callable[[Any], None]) -> bool:
+    """At the job's start: hand the pair's entry's joined scope to ``keep``, then close the entry; True if taken.
 
-    (False, None) when the entry is another job's or gone (a start delivered again): the spec's scope stands.
+    ``keep`` (which writes it into the job's spec) runs before the entry closes, within the watch: a request
+    that joins meanwhile makes the transaction fail, and ``keep`` runs again with it; a start that dies between
+    the two leaves the entry open and its spec holding what joined so far, for the start delivered again. False
+    when the entry is another job's or closed (a start delivered again after it closed it): the spec stands.
     """
     key = keys.coalesce_key(pair)
 
-    def change(pipe: Any, entry: Dict[bytes, bytes]) -> Tuple[bool, Any]:
+    def change(pipe: Any, entry: Dict[bytes, bytes]) -> bool:
         if (entry.get(b"job") or b"").decode() != job_id or entry.get(b"open") != b"1":
-            return False, None
+            return False
+        keep(unpack(entry.get(b"scope")))
         pipe.multi()
         pipe.hset(key, "open", "0")
         pipe.execute()
-        return True, unpack(entry.get(b"scope"))
+        return True
 
     return _watched(client, key, change)
 

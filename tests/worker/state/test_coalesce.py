@@ -36,14 +36,15 @@ def test_requests_join_the_waiting_job_until_it_starts_then_make_the_next(client
     recorded(client, first)
     assert coalesce.join_or_reserve(client, pair, "t-coal-other", Scope(ids=("b",)), 60) == first
     assert coalesce.join_or_reserve(client, pair, "t-coal-other", Scope(ids=("a", "c")), 60) == first
-    assert coalesce.take(client, pair, "t-coal-nobody") == (False, None)  # not its entry: nothing changes
-    assert coalesce.take(client, pair, first) == (True, {"ids": ["a", "b", "c"]})
-    assert coalesce.take(client, pair, first) == (False, None)  # a start delivered again: taken already
+    kept: list = []
+    assert coalesce.take(client, pair, "t-coal-nobody", kept.append) is False  # not its entry: nothing changes
+    assert coalesce.take(client, pair, first, kept.append) is True and kept == [{"ids": ["a", "b", "c"]}]
+    assert coalesce.take(client, pair, first, kept.append) is False  # a start delivered again: taken already
     second = "t-coal-" + uuid.uuid4().hex
     assert coalesce.join_or_reserve(client, pair, second, None, 60) is None  # it runs: the next job
     recorded(client, second)
     assert coalesce.join_or_reserve(client, pair, "t-coal-x", Scope(ids=("z",)), 60) == second
-    assert coalesce.take(client, pair, second) == (True, None)  # a request for everything: everything
+    assert coalesce.take(client, pair, second, kept.append) is True and kept[-1] is None  # everything
 
 
 def test_a_job_that_ended_or_was_never_recorded_is_not_joined(client) -> None:
