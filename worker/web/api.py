@@ -207,14 +207,21 @@ def log(
     with reaching_redis(f"read the log of job {job_id}"):
         job = known(job_id)
         entries = log_entries(job)
-    chosen = [
-        entry for entry in entries
-        if (status is None or entry["status"] == status or (status == "failure" and entry["status"] == "error"))
-        and (action is None or entry["action"] == action) and (model is None or entry["model"] == model)
-    ]  # fmt: skip
+    chosen = chosen_entries(entries, status, action, model)
     page = chosen[offset : offset + limit]
     following = offset + limit if offset + limit < len(chosen) else None
     return {"job_id": job.job_id, "total": len(chosen), "items": page, "offset": offset, "next_offset": following}
+
+
+def chosen_entries(
+    entries: List[Dict[str, Any]], status: Optional[str], action: Optional[str], model: Optional[str]
+) -> List[Dict[str, Any]]:
+    """The log entries that match every filter given (``failure`` also takes ``error``: a hook that raised)."""
+    return [
+        entry for entry in entries
+        if (not status or entry["status"] == status or (status == "failure" and entry["status"] == "error"))
+        and (not action or entry["action"] == action) and (not model or entry["model"] == model)
+    ]  # fmt: skip
 
 
 def log_entries(job: RedisJobState) -> List[Dict[str, Any]]:

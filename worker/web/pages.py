@@ -20,7 +20,7 @@ from worker.errors import InvalidJob, UnknownAdapter
 from worker.job.history import STATES, job_summary
 from worker.state.redis import RedisJobState
 from worker.web import reads
-from worker.web.api import checked, log_entries
+from worker.web.api import checked, chosen_entries, log_entries
 from worker.web.auth import User
 from worker.web.session import book, check_csrf, csrf_token, session_user, sign_in
 
@@ -51,6 +51,11 @@ def render(request: Request, name: str, user: Optional[User], status: int = 200,
     """A page, with what every page needs (the user, the CSRF token for its forms)."""
     context.update(user=user, csrf=csrf_token(request) if user else "", nav=name.split(".")[0])
     return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def next_page(filters: Dict[str, str], **where: Any) -> str:
+    """The query of the page after this one: the filters given, and where the next page starts."""
+    return urlencode({**{name: value for name, value in filters.items() if value}, **where})
 
 
 def _job(job_id: str) -> RedisJobState:
@@ -121,8 +126,7 @@ def jobs_page(
             )  # fmt: skip
     except ValueError as err:
         error = str(err)
-    kept = {name: value for name, value in filters.items() if value}
-    following = urlencode({**kept, "offset": offset + limit}) if len(found) > limit else None
+    following = next_page(filters, offset=offset + limit) if len(found) > limit else None
     return render(
         request, "jobs.html", user, jobs=found[:limit], filters=filters, states=STATES, error=error,
         following=following, status=422 if error else 200,
@@ -197,8 +201,7 @@ def diff_view(
         except ValueError as err:
             page, error = {"items": [], "next": None, "subtrees": 0, "summary": job.summary()}, str(err)
         line = job_summary(job) or {}
-    kept = {name: value for name, value in {"type": type, "action": action}.items() if value}
-    following = urlencode({**kept, "cursor": page["next"]}) if page["next"] else None
+    following = next_page({"type": type, "action": action}, cursor=page["next"]) if page["next"] else None
     flat = bool(types or action)  # filtered: elements out of their tree, each indented by its depth
     rows, closing = tree_rows(page["items"], flat)
     return render(
@@ -246,17 +249,13 @@ def log_view(
             entries = log_entries(job)
         except HTTPException as err:
             entries, error = [], str(err.detail)
-    chosen = [
-        entry for entry in entries
-        if (not status or entry["status"] == status or (status == "failure" and entry["status"] == "error"))
-        and (not action or entry["action"] == action) and (not model or entry["model"] == model)
-    ]  # fmt: skip
+    chosen = chosen_entries(entries, status, action, model)
     limit = 300
-    kept = {name: value for name, value in {"status": status, "action": action, "model": model}.items() if value}
-    following = urlencode({**kept, "offset": offset + limit}) if offset + limit < len(chosen) else None
+    filters = {"status": status, "action": action, "model": model}
+    following = next_page(filters, offset=offset + limit) if offset + limit < len(chosen) else None
     return render(
         request, "log.html", user, job=line, entries=chosen[offset : offset + limit], total=len(chosen),
-        filters={"status": status, "action": action, "model": model}, statuses=LOG_STATUSES, following=following,
+        filters=filters, statuses=LOG_STATUSES, following=following,
         error=error,
     )  # fmt: skip
 
