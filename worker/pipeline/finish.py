@@ -91,13 +91,17 @@ def finish(ctx: StepContext) -> Optional[Dict[str, Any]]:
     if not job.save_report(report, get_settings().store_ttl):
         return job.report()  # type: ignore[return-value]  # another end came first (the watchdog's, say)
     job.set_info(status=report["status"], finished=time.time())
-    job.keep_history()
-    record_line(job)
     if spec is not None and job.info().get("lock") == "held":
         job.release_lock(spec.target_identity())
     job.drop_scratch()
     if not keep_stores:
         job.drop_stores()
+    # The history last, once the lock is free and memory given back (a Redis out of memory refuses its writes).
+    try:
+        job.keep_history()
+    except Exception as err:  # noqa: BLE001 - the records keep their store TTL: the job's end stands
+        logger.warning("Job history not extended", job_id=job.job_id, error=describe(err))
+    record_line(job)
     ctx.runner.progress(job.job_id, "finish", 1, 1)
     return report
 
