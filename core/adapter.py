@@ -6,7 +6,7 @@ import functools
 import inspect
 from copy import deepcopy
 from inspect import isclass
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Set, Tuple, Type, Union
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Type, Union
 
 import structlog
 
@@ -263,6 +263,28 @@ class Adapter:
         only loaded children tell.
         """
         self.load()
+
+    def changes_cursor(self) -> Any:
+        """Where the system's change feed is now, as plain data; None (the default) when it cannot list changes.
+
+        An incremental pair (``pair=`` on a job) asks for it before every load of this side, whole or of
+        changes; the next run of the pair asks ``load_changes`` for what changed since. Take it no later than
+        the data it covers: a change made while the load runs is then listed again next time (a change listed
+        twice is harmless; a change never listed is missed until the pair's next full reconcile).
+        """
+        return None
+
+    def load_changes(self, since: Any) -> Optional[Mapping[str, Iterable[str]]]:
+        """Load what changed in the system since the cursor ``since`` (``changes_cursor``'s); to be overridden.
+
+        Load, as ``load()`` would, every object created or updated since then **with its ancestors**: a parent
+        holding in its children list at least its changed children (it need not list the unchanged ones, nor
+        be loaded with them). A parent that lost a child counts as changed: load it too. Return the unique ids
+        of the objects deleted since then, by type (``{"interface": ["dev1__et-0"]}``); a deleted object's
+        descendants go with it. The runner merges this into the pair's kept store and compares only the
+        objects on these paths (a new object with all it holds).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list its changes (it has no load_changes)")
 
     def partitions_in(self, scope: Scope) -> Optional[Sequence[Any]]:
         """The partitions that hold the objects in ``scope``, for a scoped job (default: all of ``partitions()``).

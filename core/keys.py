@@ -145,6 +145,21 @@ def lock_holder_key(target: str) -> str:
     return f"{ROOT}:~lock-holder:{target}"
 
 
+def pair_key(name: str) -> str:
+    """HASH of an incremental sync pair (``worker.state.pairs``): what it syncs, its state and its cursors.
+
+    Fields (msgpack values): ``identity`` (source, target, kwargs, scope, flags), ``state`` (``warm`` once a
+    job of the pair succeeded, ``loading`` while a full run refills its stores), ``cursors`` (per side),
+    ``runs`` (jobs since the last full reconcile), ``full_at`` (server time of that one), ``job`` (the last).
+    """
+    return f"{ROOT}:~pair:{name}"
+
+
+def pair_store_id(name: str, side: str) -> str:
+    """Store id of a sync pair's kept source or target namespace."""
+    return f"pair-{name}-{side}"
+
+
 def job_store_id(job_id: str, side: str) -> str:
     """Store id of a job's source or target namespace."""
     return f"job-{job_id}-{side}"

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     """Seconds a job's lock on its target lives without renewal (running tasks renew it)."""
     store_ttl: int = Field(86400, ge=60)
     """Seconds a finished job's stores and report are kept."""
+    pair_ttl: int = Field(7 * 86400, ge=60)
+    """Seconds an incremental pair's kept stores and cursors live after its last job (then its next job is a
+    full one); ``shardsync forget PAIR`` drops them at once."""
+    pair_full_every: int = Field(10, ge=1)
+    """An incremental pair runs a full reconcile (both sides loaded whole, everything compared) every this many
+    jobs: it catches what the cursors miss (changes made to the target behind the pair's back)."""
+    pair_full_age: int = Field(86400, ge=0)
+    """Seconds after a pair's last full reconcile its next job is a full one again (0: only by count)."""
     result_expires: int = Field(86400, ge=60)
     """Seconds Celery keeps task results."""
     max_deliveries: int = Field(5, ge=1)

@@ -234,6 +234,10 @@ class JobSpec(BaseModel):
         None, gt=0, le=600,
         description="seconds to wait for more requests of the same pair, joined into this job; None: start now",
     )  # fmt: skip
+    pair: Optional[str] = Field(
+        None, description="name of the incremental pair this job is a run of: its stores and cursors are kept"
+    )
+    full: bool = Field(False, description="a pair's full reconcile now (both sides loaded whole, all compared)")
     job_id: str = Field(default_factory=_new_job_id)
 
     @field_validator("job_id", "apply_of")
@@ -243,6 +247,13 @@ class JobSpec(BaseModel):
             return None
         if not _JOB_ID.fullmatch(value):
             raise ValueError("job_id must be 1 to 100 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("pair")
+    @classmethod
+    def _pair(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _JOB_ID.fullmatch(value):
+            raise ValueError("pair must be 1 to 100 letters, digits, '_', '.' or '-'")
         return value
 
     @field_validator("batch_size")
@@ -285,6 +296,14 @@ class JobSpec(BaseModel):
                 raise ValueError(f"{side}_kwargs do not fit adapter {name!r} ({cls.__qualname__}): {err}") from None
         if self.scope is not None:
             check_scope(self.scope, get_adapter(self.source), get_adapter(self.target))
+        if self.full and self.pair is None:
+            raise ValueError("full: only a job of an incremental pair (pair=...) has a full reconcile to ask for")
+        if self.pair is not None:
+            # A pair's kept stores are its last synced state: a plan, an apply or coalesced scopes would leave
+            # them other than the systems after a run, and the next run would trust that.
+            for name, value in (("dry_run", self.dry_run), ("apply_of", self.apply_of), ("coalesce", self.coalesce)):
+                if value:
+                    raise ValueError(f"pair: a job of an incremental pair cannot also be {name} (run it without pair)")
         return self
 
     @property
@@ -327,7 +346,7 @@ class JobSpec(BaseModel):
         digest = hashlib.sha256(packed).hexdigest()[:24]
         return f"{cls.__name__}.{digest}"
 
-    def pair(self) -> str:
+    def coalesce_key(self) -> str:
         """The sync pair this job is one run of, which coalesced requests share.
 
         The source and its kwargs, the target's identity, the flags, and whether it is a plan.
@@ -337,6 +356,14 @@ class JobSpec(BaseModel):
             use_bin_type=True,
         )
         return hashlib.sha256(packed).hexdigest()[:32]
+
+    def pair_identity(self) -> Dict[str, Any]:
+        """What an incremental pair syncs (its kept stores hold exactly that): a job of it must say the same."""
+        return {
+            "source": self.source, "target": self.target, "source_kwargs": _canonical(self.source_kwargs),
+            "target_kwargs": _canonical(self.target_kwargs), "flags": sorted(self.flags),
+            "scope": self.scope_obj.to_data() if self.scope is not None else None,
+        }  # fmt: skip
 
     def to_message(self) -> Dict[str, Any]:
         """The spec as plain data for a task message."""

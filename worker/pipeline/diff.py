@@ -32,6 +32,7 @@ from worker.adapters.registry import get_adapter
 from worker.job.report import changed_part, rebuild_diff
 from worker.job.review import copy_diff, fingerprint, plan_job, refusal
 from worker.job.spec import JobSpec
+from worker.pipeline.changes import pruned_adapters, run_mode
 from worker.pipeline.context import DONE, StepContext, Stop
 from worker.pipeline.plan import after_plan, element_flags, save_plan, shard_size_for
 from worker.settings import get_settings
@@ -72,13 +73,14 @@ def in_one_task(spec: JobSpec) -> bool:
 def diff(ctx: StepContext) -> Optional[Dict[str, Any]]:
     """Set the ranges up and hand over to them (None), or diff and plan in this task (returns the saved plan)."""
     job, spec = ctx.job, ctx.spec
-    if not in_one_task(spec):
+    changes = run_mode(job) == "changes"  # a pair's run of changes: only the changed paths, in this task
+    if not changes and not in_one_task(spec):
         ctx.progress("diff", 0, 0)
         if job.ranges() is None:  # else delivered again: the ranges stand, those without a result go
             set_up(ctx)
         hand_over_ranges(ctx)
         return None
-    source, target = ctx.adapters()
+    source, target = pruned_adapters(job, spec) if changes else ctx.adapters()
     started = time.perf_counter()
     last = [0.0]
 

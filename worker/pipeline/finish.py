@@ -22,6 +22,7 @@ from worker.errors import describe
 from worker.job.history import record_line
 from worker.job.report import assemble_report, rebuild_diff
 from worker.job.spec import JobSpec
+from worker.pipeline.changes import advance_pair, pair_part
 from worker.pipeline.context import DONE, StepContext
 from worker.settings import get_settings
 from worker.state.base import JobState
@@ -85,12 +86,16 @@ def finish(ctx: StepContext) -> Optional[Dict[str, Any]]:
         job, error=error, changed=changed, sync_complete=sync_complete, hostname=ctx.hostname, started=started
     )
     report["hung"] = list(hung)
+    if spec is not None and spec.pair is not None:  # a successful run moves its pair's cursors on
+        report["pair"] = pair_part(job, spec, report["status"])
     keep_stores = _keeps_stores(spec)
     if not keep_stores:
         report["stores"] = {}  # removed below: the report names no store that is gone
     if not job.save_report(report, get_settings().store_ttl):
         return job.report()  # type: ignore[return-value]  # another end came first (the watchdog's, say)
     job.set_info(status=report["status"], finished=time.time())
+    if spec is not None and spec.pair is not None and report["status"] == "success":
+        advance_pair(job, spec)  # before the lock goes: the pair's next run reads what this one kept
     if spec is not None and job.info().get("lock") == "held":
         job.release_lock(spec.target_identity())
     job.drop_scratch()

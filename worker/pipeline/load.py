@@ -17,6 +17,7 @@ import structlog
 from core.adapter import Adapter
 from core.store.redis.scripts import MAX_PARTITIONS
 from worker.errors import InvalidJob, describe
+from worker.pipeline.changes import keep_cursor, load_side_changes, run_mode
 from worker.pipeline.context import SIDES, StepContext
 from worker.settings import get_settings
 from worker.state.base import JobState, pack
@@ -47,11 +48,16 @@ def load(ctx: StepContext, side: str) -> Optional[Dict[str, Any]]:
         return None
     started = time.perf_counter()
     ctx.progress(f"load-{side}", len(job.loads()), 2)
+    mode = run_mode(job)
+    if mode == "changes":  # a run of an incremental pair: only what changed, into the pair's kept store
+        return {**load_side_changes(job, spec, side, ctx.standing), "worker": ctx.hostname}
     partitioned = job.partitions(side)
     if partitioned is not None:  # a delivery again after the partitions were enqueued: never clear them
         _hand_over_partitions(ctx, side, len(partitioned["keys"]))
         return None
     adapter = spec.build_adapter(side)
+    if mode == "full":  # the cursor first: what changes while the side loads is listed again next run
+        keep_cursor(job, side, adapter)
     scope = spec.scope_obj
     partitions = adapter.partitions() if scope is None else adapter.partitions_in(scope)
     store = job.fresh_store(side)
@@ -104,6 +110,11 @@ def side_loaded(ctx: StepContext, outcome: Any, side: str) -> None:
     ctx.progress(f"load-{side}", loaded, 2)
     if loaded == len(SIDES):
         ctx.hand_over("finish" if job.aborted() else "diff")
+    elif side == "source" and run_mode(job) == "changes":  # the target's turn: where the source's changes lead
+        if job.aborted():
+            ctx.hand_over("finish")
+        else:
+            ctx.hand_over("load", "target")
 
 
 def check_partitions(adapter: Adapter, partitions: Any) -> List[Any]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from worker.errors import describe
+from worker.errors import InvalidJob, describe
+from worker.pipeline.changes import decide, run_mode
 from worker.pipeline.context import DONE, SIDES, Busy, StepContext, Stop
 from worker.settings import get_settings
 from worker.state.coalesce import rescope, take
@@ -43,12 +44,17 @@ def start(ctx: StepContext) -> bool:
         # The requests that joined it stop joining now; their scopes' union becomes the job's.
         take(
             client,
-            spec.pair(),
+            spec.coalesce_key(),
             job.job_id,
             lambda scope: rescope(client, job.job_id, {**spec.to_message(), "scope": scope}),
         )
     if job.aborted():  # cancelled before it started
         raise Stop()
+    if spec.pair is not None:  # a run of an incremental pair: full, or of changes only (once the lock is held)
+        try:
+            decide(job, spec)
+        except InvalidJob as err:
+            raise Stop(str(err)) from None
     job.set_info(status="running", started=time.time(), worker=ctx.hostname)
     return True
 
@@ -58,6 +64,7 @@ def hand_over(ctx: StepContext, outcome: Any) -> None:
     if outcome is DONE:
         return  # a redelivered start: the pipeline runs already
     ctx.progress("load-source", 0, 2)
-    for side in SIDES:
+    # A run of changes loads the target after the source: it looks where the source's changes lead.
+    for side in ("source",) if run_mode(ctx.job) == "changes" else SIDES:
         ctx.hand_over("load", side)
     ctx.job.mark("started")  # after the enqueues: loads are claimed, so sending them twice is harmless

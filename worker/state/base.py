@@ -14,13 +14,14 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from core.store import BaseStore
 from worker.state.codec import pack, unpack  # noqa: F401 - re-exported: the state's encoding
 from worker.state.lease import Heartbeat  # noqa: F401 - re-exported: what a step's heartbeat finds
+from worker.state.pairs import PairSteps
 from worker.state.parts import JobParts
 
 Entry = List[Any]
 """A journal entry: ``[action, status, message, modelname, unique_id, model_flags]``."""
 
 
-class JobState(JobParts, ABC):
+class JobState(JobParts, PairSteps, ABC):
     """One job's records: spec, info, times, lock and claims, loads, diff, plan, journal, shards and report."""
 
     def __init__(self, job_id: str) -> None:

@@ -17,13 +17,14 @@ from core.store import BaseStore
 from core.store.local import LocalStore
 from worker.errors import LockLost, lock_lost_message
 from worker.state.base import Entry, Heartbeat, JobState, pack, unpack
+from worker.state.pairs import MemoryPairSteps
 from worker.state.parts import MemoryParts
 
 _locks: Dict[str, str] = {}
 _locks_guard = threading.Lock()
 
 
-class MemoryJobState(MemoryParts, JobState):
+class MemoryJobState(MemoryParts, MemoryPairSteps, JobState):
     """One job's records in dicts; the two sides' stores are LocalStores kept here."""
 
     distributed = False  # one process: a diff has one range per type and side
@@ -198,8 +199,9 @@ class MemoryJobState(MemoryParts, JobState):
     # -- stores and loads -----------------------------------------------------------------------------
 
     def fresh_store(self, side: str) -> BaseStore:
-        """A new, empty LocalStore for one side's load."""
-        store = self._stores[side] = LocalStore()
+        """A new, empty LocalStore for one side's load (the pair's, kept in this process, for a run of one)."""
+        pair = self.pair_name() if side in ("source", "target") else None
+        store = self._stores[side] = self.pairs().fresh_store(pair, side) if pair else LocalStore()
         return store
 
     def open_store(self, side: str, lazy: bool = False) -> BaseStore:
@@ -208,6 +210,9 @@ class MemoryJobState(MemoryParts, JobState):
         Raises:
             LookupError: if that side has not been loaded.
         """
+        pair = self.pair_name() if side in ("source", "target") else None
+        if pair and side not in self._stores:
+            self._stores[side] = self.pairs().store(pair, side)  # kept from the pair's last run
         try:
             return self._stores[side]
         except KeyError:

@@ -18,6 +18,7 @@ from worker.connection import redis_client
 from worker.settings import get_settings
 from worker.state.base import Entry, JobState, pack, unpack
 from worker.state.claims import RedisClaims
+from worker.state.pairs import RedisPairSteps
 from worker.state.parts import RedisParts
 from worker.state.plans import RedisPlans
 
@@ -30,7 +31,7 @@ _BULKY = ("diff", "journal")
 """The long-lived parts that grow with the job (``keep_history`` bounds them)."""
 
 
-class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
+class RedisJobState(RedisClaims, RedisParts, RedisPlans, RedisPairSteps, JobState):
     """One job's state as keys of the job-state Redis, shared by every worker of the deployment."""
 
     def __init__(self, job_id: str, client: Optional[Redis] = None) -> None:
@@ -160,12 +161,14 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, JobState):
         """The job's store of one side (created on first use, expiring ``store_ttl`` after its last write).
 
         ``partition``: a store object that writes that partition of a partitioned load (``partition_store``).
+        A run of an incremental pair has the pair's kept stores as its sides (``worker.state.pairs``).
         """
         settings = get_settings()
+        pair = self.pair_name() if side in ("source", "target") else None
         return RedisStore(
             client=self.client,  # the job state's: its timeouts, keepalive, TLS or Sentinel, and its pool
-            store_id=keys.job_store_id(self.job_id, side),
-            ttl=settings.store_ttl,
+            store_id=keys.pair_store_id(pair, side) if pair else keys.job_store_id(self.job_id, side),
+            ttl=settings.pair_ttl if pair else settings.store_ttl,
             lazy_reads=lazy,
             partition=partition,
         )

@@ -90,6 +90,22 @@ def clear_namespace(client: Redis, store_id: str) -> None:
     client.unlink(*doomed)
 
 
+def expire_namespace(client: Redis, store_id: str, ttl: int) -> None:
+    """Make every key of one namespace expire ``ttl`` seconds from now (a kept store that stays whole).
+
+    A store's writes renew only the keys they touch; a store kept between jobs (an incremental pair's) is
+    renewed whole at each use, so that no type of it expires before the others.
+    """
+    names = [name.decode() for name in client.smembers(keys.types_key(store_id))]
+    pipe = client.pipeline(transaction=False)
+    for key in (keys.types_key(store_id), keys.seq_key(store_id), keys.meta_key(store_id)):
+        pipe.expire(key, ttl)
+    for modelname in names:
+        pipe.expire(keys.objects_key(store_id, modelname), ttl)
+        pipe.expire(keys.order_key(store_id, modelname), ttl)
+    pipe.execute()
+
+
 def remove_namespace(client: Redis, store_id: str) -> int:
     """Delete every key of one namespace; returns the number of keys removed."""
     check_store_id(store_id)

@@ -33,7 +33,7 @@ def enqueue_job(spec: JobSpec, info: Optional[Dict[str, Any]] = None) -> str:
     start = step_named("start")
     with reaching_redis(f"submit job {spec.job_id}"):
         client = redis_client()
-        pair = spec.pair() if spec.coalesce else None
+        pair = spec.coalesce_key() if spec.coalesce else None
         if pair is not None:
             ttl = int(spec.coalesce or 0) + get_settings().store_ttl
             joined = join_or_reserve(client, pair, spec.job_id, spec.scope_obj, ttl)
