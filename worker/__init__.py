@@ -6,7 +6,7 @@ schedule file and opens no connection.
 """
 
 from worker.adapters.registry import get_adapter, register_adapter, registered_adapters
-from worker.api import JobHandle, list_jobs, submit_spec, submit_sync
+from worker.api import JobHandle, forget_pair, list_jobs, submit_spec, submit_sync
 from worker.errors import InvalidJob, JobFailed, JobStateLost, RedisUnavailable, ShardsyncError, UnknownAdapter
 from worker.runners.celery import (
     tasks,  # noqa: F401 - registers the tasks on the app
@@ -19,6 +19,7 @@ from worker.settings import Settings, get_settings
 
 __all__ = [
     "app",
+    "forget_pair",
     "get_adapter",
     "get_settings",
     "InvalidJob",

@@ -1,5 +1,7 @@
-"""The demo inventory kept in an SQLite file: a system that persists, can be changed behind a sync's back, and
-lists its changes since a cursor (a change log filled by triggers, as a change-data-capture feed would be).
+"""The demo inventory kept in an SQLite file, with a change log: a system that lists its changes since a cursor.
+
+It persists between jobs, can be changed behind a sync's back, and logs every insert, update and delete
+(triggers fill the log, as a change-data-capture feed would).
 
 It is the demo of incremental pairs (``shardsync sync --pair``) and what the tests and the benchmark run them
 on: several worker processes read and write the same file. ``make_inventory_db`` fills a file with the demo
@@ -54,14 +56,16 @@ def make_inventory_db(path: str, sites: int, devices: int = 10, interfaces: int 
     source.load()
     conn = connect(path)
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO site VALUES (?, ?, ?)", [(s.name, s.region, s.status) for s in source.get_all("site")])
+    sites = [(site.name, site.region, site.status) for site in source.get_all("site")]
+    conn.executemany("INSERT INTO site VALUES (?, ?, ?)", sites)
     conn.executemany(
         "INSERT INTO device VALUES (?, ?, ?, ?, ?, ?)",
         [(d.get_unique_id(), d.site, d.name, d.model, d.role, d.serial) for d in source.get_all("device")],
     )
     conn.executemany(
         "INSERT INTO interface VALUES (?, ?, ?, ?, ?, ?)",
-        [(i.get_unique_id(), i.device, i.name, i.description, int(i.enabled), i.mtu) for i in source.get_all("interface")],
+        [(i.get_unique_id(), i.device, i.name, i.description, int(i.enabled), i.mtu)
+         for i in source.get_all("interface")],
     )  # fmt: skip
     conn.execute("DELETE FROM changes")
     conn.execute("COMMIT")

@@ -17,7 +17,7 @@ import structlog
 from rich.console import Console
 
 from core.logging import enable_console_logging
-from worker.api import REDIS_PATIENCE, JobHandle, submit_spec
+from worker.api import REDIS_PATIENCE, JobHandle, forget_pair, submit_spec
 from worker.cli.display import Exit, Follower, exit_code_of, print_report
 from worker.cli.display import complain as _err
 from worker.cli.options import follow_options, job_options, read_job_file, spec_data
@@ -305,6 +305,20 @@ def cancel(job_id: str, reason: str) -> int:
     click.echo(
         f"job {job_id}: cancel requested; running shards stop before their next subtree (shardsync watch {job_id})"
     )
+    return Exit.OK
+
+
+@cli.command()
+@click.argument("pair")
+def forget(pair: str) -> int:
+    """Drop an incremental pair's kept stores and cursors (its next job loads both sides whole)."""
+    try:
+        kept = forget_pair(pair)
+    except ShardsyncError as err:
+        _err("forget", str(err))
+        return Exit.BAD_INPUT if isinstance(err, InvalidJob) else Exit.REDIS
+    said = "forgotten" if kept else "was not kept (nothing to forget)"
+    click.echo(f"pair {pair}: {said}; its next job is a full one")
     return Exit.OK
 
 

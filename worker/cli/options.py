@@ -119,6 +119,12 @@ def job_options(func: Any) -> Any:
             "--outage-budget", type=float, help="seconds the target may stay unavailable before the job fails"
         ),
         click.option(
+            "--pair",
+            help="name of an incremental pair: its stores and change cursors are kept between its jobs, and a job "
+            "reads only what changed (see --full)",
+        ),
+        click.option("--full", is_flag=True, help="with --pair: a full reconcile now (both sides whole)"),
+        click.option(
             "--coalesce", type=float,
             help="seconds to wait for more requests of the same pair, joined into one job (a follow-up while one runs)",
         ),

@@ -99,7 +99,7 @@ def decide(job: JobState, spec: JobSpec) -> Dict[str, Any]:
         reason = "the pair's first run (or its kept state expired or was forgotten)"
     elif record.get("state") != "warm":
         reason = "the pair's last full run did not complete"
-    elif not can_list_changes(spec.source):
+    elif not can_list_changes(spec.source) or (record.get("cursors") or {}).get("source") is None:
         reason = f"the source adapter {spec.source!r} cannot list its changes (no changes_cursor/load_changes)"
     elif int(record.get("runs", 0)) + 1 >= settings.pair_full_every:
         reason = f"every {settings.pair_full_every} runs (SHARDSYNC_PAIR_FULL_EVERY)"
@@ -108,13 +108,14 @@ def decide(job: JobState, spec: JobSpec) -> Dict[str, Any]:
     run = {"mode": "full" if reason else "changes", "reason": reason or "the pair's kept state is warm"}
     if run["mode"] == "full":
         kept = dict(record or {})
-        kept.update(identity=identity, state="loading", job=job.job_id, cursors={})
+        kept.update(identity=identity, state="loading", job=job.job_id, cursors={}, running=job.job_id)
         kept.setdefault("runs", 0)
         kept.setdefault("full_at", 0.0)
         pairs.save(name, kept)
     else:
         run["since"] = (record or {}).get("cursors", {})
         run["runs"] = int((record or {}).get("runs", 0))
+        pairs.save(name, {**(record or {}), "running": job.job_id})  # ``forget`` refuses while it runs
     job.save_pair_step("run", run)
     logger.info("Pair run", pair=name, mode=run["mode"], reason=run["reason"])
     return run
@@ -159,13 +160,13 @@ def load_side_changes(job: JobState, spec: JobSpec, side: str, standing: Any) ->
     adapter = spec.build_adapter(side)
     kept = job.open_store(side, lazy=True)
     _attach(spec.build_adapter(side), kept)
-    if side == "target" and not can_list_changes(spec.target):
+    since = job.pair_steps()["run"].get("since", {}).get(side)
+    if side == "target" and (since is None or not can_list_changes(spec.target)):
         tree = _saved_tree(job, "source")
         drifted = verify(job, spec, adapter, kept, tree, standing)
         job.save_pair_step("target", {"cursor": None, "drifted": drifted, "tree": tree})
         return {"objects": kept.count(), "seconds": time.perf_counter() - started, "verified": len(tree["roots"]),
                 "drifted": len(drifted)}  # fmt: skip
-    since = job.pair_steps()["run"].get("since", {}).get(side)
     cursor = _checked_cursor(adapter)
     scratch = LocalStore()
     _attach(adapter, scratch)
