@@ -478,3 +478,43 @@ class DieInRangeDatasetAdapter(DatasetAdapter):
         context = structlog.contextvars.get_contextvars()
         if self.die_key and "range" in context and _client(self.record_url).set(self.die_key, 1, nx=True):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+from worker.adapters.demo_db import DbDevice, DbInterface, DbInventoryAdapter, DbSite  # noqa: E402
+
+
+class _GatedRow:
+    """A write hook of the SQLite demo that waits while its row is named in the file's ``gate`` table.
+
+    The gate lives in the target's own file, so the adapter's kwargs (and its pair) are those of the demo.
+    """
+
+    def _gate(self) -> None:
+        conn = self.adapter.conn  # type: ignore[attr-defined]
+        conn.execute("CREATE TABLE IF NOT EXISTS gate (uid TEXT PRIMARY KEY, pid INTEGER)")
+        uid = self.get_unique_id()  # type: ignore[attr-defined]
+        if conn.execute("SELECT 1 FROM gate WHERE uid = ?", (uid,)).fetchone() is None:
+            return
+        conn.execute("UPDATE gate SET pid = ? WHERE uid = ?", (os.getpid(), uid))
+        deadline = time.monotonic() + 60
+        while conn.execute("SELECT 1 FROM gate WHERE uid = ?", (uid,)).fetchone() is not None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gate on {uid}: gave up waiting")
+            time.sleep(0.01)
+
+    def update(self, attrs: Dict) -> Any:
+        self._gate()
+        return super().update(attrs)  # type: ignore[misc]
+
+
+class GatedInterface(_GatedRow, DbInterface):
+    """An interface row whose update may wait at a gate."""
+
+
+@register_adapter("demo-db-gated")
+class GatedDb(DbInventoryAdapter):
+    """The SQLite demo inventory, its interface updates gated (``_GatedRow``)."""
+
+    site = DbSite
+    device = DbDevice
+    interface = GatedInterface

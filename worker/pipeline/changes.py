@@ -441,8 +441,10 @@ def pruned_adapters(job: JobState, spec: JobSpec) -> Tuple[Adapter, Adapter]:
     tree = run_tree(job)
     pair = []
     for side in ("source", "target"):
+        kept = job.open_store(side, lazy=True)
+        _attach(spec.build_adapter(side), kept)  # its models, to read the kept objects by type name
         adapter = spec.build_adapter(side)
-        store = pruned_store(job.open_store(side, lazy=True), tree, adapter)
+        store = pruned_store(kept, tree, adapter)
         adapter.attach_store(store)
         pair.append(adapter)
     return pair[0], pair[1]
