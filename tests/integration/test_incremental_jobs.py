@@ -34,7 +34,7 @@ def change_source(path: str) -> None:
     conn.execute("UPDATE interface SET description = 'edited' WHERE uid LIKE 'site-000%__dev-01__et-0/0/2'")
     conn.execute("UPDATE device SET role = 'edge' WHERE uid = 'site-0012__dev-00'")
     conn.execute("UPDATE site SET status = 'retired' WHERE name = 'site-0020'")
-    conn.execute("INSERT INTO interface VALUES ('site-0003__dev-02__et-9', 'site-0003__dev-02', 'et-9', 'new', 1, 9000)")
+    conn.execute("INSERT INTO interface VALUES ('site-0003__dev-02__et-9', 'site-0003__dev-02', 'et-9', 'n', 1, 9000)")
     conn.execute("INSERT INTO site VALUES ('site-0700', 'apac', 'active')")
     conn.execute("INSERT INTO device VALUES ('site-0700__r1', 'site-0700', 'r1', 'mx', 'edge', 'SN1')")
     conn.execute("DELETE FROM interface WHERE uid = 'site-0014__dev-01__et-0/0/0'")

@@ -86,9 +86,11 @@ def decide(job: JobState, spec: JobSpec) -> Dict[str, Any]:
     record = pairs.record(name)
     identity = unpack(pack(spec.pair_identity()))
     if record is not None and record.get("identity") != identity:
+        kept = record.get("identity") if isinstance(record.get("identity"), dict) else {}
+        differ = [field for field in identity if kept.get(field) != identity[field]]  # type: ignore[union-attr]
         raise InvalidJob(
-            f"pair {name!r} is kept for another sync ({_describe_identity(record.get('identity'))}); this job is "
-            f"{_describe_identity(identity)}. Name another pair, or drop it first: shardsync forget {name}"
+            f"pair {name!r} is kept for another sync ({_describe_identity(kept)}): this job's "
+            f"{', '.join(differ) or 'identity'} differ. Name another pair, or drop it first: shardsync forget {name}"
         )
     settings = get_settings()
     now = job.now()
@@ -271,7 +273,14 @@ def plan_merge(
     for key in gone:
         nodes[_key(*key)] = None  # whatever the other side holds below it goes with it
     tops = [list(key) for key in roots] + [list(key) for key in gone if key[0] in top_level]
-    return {"roots": [list(key) for key in dict.fromkeys(tuple(key) for key in tops)], "nodes": nodes}, writes
+    deleted: Dict[str, List[str]] = {}
+    for modelname, uid in gone:
+        deleted.setdefault(modelname, []).append(uid)
+    # The deleted objects are followed wherever a path's object lists them, on either side: after a failed
+    # run, the kept source no longer lists a child it merged away, while the target still holds it.
+    tree = {"roots": [list(key) for key in dict.fromkeys(tuple(key) for key in tops)], "nodes": nodes,
+            "gone": deleted}  # fmt: skip
+    return tree, writes
 
 
 def apply_merge(kept: BaseStore, writes: Sequence[Tuple[DiffSyncModel, bool]], gone: Sequence[Key]) -> None:
@@ -295,10 +304,13 @@ def apply_merge(kept: BaseStore, writes: Sequence[Tuple[DiffSyncModel, bool]], g
 def union_trees(first: Optional[Dict[str, Any]], second: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """Both trees' paths: roots joined, and per object the children either follows (all, if either does)."""
     if not first:
-        return second or {"roots": [], "nodes": {}}
+        return second or {"roots": [], "nodes": {}, "gone": {}}
     if not second:
         return first
     roots = list(dict.fromkeys(tuple(key) for key in first["roots"] + second["roots"]))
+    gone = {name: list(uids) for name, uids in first.get("gone", {}).items()}
+    for modelname, uids in second.get("gone", {}).items():
+        gone[modelname] = list(dict.fromkeys(gone.get(modelname, []) + list(uids)))
     nodes: Dict[str, Filter] = dict(first["nodes"])
     for key, follow in second["nodes"].items():
         if key not in nodes:
@@ -310,11 +322,24 @@ def union_trees(first: Optional[Dict[str, Any]], second: Optional[Dict[str, Any]
             for child_type, uids in follow.items():
                 mine[child_type] = list(dict.fromkeys(mine.get(child_type, []) + list(uids)))
             nodes[key] = mine
-    return {"roots": [list(key) for key in roots], "nodes": nodes}
+    return {"roots": [list(key) for key in roots], "nodes": nodes, "gone": gone}
+
+
+def _followed(uids: Sequence[str], follow: Filter, child_type: str, gone: Mapping[str, Set[str]]) -> List[str]:
+    """The children of a path's object that a run follows: all (``follow`` None), or those named or deleted."""
+    if follow is None:
+        return list(uids)
+    wanted = set(follow.get(child_type, ()))
+    deleted = gone.get(child_type, set())
+    return [uid for uid in uids if uid in wanted or uid in deleted]
+
+
+def _gone_sets(tree: Dict[str, Any]) -> Dict[str, Set[str]]:
+    return {modelname: set(uids) for modelname, uids in tree.get("gone", {}).items()}
 
 
 def _saved_tree(job: JobState, side: str) -> Dict[str, Any]:
-    return job.pair_steps().get(side, {}).get("tree") or {"roots": [], "nodes": {}}
+    return job.pair_steps().get(side, {}).get("tree") or {"roots": [], "nodes": {}, "gone": {}}
 
 
 def run_tree(job: JobState) -> Dict[str, Any]:
@@ -349,7 +374,7 @@ def verify(
     drifted: List[str] = []
     with kept.engine_session():
         for root in roots:
-            if path_digest(kept, root, tree["nodes"]) != path_digest(live, root, tree["nodes"]):
+            if path_digest(kept, root, tree) != path_digest(live, root, tree):
                 drifted.append(f"{root[0]} {root[1]}")
                 replace_subtree(kept, live, root)
                 tree["nodes"][_key(*root)] = None
@@ -362,8 +387,9 @@ def verify(
     return drifted
 
 
-def path_digest(store: BaseStore, root: Tuple[str, str], nodes: Dict[str, Filter]) -> List[Any]:
+def path_digest(store: BaseStore, root: Tuple[str, str], tree: Dict[str, Any]) -> List[Any]:
     """What a store holds along a tree's paths from one root: objects, attributes and whole children lists."""
+    nodes, gone = tree["nodes"], _gone_sets(tree)
     seen: List[Any] = []
     level: List[Tuple[Key, bool]] = [((root[0], root[1]), False)]
     while level:
@@ -379,7 +405,7 @@ def path_digest(store: BaseStore, root: Tuple[str, str], nodes: Dict[str, Filter
             seen.append([key[0], key[1], pack(obj.get_attrs()), lists])
             follow = None if whole else nodes.get(_key(*key))
             for child_type, uids in lists.items():
-                chosen = uids if follow is None else [uid for uid in uids if uid in set(follow.get(child_type, ()))]
+                chosen = _followed(uids, follow, child_type, gone)
                 following.extend(((child_type, uid), whole or follow is None) for uid in chosen)
         level = following
     return seen
@@ -411,7 +437,7 @@ def pruned_store(kept: BaseStore, tree: Dict[str, Any], adapter: Adapter) -> Loc
     """A store of copies of the kept objects on the tree's paths, each listing only the children followed."""
     out = LocalStore()
     _attach(adapter, out)
-    nodes = tree["nodes"]
+    nodes, gone = tree["nodes"], _gone_sets(tree)
     level: List[Tuple[Key, bool]] = [((str(key[0]), str(key[1])), False) for key in tree["roots"]]
     with kept.engine_session():
         while level:
@@ -424,10 +450,7 @@ def pruned_store(kept: BaseStore, tree: Dict[str, Any], adapter: Adapter) -> Loc
                 copy = obj.model_copy()
                 follow = None if whole else nodes.get(_key(*key))
                 for child_type, field in obj.get_children_mapping().items():
-                    uids = list(getattr(obj, field) or [])
-                    if follow is not None:
-                        wanted = set(follow.get(child_type, ()))
-                        uids = [uid for uid in uids if uid in wanted]
+                    uids = _followed(list(getattr(obj, field) or []), follow, child_type, gone)
                     setattr(copy, field, uids)
                     following.extend(((child_type, uid), whole or follow is None) for uid in uids)
                 copy.adapter = adapter
