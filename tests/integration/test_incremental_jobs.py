@@ -15,7 +15,7 @@ from redis import Redis
 
 from core import keys
 from worker import forget_pair, submit_sync
-from worker.adapters.demo_db import connect, db_state, make_inventory_db
+from worker.adapters.demo_db import change_inventory_db, connect, db_state, make_inventory_db
 
 pytestmark = pytest.mark.usefixtures("workers")
 
@@ -105,4 +105,35 @@ def test_a_pool_process_killed_in_a_run_of_changes_loses_and_repeats_nothing(red
     again = run(systems["source"], systems["target"], pair, target_adapter="demo-db-gated")
     assert again["pair"]["run"] == "changes" and again["operations"] == 0, "the kept stores are what was written"
     conn.close()
+    forget_pair(pair)
+
+
+@pytest.mark.parametrize("target_changes", [True, False], ids=["target-lists-changes", "target-verified"])
+def test_random_rounds_on_workers_equal_full_syncs(redis_db: Redis, systems, target_changes: bool) -> None:
+    """Rounds of random edits on the source (and one behind the pair's back on the target, on a path the next
+    run looks at); each run of changes on the workers leaves the target equal to the source."""
+    pair = f"it-{uuid.uuid4().hex[:8]}"
+
+    def one() -> Dict[str, Any]:
+        handle = submit_sync("demo-db", "demo-db", source_kwargs={"path": systems["source"]},
+                             target_kwargs={"path": systems["target"], "changes": target_changes}, pair=pair,
+                             allow_deletes=True, shard_size=20, diff_range=10)  # fmt: skip
+        return handle.wait(timeout=120)
+
+    assert one()["pair"]["run"] == "full"
+    for seed in range(3):
+        change_inventory_db(systems["source"], 40, seed=seed)
+        conn = connect(systems["source"])  # a device whose interface the source edits, tampered in the target
+        device = conn.execute("SELECT device FROM interface ORDER BY rowid DESC LIMIT 1").fetchone()[0]
+        conn.execute("UPDATE interface SET mtu = 1234 WHERE device = ?", (device,))
+        conn.close()
+        behind = connect(systems["target"])
+        behind.execute("UPDATE device SET serial = 'tampered' WHERE uid = ?", (device,))
+        behind.close()
+        report = one()
+        assert report["status"] == "success", report.get("error")
+        assert report["pair"]["run"] == "changes"
+        if not target_changes:
+            assert report["pair"]["target"]["drifted_count"] >= 1
+        assert db_state(systems["target"]) == db_state(systems["source"]), f"round {seed}"
     forget_pair(pair)

@@ -10,6 +10,7 @@ inventory (``InventoryAdapter``'s data, a variant of it for a source that differ
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -71,6 +72,57 @@ def make_inventory_db(path: str, sites: int, devices: int = 10, interfaces: int 
     conn.execute("COMMIT")
     conn.close()
     return source.count()
+
+
+def change_inventory_db(path: str, changes: int, seed: int = 0, mark: str = "edited") -> int:
+    """Make about ``changes`` random edits to a file's inventory, as a day in a source of truth; returns how many.
+
+    Interfaces updated (most), created and deleted; devices updated, and some deleted with their interfaces;
+    sites created with a device. Every edit is logged (a run of an incremental pair lists them).
+    """
+    rng = random.Random(seed)
+    conn = connect(path)
+    conn.execute("BEGIN")
+    done = 0
+    plan = {("interface", "update"): 0.6, ("interface", "create"): 0.15, ("interface", "delete"): 0.1,
+            ("device", "update"): 0.1, ("device", "delete"): 0.03}  # fmt: skip
+    for (table, action), share in plan.items():
+        for uid in _pick(conn, table, max(1, round(changes * share)), rng):
+            if action == "update":
+                column = "description" if table == "interface" else "role"
+                conn.execute(f"UPDATE {table} SET {column} = ? WHERE uid = ?", (f"{mark}-{rng.random():.6f}", uid))
+            elif action == "create":
+                device, name = _parent(uid), f"new-{seed}-{done}"
+                row = (f"{device}__{name}", device, name, mark)
+                conn.execute("INSERT INTO interface VALUES (?, ?, ?, ?, 1, 1500)", row)
+            elif table == "device":
+                done += conn.execute("DELETE FROM interface WHERE device = ?", (uid,)).rowcount
+                conn.execute("DELETE FROM device WHERE uid = ?", (uid,))
+            else:
+                conn.execute("DELETE FROM interface WHERE uid = ?", (uid,))
+            done += 1
+    for number in range(max(1, round(changes * 0.01))):
+        site = f"site-new-{seed}-{number}"
+        conn.execute("INSERT OR REPLACE INTO site VALUES (?, 'emea', ?)", (site, mark))
+        conn.execute("INSERT OR REPLACE INTO device VALUES (?, ?, 'r1', 'mx', ?, 'SN')", (f"{site}__r1", site, mark))
+        done += 2
+    conn.execute("COMMIT")
+    conn.close()
+    return done
+
+
+def _pick(conn: sqlite3.Connection, table: str, count: int, rng: random.Random) -> List[str]:
+    """About ``count`` random rows' ids of a table (rowids drawn at random; the deleted ones' holes skipped)."""
+    last = int(conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {table}").fetchone()[0])
+    if not last:
+        return []
+    drawn = rng.sample(range(1, last + 1), min(last, count * 2))
+    found: List[str] = []
+    for first in range(0, len(drawn), 900):
+        chunk = drawn[first : first + 900]
+        query = f"SELECT uid FROM {table} WHERE rowid IN ({','.join('?' * len(chunk))})"
+        found.extend(row[0] for row in conn.execute(query, chunk))
+    return found[:count]
 
 
 class _Stored:
