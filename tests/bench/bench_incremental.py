@@ -12,6 +12,13 @@ not (they load whole, and the diff leaves the rest out). Each scoped job's resul
 engine's scoped diff of the same data. Targets: a scoped job at most 5% of the whole job's time with adapters
 that load by scope, 30% with adapters that do not.
 
+Incremental (``--incremental``): the SQLite demo inventory (``worker.adapters.demo_db``, ``--objects`` per
+side, the source a variant of the target) synced by a pair on the embedded runner: a cold (full) job, then
+``--change-share`` of the source changed (updates, creates, deletes), then the warm job (changes only); the
+check is a full re-diff of both systems (a plan of the same sync without the pair) that must find nothing to
+do, and both files' rows equal. Target: the warm job at most 5% of the cold job's time.
+``--verified-target``: the target cannot list its changes (its kept state is verified where the run looks).
+
 Events (``--events``): ``--requests`` resync requests over ``--seconds``, each scoped to one of ``--subtrees``
 sites of one pair, with ``--coalesce`` seconds, sent to 2 real ``celery -A worker worker`` processes (Redis
 database ``--db``, emptied before and after). Targets: at most 3 jobs run, none is refused or fails, and every
@@ -121,6 +128,60 @@ def scoped(args: argparse.Namespace) -> List[str]:
     return missed
 
 
+def incremental(args: argparse.Namespace) -> List[str]:
+    """A pair's cold (full) job, then a warm one after ``--change-share`` of the source changed; then a check."""
+    import tempfile
+    import uuid
+
+    from worker.adapters.demo_db import change_inventory_db, db_state, make_inventory_db
+    from worker.state.pairs import MEMORY_PAIRS
+
+    sites = max(1, args.objects // PER_SITE)
+    folder = Path(tempfile.mkdtemp(prefix="bench-incremental-"))
+    paths = {"source": str(folder / "source.sqlite"), "target": str(folder / "target.sqlite")}
+    started = time.perf_counter()
+    made = make_inventory_db(paths["source"], sites, 10, 19, variant=1)
+    make_inventory_db(paths["target"], sites, 10, 19, variant=0)
+    target = "verified" if args.verified_target else "lists its changes"
+    print(f"{sites} sites, {made} objects per side (SQLite files in {folder}, {time.perf_counter() - started:.0f} s "
+          f"to build); runner: embedded; target {target}")  # fmt: skip
+    pair = f"bench-{uuid.uuid4().hex[:8]}"
+    target_kwargs = {"path": paths["target"], "changes": not args.verified_target}
+
+    def spec(**extra: Any) -> JobSpec:
+        return JobSpec.from_data({"source": "demo-db", "target": "demo-db", "source_kwargs": {"path": paths["source"]},
+                                  "target_kwargs": target_kwargs, "allow_deletes": True, **extra})  # fmt: skip
+
+    cold_seconds, cold = timed(spec(pair=pair))
+    edits = change_inventory_db(paths["source"], round(made * args.change_share), seed=1)
+    warm_seconds, warm = timed(spec(pair=pair))
+    MEMORY_PAIRS.forget(pair)
+    # The check: a full re-diff of both systems, each loaded whole (a plan of the same sync, without the pair).
+    check_seconds, check = timed(spec(dry_run=True))
+    left = {kind: check["summary"][kind] for kind in ("create", "update", "delete")}
+    equal = db_state(paths["source"]) == db_state(paths["target"])
+    share = warm_seconds / cold_seconds
+    print(f"source changed: {edits} objects ({edits / made:.2%})")
+    print(f"{'job':34} {'seconds':>8} {'share':>7} {'target':>7} {'ops':>7}")
+    print(f"{'cold (full) job of the pair':34} {cold_seconds:8.2f} {1:7.1%} {'':>7} {cold['operations']:7d}")
+    print(f"{'warm job (changes only)':34} {warm_seconds:8.2f} {share:7.1%} {'5%':>7} {warm['operations']:7d}"
+          f"{'' if share <= 0.05 else '  MISSED'}")  # fmt: skip
+    for stage in ("load-source", "load-target", "diff", "plan", "sync", "finish"):
+        if stage in warm["seconds"]:
+            print(f"  warm {stage:29} {warm['seconds'][stage]:8.2f}")
+    print(f"{'check: full re-diff (plan)':34} {check_seconds:8.2f} {check_seconds / cold_seconds:7.1%} "
+          f"{'':>7} left to do: {left}; rows equal: {equal}")  # fmt: skip
+    print(f"warm run: {warm['pair']}")
+    missed = []
+    if share > 0.05:
+        missed.append(f"warm job {share:.1%} of the cold job, target 5%")
+    if any(left.values()) or not equal:
+        missed.append(f"the warm job's result is not a full sync's: a full re-diff finds {left}, rows equal {equal}")
+    for path in paths.values():
+        Path(path).unlink(missing_ok=True)
+    return missed
+
+
 def events(args: argparse.Namespace) -> List[str]:
     import random
     import tempfile
@@ -188,6 +249,9 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=204_000, help="objects per side")
     parser.add_argument("--scope-share", type=float, default=0.01, help="share of the top-level elements in scope")
     parser.add_argument("--hook-latency", type=float, default=0.0, help="seconds each write to the target takes")
+    parser.add_argument("--incremental", action="store_true", help="the incremental pair's target (embedded runner)")
+    parser.add_argument("--change-share", type=float, default=0.005, help="share of the source changed between runs")
+    parser.add_argument("--verified-target", action="store_true", help="a target without cursors (verified)")
     parser.add_argument("--events", action="store_true", help="the coalescing resyncs' targets (real workers)")
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=10.0, help="over how long the requests are sent")
@@ -195,10 +259,11 @@ def main() -> int:
     parser.add_argument("--coalesce", type=float, default=5.0, help="each request's coalesce window")
     parser.add_argument("--db", type=int, default=7, help="Redis database of --events (emptied)")
     args = parser.parse_args()
-    if not (args.scoped or args.events):
-        parser.error("say which targets to measure: --scoped, --events")
+    if not (args.scoped or args.events or args.incremental):
+        parser.error("say which targets to measure: --scoped, --incremental, --events")
     print("command: python tests/bench/bench_incremental.py " + " ".join(sys.argv[1:]))
-    missed = (scoped(args) if args.scoped else []) + (events(args) if args.events else [])
+    missed = (scoped(args) if args.scoped else []) + (incremental(args) if args.incremental else [])
+    missed += events(args) if args.events else []
     for line in missed:
         print("MISSED:", line)
     return 1 if missed else 0
