@@ -6,8 +6,9 @@ schedule file and opens no connection.
 """
 
 from worker.adapters.registry import get_adapter, register_adapter, registered_adapters
-from worker.api import JobHandle, forget_pair, list_jobs, submit_spec, submit_sync
+from worker.api import JobHandle, list_jobs, submit_spec, submit_sync
 from worker.errors import InvalidJob, JobFailed, JobStateLost, RedisUnavailable, ShardsyncError, UnknownAdapter
+from worker.pairs.runs import forget_pair
 from worker.runners.celery import (
     tasks,  # noqa: F401 - registers the tasks on the app
     watchdog,  # noqa: F401 - starts with every worker

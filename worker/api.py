@@ -29,7 +29,6 @@ from worker.job.spec import JobSpec, adapter_by_name
 from worker.runners.celery.app import app
 from worker.runners.celery.submit import enqueue_job
 from worker.settings import get_settings
-from worker.state.pairs import RedisPairs
 from worker.state.redis import RedisJobState
 
 
@@ -335,7 +334,7 @@ def submit_sync(
     more requests of the same pair, which join this job (its scope the union of theirs); the handle returned may
     be of the waiting job this request joined (``worker.state.coalesce``). ``pair``: the name of an incremental
     pair this job is a run of: both sides' stores and change cursors are kept between the pair's jobs, and a
-    run reads only what changed since the last good one (``worker.pipeline.changes``); ``full``: this run is a
+    run reads only what changed since the last good one (``worker.pairs``); ``full``: this run is a
     full reconcile.
 
     Raises:
@@ -391,20 +390,3 @@ def list_jobs(
     with reaching_redis("list jobs"):
         return _list_jobs(**found, offset=offset, client=redis_client())  # type: ignore[arg-type]
 
-
-def forget_pair(name: str) -> bool:
-    """Drop an incremental pair's kept stores and cursors: its next job is a full one. Whether it was kept.
-
-    Raises:
-        InvalidJob: if a job of the pair is running (cancel it, or wait for its end, first).
-        RedisUnavailable: if Redis does not answer.
-    """
-    with reaching_redis(f"forget pair {name!r}"):
-        client = redis_client()
-        pairs = RedisPairs(client)
-        record = pairs.record(name) or {}
-        running = record.get("running")
-        if running and RedisJobState(str(running), client).spec_data() is not None:
-            if RedisJobState(str(running), client).report() is None:
-                raise InvalidJob(f"job {running} of pair {name!r} is running: cancel it or wait for its end first")
-        return pairs.forget(name)

@@ -61,5 +61,6 @@ def test_submit_sync_builds_the_spec_from_its_arguments(monkeypatch) -> None:
         "allow_deletes": True, "apply_of": None, "deadline": 60, "job_id": "a-job",
         "retry": {"attempts": 2, "seconds": None, "initial": None, "maximum": None},
         "limits": {"concurrency": 3, "rate": None, "call_timeout": None}, "outage_budget": None,
-        "scope": {"types": None, "ids": ["x"], "where": {}, "children": []}, "coalesce": None,
+        "scope": {"types": None, "ids": ["x"], "where": {}, "children": []}, "coalesce": None, "pair": None,
+        "full": False,
     }  # fmt: skip

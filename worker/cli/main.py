@@ -17,7 +17,7 @@ import structlog
 from rich.console import Console
 
 from core.logging import enable_console_logging
-from worker.api import REDIS_PATIENCE, JobHandle, forget_pair, submit_spec
+from worker.api import REDIS_PATIENCE, JobHandle, submit_spec
 from worker.cli.display import Exit, Follower, exit_code_of, print_report
 from worker.cli.display import complain as _err
 from worker.cli.options import follow_options, job_options, read_job_file, spec_data
@@ -25,6 +25,7 @@ from worker.cli.views import JOB_ID, guarded, known_job, register_views
 from worker.cli.web import web
 from worker.errors import InvalidJob, InvalidSetting, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
 from worker.job.spec import JobSpec
+from worker.pairs.runs import forget_pair
 from worker.runners.local import run_local
 
 NO_WORKER_AFTER = 5.0

@@ -32,7 +32,7 @@ from worker.adapters.registry import get_adapter
 from worker.job.report import changed_part, rebuild_diff
 from worker.job.review import copy_diff, fingerprint, plan_job, refusal
 from worker.job.spec import JobSpec
-from worker.pipeline.changes import pruned_adapters, run_mode
+from worker.pairs.runs import pruned_adapters, run_mode
 from worker.pipeline.context import DONE, StepContext, Stop
 from worker.pipeline.plan import after_plan, element_flags, save_plan, shard_size_for
 from worker.settings import get_settings

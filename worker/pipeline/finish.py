@@ -22,7 +22,7 @@ from worker.errors import describe
 from worker.job.history import record_line
 from worker.job.report import assemble_report, rebuild_diff
 from worker.job.spec import JobSpec
-from worker.pipeline.changes import advance_pair, pair_part
+from worker.pairs.runs import advance_pair, pair_part
 from worker.pipeline.context import DONE, StepContext
 from worker.settings import get_settings
 from worker.state.base import JobState

@@ -17,7 +17,7 @@ import structlog
 from core.adapter import Adapter
 from core.store.redis.scripts import MAX_PARTITIONS
 from worker.errors import InvalidJob, describe
-from worker.pipeline.changes import keep_cursor, load_side_changes, run_mode
+from worker.pairs.runs import keep_cursor, load_side_changes, run_mode
 from worker.pipeline.context import SIDES, StepContext
 from worker.settings import get_settings
 from worker.state.base import JobState, pack

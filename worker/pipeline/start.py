@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from worker.errors import InvalidJob, describe
-from worker.pipeline.changes import decide, run_mode
+from worker.pairs.runs import decide, run_mode
 from worker.pipeline.context import DONE, SIDES, Busy, StepContext, Stop
 from worker.settings import get_settings
 from worker.state.coalesce import rescope, take

@@ -166,8 +166,8 @@ class PairSteps(ABC):
         """Keep what one part of a pair's run found (``run``: full or changes; a side: its cursor, changes)."""
 
     @abstractmethod
-    def pair_steps(self) -> Dict[str, Dict[str, Any]]:
-        """Everything ``save_pair_step`` kept, by part."""
+    def pair_step(self, part: str) -> Optional[Dict[str, Any]]:
+        """What ``save_pair_step`` kept for one part, or None (a tree of paths is big: each part is read alone)."""
 
 
 class RedisPairSteps(PairSteps):
@@ -189,9 +189,9 @@ class RedisPairSteps(PairSteps):
         pipe.expire(self.key("pairrun"), get_settings().store_ttl)
         pipe.execute()
 
-    def pair_steps(self) -> Dict[str, Dict[str, Any]]:
-        """The ``pairrun`` hash, unpacked."""
-        return {part.decode(): unpack(value) for part, value in self.client.hgetall(self.key("pairrun")).items()}
+    def pair_step(self, part: str) -> Optional[Dict[str, Any]]:
+        """One field of the ``pairrun`` hash, unpacked."""
+        return unpack(self.client.hget(self.key("pairrun"), part))  # type: ignore[no-any-return]
 
 
 class MemoryPairSteps(PairSteps):
@@ -205,6 +205,7 @@ class MemoryPairSteps(PairSteps):
         """Keep a copy."""
         self.__dict__.setdefault("_pair_steps", {})[part] = unpack(pack(data))
 
-    def pair_steps(self) -> Dict[str, Dict[str, Any]]:
-        """Copies of what was kept."""
-        return unpack(pack(self.__dict__.get("_pair_steps", {})))  # type: ignore[no-any-return]
+    def pair_step(self, part: str) -> Optional[Dict[str, Any]]:
+        """A copy of what was kept for the part."""
+        found = self.__dict__.get("_pair_steps", {}).get(part)
+        return unpack(pack(found)) if found is not None else None  # type: ignore[no-any-return]

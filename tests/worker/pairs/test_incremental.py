@@ -22,7 +22,7 @@ from worker.adapters.demo_db import DbInterface, DbInventoryAdapter, connect, db
 from worker.adapters.registry import register_adapter, unregister_adapter
 from worker.errors import InvalidJob, JobFailed
 from worker.job.spec import JobSpec
-from worker.pipeline.changes import apply_merge, plan_merge, union_trees
+from worker.pairs.paths import apply_merge, plan_merge, union_trees
 from worker.runners.local import run_local
 from worker.state.pairs import MEMORY_PAIRS
 

@@ -22,34 +22,36 @@ object again, and a delete of what is gone is nothing. Cursors move only at the 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import structlog
 
 from core.adapter import Adapter
-from core.exceptions import ObjectNotFound
-from core.model import DiffSyncModel
 from core.scope import Scope
 from core.store import BaseStore
 from core.store.local import LocalStore
 from worker.adapters.registry import get_adapter
+from worker.connection import reaching_redis, redis_client
 from worker.errors import InvalidJob, describe
 from worker.job.spec import JobSpec
+from worker.pairs.paths import (
+    Key,
+    apply_merge,
+    attach,
+    node_key,
+    path_digest,
+    plan_merge,
+    pruned_store,
+    replace_subtree,
+    union_trees,
+)
 from worker.settings import get_settings
 from worker.state.base import JobState, pack, unpack
+from worker.state.pairs import RedisPairs
+from worker.state.redis import RedisJobState
 from worker.targets.timeout import time_limit
 
 logger = structlog.get_logger("shardsync.worker")
-
-Key = Tuple[str, str]
-Filter = Optional[Dict[str, List[str]]]
-"""The children of one object a run follows, by child type; None: all of them (the whole subtree)."""
-
-_SEP = "\x1f"
-
-
-def _key(modelname: str, uid: str) -> str:
-    return f"{modelname}{_SEP}{uid}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -65,7 +67,7 @@ def can_list_changes(adapter_name: str) -> bool:
 
 def run_mode(job: JobState) -> Optional[str]:
     """``full`` or ``changes`` for a run of a pair (once its start decided), None for any other job."""
-    run = job.pair_steps().get("run") if job.pair_name() else None
+    run = job.pair_step("run") if job.pair_name() else None
     return run.get("mode") if run else None
 
 
@@ -79,7 +81,7 @@ def decide(job: JobState, spec: JobSpec) -> Dict[str, Any]:
         InvalidJob: if the pair was kept for another identity (other adapters, kwargs, flags or scope).
     """
     name = str(spec.pair)
-    decided = job.pair_steps().get("run")
+    decided = job.pair_step("run")
     if decided:
         return decided
     pairs = job.pairs()
@@ -132,7 +134,7 @@ def _describe_identity(identity: Any) -> str:
 
 def keep_cursor(job: JobState, side: str, adapter: Adapter) -> None:
     """Before a full load of a side: its cursor now (changes from here on are listed by the next run)."""
-    if side not in job.pair_steps():
+    if job.pair_step(side) is None:
         job.save_pair_step(side, {"cursor": _checked_cursor(adapter), "full": True})
 
 
@@ -161,35 +163,33 @@ def load_side_changes(job: JobState, spec: JobSpec, side: str, standing: Any) ->
     started = time.perf_counter()
     adapter = spec.build_adapter(side)
     kept = job.open_store(side, lazy=True)
-    _attach(spec.build_adapter(side), kept)
-    since = job.pair_steps()["run"].get("since", {}).get(side)
+    attach(spec.build_adapter(side), kept)
+    since = (job.pair_step("run") or {}).get("since", {}).get(side)
     if side == "target" and (since is None or not can_list_changes(spec.target)):
         tree = _saved_tree(job, "source")
         drifted = verify(job, spec, adapter, kept, tree, standing)
-        job.save_pair_step("target", {"cursor": None, "drifted": drifted, "tree": tree})
+        job.save_pair_step("target-tree", tree)
+        job.save_pair_step("target", {"cursor": None, "drifted": drifted, "paths": len(tree["roots"])})
         return {"objects": kept.count(), "seconds": time.perf_counter() - started, "verified": len(tree["roots"]),
                 "drifted": len(drifted)}  # fmt: skip
     cursor = _checked_cursor(adapter)
     scratch = LocalStore()
-    _attach(adapter, scratch)
+    attach(adapter, scratch)
     with time_limit(get_settings().load_timeout, f"{type(adapter).__name__}.load_changes()"):
         deleted = adapter.load_changes(since)
     standing()
     gone = _deleted_keys(adapter, deleted)
     with kept.engine_session():
         tree, writes = plan_merge(kept, scratch, gone, list(adapter.top_level), type(adapter).__name__)
-        earlier = job.pair_steps().get(side, {}).get("tree")
+        earlier = job.pair_step(f"{side}-tree")
         tree = union_trees(earlier, tree) if earlier else tree
-        job.save_pair_step(side, {"cursor": cursor, "tree": tree, "changes": len(writes), "deleted": len(gone)})
+        job.save_pair_step(f"{side}-tree", tree)
+        job.save_pair_step(side, {"cursor": cursor, "changes": len(writes), "deleted": len(gone),
+                                  "paths": len(tree["roots"])})  # fmt: skip
         standing()
         apply_merge(kept, writes, gone)
     return {"objects": kept.count(), "seconds": time.perf_counter() - started, "changes": len(writes),
             "deleted": len(gone)}  # fmt: skip
-
-
-def _attach(adapter: Adapter, store: BaseStore) -> None:
-    adapter.store = store
-    store.adapter = adapter
 
 
 def _deleted_keys(adapter: Adapter, deleted: Any) -> List[Key]:
@@ -209,137 +209,8 @@ def _deleted_keys(adapter: Adapter, deleted: Any) -> List[Key]:
     return list(dict.fromkeys(found))
 
 
-def _read(store: BaseStore, wanted: Iterable[Key]) -> Dict[Key, DiffSyncModel]:
-    """The objects of the store among ``wanted`` (one read per type in a lazy Redis session)."""
-    by_type: Dict[str, List[str]] = {}
-    for modelname, uid in wanted:
-        by_type.setdefault(modelname, []).append(uid)
-    found: Dict[Key, DiffSyncModel] = {}
-    for modelname, uids in by_type.items():
-        prefetch = getattr(store, "prefetch", None)
-        if prefetch is not None:
-            prefetch(modelname, uids)
-        for uid in uids:
-            try:
-                found[(modelname, uid)] = store.get(model=modelname, identifier=uid)
-            except ObjectNotFound:
-                continue
-    return found
-
-
-def plan_merge(
-    kept: BaseStore, scratch: BaseStore, gone: Sequence[Key], top_level: Sequence[str], adapter_name: str
-) -> Tuple[Dict[str, Any], List[Tuple[DiffSyncModel, bool]]]:
-    """The tree of paths a side's changes touch, and the writes that merge them (object, whether it is new).
-
-    Reads only: the kept store is written by ``apply_merge`` once the tree is saved.
-
-    Raises:
-        InvalidJob: if the changes hold an object of a child type without its parent (its path is unknown).
-    """
-    loaded: Dict[Key, DiffSyncModel] = {}
-    for modelname in sorted(scratch.get_all_model_names()):
-        for obj in scratch.get_all(model=modelname):
-            loaded[(modelname, obj.get_unique_id())] = obj
-    listed: Set[Key] = set()
-    for obj in loaded.values():
-        for child_type, field in obj.get_children_mapping().items():
-            listed.update((child_type, uid) for uid in getattr(obj, field) or [])
-    roots = [key for key in loaded if key not in listed]
-    for modelname, uid in roots:
-        if modelname not in top_level:
-            raise InvalidJob(
-                f"{adapter_name}.load_changes() loaded {modelname} {uid} without its parent: load a changed "
-                "object with its ancestors (each parent listing it among its children), so that its path is known"
-            )
-    gone_set = set(gone)
-    before = _read(kept, list(loaded) + [key for key in listed if key not in loaded])
-    nodes: Dict[str, Filter] = {}
-    writes: List[Tuple[DiffSyncModel, bool]] = []
-    for key, obj in loaded.items():
-        old = before.get(key)
-        follow: Dict[str, List[str]] = {}
-        for child_type, field in obj.get_children_mapping().items():
-            new_ids = [uid for uid in getattr(obj, field) or [] if (child_type, uid) not in gone_set]
-            old_ids = list(getattr(old, field) or []) if old is not None else []
-            # A child listed here that neither the changes nor the kept store hold would dangle: left out.
-            new_ids = [uid for uid in new_ids if (child_type, uid) in loaded or (child_type, uid) in before]
-            lost = [uid for uid in old_ids if (child_type, uid) in gone_set]
-            follow[child_type] = list(dict.fromkeys(new_ids + lost))
-            merged = old_ids + [uid for uid in new_ids if uid not in set(old_ids)]
-            setattr(obj, field, [uid for uid in merged if (child_type, uid) not in gone_set])
-        nodes[_key(*key)] = follow if old is not None else None  # a new object: all of it
-        writes.append((obj, old is None))
-    for key in gone:
-        nodes[_key(*key)] = None  # whatever the other side holds below it goes with it
-    tops = [list(key) for key in roots] + [list(key) for key in gone if key[0] in top_level]
-    deleted: Dict[str, List[str]] = {}
-    for modelname, uid in gone:
-        deleted.setdefault(modelname, []).append(uid)
-    # The deleted objects are followed wherever a path's object lists them, on either side: after a failed
-    # run, the kept source no longer lists a child it merged away, while the target still holds it.
-    tree = {"roots": [list(key) for key in dict.fromkeys(tuple(key) for key in tops)], "nodes": nodes,
-            "gone": deleted}  # fmt: skip
-    return tree, writes
-
-
-def apply_merge(kept: BaseStore, writes: Sequence[Tuple[DiffSyncModel, bool]], gone: Sequence[Key]) -> None:
-    """Write the merged objects into the kept store and remove the deleted ones with what they hold."""
-    for obj in _read(kept, gone).values():
-        try:
-            kept.remove(obj=obj, remove_children=True)
-        except ObjectNotFound:
-            continue  # removed with its deleted parent
-    for obj, new in writes:
-        obj.adapter = kept.adapter
-        if new:
-            kept.add(obj=obj)
-        else:
-            kept.update(obj=obj)
-    flush = getattr(kept, "flush", None)
-    if flush is not None:
-        flush()
-
-
-def union_trees(first: Optional[Dict[str, Any]], second: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """Both trees' paths: roots joined, and per object the children either follows (all, if either does)."""
-    if not first:
-        return second or {"roots": [], "nodes": {}, "gone": {}}
-    if not second:
-        return first
-    roots = list(dict.fromkeys(tuple(key) for key in first["roots"] + second["roots"]))
-    gone = {name: list(uids) for name, uids in first.get("gone", {}).items()}
-    for modelname, uids in second.get("gone", {}).items():
-        gone[modelname] = list(dict.fromkeys(gone.get(modelname, []) + list(uids)))
-    nodes: Dict[str, Filter] = dict(first["nodes"])
-    for key, follow in second["nodes"].items():
-        if key not in nodes:
-            nodes[key] = follow
-        elif nodes[key] is None or follow is None:
-            nodes[key] = None
-        else:
-            mine = dict(nodes[key])  # type: ignore[arg-type]
-            for child_type, uids in follow.items():
-                mine[child_type] = list(dict.fromkeys(mine.get(child_type, []) + list(uids)))
-            nodes[key] = mine
-    return {"roots": [list(key) for key in roots], "nodes": nodes, "gone": gone}
-
-
-def _followed(uids: Sequence[str], follow: Filter, child_type: str, gone: Mapping[str, Set[str]]) -> List[str]:
-    """The children of a path's object that a run follows: all (``follow`` None), or those named or deleted."""
-    if follow is None:
-        return list(uids)
-    wanted = set(follow.get(child_type, ()))
-    deleted = gone.get(child_type, set())
-    return [uid for uid in uids if uid in wanted or uid in deleted]
-
-
-def _gone_sets(tree: Dict[str, Any]) -> Dict[str, Set[str]]:
-    return {modelname: set(uids) for modelname, uids in tree.get("gone", {}).items()}
-
-
 def _saved_tree(job: JobState, side: str) -> Dict[str, Any]:
-    return job.pair_steps().get(side, {}).get("tree") or {"roots": [], "nodes": {}, "gone": {}}
+    return job.pair_step(f"{side}-tree") or {"roots": [], "nodes": {}, "gone": {}}
 
 
 def run_tree(job: JobState) -> Dict[str, Any]:
@@ -366,7 +237,7 @@ def verify(
         return []
     scope = spec.scope_obj or Scope()
     live = LocalStore()
-    _attach(adapter, live)
+    attach(adapter, live)
     wanted = Scope(types=scope.types, ids=[uid for _, uid in roots], where=scope.where, children=scope.children)
     with time_limit(get_settings().load_timeout, f"{type(adapter).__name__}.load_scoped()"):
         adapter.load_scoped(wanted)
@@ -377,7 +248,7 @@ def verify(
             if path_digest(kept, root, tree) != path_digest(live, root, tree):
                 drifted.append(f"{root[0]} {root[1]}")
                 replace_subtree(kept, live, root)
-                tree["nodes"][_key(*root)] = None
+                tree["nodes"][node_key(*root)] = None
         flush = getattr(kept, "flush", None)
         if flush is not None:
             flush()
@@ -387,85 +258,13 @@ def verify(
     return drifted
 
 
-def path_digest(store: BaseStore, root: Tuple[str, str], tree: Dict[str, Any]) -> List[Any]:
-    """What a store holds along a tree's paths from one root: objects, attributes and whole children lists."""
-    nodes, gone = tree["nodes"], _gone_sets(tree)
-    seen: List[Any] = []
-    level: List[Tuple[Key, bool]] = [((root[0], root[1]), False)]
-    while level:
-        found = _read(store, [key for key, _ in level])
-        following: List[Tuple[Key, bool]] = []
-        for key, whole in level:
-            obj = found.get(key)
-            if obj is None:
-                seen.append([key[0], key[1], None])
-                continue
-            lists = {child_type: sorted(getattr(obj, field) or []) for child_type, field in
-                     obj.get_children_mapping().items()}  # fmt: skip
-            seen.append([key[0], key[1], pack(obj.get_attrs()), lists])
-            follow = None if whole else nodes.get(_key(*key))
-            for child_type, uids in lists.items():
-                chosen = _followed(uids, follow, child_type, gone)
-                following.extend(((child_type, uid), whole or follow is None) for uid in chosen)
-        level = following
-    return seen
-
-
-def replace_subtree(kept: BaseStore, live: BaseStore, root: Tuple[str, str]) -> None:
-    """The kept subtree of ``root`` replaced by the live one (removed, if the live target has none)."""
-    old = _read(kept, [root]).get(root)
-    if old is not None:
-        kept.remove(obj=old, remove_children=True)
-    level = [root]
-    while level:
-        found = _read(live, level)
-        level = []
-        for obj in found.values():
-            copy = obj.model_copy()
-            copy.adapter = kept.adapter
-            kept.add(obj=copy)
-            for child_type, field in obj.get_children_mapping().items():
-                level.extend((child_type, uid) for uid in getattr(obj, field) or [])
-
-
-# ----------------------------------------------------------------------------------------------------
-# the diff of the changed paths
-# ----------------------------------------------------------------------------------------------------
-
-
-def pruned_store(kept: BaseStore, tree: Dict[str, Any], adapter: Adapter) -> LocalStore:
-    """A store of copies of the kept objects on the tree's paths, each listing only the children followed."""
-    out = LocalStore()
-    _attach(adapter, out)
-    nodes, gone = tree["nodes"], _gone_sets(tree)
-    level: List[Tuple[Key, bool]] = [((str(key[0]), str(key[1])), False) for key in tree["roots"]]
-    with kept.engine_session():
-        while level:
-            found = _read(kept, [key for key, _ in level])
-            following: List[Tuple[Key, bool]] = []
-            for key, whole in level:
-                obj = found.get(key)
-                if obj is None:
-                    continue
-                copy = obj.model_copy()
-                follow = None if whole else nodes.get(_key(*key))
-                for child_type, field in obj.get_children_mapping().items():
-                    uids = _followed(list(getattr(obj, field) or []), follow, child_type, gone)
-                    setattr(copy, field, uids)
-                    following.extend(((child_type, uid), whole or follow is None) for uid in uids)
-                copy.adapter = adapter
-                out.add(obj=copy)
-            level = following
-    return out
-
-
 def pruned_adapters(job: JobState, spec: JobSpec) -> Tuple[Adapter, Adapter]:
     """Source and target adapters attached to the run's paths cut out of both kept stores."""
     tree = run_tree(job)
     pair = []
     for side in ("source", "target"):
         kept = job.open_store(side, lazy=True)
-        _attach(spec.build_adapter(side), kept)  # its models, to read the kept objects by type name
+        attach(spec.build_adapter(side), kept)  # its models, to read the kept objects by type name
         adapter = spec.build_adapter(side)
         store = pruned_store(kept, tree, adapter)
         adapter.attach_store(store)
@@ -480,16 +279,15 @@ def pruned_adapters(job: JobState, spec: JobSpec) -> Tuple[Adapter, Adapter]:
 
 def pair_part(job: JobState, spec: JobSpec, status: str) -> Dict[str, Any]:
     """The report's ``pair`` part: the run's kind and why, the changes per side, the drifted subtrees."""
-    steps = job.pair_steps()
-    run = steps.get("run", {})
+    run = job.pair_step("run") or {}
     part: Dict[str, Any] = {"name": spec.pair, "run": run.get("mode"), "reason": run.get("reason")}
     for side in ("source", "target"):
-        found = steps.get(side, {})
+        found = job.pair_step(side) or {}
         part[side] = {field: found[field] for field in ("changes", "deleted") if field in found}
         if found.get("drifted") is not None:
             part[side]["drifted"] = list(found["drifted"])[:100]
             part[side]["drifted_count"] = len(found["drifted"])
-    part["paths"] = len(run_tree(job)["roots"]) if run.get("mode") == "changes" else None
+    part["paths"] = (job.pair_step("source") or {}).get("paths") if run.get("mode") == "changes" else None
     part["cursors_advanced"] = status == "success" and bool(run)
     return part
 
@@ -501,8 +299,7 @@ def advance_pair(job: JobState, spec: JobSpec) -> None:
     list its changes again from the last good cursors, and a full run that did not get here leaves it full.
     """
     name = str(spec.pair)
-    steps = job.pair_steps()
-    run = steps.get("run")
+    run = job.pair_step("run")
     if not run:
         return
     pairs = job.pairs()
@@ -510,8 +307,26 @@ def advance_pair(job: JobState, spec: JobSpec) -> None:
     full = run.get("mode") == "full"
     record.update(
         identity=unpack(pack(spec.pair_identity())), state="warm", job=job.job_id,
-        cursors={side: steps.get(side, {}).get("cursor") for side in ("source", "target")},
+        cursors={side: (job.pair_step(side) or {}).get("cursor") for side in ("source", "target")},
         runs=0 if full else int(record.get("runs", 0)) + 1,
         full_at=job.now() if full else float(record.get("full_at", 0.0)),
     )  # fmt: skip
     pairs.save(name, record)
+
+
+def forget_pair(name: str) -> bool:
+    """Drop an incremental pair's kept stores and cursors: its next job is a full one. Whether it was kept.
+
+    Raises:
+        InvalidJob: if a job of the pair is running (cancel it, or wait for its end, first).
+        RedisUnavailable: if Redis does not answer.
+    """
+    with reaching_redis(f"forget pair {name!r}"):
+        client = redis_client()
+        pairs = RedisPairs(client)
+        running = (pairs.record(name) or {}).get("running")
+        if running:
+            state = RedisJobState(str(running), client)
+            if state.spec_data() is not None and state.report() is None:
+                raise InvalidJob(f"job {running} of pair {name!r} is running: cancel it or wait for its end first")
+        return pairs.forget(name)
