@@ -13,7 +13,7 @@ engine's scoped diff of the same data. Targets: a scoped job at most 5% of the w
 that load by scope, 30% with adapters that do not.
 
 Incremental (``--incremental``): the SQLite demo inventory (``worker.adapters.demo_db``, ``--objects`` per
-side, the source a variant of the target) synced by a pair on the embedded runner: a cold (full) job, then
+side; ``--initial-share`` of the source edited) synced by a pair on the embedded runner: a cold (full) job, then
 ``--change-share`` of the source changed (updates, creates, deletes), then the warm job (changes only); the
 check is a full re-diff of both systems (a plan of the same sync without the pair) that must find nothing to
 do, and both files' rows equal. Target: the warm job at most 5% of the cold job's time.
@@ -140,8 +140,10 @@ def incremental(args: argparse.Namespace) -> List[str]:
     folder = Path(tempfile.mkdtemp(prefix="bench-incremental-"))
     paths = {"source": str(folder / "source.sqlite"), "target": str(folder / "target.sqlite")}
     started = time.perf_counter()
-    made = make_inventory_db(paths["source"], sites, 10, 19, variant=1)
-    make_inventory_db(paths["target"], sites, 10, 19, variant=0)
+    # The two systems differ by --initial-share of the objects: what the pair's first (full) run syncs.
+    made = make_inventory_db(paths["source"], sites, 10, 19)
+    make_inventory_db(paths["target"], sites, 10, 19)
+    change_inventory_db(paths["source"], round(made * args.initial_share), seed=0)
     target = "verified" if args.verified_target else "lists its changes"
     print(f"{sites} sites, {made} objects per side (SQLite files in {folder}, {time.perf_counter() - started:.0f} s "
           f"to build); runner: embedded; target {target}")  # fmt: skip
@@ -251,6 +253,7 @@ def main() -> int:
     parser.add_argument("--hook-latency", type=float, default=0.0, help="seconds each write to the target takes")
     parser.add_argument("--incremental", action="store_true", help="the incremental pair's target (embedded runner)")
     parser.add_argument("--change-share", type=float, default=0.005, help="share of the source changed between runs")
+    parser.add_argument("--initial-share", type=float, default=0.01, help="share of objects the first run syncs")
     parser.add_argument("--verified-target", action="store_true", help="a target without cursors (verified)")
     parser.add_argument("--events", action="store_true", help="the coalescing resyncs' targets (real workers)")
     parser.add_argument("--requests", type=int, default=500)

@@ -84,8 +84,10 @@ def change_inventory_db(path: str, changes: int, seed: int = 0, mark: str = "edi
     conn = connect(path)
     conn.execute("BEGIN")
     done = 0
+    # Shares of the objects edited; a device deleted takes its interfaces (about 20 objects), a site made has
+    # a device (2).
     plan = {("interface", "update"): 0.6, ("interface", "create"): 0.15, ("interface", "delete"): 0.1,
-            ("device", "update"): 0.1, ("device", "delete"): 0.03}  # fmt: skip
+            ("device", "update"): 0.1, ("device", "delete"): 0.03 / 20}  # fmt: skip
     for (table, action), share in plan.items():
         for uid in _pick(conn, table, max(1, round(changes * share)), rng):
             if action == "update":
@@ -101,7 +103,7 @@ def change_inventory_db(path: str, changes: int, seed: int = 0, mark: str = "edi
             else:
                 conn.execute("DELETE FROM interface WHERE uid = ?", (uid,))
             done += 1
-    for number in range(max(1, round(changes * 0.01))):
+    for number in range(max(1, round(changes * 0.02 / 2))):
         site = f"site-new-{seed}-{number}"
         conn.execute("INSERT OR REPLACE INTO site VALUES (?, 'emea', ?)", (site, mark))
         conn.execute("INSERT OR REPLACE INTO device VALUES (?, ?, 'r1', 'mx', ?, 'SN')", (f"{site}__r1", site, mark))

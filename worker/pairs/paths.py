@@ -238,6 +238,6 @@ def pruned_store(kept: BaseStore, tree: Dict[str, Any], adapter: Adapter) -> Loc
                     setattr(copy, field, uids)
                     following.extend(((child_type, uid), whole or follow is None) for uid in uids)
                 copy.adapter = adapter
-                out.add(obj=copy)
+                out.update(obj=copy)  # a copy, once per path: nothing to check an add for
             level = following
     return out
