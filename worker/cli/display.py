@@ -183,6 +183,11 @@ def print_report(console: Console, report: Dict[str, Any], as_json: bool) -> Non
     out(f"  {report['source']} -> {report['target']}, {diff}", highlight=False, soft_wrap=True)
     if report.get("scope"):
         out(f"  scope {json.dumps(report['scope'], sort_keys=True)}", highlight=False, soft_wrap=True, markup=False)
+    pair = report.get("pair")
+    if pair and pair.get("run"):
+        moved = "cursors moved on" if pair.get("cursors_advanced") else "cursors kept (the next run lists these again)"
+        out(f"  pair {pair['name']}: a {pair['run']} run ({pair['reason']}); {moved}", highlight=False,
+            soft_wrap=True, markup=False)  # fmt: skip
     if report.get("dry_run"):
         shards = "a plan: nothing applied"
     else:

@@ -88,7 +88,7 @@ def finish(ctx: StepContext) -> Optional[Dict[str, Any]]:
     report["hung"] = list(hung)
     if spec is not None and spec.pair is not None:  # a successful run moves its pair's cursors on
         report["pair"] = pair_part(job, spec, report["status"])
-    keep_stores = _keeps_stores(spec)
+    keep_stores = _keeps_stores(spec) or (spec is not None and spec.pair is not None)  # a pair's are kept
     if not keep_stores:
         report["stores"] = {}  # removed below: the report names no store that is gone
     if not job.save_report(report, get_settings().store_ttl):

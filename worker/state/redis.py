@@ -181,7 +181,9 @@ class RedisJobState(RedisClaims, RedisParts, RedisPlans, RedisPairSteps, JobStat
 
     def store_ids(self) -> Dict[str, str]:
         """The store ids of both sides (``RedisStore(store_id=...)`` reads them until they expire)."""
-        return {side: keys.job_store_id(self.job_id, side) for side in ("source", "target")}
+        pair = self.pair_name()  # a run of a pair: the pair's kept stores
+        return {side: keys.pair_store_id(pair, side) if pair else keys.job_store_id(self.job_id, side)
+                for side in ("source", "target")}  # fmt: skip
 
     def drop_stores(self, sides: Sequence[str] = ("source", "target")) -> None:
         """Remove side stores, key by key (nothing is written first: it works on a Redis out of memory)."""
