@@ -60,11 +60,19 @@ def read_objects(store: BaseStore, wanted: Iterable[Key]) -> Dict[Key, DiffSyncM
 
 
 def plan_merge(
-    kept: BaseStore, scratch: BaseStore, gone: Sequence[Key], top_level: Sequence[str], adapter_name: str
+    kept: BaseStore,
+    scratch: BaseStore,
+    gone: Sequence[Key],
+    top_level: Sequence[str],
+    adapter_name: str,
+    echoes: bool = False,
 ) -> Tuple[Dict[str, Any], List[Tuple[DiffSyncModel, bool]]]:
     """The tree of paths a side's changes touch, and the writes that merge them (object, whether it is new).
 
-    Reads only: the kept store is written by ``apply_merge`` once the tree is saved.
+    Reads only: the kept store is written by ``apply_merge`` once the tree is saved. ``echoes``: a listed change
+    that leaves an object as the kept store holds it is no change (a target's feed lists the run's own writes,
+    which its kept store holds already); it stays on the tree only as the ancestor of a change. Not for the
+    source: after a failed run, its kept store holds changes the target has not been given yet.
 
     Raises:
         InvalidJob: if the changes hold an object of a child type without its parent (its path is unknown).
@@ -73,45 +81,68 @@ def plan_merge(
     for modelname in sorted(scratch.get_all_model_names()):
         for obj in scratch.get_all(model=modelname):
             loaded[(modelname, obj.get_unique_id())] = obj
-    listed: Set[Key] = set()
-    for obj in loaded.values():
+    parent_of: Dict[Key, Key] = {}
+    for key, obj in loaded.items():
         for child_type, field in obj.get_children_mapping().items():
-            listed.update((child_type, uid) for uid in getattr(obj, field) or [])
-    roots = [key for key in loaded if key not in listed]
-    for modelname, uid in roots:
+            parent_of.update(((child_type, uid), key) for uid in getattr(obj, field) or [])
+    for modelname, uid in (key for key in loaded if key not in parent_of):
         if modelname not in top_level:
             raise InvalidJob(
                 f"{adapter_name}.load_changes() loaded {modelname} {uid} without its parent: load a changed "
                 "object with its ancestors (each parent listing it among its children), so that its path is known"
             )
     gone_set = set(gone)
-    before = read_objects(kept, list(loaded) + [key for key in listed if key not in loaded])
-    nodes: Dict[str, Filter] = {}
+    before = read_objects(kept, list(dict.fromkeys([*loaded, *parent_of, *gone])))
+    changed: List[Key] = []
+    lost_from: Dict[Key, Key] = {}  # a deleted child -> the object that listed it in the kept store
+    follow_of: Dict[Key, Dict[str, List[str]]] = {}
     writes: List[Tuple[DiffSyncModel, bool]] = []
     for key, obj in loaded.items():
         old = before.get(key)
+        differs = old is None or old.get_attrs() != obj.get_attrs()
         follow: Dict[str, List[str]] = {}
         for child_type, field in obj.get_children_mapping().items():
-            new_ids = [uid for uid in getattr(obj, field) or [] if (child_type, uid) not in gone_set]
             old_ids = list(getattr(old, field) or []) if old is not None else []
+            old_set = set(old_ids)
             # A child listed here that neither the changes nor the kept store hold would dangle: left out.
-            new_ids = [uid for uid in new_ids if (child_type, uid) in loaded or (child_type, uid) in before]
+            new_ids = [uid for uid in getattr(obj, field) or [] if (child_type, uid) not in gone_set
+                       and ((child_type, uid) in loaded or (child_type, uid) in before)]  # fmt: skip
             lost = [uid for uid in old_ids if (child_type, uid) in gone_set]
+            lost_from.update(((child_type, uid), key) for uid in lost)
             follow[child_type] = list(dict.fromkeys(new_ids + lost))
-            merged = old_ids + [uid for uid in new_ids if uid not in set(old_ids)]
-            setattr(obj, field, [uid for uid in merged if (child_type, uid) not in gone_set])
-        nodes[node_key(*key)] = follow if old is not None else None  # a new object: all of it
-        writes.append((obj, old is None))
-    for key in gone:
-        nodes[node_key(*key)] = None  # whatever the other side holds below it goes with it
-    tops = [list(key) for key in roots] + [list(key) for key in gone if key[0] in top_level]
+            merged = [uid for uid in old_ids if (child_type, uid) not in gone_set]
+            merged += [uid for uid in new_ids if uid not in old_set]
+            differs = differs or merged != old_ids
+            setattr(obj, field, merged)
+        follow_of[key] = follow
+        if differs:
+            writes.append((obj, old is None))
+        if differs or not echoes:
+            changed.append(key)
+    removed = [key for key in gone if not echoes or key in before]  # an echo of a delete: gone already
+    on_tree: Set[Key] = set(removed)
+    for key in changed + [lost_from[key] for key in removed if key in lost_from]:
+        while key not in on_tree:  # the object and its ancestors, up to its root
+            on_tree.add(key)
+            if key not in parent_of:
+                break
+            key = parent_of[key]
+    nodes: Dict[str, Filter] = {}
+    for key in on_tree:
+        if key in gone_set or before.get(key) is None:
+            nodes[node_key(*key)] = None  # new or deleted: all of it, whatever the other side holds below it
+        else:
+            nodes[node_key(*key)] = {
+                child_type: [uid for uid in uids if (child_type, uid) in on_tree]
+                for child_type, uids in follow_of[key].items()
+            }
+    roots = [key for key in on_tree if key[0] in top_level and key not in parent_of]
     deleted: Dict[str, List[str]] = {}
-    for modelname, uid in gone:
+    for modelname, uid in removed:
         deleted.setdefault(modelname, []).append(uid)
     # The deleted objects are followed wherever a path's object lists them, on either side: after a failed
     # run, the kept source no longer lists a child it merged away, while the target still holds it.
-    tree = {"roots": [list(key) for key in dict.fromkeys(tuple(key) for key in tops)], "nodes": nodes,
-            "gone": deleted}  # fmt: skip
+    tree = {"roots": sorted([list(key) for key in roots]), "nodes": nodes, "gone": deleted}
     return tree, writes
 
 
@@ -231,9 +262,13 @@ def pruned_store(kept: BaseStore, tree: Dict[str, Any], adapter: Adapter) -> Loc
                 obj = found.get(key)
                 if obj is None:
                     continue
+                mapping = obj.get_children_mapping()
+                if not mapping:  # nothing to cut: the kept object itself (a diff only reads it)
+                    out.update(obj=obj)
+                    continue
                 copy = obj.model_copy()
                 follow = None if whole else nodes.get(node_key(*key))
-                for child_type, field in obj.get_children_mapping().items():
+                for child_type, field in mapping.items():
                     uids = followed(list(getattr(obj, field) or []), follow, child_type, gone)
                     setattr(copy, field, uids)
                     following.extend(((child_type, uid), whole or follow is None) for uid in uids)

@@ -180,7 +180,8 @@ def load_side_changes(job: JobState, spec: JobSpec, side: str, standing: Any) ->
     standing()
     gone = _deleted_keys(adapter, deleted)
     with kept.engine_session():
-        tree, writes = plan_merge(kept, scratch, gone, list(adapter.top_level), type(adapter).__name__)
+        tree, writes = plan_merge(kept, scratch, gone, list(adapter.top_level), type(adapter).__name__,
+                                  echoes=side == "target")  # fmt: skip
         earlier = job.pair_step(f"{side}-tree")
         tree = union_trees(earlier, tree) if earlier else tree
         job.save_pair_step(f"{side}-tree", tree)
