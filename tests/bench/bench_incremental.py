@@ -13,8 +13,10 @@ engine's scoped diff of the same data. Targets: a scoped job at most 5% of the w
 that load by scope, 30% with adapters that do not.
 
 Incremental (``--incremental``): the SQLite demo inventory (``worker.adapters.demo_db``, ``--objects`` per
-side; ``--initial-share`` of the source edited) synced by a pair on the embedded runner: a cold (full) job, then
-``--change-share`` of the source changed (updates, creates, deletes), then the warm job (changes only); the
+side; ``--initial-share`` of the source edited) synced by a pair on the embedded runner (``--runner workers``: on
+2 real worker processes, Redis database ``--db``): a cold (full) job, then
+twice ``--change-share`` of the source changed (updates, creates, deletes) and a warm job (changes only): the
+first lists the cold job's own writes from the target's feed too, the second is a pair in its stride; the
 check is a full re-diff of both systems (a plan of the same sync without the pair) that must find nothing to
 do, and both files' rows equal. Target: the warm job at most 5% of the cold job's time.
 ``--verified-target``: the target cannot list its changes (its kept state is verified where the run looks).
@@ -146,33 +148,41 @@ def incremental(args: argparse.Namespace) -> List[str]:
     change_inventory_db(paths["source"], round(made * args.initial_share), seed=0)
     target = "verified" if args.verified_target else "lists its changes"
     print(f"{sites} sites, {made} objects per side (SQLite files in {folder}, {time.perf_counter() - started:.0f} s "
-          f"to build); runner: embedded; target {target}")  # fmt: skip
+          f"to build); runner: {args.runner}; target {target}")  # fmt: skip
     pair = f"bench-{uuid.uuid4().hex[:8]}"
     target_kwargs = {"path": paths["target"], "changes": not args.verified_target}
+    run, stop = (timed, lambda: MEMORY_PAIRS.forget(pair)) if args.runner == "embedded" else on_workers(args, pair)
 
     def spec(**extra: Any) -> JobSpec:
         return JobSpec.from_data({"source": "demo-db", "target": "demo-db", "source_kwargs": {"path": paths["source"]},
                                   "target_kwargs": target_kwargs, "allow_deletes": True, **extra})  # fmt: skip
 
-    cold_seconds, cold = timed(spec(pair=pair))
-    edits = change_inventory_db(paths["source"], round(made * args.change_share), seed=1)
-    warm_seconds, warm = timed(spec(pair=pair))
-    MEMORY_PAIRS.forget(pair)
-    # The check: a full re-diff of both systems, each loaded whole (a plan of the same sync, without the pair).
-    check_seconds, check = timed(spec(dry_run=True))
+    try:
+        cold_seconds, cold = run(spec(pair=pair))
+        edits = change_inventory_db(paths["source"], round(made * args.change_share), seed=1)
+        first_seconds, first = run(spec(pair=pair))  # its target's feed also lists the cold job's own writes
+        edits = change_inventory_db(paths["source"], round(made * args.change_share), seed=2)
+        warm_seconds, warm = run(spec(pair=pair))  # a pair in its stride: the last run was a warm one too
+        # The check: a full re-diff of both systems, each loaded whole (a plan of the same sync, no pair).
+        check_seconds, check = run(spec(dry_run=True))
+    finally:
+        stop()
     left = {kind: check["summary"][kind] for kind in ("create", "update", "delete")}
     equal = db_state(paths["source"]) == db_state(paths["target"])
     share = warm_seconds / cold_seconds
-    print(f"source changed: {edits} objects ({edits / made:.2%})")
+    print(f"source changed before each warm job: {edits} objects ({edits / made:.2%})")
     print(f"{'job':34} {'seconds':>8} {'share':>7} {'target':>7} {'ops':>7}")
     print(f"{'cold (full) job of the pair':34} {cold_seconds:8.2f} {1:7.1%} {'':>7} {cold['operations']:7d}")
-    print(f"{'warm job (changes only)':34} {warm_seconds:8.2f} {share:7.1%} {'5%':>7} {warm['operations']:7d}"
+    print(f"{'first warm job (after the cold one)':34} {first_seconds:8.2f} {first_seconds / cold_seconds:7.1%} "
+          f"{'':>7} {first['operations']:7d}")  # fmt: skip
+    print(f"{'warm job (after a warm one)':34} {warm_seconds:8.2f} {share:7.1%} {'5%':>7} {warm['operations']:7d}"
           f"{'' if share <= 0.05 else '  MISSED'}")  # fmt: skip
     for stage in ("load-source", "load-target", "diff", "plan", "sync", "finish"):
         if stage in warm["seconds"]:
             print(f"  warm {stage:29} {warm['seconds'][stage]:8.2f}")
     print(f"{'check: full re-diff (plan)':34} {check_seconds:8.2f} {check_seconds / cold_seconds:7.1%} "
           f"{'':>7} left to do: {left}; rows equal: {equal}")  # fmt: skip
+    print(f"first warm run: {first['pair']}")
     print(f"warm run: {warm['pair']}")
     missed = []
     if share > 0.05:
@@ -182,6 +192,37 @@ def incremental(args: argparse.Namespace) -> List[str]:
     for path in paths.values():
         Path(path).unlink(missing_ok=True)
     return missed
+
+
+def on_workers(args: argparse.Namespace, pair: str) -> Tuple[Any, Any]:
+    """2 real worker processes with the default settings (Redis database ``--db``, emptied before and after):
+    a function that runs a job on them and times it, and one that stops them."""
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from _workers import start_worker, stop_workers, wait_for_workers  # the tests' real worker processes
+    from redis import Redis
+
+    from worker import forget_pair, submit_spec
+
+    client = Redis.from_url(os.environ["SHARDSYNC_BROKER_URL"])
+    client.flushdb()
+    logs = Path(tempfile.mkdtemp(prefix="bench-incremental-"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [start_worker(name, logs, env=env) for name in ("bench1", "bench2")]
+    wait_for_workers(["bench1", "bench2"], procs)
+
+    def run(spec: JobSpec) -> Tuple[float, Dict[str, Any]]:
+        started = time.perf_counter()
+        report = submit_spec(spec).wait(3600)
+        return time.perf_counter() - started, report
+
+    def stop() -> None:
+        forget_pair(pair)
+        stop_workers(procs)
+        client.flushdb()
+
+    return run, stop
 
 
 def events(args: argparse.Namespace) -> List[str]:
@@ -251,8 +292,10 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=204_000, help="objects per side")
     parser.add_argument("--scope-share", type=float, default=0.01, help="share of the top-level elements in scope")
     parser.add_argument("--hook-latency", type=float, default=0.0, help="seconds each write to the target takes")
-    parser.add_argument("--incremental", action="store_true", help="the incremental pair's target (embedded runner)")
+    parser.add_argument("--incremental", action="store_true", help="the incremental pair's target")
     parser.add_argument("--change-share", type=float, default=0.005, help="share of the source changed between runs")
+    parser.add_argument("--runner", choices=["embedded", "workers"], default="embedded",
+                        help="--incremental on the embedded runner, or on 2 real workers (Redis database --db)")
     parser.add_argument("--initial-share", type=float, default=0.01, help="share of objects the first run syncs")
     parser.add_argument("--verified-target", action="store_true", help="a target without cursors (verified)")
     parser.add_argument("--events", action="store_true", help="the coalescing resyncs' targets (real workers)")
