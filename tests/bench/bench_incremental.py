@@ -179,7 +179,13 @@ def incremental(args: argparse.Namespace) -> List[str]:
           f"{'' if share <= 0.05 else '  MISSED'}")  # fmt: skip
     for stage in ("load-source", "load-target", "diff", "plan", "sync", "finish"):
         if stage in warm["seconds"]:
-            print(f"  warm {stage:29} {warm['seconds'][stage]:8.2f}")
+            print(f"  warm {stage:29} {warm['seconds'][stage]:8.2f}   (cold: {cold['seconds'].get(stage, 0.0):.2f})")
+    # The floor: the warm job's writes, at what each operation cost the cold job's sync (any job that applies
+    # these changes pays that); the rest of the warm job is what reading only the changes costs.
+    floor = warm["operations"] * cold["seconds"].get("sync", 0.0) / max(1, cold["operations"])
+    print(f"  {'floor: its writes at the cold cost':32} {floor:8.2f} {floor / cold_seconds:7.1%}")
+    rest = warm_seconds - floor
+    print(f"  {'the rest (above the floor)':32} {rest:8.2f} {rest / cold_seconds:7.1%}")
     print(f"{'check: full re-diff (plan)':34} {check_seconds:8.2f} {check_seconds / cold_seconds:7.1%} "
           f"{'':>7} left to do: {left}; rows equal: {equal}")  # fmt: skip
     print(f"first warm run: {first['pair']}")

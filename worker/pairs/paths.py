@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from core.adapter import Adapter
-from core.exceptions import ObjectNotFound
+from core.exceptions import ObjectAlreadyExists, ObjectNotFound
 from core.model import DiffSyncModel
 from core.store import BaseStore
 from core.store.local import LocalStore
@@ -238,7 +238,10 @@ def replace_subtree(kept: BaseStore, live: BaseStore, root: Tuple[str, str]) -> 
         for obj in found.values():
             copy = obj.model_copy()
             copy.adapter = kept.adapter
-            kept.add(obj=copy)
+            try:
+                kept.add(obj=copy)
+            except ObjectAlreadyExists:  # held elsewhere in the kept store (moved, in the live target): replaced
+                kept.update(obj=copy)
             for child_type, field in obj.get_children_mapping().items():
                 level.extend((child_type, uid) for uid in getattr(obj, field) or [])
 

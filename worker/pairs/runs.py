@@ -167,9 +167,17 @@ def load_side_changes(job: JobState, spec: JobSpec, side: str, standing: Any) ->
     since = (job.pair_step("run") or {}).get("since", {}).get(side)
     if side == "target" and (since is None or not can_list_changes(spec.target)):
         tree = _saved_tree(job, "source")
-        drifted = verify(job, spec, adapter, kept, tree, standing)
+        live, drifted = verify(spec, adapter, kept, tree, standing)
+        # Saved before the kept subtrees are replaced: a delivery again, finding no drift left, keeps this.
+        earlier = job.pair_step("target") or {}
+        drifted = list(dict.fromkeys(list(earlier.get("drifted", [])) + drifted))
+        tree = union_trees(job.pair_step("target-tree"), tree)
         job.save_pair_step("target-tree", tree)
         job.save_pair_step("target", {"cursor": None, "drifted": drifted, "paths": len(tree["roots"])})
+        standing()
+        with kept.engine_session():
+            for root in drifted:
+                replace_subtree(kept, live, tuple(root.split(" ", 1)))  # type: ignore[arg-type]
         return {"objects": kept.count(), "seconds": time.perf_counter() - started, "verified": len(tree["roots"]),
                 "drifted": len(drifted)}  # fmt: skip
     cursor = _checked_cursor(adapter)
@@ -225,20 +233,20 @@ def run_tree(job: JobState) -> Dict[str, Any]:
 
 
 def verify(
-    job: JobState, spec: JobSpec, adapter: Adapter, kept: BaseStore, tree: Dict[str, Any], standing: Any
-) -> List[str]:
+    spec: JobSpec, adapter: Adapter, kept: BaseStore, tree: Dict[str, Any], standing: Any
+) -> Tuple[BaseStore, List[str]]:
     """Load the touched top-level subtrees from the live target and compare the paths with the kept ones.
 
     A root whose path differs (someone wrote to the target behind the pair's back, or a failed run's write
-    landed without its record) has its kept subtree replaced by the live one and is compared whole. Returns
-    the drifted roots as ``"type uid"``; the tree is changed in place.
+    landed without its record) is to have its kept subtree replaced by the live one, and is compared whole (the
+    tree is changed in place). Reads only; returns the live store and the drifted roots as ``"type uid"``.
     """
     roots = [tuple(key) for key in tree["roots"]]
-    if not roots:
-        return []
-    scope = spec.scope_obj or Scope()
     live = LocalStore()
     attach(adapter, live)
+    if not roots:
+        return live, []
+    scope = spec.scope_obj or Scope()
     wanted = Scope(types=scope.types, ids=[uid for _, uid in roots], where=scope.where, children=scope.children)
     with time_limit(get_settings().load_timeout, f"{type(adapter).__name__}.load_scoped()"):
         adapter.load_scoped(wanted)
@@ -248,15 +256,11 @@ def verify(
         for root in roots:
             if path_digest(kept, root, tree) != path_digest(live, root, tree):
                 drifted.append(f"{root[0]} {root[1]}")
-                replace_subtree(kept, live, root)
                 tree["nodes"][node_key(*root)] = None
-        flush = getattr(kept, "flush", None)
-        if flush is not None:
-            flush()
     if drifted:
         logger.warning("Target drifted behind the pair's back: kept state replaced", subtrees=drifted[:20],
                        count=len(drifted))  # fmt: skip
-    return drifted
+    return live, drifted
 
 
 def pruned_adapters(job: JobState, spec: JobSpec) -> Tuple[Adapter, Adapter]:
