@@ -80,8 +80,8 @@ def diff(ctx: StepContext) -> Optional[Dict[str, Any]]:
             set_up(ctx)
         hand_over_ranges(ctx)
         return None
-    source, target = pruned_adapters(job, spec) if changes else ctx.adapters()
     started = time.perf_counter()
+    source, target = pruned_adapters(job, spec) if changes else ctx.adapters()
     last = [0.0]
 
     def on_progress(stage: str, current: int, total: int) -> None:
