@@ -152,8 +152,12 @@ class PairSteps(ABC):
         """The pair the job is a run of (its spec's ``pair``), or None; read once per state object."""
         cached = self.__dict__.get("_pair_name", _UNREAD)
         if cached is _UNREAD:
-            data = self.spec_data() or {}
+            try:
+                data = self.spec_data() or {}
+            except Exception:  # noqa: BLE001 - an unreadable spec names no pair (the job ends as invalid)
+                data = {}
             cached = data.get("pair") if isinstance(data, dict) else None
+            cached = cached if isinstance(cached, str) and cached else None
             self.__dict__["_pair_name"] = cached
         return cached  # type: ignore[no-any-return]
 
