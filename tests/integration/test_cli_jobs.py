@@ -122,8 +122,9 @@ def test_sync_on_a_terminal_shows_a_live_display_and_ctrl_c_detaches(redis_db: R
         terminal.wait_for(r"sync.*━")  # the bars of the live display
         assert "\x1b[" in terminal.read()
         terminal.proc.send_signal(signal.SIGINT)
-        assert terminal.end() == 130
+        code = terminal.end()
         out = terminal.read()
+        assert code == 130, f"exit {code}; the terminal showed:\n{out[-3000:]}"  # what to read when it is not
         assert f"detached from job {job_id}, which goes on" in out and f"shardsync watch {job_id}" in out
         assert "Traceback" not in out
         assert not JobHandle(job_id).done()
