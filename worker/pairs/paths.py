@@ -59,6 +59,16 @@ def read_objects(store: BaseStore, wanted: Iterable[Key]) -> Dict[Key, DiffSyncM
     return found
 
 
+_NONE: Set[str] = frozenset()  # type: ignore[assignment]
+
+
+def _by_type(keys: Sequence[Key]) -> Dict[str, Set[str]]:
+    found: Dict[str, Set[str]] = {}
+    for modelname, uid in keys:
+        found.setdefault(modelname, set()).add(uid)
+    return found
+
+
 def plan_merge(
     kept: BaseStore,
     scratch: BaseStore,
@@ -93,6 +103,7 @@ def plan_merge(
             )
     gone_set = set(gone)
     before = read_objects(kept, list(dict.fromkeys([*loaded, *parent_of, *gone])))
+    gone_of, held_of = _by_type(gone), _by_type([*loaded, *before])  # uids by type: no tuple per look-up
     changed: List[Key] = []
     lost_from: Dict[Key, Key] = {}  # a deleted child -> the object that listed it in the kept store
     follow_of: Dict[Key, Dict[str, List[str]]] = {}
@@ -103,15 +114,16 @@ def plan_merge(
         follow: Dict[str, List[str]] = {}
         for child_type, field in obj.get_children_mapping().items():
             old_ids = list(getattr(old, field) or []) if old is not None else []
-            old_set = set(old_ids)
+            deleted, held = gone_of.get(child_type, _NONE), held_of.get(child_type, _NONE)
             # A child listed here that neither the changes nor the kept store hold would dangle: left out.
-            new_ids = [uid for uid in getattr(obj, field) or [] if (child_type, uid) not in gone_set
-                       and ((child_type, uid) in loaded or (child_type, uid) in before)]  # fmt: skip
-            lost = [uid for uid in old_ids if (child_type, uid) in gone_set]
+            new_ids = [uid for uid in getattr(obj, field) or [] if uid in held and uid not in deleted]
+            lost = [uid for uid in old_ids if uid in deleted] if deleted else []
             lost_from.update(((child_type, uid), key) for uid in lost)
-            follow[child_type] = list(dict.fromkeys(new_ids + lost))
-            merged = [uid for uid in old_ids if (child_type, uid) not in gone_set]
-            merged += [uid for uid in new_ids if uid not in old_set]
+            follow[child_type] = list(dict.fromkeys(new_ids + lost)) if lost else new_ids
+            merged = [uid for uid in old_ids if uid not in deleted] if lost else old_ids
+            if new_ids:
+                old_set = set(old_ids)
+                merged = merged + [uid for uid in new_ids if uid not in old_set]
             differs = differs or merged != old_ids
             setattr(obj, field, merged)
         follow_of[key] = follow
