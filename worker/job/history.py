@@ -66,6 +66,7 @@ def job_summary(job: RedisJobState) -> Optional[Dict[str, Any]]:
         "apply_of": spec.get("apply_of"),
         "applied_by": info.get("applied_by"),
         "scope": _scope_text(spec.get("scope")),
+        "pair": spec.get("pair"),
         "summary": job.summary(),
         "failures": int(report.get("failures_total", len(report.get("failures", [])))) if report else 0,
         "error": report.get("error") if report else None,

@@ -305,3 +305,15 @@ def test_pages_answer_for_a_signed_in_viewer(app: Any, client_redis: Redis) -> N
     assert "a plan: nothing applied" in page and 'id="approve"' not in page  # a viewer has no buttons
     answer = client.get("/jobs?since=someday", headers={"accept": "text/html"})
     assert answer.status_code == 422 and "since &#39;someday&#39;" in answer.text
+
+
+def test_the_job_page_says_what_run_of_its_pair_a_job_was(app: Any, client_redis: Redis) -> None:
+    job = make_job(client_redis, status="", pair="nautobot-netbox")
+    pair = {"name": "nautobot-netbox", "run": "changes", "reason": "the pair's kept state is warm", "paths": 12,
+            "cursors_advanced": False}  # fmt: skip
+    job.save_report({"status": "failed", "operations": 0, "failures": [], "pair": pair}, 3600)
+    client = TestClient(app)
+    client.post("/login", data={"token": VIEWER, "next": "/jobs"})
+    page = client.get(f"/jobs/{job.job_id}").text
+    shown = re.search(r'<dd id="pair">(.*?)</dd>', page).group(1)
+    assert shown == "nautobot-netbox: a changes run (the pair&#39;s kept state is warm), 12 changed paths; cursors kept"
