@@ -252,3 +252,28 @@ def test_full_reconcile_every_n_runs(tmp_path, monkeypatch) -> None:
         MEMORY_PAIRS.forget(pair)
         monkeypatch.delenv("SHARDSYNC_PAIR_FULL_EVERY")
         get_settings.cache_clear()
+
+
+class Orphans(DbInventoryAdapter):
+    """A feed that loads a changed interface without its device and site: its path cannot be known."""
+
+    def load_changes(self, since: Any) -> Any:
+        self.add(self.interface(device="site-0001__dev-00", name="et-0/0/0", description="orphan"))
+        return {}
+
+
+def test_a_feed_that_breaks_the_contract_fails_the_run_naming_it_and_moves_no_cursor(tmp_path) -> None:
+    register_adapter("test-db-orphans", Orphans)
+    paths = systems(tmp_path)
+    pair = f"p-{uuid.uuid4().hex}"
+    try:
+        data = {"source": "test-db-orphans", "target": "demo-db", "source_kwargs": {"path": paths["source"]},
+                "target_kwargs": {"path": paths["target"]}, "pair": pair, "allow_deletes": True}  # fmt: skip
+        run_local(JobSpec.from_data(data))
+        before = MEMORY_PAIRS.record(pair)
+        with pytest.raises(JobFailed, match=r"Orphans.load_changes\(\) loaded interface .* without its parent"):
+            run_local(JobSpec.from_data(data))
+        assert MEMORY_PAIRS.record(pair)["cursors"] == before["cursors"]
+    finally:
+        MEMORY_PAIRS.forget(pair)
+        unregister_adapter("test-db-orphans")
