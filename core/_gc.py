@@ -71,6 +71,8 @@ def frozen_heap() -> Iterator[None]:
             _froze = gc.get_freeze_count() == 0
             if _froze:
                 gc.freeze()
+        elif _froze:
+            gc.freeze()  # nested in a freeze of ours: what was made since is frozen too, till the outermost end
         _freeze_depth += 1
     try:
         yield

@@ -13,6 +13,7 @@ import socket
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Optional, Sequence, Set, Tuple
 
+from core._gc import frozen_heap
 from core.limits import Limits
 from worker.errors import InvalidJob, JobFailed
 from worker.hooks import DEFAULT_HOOKS
@@ -116,7 +117,10 @@ def run_local(
     runner = LocalRunner(callback)
     runner.enqueue("start", spec.job_id)
     try:
-        runner.run(job, Delivery(hostname=f"local@{socket.gethostname()}"))
+        # What this process held before the job (an incremental pair's kept stores: millions of objects) is
+        # left out of the collector's scans while the job runs; the objects the job makes are collected as ever.
+        with frozen_heap():
+            runner.run(job, Delivery(hostname=f"local@{socket.gethostname()}"))
     finally:
         forget_attached()  # the shards' adapters hold this job's stores: let them go with the job
     report = job.report()
