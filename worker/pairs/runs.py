@@ -47,7 +47,7 @@ from worker.pairs.paths import (
 )
 from worker.settings import get_settings
 from worker.state.base import JobState, pack, unpack
-from worker.state.pairs import RedisPairs
+from worker.state.pairs import MemoryPairs, RedisPairs
 from worker.state.redis import RedisJobState
 from worker.targets.timeout import time_limit
 
@@ -101,6 +101,8 @@ def decide(job: JobState, spec: JobSpec) -> Dict[str, Any]:
         reason = "asked for (full)"
     elif record is None:
         reason = "the pair's first run (or its kept state expired or was forgotten)"
+        if isinstance(pairs, MemoryPairs):
+            reason += "; the embedded runner keeps a pair in its own process only"
     elif record.get("state") != "warm":
         reason = "the pair's last full run did not complete"
     elif not can_list_changes(spec.source) or (record.get("cursors") or {}).get("source") is None:
