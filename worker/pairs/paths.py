@@ -214,26 +214,29 @@ def gone_sets(tree: Dict[str, Any]) -> Dict[str, Set[str]]:
     return {modelname: set(uids) for modelname, uids in tree.get("gone", {}).items()}
 
 
-def path_digest(store: BaseStore, root: Tuple[str, str], tree: Dict[str, Any]) -> List[Any]:
-    """What a store holds along a tree's paths from one root: objects, attributes and whole children lists."""
+def path_digests(store: BaseStore, roots: Sequence[Key], tree: Dict[str, Any]) -> Dict[Key, List[Any]]:
+    """What a store holds along a tree's paths, per root: objects, attributes and whole children lists.
+
+    All roots are walked together, level by level (one read per type and level from a Redis store).
+    """
     nodes, gone = tree["nodes"], gone_sets(tree)
-    seen: List[Any] = []
-    level: List[Tuple[Key, bool]] = [((root[0], root[1]), False)]
+    seen: Dict[Key, List[Any]] = {root: [] for root in roots}
+    level: List[Tuple[Key, Key, bool]] = [(root, root, False) for root in roots]  # (object, its root, whole)
     while level:
-        found = read_objects(store, [key for key, _ in level])
-        following: List[Tuple[Key, bool]] = []
-        for key, whole in level:
+        found = read_objects(store, [key for key, _, _ in level])
+        following: List[Tuple[Key, Key, bool]] = []
+        for key, root, whole in level:
             obj = found.get(key)
             if obj is None:
-                seen.append([key[0], key[1], None])
+                seen[root].append([key[0], key[1], None])
                 continue
             lists = {child_type: sorted(getattr(obj, field) or []) for child_type, field in
                      obj.get_children_mapping().items()}  # fmt: skip
-            seen.append([key[0], key[1], pack(obj.get_attrs()), lists])
+            seen[root].append([key[0], key[1], pack(obj.get_attrs()), lists])
             follow = None if whole else nodes.get(node_key(*key))
             for child_type, uids in lists.items():
                 chosen = followed(uids, follow, child_type, gone)
-                following.extend(((child_type, uid), whole or follow is None) for uid in chosen)
+                following.extend(((child_type, uid), root, whole or follow is None) for uid in chosen)
         level = following
     return seen
 

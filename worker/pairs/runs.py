@@ -39,7 +39,7 @@ from worker.pairs.paths import (
     apply_merge,
     attach,
     node_key,
-    path_digest,
+    path_digests,
     plan_merge,
     pruned_store,
     replace_subtree,
@@ -243,7 +243,7 @@ def verify(
     landed without its record) is to have its kept subtree replaced by the live one, and is compared whole (the
     tree is changed in place). Reads only; returns the live store and the drifted roots as ``"type uid"``.
     """
-    roots = [tuple(key) for key in tree["roots"]]
+    roots: List[Key] = [(str(key[0]), str(key[1])) for key in tree["roots"]]
     live = LocalStore()
     attach(adapter, live)
     if not roots:
@@ -255,10 +255,11 @@ def verify(
     standing()
     drifted: List[str] = []
     with kept.engine_session():
-        for root in roots:
-            if path_digest(kept, root, tree) != path_digest(live, root, tree):
-                drifted.append(f"{root[0]} {root[1]}")
-                tree["nodes"][node_key(*root)] = None
+        kept_paths, live_paths = path_digests(kept, roots, tree), path_digests(live, roots, tree)
+    for root in roots:
+        if kept_paths[root] != live_paths[root]:
+            drifted.append(f"{root[0]} {root[1]}")
+            tree["nodes"][node_key(*root)] = None
     if drifted:
         logger.warning("Target drifted behind the pair's back: kept state replaced", subtrees=drifted[:20],
                        count=len(drifted))  # fmt: skip
