@@ -58,15 +58,22 @@ def shardsync(*args: str, env: Dict[str, str] | None = None, timeout: float = 12
     )
 
 
+SIGINT_DEFAULT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"  # noqa: E501
+
+
 class Terminal:
     """A command on a pseudo-terminal: what a person at a terminal sees."""
 
     def __init__(self, *args: str) -> None:
         self.master, slave = pty.openpty()
         env = {**worker_env(), "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+        # As at a terminal, Ctrl-C is not ignored: a test suite run in the background (`cmd &` in a shell without
+        # job control) inherits SIGINT ignored, and an exec'd program keeps that. The command is exec'd from a
+        # shim that restores the default first.
         self.proc = subprocess.Popen(
-            [*COMMAND, *args], cwd=str(ROOT), env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
-        )
+            [sys.executable, "-c", SIGINT_DEFAULT, *COMMAND, *args], cwd=str(ROOT), env=env, stdin=slave,
+            stdout=slave, stderr=slave, start_new_session=True,
+        )  # fmt: skip
         os.close(slave)
         self.output = b""
 
