@@ -150,7 +150,8 @@ def pair_key(name: str) -> str:
 
     Fields (msgpack values): ``identity`` (source, target, kwargs, scope, flags), ``state`` (``warm`` once a
     job of the pair succeeded, ``loading`` while a full run refills its stores), ``cursors`` (per side),
-    ``runs`` (jobs since the last full reconcile), ``full_at`` (server time of that one), ``job`` (the last).
+    ``runs`` (jobs since the last full reconcile), ``full_at`` (server time of that one), ``job`` (the last to
+    write it), ``running`` (the run started last: ``forget`` refuses while it has no report).
     """
     return f"{ROOT}:~pair:{name}"
 
