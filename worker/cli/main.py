@@ -6,6 +6,7 @@ failed job from bad input, an unreachable Redis, a timeout or a job that complet
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -25,7 +26,7 @@ from worker.cli.views import JOB_ID, guarded, known_job, register_views
 from worker.cli.web import web
 from worker.errors import InvalidJob, InvalidSetting, JobFailed, RedisUnavailable, ShardsyncError, UnknownAdapter
 from worker.job.spec import JobSpec
-from worker.pairs.runs import forget_pair
+from worker.pairs.runs import forget_pair, list_pairs
 from worker.runners.local import run_local
 
 NO_WORKER_AFTER = 5.0
@@ -306,6 +307,29 @@ def cancel(job_id: str, reason: str) -> int:
     click.echo(
         f"job {job_id}: cancel requested; running shards stop before their next subtree (shardsync watch {job_id})"
     )
+    return Exit.OK
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print them as one JSON list")
+def pairs(as_json: bool) -> int:
+    """List the incremental pairs kept in Redis: what they sync, their state, last run and objects."""
+    try:
+        found = list_pairs()
+    except ShardsyncError as err:
+        _err("pairs", str(err))
+        return Exit.REDIS
+    if as_json:
+        click.echo(json.dumps(found, sort_keys=True, default=str))
+        return Exit.OK
+    if not found:
+        click.echo("no pair is kept (a job with --pair NAME keeps one)")
+    for pair in found:
+        click.echo(
+            f"{pair['pair']}: {pair['source']} -> {pair['target']}, {pair['state']}, last job {pair['last_job']}, "
+            f"{pair['runs_since_full']} runs since the full one of {pair['full_at'] or 'never'}; objects "
+            f"{pair['objects']['source']} / {pair['objects']['target']}"
+        )
     return Exit.OK
 
 

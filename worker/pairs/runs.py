@@ -33,6 +33,7 @@ from core.store.local import LocalStore
 from worker.adapters.registry import get_adapter
 from worker.connection import reaching_redis, redis_client
 from worker.errors import InvalidJob, describe
+from worker.job.report import iso
 from worker.job.spec import JobSpec
 from worker.pairs.paths import (
     Key,
@@ -338,3 +339,27 @@ def forget_pair(name: str) -> bool:
             if state.spec_data() is not None and state.report() is None:
                 raise InvalidJob(f"job {running} of pair {name!r} is running: cancel it or wait for its end first")
         return pairs.forget(name)
+
+
+def list_pairs() -> List[Dict[str, Any]]:
+    """The incremental pairs this deployment keeps: name, what they sync, state, last run, cursors, objects.
+
+    Raises:
+        RedisUnavailable: if Redis does not answer.
+    """
+    with reaching_redis("list the kept pairs"):
+        pairs = RedisPairs(redis_client())
+        found = []
+        for name in pairs.names():
+            record = pairs.record(name)
+            if record is None:
+                continue  # forgotten or expired meanwhile
+            identity = record.get("identity") or {}
+            found.append({
+                "pair": name, "source": identity.get("source"), "target": identity.get("target"),
+                "scope": identity.get("scope"), "state": record.get("state"), "last_job": record.get("job"),
+                "running": record.get("running"), "runs_since_full": int(record.get("runs", 0)),
+                "full_at": iso(record.get("full_at")) if record.get("full_at") else None,
+                "cursors": record.get("cursors") or {}, "objects": pairs.objects(name),
+            })  # fmt: skip
+        return found

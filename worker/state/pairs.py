@@ -85,6 +85,16 @@ class RedisPairs(PairKeeper):
         store.clear()
         return store
 
+    def names(self) -> List[str]:
+        """The pairs kept in this deployment's Redis (a scan of their records' keys)."""
+        prefix = keys.pair_key("")
+        found = {key.decode()[len(prefix) :] for key in self.client.scan_iter(match=f"{prefix}*", count=1000)}
+        return sorted(found)
+
+    def objects(self, name: str) -> Dict[str, int]:
+        """How many objects each kept store holds (Redis's own counts: no scan)."""
+        return {side: self.store(name, side).count() for side in SIDES}
+
     def forget(self, name: str) -> bool:
         """Delete the record, then the stores by their exact key names."""
         existed = bool(self.client.delete(keys.pair_key(name)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -65,3 +66,18 @@ def test_forget_drops_the_record_and_both_stores_but_not_while_a_run_runs(pair) 
     assert not list(client.scan_iter(match=f"*pair-{name}-*")) and not client.exists(keys.pair_key(name))
     again = CliRunner().invoke(cli, ["forget", name])
     assert again.exit_code == 0 and "was not kept" in again.output
+
+
+def test_pairs_lists_what_each_kept_pair_syncs_and_holds(pair) -> None:
+    client, name = pair
+    loaded(client, name)
+    identity = {"source": "demo", "target": "demo-api", "scope": None}
+    RedisPairs(client).save(name, {"identity": identity, "state": "warm", "job": "j-1", "runs": 3, "full_at": 0.0,
+                                   "cursors": {"source": 41, "target": None}})  # fmt: skip
+    result = CliRunner().invoke(cli, ["pairs", "--json"])
+    assert result.exit_code == 0, result.output
+    (found,) = [entry for entry in json.loads(result.output) if entry["pair"] == name]
+    assert found["state"] == "warm" and found["runs_since_full"] == 3 and found["cursors"]["source"] == 41
+    assert found["objects"] == {"source": 14, "target": 14} and found["full_at"] is None  # 2 sites of 2 of 2
+    shown = CliRunner().invoke(cli, ["pairs"]).output
+    assert f"{name}: demo -> demo-api, warm, last job j-1, 3 runs since the full one of never; objects 14 / 14" in shown
