@@ -163,6 +163,7 @@ def spec_of(job: JobState) -> JobSpec:
         ) from None
     if spec.job_id != job.job_id:  # a message's task id that is not the job it names
         raise InvalidJob(f"invalid job spec: job_id {spec.job_id!r} is not the id of job {job.job_id!r}")
+    job.know_pair(spec.pair)  # the state's stores follow it: no second read of the spec for that
     return spec
 
 

@@ -171,6 +171,10 @@ class PairSteps(ABC):
             self.__dict__["_pair_name"] = cached
         return cached  # type: ignore[no-any-return]
 
+    def know_pair(self, name: Optional[str]) -> None:
+        """Take the job's pair from a spec read and checked already (``pair_name`` then reads nothing)."""
+        self.__dict__["_pair_name"] = name
+
     @abstractmethod
     def pairs(self) -> PairKeeper:
         """Where this job's pairs are kept."""
