@@ -13,7 +13,7 @@ then joins its tree to the saved one: ``union_trees``).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 from core.adapter import Adapter
 from core.exceptions import ObjectAlreadyExists, ObjectNotFound
@@ -214,31 +214,45 @@ def gone_sets(tree: Dict[str, Any]) -> Dict[str, Set[str]]:
     return {modelname: set(uids) for modelname, uids in tree.get("gone", {}).items()}
 
 
-def path_digests(store: BaseStore, roots: Sequence[Key], tree: Dict[str, Any]) -> Dict[Key, List[Any]]:
-    """What a store holds along a tree's paths, per root: objects, attributes and whole children lists.
+def walk_paths(
+    store: BaseStore, roots: Sequence[Key], tree: Dict[str, Any]
+) -> Iterator[Tuple[Key, Key, Optional[DiffSyncModel], Dict[str, List[str]]]]:
+    """Every object along the tree's paths from these roots, with the children followed below it.
 
-    All roots are walked together, level by level (one read per type and level from a Redis store).
+    Yields its key, its root, it (None if the store lacks it) and the children followed by type (none for a
+    leaf type). All roots are walked together, level by level: one read per type and level from a Redis store.
     """
     nodes, gone = tree["nodes"], gone_sets(tree)
-    seen: Dict[Key, List[Any]] = {root: [] for root in roots}
     level: List[Tuple[Key, Key, bool]] = [(root, root, False) for root in roots]  # (object, its root, whole)
     while level:
         found = read_objects(store, [key for key, _, _ in level])
         following: List[Tuple[Key, Key, bool]] = []
         for key, root, whole in level:
             obj = found.get(key)
-            if obj is None:
-                seen[root].append([key[0], key[1], None])
-                continue
-            lists = {child_type: sorted(getattr(obj, field) or []) for child_type, field in
-                     obj.get_children_mapping().items()}  # fmt: skip
-            seen[root].append([key[0], key[1], pack(obj.get_attrs()), lists])
-            follow = None if whole else nodes.get(node_key(*key))
-            for child_type, uids in lists.items():
-                chosen = followed(uids, follow, child_type, gone)
-                following.extend(((child_type, uid), root, whole or follow is None) for uid in chosen)
+            chosen: Dict[str, List[str]] = {}
+            if obj is not None:
+                follow = None if whole else nodes.get(node_key(*key))
+                for child_type, field in obj.get_children_mapping().items():
+                    chosen[child_type] = followed(list(getattr(obj, field) or []), follow, child_type, gone)
+                    following.extend(((child_type, uid), root, whole or follow is None) for uid in chosen[child_type])
+            yield key, root, obj, chosen
         level = following
-    return seen
+
+
+def path_digests(store: BaseStore, roots: Sequence[Key], tree: Dict[str, Any]) -> Dict[Key, List[Any]]:
+    """What a store holds along a tree's paths, per root: objects, attributes and whole children lists.
+
+    In unique-id order, whatever order the store keeps children in.
+    """
+    seen: Dict[Key, List[Any]] = {root: [] for root in roots}
+    for key, root, obj, _ in walk_paths(store, roots, tree):
+        if obj is None:
+            seen[root].append([key[0], key[1], None])
+            continue
+        lists = {child_type: sorted(getattr(obj, field) or []) for child_type, field in
+                 obj.get_children_mapping().items()}  # fmt: skip
+        seen[root].append([key[0], key[1], pack(obj.get_attrs()), lists])
+    return {root: sorted(entries, key=lambda entry: (entry[0], entry[1])) for root, entries in seen.items()}
 
 
 def replace_subtree(kept: BaseStore, live: BaseStore, root: Tuple[str, str]) -> None:
@@ -270,27 +284,17 @@ def pruned_store(kept: BaseStore, tree: Dict[str, Any], adapter: Adapter) -> Loc
     """A store of copies of the kept objects on the tree's paths, each listing only the children followed."""
     out = LocalStore()
     attach(adapter, out)
-    nodes, gone = tree["nodes"], gone_sets(tree)
-    level: List[Tuple[Key, bool]] = [((str(key[0]), str(key[1])), False) for key in tree["roots"]]
+    roots = [(str(key[0]), str(key[1])) for key in tree["roots"]]
     with kept.engine_session():
-        while level:
-            found = read_objects(kept, [key for key, _ in level])
-            following: List[Tuple[Key, bool]] = []
-            for key, whole in level:
-                obj = found.get(key)
-                if obj is None:
-                    continue
-                mapping = obj.get_children_mapping()
-                if not mapping:  # nothing to cut: the kept object itself (a diff only reads it)
-                    out.update(obj=obj)
-                    continue
-                copy = obj.model_copy()
-                follow = None if whole else nodes.get(node_key(*key))
-                for child_type, field in mapping.items():
-                    uids = followed(list(getattr(obj, field) or []), follow, child_type, gone)
-                    setattr(copy, field, uids)
-                    following.extend(((child_type, uid), whole or follow is None) for uid in uids)
-                copy.adapter = adapter
-                out.update(obj=copy)  # a copy, once per path: nothing to check an add for
-            level = following
+        for _, _, obj, chosen in walk_paths(kept, roots, tree):
+            if obj is None:
+                continue
+            if not chosen:  # nothing to cut: the kept object itself (a diff only reads it)
+                out.update(obj=obj)
+                continue
+            copy = obj.model_copy()
+            for child_type, field in obj.get_children_mapping().items():
+                setattr(copy, field, chosen[child_type])
+            copy.adapter = adapter
+            out.update(obj=copy)  # a copy, once per path: nothing to check an add for
     return out
