@@ -233,7 +233,7 @@ def walk_paths(
             if obj is not None:
                 follow = None if whole else nodes.get(node_key(*key))
                 for child_type, field in obj.get_children_mapping().items():
-                    chosen[child_type] = followed(list(getattr(obj, field) or []), follow, child_type, gone)
+                    chosen[child_type] = followed(getattr(obj, field) or [], follow, child_type, gone)  # a new list
                     following.extend(((child_type, uid), root, whole or follow is None) for uid in chosen[child_type])
             yield key, root, obj, chosen
         level = following
